@@ -1,0 +1,3 @@
+"""mrl_ref: Matryoshka Representation Learning with a hand-written NumPy autograd."""
+
+__all__ = []

@@ -1,0 +1,88 @@
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+from hypothesis.extra import numpy as hnp
+
+from adanns_ref._validate import as_float32_matrix, as_int, as_labels, check_metric, check_prefix_dim
+
+
+def test_float32_c_contiguous_is_not_copied():
+    x = np.ones((3, 4), np.float32)
+    assert as_float32_matrix(x) is x
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float16, np.int32, np.uint8, bool])
+def test_other_real_dtypes_convert_once(dtype):
+    x = np.arange(12).reshape(3, 4).astype(dtype)
+    out = as_float32_matrix(x)
+    assert out.dtype == np.float32 and out.flags.c_contiguous
+    np.testing.assert_array_equal(out, x.astype(np.float32))
+
+
+def test_fortran_order_and_lists_become_c_contiguous():
+    x = np.asfortranarray(np.arange(6, dtype=np.float32).reshape(2, 3))
+    assert as_float32_matrix(x).flags.c_contiguous
+    assert as_float32_matrix([[1, 2], [3, 4]]).shape == (2, 2)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_rejected_with_row(bad):
+    x = np.zeros((4, 2), np.float32)
+    x[2, 1] = bad
+    with pytest.raises(ValueError, match="row 2"):
+        as_float32_matrix(x)
+
+
+def test_float64_overflowing_float32_rejected():
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        as_float32_matrix(np.array([[1e300, 0.0]]))
+
+
+def test_shape_errors():
+    with pytest.raises(ValueError, match="reshape"):
+        as_float32_matrix(np.zeros(3))
+    with pytest.raises(ValueError, match="2-D"):
+        as_float32_matrix(np.zeros((2, 2, 2)))
+    with pytest.raises(ValueError, match="4 were expected"):
+        as_float32_matrix(np.zeros((2, 3)), d=4)
+    with pytest.raises(ValueError, match="at least one column"):
+        as_float32_matrix(np.zeros((2, 0)))
+    with pytest.raises(ValueError, match="at least 5"):
+        as_float32_matrix(np.zeros((2, 3)), min_rows=5)
+
+
+@pytest.mark.parametrize("bad", [np.array([["a"]]), np.array([[1 + 2j]]), np.array([[None]], dtype=object)])
+def test_non_real_types_rejected(bad):
+    with pytest.raises(TypeError):
+        as_float32_matrix(bad)
+
+
+def test_as_int():
+    assert as_int(np.int64(3), "k", 1) == 3
+    with pytest.raises(ValueError, match="k must be >= 1"):
+        as_int(0, "k", 1)
+    with pytest.raises(ValueError, match="<= 4"):
+        as_int(5, "d", 1, 4)
+    for bad in (2.0, True, "3", None):
+        with pytest.raises(TypeError):
+            as_int(bad, "k")
+
+
+def test_prefix_dim_metric_labels():
+    assert check_prefix_dim(None, 8) == 8
+    with pytest.raises(ValueError):
+        check_prefix_dim(9, 8, "d_c")
+    with pytest.raises(ValueError, match="'cosine'"):
+        check_metric("cosine")
+    assert as_labels(np.array([1, 2], np.uint8)).dtype == np.int64
+    with pytest.raises(ValueError, match="3 were expected"):
+        as_labels([1, 2], n=3)
+    with pytest.raises(TypeError):
+        as_labels([1.5, 2.0])
+
+
+@settings(max_examples=50, deadline=None)
+@given(hnp.arrays(np.float64, hnp.array_shapes(min_dims=2, max_dims=2, min_side=1, max_side=6),
+                  elements=st.floats(-1e6, 1e6)))
+def test_finite_values_roundtrip_as_float32(x):
+    np.testing.assert_array_equal(as_float32_matrix(x), x.astype(np.float32))
