@@ -72,3 +72,11 @@ def test_atomic_write_leaves_old_file_on_failure(tmp_path):
         atomic_write(p, boom)
     assert p.read_text() == "old"
     assert sorted(os.listdir(tmp_path)) == ["out.txt"]
+
+
+def test_atomic_write_uses_normal_file_permissions(tmp_path):
+    p = tmp_path / "perm.txt"
+    atomic_write_text(p, "x")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (p.stat().st_mode & 0o777) == (0o666 & ~umask)
