@@ -10,6 +10,7 @@ import json
 import os
 import tempfile
 import zipfile
+import zlib
 
 import numpy as np
 
@@ -66,7 +67,7 @@ def load_npz(path, kind, version, required):
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {name: z[name] for name in z.files}
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as exc:
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, KeyError, NotImplementedError) as exc:
         raise ValueError(f"{path}: not a readable .npz index file ({exc})") from exc
     for field in ("__kind__", "__version__", "__params__"):
         if field not in arrays:

@@ -72,3 +72,21 @@ def as_labels(y, name="labels", n=None):
     if n is not None and arr.shape[0] != n:
         raise ValueError(f"{name} has {arr.shape[0]} entries but {n} were expected")
     return arr.astype(np.int64, copy=False)
+
+
+def as_ids(I, name, n_db=None):
+    """2-D integer id array (int64) with values in [-1, n_db)."""
+    arr = np.asarray(I)
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (n_queries, k), got shape {arr.shape}")
+    if arr.dtype.kind not in "iu":
+        raise TypeError(f"{name} must hold integer ids (int64 as faiss returns), got dtype {arr.dtype}")
+    arr = arr.astype(np.int64, copy=False)
+    if arr.size:
+        lo, hi = int(arr.min()), int(arr.max())
+        if lo < -1:
+            raise ValueError(f"{name} contains id {lo}; ids must be >= 0, or -1 for a missing result")
+        if n_db is not None and hi >= n_db:
+            raise ValueError(f"{name} contains id {hi} but the database has only {n_db} items "
+                             f"(labels for ids 0..{n_db - 1}); pass the labels of the searched database")
+    return arr

@@ -1,0 +1,311 @@
+"""Top-k selection: numba heap primitives and the blocked exact k-NN search every index reuses.
+
+Heap. A query's k best results live in two arrays, ``hd`` float32[k] (distances) and ``hi``
+int64[k] (ids), arranged as a binary max-heap on the lexicographic key (distance, id): the root
+``(hd[0], hi[0])`` is the worst result kept so far. Lower distance is better; among equal
+distances the smaller id is better. A candidate (d, i) enters iff (d, i) < (hd[0], hi[0]), so the
+heap always holds the k smallest keys seen, whatever order candidates arrive in. Empty slots are
+(+inf, -1). For inner product, kernels push the *negated* similarity -<q, x> and `finalize`
+flips the sign back, so one max-heap serves both metrics.
+
+Exact search, for queries q_i (nq, d) and database x_j (nb, d), float32:
+
+    l2:  D_ij = ||q_i||^2 + ||x_j||^2 - 2 <q_i, x_j>,  clamped at 0      (faiss's BLAS form)
+    ip:  D_ij = <q_i, x_j>, results sorted by decreasing D_ij
+
+computed block by block (``Q_BLOCK`` queries x ``DB_BLOCK`` database rows, one BLAS GEMM per
+block, so memory stays O(Q_BLOCK * DB_BLOCK)) and merged into the per-query heaps by a parallel
+numba kernel. As in faiss (`knn_L2sqr` / `knn_inner_product`), small problems with
+nq * d < ``BLAS_THRESHOLD`` skip BLAS and compute each distance directly
+(sum_t (q_t - x_t)^2 or sum_t q_t x_t).
+
+Direct sums (`simd_sum`, also used by the IVF scan and for the norms of the BLAS form) follow
+the summation order of faiss's AVX-512 `fvec_L2sqr` / `fvec_inner_product`, with every
+multiply-add fused (one rounding):
+
+    16 lanes:  a_l = fma chain over t = l, l + 16, ... < m16 = d - d mod 16   (l = 0..15)
+    8 lanes:   b_l = a_l + a_{l+8}; if d - m16 >= 8, one more fma per lane at t = m16 + l
+    4 lanes:   c_l = b_l + b_{l+4};  s = (c_0 + c_2) + (c_1 + c_3)
+    tail:      s = fma(., ., s) for each remaining t, in order
+
+faiss-identical: the distance formulas and the BLAS/direct switch; direct-path distances are
+bit-identical to faiss where faiss dispatches to AVX-512 (other SIMD levels sum in another
+order: last-bit differences); -1 / +-FLT_MAX padding; the returned order. Not bit-identical:
+the GEMM itself (numpy's OpenBLAS vs the one faiss links; about 97 % of the products agree bit
+for bit, the rest within float32 rounding), so BLAS-path distances agree to ~1e-6 relative
+(more where the L2 form cancels, i.e. near-duplicates; as in faiss, equal database vectors can
+get distances differing in the last bit). Ties: here always the smaller id first, for both
+metrics. faiss does the same for L2 exact search, but for inner product it lists equal
+similarities by *decreasing* id, and the members it keeps of a tie group cut at rank k depend
+on heap history; compare such groups as sets (`adanns_ref.testing.assert_knn_equal`). faiss
+also splits the *database* over threads when nq < threads; here a single query runs on one
+thread (same results, lower single-query throughput).
+"""
+from concurrent.futures import ThreadPoolExecutor
+
+import numba
+import numpy as np
+from llvmlite import ir
+from numba.core import cgutils, types
+from numba.extending import intrinsic
+from threadpoolctl import threadpool_limits
+
+FLT_MAX = np.float32(np.finfo(np.float32).max)  # 3.4028235e38, faiss's "no result" distance
+BLAS_THRESHOLD = 128000  # faiss `distance_compute_blas_threshold`: nq * d below it -> direct form
+Q_BLOCK = 1024  # queries per GEMM block and worker (faiss: 4096; 1024 measured as fast or faster)
+DB_BLOCK = 1024  # database rows per GEMM block (faiss: distance_compute_blas_database_bs)
+POOL_MIN_WORK = 1 << 27  # nq * nb * d multiply-adds (a few ms) below which one thread searches
+
+
+@intrinsic
+def simd_sum(typingctx, x, y, l2):
+    """float32 sum_t (x_t - y_t)^2 (l2 True) or sum_t x_t * y_t over t < len(x), in faiss's
+    AVX-512 order (module docstring). x, y: C-contiguous float32 1-D, len(y) >= len(x).
+
+    Written as LLVM IR because numba does not vectorise the 16 independent fma chains itself;
+    the vector registers hold the lanes, so the sum costs about what faiss's does.
+    """
+    def contiguous_f32(a):
+        return isinstance(a, types.Array) and a.dtype == types.float32 and a.ndim == 1 and a.layout == "C"
+
+    if not (contiguous_f32(x) and contiguous_f32(y) and isinstance(l2, types.Boolean)):
+        return None  # not typed for these arguments: numba reports the mismatch
+
+    def codegen(context, builder, signature, args):
+        f32, i32 = ir.FloatType(), ir.IntType(32)
+        xa = context.make_array(signature.args[0])(context, builder, args[0])
+        ya = context.make_array(signature.args[1])(context, builder, args[1])
+        d = builder.extract_value(xa.shape, 0)
+        n = lambda v: ir.Constant(d.type, v)
+        is_l2 = args[2]
+
+        def fma_step(lanes, t, acc):
+            """acc + u * v lane-wise with one rounding; u = v = x - y (l2) or u = x, v = y."""
+            ty = ir.VectorType(f32, lanes) if lanes > 1 else f32
+            load = lambda a: builder.load(builder.bitcast(builder.gep(a.data, [t]), ty.as_pointer()), align=4)
+            xv, yv = load(xa), load(ya)
+            diff = builder.fsub(xv, yv)
+            name = f"llvm.fma.v{lanes}f32" if lanes > 1 else "llvm.fma.f32"
+            fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ty, [ty] * 3), name)
+            return builder.call(fma, [builder.select(is_l2, diff, xv), builder.select(is_l2, diff, yv), acc])
+
+        def add_halves(v, lanes):
+            """lane l of the result = v_l + v_{l + lanes/2}."""
+            half = lambda lo: ir.Constant(ir.VectorType(i32, lanes // 2), list(range(lo, lo + lanes // 2)))
+            lo = builder.shuffle_vector(v, v, half(0))
+            return builder.fadd(lo, builder.shuffle_vector(v, v, half(lanes // 2)))
+
+        m16 = builder.sub(d, builder.srem(d, n(16)))
+        acc16 = cgutils.alloca_once_value(builder, ir.Constant(ir.VectorType(f32, 16), [0.0] * 16))
+        with cgutils.for_range_slice(builder, n(0), m16, n(16)) as (t0, _):
+            builder.store(fma_step(16, t0, builder.load(acc16)), acc16)
+        acc8 = cgutils.alloca_once_value(builder, add_halves(builder.load(acc16), 16))
+        tail = cgutils.alloca_once_value(builder, m16)
+        with builder.if_then(builder.icmp_signed(">=", builder.sub(d, m16), n(8))):
+            builder.store(fma_step(8, m16, builder.load(acc8)), acc8)
+            builder.store(builder.add(m16, n(8)), tail)
+        acc4 = add_halves(builder.load(acc8), 8)
+        lane = lambda i: builder.extract_element(acc4, ir.Constant(i32, i))
+        s = cgutils.alloca_once_value(builder, builder.fadd(builder.fadd(lane(0), lane(2)),
+                                                            builder.fadd(lane(1), lane(3))))
+        with cgutils.for_range_slice(builder, builder.load(tail), d, n(1)) as (t, _):
+            builder.store(fma_step(1, t, builder.load(s)), s)
+        return builder.load(s)
+
+    return types.float32(x, y, l2), codegen
+
+
+@numba.njit(cache=True)
+def l2sqr(x, y, d):
+    """Squared L2 distance between the first d entries of x and y (`simd_sum` order)."""
+    return simd_sum(x[:d], y[:d], True)
+
+
+@numba.njit(cache=True)
+def inner(x, y, d):
+    """Inner product of the first d entries of x and y (`simd_sum` order)."""
+    return simd_sum(x[:d], y[:d], False)
+
+
+@numba.njit(cache=True, parallel=True)
+def sq_norms(x):
+    """||x_i||^2 per row of x (n, d), float32, in faiss's `fvec_norm_L2sqr` order."""
+    out = np.empty(x.shape[0], dtype=np.float32)
+    for i in numba.prange(x.shape[0]):
+        out[i] = simd_sum(x[i], x[i], False)
+    return out
+
+
+@numba.njit(cache=True)
+def heap_init(hd, hi):
+    """Fill a heap with empty slots (+inf, -1)."""
+    hd[:] = np.inf
+    hi[:] = -1
+
+
+@numba.njit(cache=True)
+def _worse(d1, i1, d2, i2):
+    """(d1, i1) > (d2, i2) lexicographically: the first result ranks after the second."""
+    return d1 > d2 or (d1 == d2 and i1 > i2)
+
+
+@numba.njit(cache=True)
+def _sift_down(hd, hi, size, d, i):
+    """Place (d, i) at the root of the heap hd[:size] and restore the max-heap property."""
+    pos = 0
+    while True:
+        child = 2 * pos + 1
+        if child >= size:
+            break
+        right = child + 1
+        if right < size and _worse(hd[right], hi[right], hd[child], hi[child]):
+            child = right
+        if not _worse(hd[child], hi[child], d, i):
+            break
+        hd[pos] = hd[child]
+        hi[pos] = hi[child]
+        pos = child
+    hd[pos] = d
+    hi[pos] = i
+
+
+@numba.njit(cache=True)
+def heap_push(hd, hi, d, i):
+    """Offer candidate (d, i); it replaces the root iff it ranks before it. Returns True if kept."""
+    if _worse(d, i, hd[0], hi[0]) or (d == hd[0] and i == hi[0]):
+        return False
+    _sift_down(hd, hi, hd.shape[0], d, i)
+    return True
+
+
+@numba.njit(cache=True)
+def heap_sort(hd, hi):
+    """Sort a heap in place, ascending by (distance, id); empty slots (+inf, -1) end up last."""
+    for end in range(hd.shape[0] - 1, 0, -1):
+        d, i = hd[end], hi[end]
+        hd[end], hi[end] = hd[0], hi[0]  # the root is the worst of hd[:end+1]
+        _sift_down(hd, hi, end, d, i)
+
+
+@numba.njit(cache=True, nogil=True)
+def _merge_l2_block(ip, q_norms, x_norms, j0, hd, hi):
+    """Turn a GEMM block ip[r, j] = <q_r, x_{j0+j}> into squared L2 (in place) and push it into
+    heaps hd[r]. Two passes per row, as faiss: the first vectorises, the second rarely pushes."""
+    two = np.float32(2.0)
+    zero = np.float32(0.0)
+    for r in range(ip.shape[0]):
+        rd, ri, qn, row = hd[r], hi[r], q_norms[r], ip[r]
+        for j in range(row.shape[0]):
+            # cancellation can make identical vectors slightly negative
+            row[j] = max(qn + x_norms[j] - two * row[j], zero)
+        for j in range(row.shape[0]):
+            if row[j] < rd[0]:  # cheap pre-test: ids only grow, so an equal distance never enters
+                heap_push(rd, ri, row[j], j0 + j)
+
+
+@numba.njit(cache=True, nogil=True)
+def _merge_ip_block(ip, j0, hd, hi):
+    """Push the negated similarities of a GEMM block into heaps hd[r]."""
+    for r in range(ip.shape[0]):
+        rd, ri, row = hd[r], hi[r], ip[r]
+        for j in range(row.shape[0]):
+            if -row[j] < rd[0]:
+                heap_push(rd, ri, -row[j], j0 + j)
+
+
+@numba.njit(cache=True, parallel=True)
+def _scan_direct(xq, xb, use_ip, hd, hi):
+    """Direct-form exact search for small query batches: every (q, x) pair, heaps filled in place."""
+    for r in numba.prange(xq.shape[0]):
+        rd, ri = hd[r], hi[r]
+        for j in range(xb.shape[0]):
+            dis = simd_sum(xq[r], xb[j], not use_ip)
+            if use_ip:
+                dis = -dis
+            if dis < rd[0]:
+                heap_push(rd, ri, dis, j)
+
+
+@numba.njit(cache=True, parallel=True)
+def sort_heaps(hd, hi):
+    """heap_sort every row of (n, k) heap arrays, in parallel over rows."""
+    for r in numba.prange(hd.shape[0]):
+        heap_sort(hd[r], hi[r])
+
+
+def new_heaps(n, k):
+    """(n, k) float32 distances and int64 ids, all slots empty (+inf, -1)."""
+    return np.full((n, k), np.inf, dtype=np.float32), np.full((n, k), -1, dtype=np.int64)
+
+
+def finalize(D, I, metric):
+    """Turn sorted internal heaps into faiss output, in place; returns (D, I).
+
+    Internal distances are lower-is-better (negated similarity for "ip"). Output: "l2" keeps
+    them, "ip" flips the sign back (so rows read in decreasing similarity); slots with id -1 get
+    +FLT_MAX for "l2" and -FLT_MAX for "ip", as faiss pads missing results.
+    """
+    if metric == "ip":
+        np.negative(D, out=D)
+        D[I < 0] = -FLT_MAX
+    else:
+        D[I < 0] = FLT_MAX
+    return D, I
+
+
+def _blas_search(xq, xb, use_ip, hd, hi):
+    """BLAS-form search filling heaps hd/hi (nq, k): GEMM block by block, then merge.
+
+    Each worker thread takes whole query blocks and runs GEMM with single-threaded BLAS and the
+    merge kernel (which releases the GIL). One pool of numba.get_num_threads() workers, rather
+    than multi-threaded BLAS alternating with a parallel numba merge: numpy's OpenBLAS threads
+    spin after each call and starve numba's threads (measured 5x slower on 2 cores).
+    """
+    nq, nb = xq.shape[0], xb.shape[0]
+    x_norms = None if use_ip else sq_norms(xb)
+    q_norms = None if use_ip else sq_norms(xq)
+    workers = numba.get_num_threads()
+    n_blocks = workers * -(-nq // (workers * Q_BLOCK))  # a multiple of workers: balanced load
+    q_block = -(-nq // n_blocks)
+    db_block = min(nb, DB_BLOCK)
+
+    def search_block(i0):
+        q = xq[i0:i0 + q_block]
+        heaps = hd[i0:i0 + q_block], hi[i0:i0 + q_block]
+        buf = np.empty(q.shape[0] * db_block, dtype=np.float32)
+        for j0 in range(0, nb, db_block):
+            x = xb[j0:j0 + db_block]
+            ip = buf[:q.shape[0] * x.shape[0]].reshape(q.shape[0], x.shape[0])
+            np.matmul(q, x.T, out=ip)
+            if use_ip:
+                _merge_ip_block(ip, j0, *heaps)
+            else:
+                _merge_l2_block(ip, q_norms[i0:i0 + q_block], x_norms[j0:j0 + db_block], j0, *heaps)
+
+    if workers == 1 or nq * nb * xq.shape[1] < POOL_MIN_WORK:
+        for i0 in range(0, nq, q_block):  # the thread pool's setup would cost more than it saves
+            search_block(i0)
+        return
+    with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(workers) as pool:
+        list(pool.map(search_block, range(0, nq, q_block)))  # list() re-raises worker errors
+
+
+def knn_search(xq, xb, k, metric="l2"):
+    """Exact k-NN of each row of xq among the rows of xb -> (D float32 (nq, k), I int64 (nq, k)).
+
+    Inputs must already be validated: float32, C-contiguous, 2-D, equal widths; k >= 1, metric
+    "l2" or "ip". Results are sorted best first; with fewer than k database rows the tail is
+    padded with id -1 and distance +FLT_MAX ("l2") / -FLT_MAX ("ip"). Uses
+    numba.get_num_threads() threads.
+    """
+    nq, d = xq.shape
+    hd, hi = new_heaps(nq, k)
+    use_ip = metric == "ip"
+    if nq == 0 or xb.shape[0] == 0:
+        pass
+    elif nq * d < BLAS_THRESHOLD:
+        _scan_direct(xq, xb, use_ip, hd, hi)
+    else:
+        _blas_search(xq, xb, use_ip, hd, hi)
+    sort_heaps(hd, hi)
+    return finalize(hd, hi, metric)

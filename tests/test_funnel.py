@@ -1,0 +1,179 @@
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from adanns_ref.cost import funnel_flops
+from adanns_ref.funnel import funnel_search, rerank
+from adanns_ref.topk import knn_search
+from adanns_ref.truncate import prefix
+
+FLT_MAX = np.float32(np.finfo(np.float32).max)
+
+
+def _data(seed=0, n=400, nq=12, D=32):
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal((n, D)).astype(np.float32),
+            rng.standard_normal((nq, D)).astype(np.float32))
+
+
+def _ref_rank(xq, xb, cand, k, metric):
+    """Brute force: float64 distances of the candidates, full lexsort on (distance, id)."""
+    D = np.full((len(xq), k), FLT_MAX if metric == "l2" else -FLT_MAX, np.float32)
+    I = np.full((len(xq), k), -1, np.int64)
+    for r, ids in enumerate(cand):
+        ids = np.asarray([i for i in ids if i >= 0], np.int64)
+        diff = xb[ids].astype(np.float64) - xq[r].astype(np.float64)
+        if metric == "l2":
+            dist = (diff ** 2).sum(axis=1)
+            key = dist
+        else:
+            dist = xb[ids].astype(np.float64) @ xq[r].astype(np.float64)
+            key = -dist
+        order = np.lexsort((ids, key))[:k]
+        D[r, :len(order)], I[r, :len(order)] = dist[order], ids[order]
+    return D, I
+
+
+def _assert_same(D, I, D_ref, I_ref):
+    np.testing.assert_array_equal(I, I_ref)
+    np.testing.assert_allclose(D, D_ref, rtol=1e-5, atol=1e-5)
+    assert D.dtype == np.float32 and I.dtype == np.int64
+
+
+@pytest.mark.parametrize("metric", ["l2", "ip"])
+@pytest.mark.parametrize("normalize", [True, False])
+def test_rerank_matches_brute_force_on_shortlist(metric, normalize):
+    db, q = _data()
+    rng = np.random.default_rng(1)
+    I = np.stack([rng.permutation(len(db))[:30] for _ in range(len(q))])
+    I[::3, 5:9] = -1
+    D_out, I_out = rerank(I, db, q, dim=20, k=10, metric=metric, normalize=normalize)
+    xb, xq = prefix(db, 20, normalize), prefix(q, 20, normalize)
+    _assert_same(D_out, I_out, *_ref_rank(xq, xb, I, 10, metric))
+
+
+def test_rerank_never_mutates_its_input():
+    db, q = _data()
+    I = np.tile(np.arange(50, 0, -1), (len(q), 1))
+    before = I.copy()
+    rerank(I, db, q, 16, 5)
+    np.testing.assert_array_equal(I, before)
+    funnel_search(db, q, [(4, 40), (16, 20), (32, 5)])  # later stages must not see re-ranked lists
+    np.testing.assert_array_equal(I, before)
+
+
+def test_rerank_pads_short_and_empty_shortlists():
+    db, q = _data(nq=3)
+    I = np.array([[7, -1, 3, -1], [-1, -1, -1, -1], [2, 9, 4, 1]])
+    for metric, pad in (("l2", FLT_MAX), ("ip", -FLT_MAX)):
+        D_out, I_out = rerank(I, db, q, 32, 3, metric=metric)
+        assert sorted(I_out[0, :2]) == [3, 7] and I_out[0, 2] == -1 and D_out[0, 2] == pad
+        assert (I_out[1] == -1).all() and (D_out[1] == pad).all()
+        assert (I_out[2] >= 0).all()
+
+
+def test_rerank_ties_go_to_the_smaller_id_whatever_the_shortlist_order():
+    db, q = _data(n=20, nq=1)
+    db[[3, 11, 17]] = db[5]  # four identical vectors
+    for order in ([17, 11, 5, 3], [3, 5, 11, 17], [11, 3, 17, 5]):
+        _, I_out = rerank(np.array([order]), db, q, 32, 2)
+        np.testing.assert_array_equal(I_out, [[3, 5]])
+
+
+def test_rerank_in_blocks_equals_one_block(monkeypatch):
+    import adanns_ref.funnel as funnel
+    db, q = _data(nq=30)
+    rng = np.random.default_rng(2)
+    I = np.stack([rng.permutation(len(db))[:40] for _ in range(len(q))])
+    whole = rerank(I, db, q, 24, 7)
+    monkeypatch.setattr(funnel, "RERANK_BLOCK", 40 * 32 * 4)  # 4 queries per block
+    blocked = rerank(I, db, q, 24, 7)
+    np.testing.assert_array_equal(whole[0], blocked[0])
+    np.testing.assert_array_equal(whole[1], blocked[1])
+
+
+@pytest.mark.parametrize("metric", ["l2", "ip"])
+def test_one_stage_funnel_is_exact_search(metric):
+    db, q = _data()
+    D_f, I_f, flops = funnel_search(db, q, [(8, 10)], metric=metric)
+    D_e, I_e = knn_search(prefix(q, 8), prefix(db, 8), 10, metric)
+    np.testing.assert_array_equal(I_f, I_e)
+    np.testing.assert_array_equal(D_f, D_e)
+    assert flops == 8 * len(db)
+    xb, xq = prefix(db, 8), prefix(q, 8)
+    _assert_same(D_f, I_f, *_ref_rank(xq, xb, np.tile(np.arange(len(db)), (len(q), 1)), 10, metric))
+
+
+def test_adaptive_retrieval_matches_brute_force_cascade():
+    db, q = _data(seed=3)
+    D_out, I_out, flops = funnel_search(db, q, [(4, 50), (16, 20), (32, 5)])
+    all_ids = np.tile(np.arange(len(db)), (len(q), 1))
+    _, s0 = _ref_rank(prefix(q, 4), prefix(db, 4), all_ids, 50, "l2")
+    _, s1 = _ref_rank(prefix(q, 16), prefix(db, 16), s0, 20, "l2")
+    _assert_same(D_out, I_out, *_ref_rank(prefix(q, 32), prefix(db, 32), s1, 5, "l2"))
+    assert flops == funnel_flops(4, len(db), [(16, 50), (32, 20)]) == 4 * 400 + 16 * 50 + 32 * 20
+
+
+def test_shortlist_of_everything_equals_exact_search_at_the_last_dim():
+    db, q = _data(seed=4)
+    _, I_out, _ = funnel_search(db, q, [(2, len(db)), (32, 10)])
+    _, I_e = knn_search(prefix(q, 32), prefix(db, 32), 10, "l2")
+    np.testing.assert_array_equal(I_out, I_e)
+
+
+def test_adaptive_retrieval_matches_faiss_refine_flat():
+    faiss = pytest.importorskip("faiss")
+    db, q = _data(seed=5, n=3000, nq=40)
+    D, d0, k = db.shape[1], 8, 5
+    # faiss has no prefix search: a LinearTransform that keeps the first d0 dims plays stage 0,
+    # IndexRefineFlat re-ranks k * k_factor candidates with full-D exact distances.
+    lt = faiss.LinearTransform(D, d0, False)
+    faiss.copy_array_to_vector(np.eye(d0, D, dtype=np.float32).ravel(), lt.A)
+    lt.is_trained = True
+    index = faiss.IndexRefineFlat(faiss.IndexPreTransform(lt, faiss.IndexFlatL2(d0)))
+    index.add(db)
+    index.k_factor = 10
+    D_ref, I_ref = index.search(q, k)
+    D_out, I_out, _ = funnel_search(db, q, [(d0, 50), (D, k)], normalize=False)
+    np.testing.assert_array_equal(I_out, I_ref)
+    np.testing.assert_allclose(D_out, D_ref, rtol=1e-5, atol=1e-5)
+
+
+@settings(deadline=None, max_examples=25)
+@given(seed=st.integers(0, 2**31 - 1), d0=st.integers(1, 16), k0=st.integers(1, 60),
+       d1=st.integers(1, 16), shrink=st.integers(0, 59))
+def test_funnel_properties(seed, d0, k0, d1, shrink):
+    db, q = _data(seed, n=50, nq=4, D=16)
+    k1 = max(1, k0 - shrink)
+    D0, I0, _ = funnel_search(db, q, [(d0, k0)])
+    D1, I1, flops = funnel_search(db, q, [(d0, k0), (d1, k1)])
+    assert I1.shape == (4, k1)
+    for r in range(4):
+        valid = I1[r] >= 0
+        assert set(I1[r][valid]) <= set(I0[r][I0[r] >= 0])  # re-ranking only reorders the shortlist
+        assert valid.sum() == min(k1, k0, len(db))
+        assert np.all(np.diff(D1[r][valid]) >= 0)
+    assert flops == d0 * 50 + d1 * min(k0, 50)
+
+
+@pytest.mark.parametrize("call, exc, match", [
+    (lambda db, q: funnel_search(db, q, []), ValueError, "stages is empty"),
+    (lambda db, q: funnel_search(db, q, 16), TypeError, "sequence of"),
+    (lambda db, q: funnel_search(db, q, [(8, 10), (16, 20)]), ValueError, "shortlists must not grow"),
+    (lambda db, q: funnel_search(db, q, [(0, 10)]), ValueError, r"stages\[0\] dim must be >= 1"),
+    (lambda db, q: funnel_search(db, q, [(8, 10), (33, 5)]), ValueError, r"stages\[1\] dim must be <= 32"),
+    (lambda db, q: funnel_search(db, q, [(8, 0)]), ValueError, r"stages\[0\] k must be >= 1"),
+    (lambda db, q: funnel_search(db, q, [(8, 10, 3)]), ValueError, "must be a .dim, k. pair"),
+    (lambda db, q: funnel_search(db, q, [(8, 10)], metric="cosine"), ValueError, "metric must be"),
+    (lambda db, q: funnel_search(db, q[:, :16], [(8, 10)]), ValueError, "dimension mismatch"),
+    (lambda db, q: rerank(np.zeros((12, 3), int), db, q, 40, 2), ValueError, "dim must be <= 32"),
+    (lambda db, q: rerank(np.zeros((11, 3), int), db, q, 8, 2), ValueError, "11 rows but q_full has 12"),
+    (lambda db, q: rerank(np.full((12, 3), 400), db, q, 8, 2), ValueError, "contains id 400"),
+    (lambda db, q: rerank(np.zeros((12, 3)), db, q, 8, 2), TypeError, "integer ids"),
+    (lambda db, q: rerank(np.tile([1, 2, 1], (12, 1)), db, q, 8, 2), ValueError, "lists id 1 more than once"),
+    (lambda db, q: rerank(np.zeros((12, 1), int), db, q, 8, 0), ValueError, "k must be >= 1"),
+])
+def test_bad_inputs(call, exc, match):
+    db, q = _data()
+    with pytest.raises(exc, match=match):
+        call(db, q)

@@ -1,0 +1,207 @@
+import numba
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from adanns_ref import topk
+from adanns_ref.testing import assert_knn_equal
+
+faiss = pytest.importorskip("faiss")
+
+FLT_MAX = np.float32(3.4028235e38)
+
+
+def _data(nq, nb, d, seed=0):
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal((nq, d)).astype(np.float32),
+            rng.standard_normal((nb, d)).astype(np.float32))
+
+
+def _faiss_flat(xb, metric):
+    index = (faiss.IndexFlatL2 if metric == "l2" else faiss.IndexFlatIP)(xb.shape[1])
+    index.add(xb)
+    return index
+
+
+@settings(deadline=None, max_examples=60)
+@given(st.integers(1, 12),
+       st.lists(st.tuples(st.integers(0, 6), st.integers(0, 40)), max_size=60, unique_by=lambda t: t[1]))
+def test_heap_keeps_k_smallest_keys_in_order(k, items):
+    """Whatever the push order (ids not monotonic, many equal distances), the sorted heap is the
+    k lexicographically smallest (distance, id) pairs, then empty slots."""
+    hd = np.empty(k, np.float32)
+    hi = np.empty(k, np.int64)
+    topk.heap_init(hd, hi)
+    for dist, i in items:
+        topk.heap_push(hd, hi, np.float32(dist), i)
+    topk.heap_sort(hd, hi)
+    expected = sorted((float(dist), i) for dist, i in items)[:k]
+    got = [(float(a), int(b)) for a, b in zip(hd, hi) if b >= 0]
+    assert got == expected
+    assert (hi[len(expected):] == -1).all() and np.isinf(hd[len(expected):]).all()
+
+
+def test_heap_push_rejects_worse_and_equal_key_with_larger_id():
+    hd = np.array([5.0, 1.0], np.float32)  # a valid max-heap: root (5, 7) is the worst kept
+    hi = np.array([7, 3], np.int64)
+    assert not topk.heap_push(hd, hi, np.float32(6.0), 0)
+    assert not topk.heap_push(hd, hi, np.float32(5.0), 8)
+    assert topk.heap_push(hd, hi, np.float32(5.0), 2)  # same distance, smaller id wins
+    topk.heap_sort(hd, hi)
+    assert hi.tolist() == [3, 2]
+
+
+def test_finalize_flips_ip_sign_and_pads():
+    D = np.array([[-3.0, np.inf]], np.float32)
+    I = np.array([[4, -1]], np.int64)
+    topk.finalize(D, I, "ip")
+    assert D.tolist() == [[3.0, -FLT_MAX]]
+    D = np.array([[1.5, np.inf]], np.float32)
+    topk.finalize(D, I, "l2")
+    assert D.tolist() == [[1.5, FLT_MAX]]
+
+
+@pytest.mark.parametrize("metric", ["l2", "ip"])
+@pytest.mark.parametrize("nq,nb,d,k", [(7, 300, 16, 10),      # direct path (nq * d < 128000)
+                                       (2100, 1500, 64, 5),   # BLAS path, several blocks
+                                       (3, 40, 8, 1)])
+def test_knn_search_matches_faiss(metric, nq, nb, d, k):
+    xq, xb = _data(nq, nb, d)
+    D_ref, I_ref = _faiss_flat(xb, metric).search(xq, k)
+    D, I = topk.knn_search(xq, xb, k, metric)
+    assert D.dtype == np.float32 and I.dtype == np.int64 and D.shape == (nq, k)
+    np.testing.assert_array_equal(I, I_ref)
+    np.testing.assert_allclose(D, D_ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("metric", ["l2", "ip"])
+def test_knn_search_result_independent_of_block_sizes(metric, monkeypatch):
+    xq, xb = _data(2500, 700, 64, seed=3)
+    D1, I1 = topk.knn_search(xq, xb, 9, metric)
+    monkeypatch.setattr(topk, "Q_BLOCK", 333)
+    monkeypatch.setattr(topk, "DB_BLOCK", 50)
+    D2, I2 = topk.knn_search(xq, xb, 9, metric)
+    np.testing.assert_array_equal(I1, I2)
+    np.testing.assert_allclose(D1, D2, rtol=1e-6)  # GEMM rounding depends on the block shape
+
+
+@pytest.mark.parametrize("metric", ["l2", "ip"])
+@pytest.mark.parametrize("nq", [5, 2100])  # direct and BLAS paths
+def test_knn_search_pads_when_k_exceeds_database(metric, nq):
+    xq, xb = _data(nq, 6, 64, seed=1)
+    D_ref, I_ref = _faiss_flat(xb, metric).search(xq, 10)
+    D, I = topk.knn_search(xq, xb, 10, metric)
+    np.testing.assert_array_equal(I, I_ref)
+    pad = FLT_MAX if metric == "l2" else -FLT_MAX
+    assert (I[:, 6:] == -1).all() and (D[:, 6:] == pad).all()
+    np.testing.assert_allclose(D[:, :6], D_ref[:, :6], rtol=1e-5, atol=1e-5)
+
+
+def test_knn_search_empty_database_gives_all_missing():
+    xq, _ = _data(4, 0, 8)
+    D, I = topk.knn_search(xq, np.empty((0, 8), np.float32), 3, "ip")
+    assert (I == -1).all() and (D == -FLT_MAX).all()
+
+
+def _tripled(nq, seed=2):
+    xq, xb = _data(nq, 40, 64, seed=seed)
+    return xq, np.concatenate([xb, xb, xb])  # ids j, j + 40, j + 80 are equal vectors
+
+
+def test_knn_search_exact_ties_go_to_smaller_id():
+    xq, xb = _tripled(5)  # direct path: equal vectors give bit-equal distances
+    D, I = topk.knn_search(xq, xb, 8, "l2")
+    for row in I:  # each tie group holds the smallest ids of its vector, ascending
+        base = row % 40
+        for b in np.unique(base):
+            assert row[base == b].tolist() == [b + 40 * t for t in range((base == b).sum())]
+
+
+@pytest.mark.parametrize("nq", [5, 2100])
+def test_knn_search_ties_match_faiss_as_sets(nq):
+    # on the BLAS path equal vectors may differ in the last bit (GEMM edge kernels), as in faiss
+    xq, xb = _tripled(nq)
+    D, I = topk.knn_search(xq, xb, 8, "l2")
+    D_ref, I_ref = _faiss_flat(xb, "l2").search(xq, 8)
+    assert_knn_equal(D_ref, I_ref, D, I, rtol=1e-5, atol=1e-4)
+
+
+def test_knn_search_identical_vectors_have_zero_distance_on_blas_path():
+    rng = np.random.default_rng(5)
+    xb = (rng.standard_normal((50, 64)) * 100).astype(np.float32)
+    xq = np.repeat(xb, 50, axis=0)  # 2500 * 64 >= BLAS_THRESHOLD
+    D, I = topk.knn_search(xq, xb, 1, "l2")
+    assert (D[:, 0] >= 0).all()  # the BLAS form is clamped at zero like faiss's
+    np.testing.assert_array_equal(I[:, 0], np.repeat(np.arange(50), 50))
+
+
+def _avx512():
+    try:
+        with open("/proc/cpuinfo") as f:
+            return "avx512f" in f.read() and "AVX512" in faiss.get_compile_options()
+    except OSError:
+        return False
+
+
+@numba.njit(cache=True)
+def _all_pairs(xq, xb, l2):
+    out = np.empty((xq.shape[0], xb.shape[0]), np.float32)
+    for i in range(xq.shape[0]):
+        for j in range(xb.shape[0]):
+            out[i, j] = topk.simd_sum(xq[i], xb[j], l2)
+    return out
+
+
+@pytest.mark.parametrize("d", [1, 7, 8, 15, 16, 17, 24, 31, 33, 100, 128, 257])
+def test_simd_sum_matches_scalar_faiss_order_and_float64(d):
+    from adanns_ref.kmeans import _simd_sum  # independent scalar implementation of the order
+
+    @numba.njit
+    def scalar(xq, xb, l2):
+        out = np.empty((xq.shape[0], xb.shape[0]), np.float32)
+        acc = np.empty(16, np.float32)
+        for i in range(xq.shape[0]):
+            for j in range(xb.shape[0]):
+                out[i, j] = _simd_sum(xq[i], xb[j], l2, acc)
+        return out
+
+    xq, xb = _data(5, 40, d, seed=d)
+    for l2 in (True, False):
+        got = _all_pairs(xq, xb, l2)
+        np.testing.assert_array_equal(got, scalar(xq, xb, l2))
+        exact = (((xq[:, None, :].astype(np.float64) - xb[None]) ** 2).sum(-1) if l2
+                 else xq.astype(np.float64) @ xb.T.astype(np.float64))
+        np.testing.assert_allclose(got, exact, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(topk.sq_norms(xb), (xb.astype(np.float64) ** 2).sum(1), rtol=1e-5)
+
+
+@pytest.mark.skipif(not _avx512(), reason="bit-identity holds where faiss dispatches to AVX-512")
+@pytest.mark.parametrize("metric", ["l2", "ip"])
+def test_direct_path_is_bit_identical_to_faiss(metric):
+    xq, xb = _data(20, 700, 100, seed=9)
+    D_ref, I_ref = _faiss_flat(xb, metric).search(xq, 700)
+    D, I = topk.knn_search(xq, xb, 700, metric)
+    np.testing.assert_array_equal(I, I_ref)
+    np.testing.assert_array_equal(D, D_ref)
+
+
+def test_knn_search_accepts_read_only_inputs():
+    xq, xb = _data(3, 50, 8, seed=4)
+    xq.flags.writeable = False
+    xb.flags.writeable = False
+    D, I = topk.knn_search(xq, xb, 2, "l2")
+    assert I[:, 0].tolist() == np.argmin(((xq[:, None] - xb[None]) ** 2).sum(-1), axis=1).tolist()
+
+
+@pytest.mark.parametrize("metric", ["l2", "ip"])
+def test_thread_pool_and_serial_blas_paths_agree(metric, monkeypatch):
+    xq, xb = _data(2100, 300, 64, seed=6)
+    monkeypatch.setattr(topk, "POOL_MIN_WORK", 0)  # worker pool (when numba has > 1 thread)
+    D1, I1 = topk.knn_search(xq, xb, 6, metric)
+    monkeypatch.setattr(topk, "POOL_MIN_WORK", 1 << 62)  # one thread
+    D2, I2 = topk.knn_search(xq, xb, 6, metric)
+    np.testing.assert_array_equal(I1, I2)
+    np.testing.assert_allclose(D1, D2, rtol=1e-6)
+    D_ref, I_ref = _faiss_flat(xb, metric).search(xq, 6)
+    np.testing.assert_array_equal(I1, I_ref)
