@@ -1,0 +1,82 @@
+"""Linear / MLP: PyTorch-style init, post-ReLU embeddings, gradients, seeding, bad inputs."""
+import numpy as np
+import pytest
+
+from mrl_ref.autograd import Tensor
+from mrl_ref.nn import MLP, Linear
+
+from test_autograd import numeric_grads, rel_error
+
+
+def test_linear_init_is_uniform_in_pytorch_bound():
+    layer = Linear(100, 300, seed=0)
+    bound = 1 / np.sqrt(100)
+    w, b = layer.weight.data, layer.bias.data
+    assert w.shape == (300, 100) and b.shape == (300,) and w.dtype == np.float32
+    assert np.abs(w).max() <= bound and np.abs(b).max() <= bound
+    # U(-a, a): mean 0, variance a^2 / 3 (30,000 draws: loose but failing for a wrong bound)
+    assert abs(w.mean()) < 0.01 * bound
+    assert w.var() == pytest.approx(bound ** 2 / 3, rel=0.03)
+
+
+def test_linear_matches_torch_functional_linear():
+    torch = pytest.importorskip("torch", reason="torch.nn.functional.linear is the reference")
+    layer = Linear(5, 3, seed=1, dtype=np.float64)
+    x = np.random.default_rng(0).standard_normal((4, 5))
+    ref = torch.nn.functional.linear(torch.tensor(x), torch.tensor(layer.weight.data), torch.tensor(layer.bias.data))
+    np.testing.assert_allclose(layer(Tensor(x)).data, ref.numpy(), rtol=1e-12)
+
+
+def test_mlp_embedding_is_post_relu_and_seeded():
+    x = Tensor(np.random.default_rng(0).standard_normal((16, 10)).astype(np.float32))
+    a, b, c = MLP((10, 12, 6), seed=3), MLP((10, 12, 6), seed=3), MLP((10, 12, 6), seed=4)
+    za = a(x).data
+    assert za.shape == (16, 6) and za.dtype == np.float32 and np.all(za >= 0)
+    assert np.array_equal(za, b(x).data)
+    assert not np.array_equal(za, c(x).data)
+    assert len(a.parameters()) == 4
+
+
+def test_mlp_gradients_match_finite_differences():
+    rng = np.random.default_rng(2)
+    mlp = MLP((4, 5, 3), seed=0, dtype=np.float64)
+    x = rng.standard_normal((3, 4))
+    weights = rng.standard_normal((3, 3))
+    mlp(Tensor(x)).backward(weights)
+    params = [p.data for p in mlp.parameters()]
+
+    def f():
+        return float(np.sum(mlp(Tensor(x)).data * weights))
+    for p, num in zip(mlp.parameters(), numeric_grads(f, params)):
+        assert rel_error(p.grad, num) < 1e-6
+
+
+def test_mlp_dropout_only_with_a_generator():
+    mlp = MLP((10, 50, 50, 4), dropout=0.5, seed=0)
+    x = Tensor(np.ones((8, 10), dtype=np.float32))
+    plain = mlp(x).data
+    assert np.array_equal(plain, mlp(x).data)  # inference: deterministic, no dropout
+    d1 = mlp(x, rng=np.random.default_rng(1)).data
+    d2 = mlp(x, rng=np.random.default_rng(1)).data
+    assert np.array_equal(d1, d2) and not np.array_equal(d1, plain)
+
+
+def test_bad_layer_inputs():
+    with pytest.raises(ValueError, match="in_features must be >= 1"):
+        Linear(0, 3, seed=0)
+    with pytest.raises(TypeError, match="integer"):
+        Linear(2.5, 3, seed=0)
+    with pytest.raises(ValueError, match="seed"):
+        Linear(2, 3)
+    with pytest.raises(ValueError, match="either rng or seed"):
+        Linear(2, 3, rng=np.random.default_rng(0), seed=0)
+    with pytest.raises(TypeError, match="float32 or float64"):
+        Linear(2, 3, seed=0, dtype=np.int64)
+    with pytest.raises(ValueError, match="activation"):
+        MLP((4, 3), activation="tanh")
+    with pytest.raises(ValueError, match="at least"):
+        MLP((4,))
+    with pytest.raises(ValueError, match="dropout"):
+        MLP((4, 3), dropout=1.0)
+    with pytest.raises(ValueError, match="do not fit"):
+        MLP((4, 3), seed=0)(Tensor(np.ones((2, 5), dtype=np.float32)))
