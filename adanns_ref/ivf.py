@@ -1,0 +1,273 @@
+"""Inverted-file index (IVF) and AdANNS-IVF: clusters built at d_c dims, candidates scored at d_s.
+
+Let z_d denote the d-dim Matryoshka prefix of a vector (`truncate.prefix`: normalise at D,
+truncate, normalise again; with ``normalize=False`` plain truncation). With N_C = nlist
+centroids c_1..c_{N_C} (d_c dims, trained by k-means on the database prefixes x_{d_c}):
+
+    build:  list(x) = argmin_l ||x_{d_c} - c_l||^2          (ties -> smaller l; "ip": argmax <.,.>)
+    search: P(q)    = the nprobe nearest centroids of q_{d_c}  (nprobe clamped to N_C)
+            result  = the k ids j in the lists of P(q) with the smallest ||q_{d_s} - x_{j,d_s}||^2
+                      ("ip": largest <q_{d_s}, x_{j,d_s}>), ties -> smaller id
+
+Rigid IVF is d_c = d_s; AdANNS-IVF decouples them (any order: d_s < d_c and d_s > d_c both
+work). AdANNS-IVF-D: `search(..., d_c=, d_s=)` overrides both at query time on an index built
+once, without rebuilding: the lists stay as assigned at build time, the stored full-D vectors
+are re-prefixed at d_s, and for d_c below the build d_c the centroids are truncated to d_c
+(and re-normalised when ``normalize=True``; at the build d_c they are used as trained).
+Centroids only exist at the build d_c, so a query-time d_c cannot exceed it: build with
+d_c = D (the default) to keep every d_c available.
+
+Cost per query (`cost.ivf_flops`): d_c * N_C + d_s * (sum of the probed list sizes), averaged
+over the queries of the last search in `last_search_flops`.
+
+Storage (CSR): the full-D vectors as added, sorted by list, in `_data` (N, D) float32, their ids
+in `_ids` (N,) int64, list l at rows `_offsets[l]:_offsets[l+1]`; ids keep insertion order inside
+each list. Prefixes at a given d (and re-prefixed centroids) are computed once and cached until
+the next `add`/`reset`; each cached d costs N * d float32 of memory.
+
+faiss-identical (`IndexIVFFlat`) when d_c = d_s = D and ``normalize=False``: training (faiss's
+coarse k-means, `Level1Quantizer`/`IndexIVF` defaults: niter=10, seed 1234, max 256 points per
+centroid with subsampling, spherical k-means for "ip", via `kmeans.KMeans`), list assignment,
+ids, the scan distances (faiss's direct sums, bit-identical on AVX-512 machines), -1 /
++-FLT_MAX padding; with ``normalize=True`` it is `IndexIVFFlat` on the normalised vectors.
+Not faiss-identical: (1) ties: faiss scans the probed lists in probe order and drops a
+candidate that merely ties the current k-th result, so the member of a tie group straddling
+rank k it keeps depends on list order; we always keep the smaller id. (2) Routing near-ties:
+faiss routes each thread's slice of the queries separately and picks direct or BLAS-form
+distances per slice (`topk.BLAS_THRESHOLD`), we decide for the whole batch, so a query almost
+equidistant from two centroids can probe a different list. (3) faiss prints a warning when
+n < 39 * nlist training points; we do not print.
+"""
+import numba
+import numpy as np
+
+from . import cost
+from ._persist import load_npz, save_npz
+from ._validate import as_float32_matrix, as_int, check_metric, check_prefix_dim
+from .kmeans import KMeans
+from .topk import finalize, heap_push, knn_search, new_heaps, simd_sum, sort_heaps
+from .truncate import prefix
+
+_KIND, _VERSION = "IVFIndex", 1
+
+
+@numba.njit(cache=True, parallel=True)
+def _scan_lists(qs, xb, d_s, ids, offsets, probes, use_ip, hd, hi):
+    """For each query r, score every vector of the lists probes[r] on its first d_s dims.
+
+    qs (nq, d_s) query prefixes; xb (N, >= d_s) stored vectors in list order; ids (N,);
+    offsets (nlist + 1,); probes (nq, nprobe) list numbers; hd/hi (nq, k) heaps, filled in place.
+    """
+    for r in numba.prange(qs.shape[0]):
+        q = qs[r]
+        rd, ri = hd[r], hi[r]
+        for p in range(probes.shape[1]):
+            lst = probes[r, p]
+            for j in range(offsets[lst], offsets[lst + 1]):
+                dis = simd_sum(q, xb[j, :d_s], not use_ip)
+                heap_push(rd, ri, -dis if use_ip else dis, ids[j])
+
+
+def _check_bool(value, name):
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+class IVFIndex:
+    """IVF / AdANNS-IVF index over D-dim float32 vectors (see the module docstring).
+
+    Parameters: d = D the full dimension; nlist = N_C cells; d_c (build/routing dims, default D);
+    d_s (scoring dims, default D); metric "l2" or "ip"; normalize (Matryoshka re-normalised
+    prefixes, default True); niter, seed, max_points_per_centroid for the coarse k-means
+    (faiss's IVF defaults).
+
+    Attributes: `centroids` (nlist, d_c) float32 (None before training), `ntotal`, `is_trained`,
+    `last_search_flops` (float, mean FLOPs per query of the last search).
+    """
+
+    def __init__(self, d, nlist, d_c=None, d_s=None, metric="l2", normalize=True, niter=10,
+                 seed=1234, max_points_per_centroid=256):
+        self.d = as_int(d, "d", 1)
+        self.nlist = as_int(nlist, "nlist", 1)
+        self.d_c = check_prefix_dim(d_c, self.d, "d_c")
+        self.d_s = check_prefix_dim(d_s, self.d, "d_s")
+        self.metric = check_metric(metric)
+        self.normalize = _check_bool(normalize, "normalize")
+        self.niter = as_int(niter, "niter", 1)
+        self.seed = as_int(seed, "seed", 0, 2**31 - 1)
+        self.max_points_per_centroid = as_int(max_points_per_centroid, "max_points_per_centroid", 1)
+        self._centroids = None
+        self.last_search_flops = 0.0
+        self._set_lists(np.empty((0, self.d), np.float32), np.empty(0, np.int64),
+                        np.zeros(self.nlist + 1, np.int64))
+
+    # ----------------------------------------------------------------------- state
+
+    def _set_lists(self, data, ids, offsets):
+        self._data, self._ids, self._offsets = data, ids, offsets
+        self._prefix_cache = {}
+
+    @property
+    def ntotal(self):
+        return int(self._ids.shape[0])
+
+    @property
+    def is_trained(self):
+        return self._centroids is not None
+
+    @property
+    def centroids(self):
+        return None if self._centroids is None else self._centroids.copy()
+
+    def list_sizes(self):
+        """Number of vectors in each list, (nlist,) int64."""
+        return np.diff(self._offsets)
+
+    def list_ids(self, l):
+        """Ids stored in list l, in insertion order, (size,) int64 (a copy)."""
+        l = as_int(l, "l", 0, self.nlist - 1)
+        return self._ids[self._offsets[l]:self._offsets[l + 1]].copy()
+
+    def list_vectors(self, l):
+        """The full-D vectors stored in list l, as added, (size, D) float32 (a copy)."""
+        l = as_int(l, "l", 0, self.nlist - 1)
+        return self._data[self._offsets[l]:self._offsets[l + 1]].copy()
+
+    def _require_trained(self, verb):
+        if not self.is_trained:
+            raise ValueError(f"IVFIndex.{verb} called before training; "
+                             f"call train(x) or set_centroids(c) first")
+
+    # ----------------------------------------------------------------------- build
+
+    def train(self, x):
+        """k-means on the d_c prefixes of x (n, D), n >= nlist; sets `centroids`."""
+        x = as_float32_matrix(x, "x", d=self.d)
+        if x.shape[0] < self.nlist:
+            raise ValueError(f"training needs at least nlist={self.nlist} vectors, got {x.shape[0]}; "
+                             f"lower nlist or train on more data")
+        km = KMeans(self.nlist, niter=self.niter, seed=self.seed,
+                    max_points_per_centroid=self.max_points_per_centroid,
+                    spherical=self.metric == "ip", metric=self.metric)
+        self.set_centroids(km.fit(prefix(x, self.d_c, self.normalize)).centroids)
+
+    def set_centroids(self, c):
+        """Use given centroids c (nlist, d_c) instead of training (e.g. faiss's, for conformance)."""
+        c = as_float32_matrix(c, "centroids", d=self.d_c)
+        if c.shape[0] != self.nlist:
+            raise ValueError(f"centroids has {c.shape[0]} rows but nlist={self.nlist}")
+        if self.ntotal:
+            raise ValueError(f"the index already holds {self.ntotal} vectors assigned to the old "
+                             f"centroids; call reset() before re-training")
+        self._centroids = c.copy()
+        self._prefix_cache = {}
+
+    def add(self, x):
+        """Assign each row of x (n, D) to the list of its nearest centroid (at d_c) and store it;
+        ids continue from ntotal. Repacks the CSR arrays: O(ntotal) per call, so add in batches."""
+        x = as_float32_matrix(x, "x", d=self.d)
+        self._require_trained("add")
+        if x.shape[0] == 0:
+            return
+        assign = knn_search(prefix(x, self.d_c, self.normalize), self._centroids, 1, self.metric)[1][:, 0]
+        old_lists = np.repeat(np.arange(self.nlist), self.list_sizes())
+        # a stable sort keeps old entries before new ones and insertion order inside each list
+        order = np.argsort(np.concatenate([old_lists, assign]), kind="stable")
+        data = np.concatenate([self._data, x])[order]
+        ids = np.concatenate([self._ids, np.arange(self.ntotal, self.ntotal + x.shape[0])])[order]
+        offsets = np.zeros(self.nlist + 1, np.int64)
+        np.cumsum(np.bincount(np.concatenate([old_lists, assign]), minlength=self.nlist), out=offsets[1:])
+        self._set_lists(np.ascontiguousarray(data), ids, offsets)
+
+    def reset(self):
+        """Remove all vectors; the centroids are kept (faiss `IndexIVF.reset`)."""
+        self._set_lists(np.empty((0, self.d), np.float32), np.empty(0, np.int64),
+                        np.zeros(self.nlist + 1, np.int64))
+
+    # ----------------------------------------------------------------------- search
+
+    def _cached(self, key, make):
+        if key not in self._prefix_cache:
+            self._prefix_cache[key] = make()
+        return self._prefix_cache[key]
+
+    def _centroids_at(self, d_c):
+        if d_c == self.d_c:
+            return self._centroids
+        return self._cached(("centroids", d_c), lambda: prefix(self._centroids, d_c, self.normalize))
+
+    def _database_at(self, d_s):
+        """Stored vectors whose first d_s columns are the d_s prefixes (no copy without normalize)."""
+        if not self.normalize:
+            return self._data
+        return self._cached(("data", d_s), lambda: prefix(self._data, d_s, True))
+
+    def search(self, q, k, nprobe=1, d_c=None, d_s=None):
+        """k best ids of each query row -> (D float32 (nq, k), I int64 (nq, k)).
+
+        nprobe: lists probed per query (>= 1; values above nlist are clamped, as in faiss).
+        d_c / d_s: query-time overrides (AdANNS-IVF-D), default the build values;
+        1 <= d_c <= build d_c, 1 <= d_s <= D.
+        """
+        q = as_float32_matrix(q, "q", d=self.d)
+        k = as_int(k, "k", 1)
+        nprobe = min(as_int(nprobe, "nprobe", 1), self.nlist)
+        d_s = self.d_s if d_s is None else check_prefix_dim(d_s, self.d, "d_s")
+        d_c = self.d_c if d_c is None else check_prefix_dim(d_c, self.d, "d_c")
+        if d_c > self.d_c:
+            raise ValueError(f"d_c={d_c} exceeds the d_c={self.d_c} the centroids were trained at; "
+                             f"build the index with d_c=D (the default) to search at any d_c <= D")
+        self._require_trained("search")
+        probes = knn_search(prefix(q, d_c, self.normalize), self._centroids_at(d_c), nprobe,
+                            self.metric)[1]
+        hd, hi = new_heaps(q.shape[0], k)
+        _scan_lists(prefix(q, d_s, self.normalize), self._database_at(d_s), d_s, self._ids,
+                    self._offsets, probes, self.metric == "ip", hd, hi)
+        sort_heaps(hd, hi)
+        flops = cost.ivf_flops(d_c, self.nlist, d_s, self.list_sizes()[probes])
+        self.last_search_flops = float(np.mean(flops)) if q.shape[0] else 0.0
+        return finalize(hd, hi, self.metric)
+
+    # ----------------------------------------------------------------------- persistence
+
+    def _params(self):
+        return {"d": self.d, "nlist": self.nlist, "d_c": self.d_c, "d_s": self.d_s,
+                "metric": self.metric, "normalize": self.normalize, "niter": self.niter,
+                "seed": self.seed, "max_points_per_centroid": self.max_points_per_centroid}
+
+    def save(self, path):
+        """Write the index (parameters, centroids, lists) to a versioned .npz file (atomic)."""
+        centroids = self._centroids if self.is_trained else np.empty((0, self.d_c), np.float32)
+        save_npz(path, _KIND, _VERSION, self._params(),
+                 {"centroids": centroids, "data": self._data, "ids": self._ids,
+                  "offsets": self._offsets})
+
+    @classmethod
+    def load(cls, path):
+        """Read an index written by `save`; a corrupt or inconsistent file raises ValueError."""
+        params, a = load_npz(path, _KIND, _VERSION, {
+            "centroids": (np.float32, 2), "data": (np.float32, 2), "ids": (np.int64, 1),
+            "offsets": (np.int64, 1)})
+        try:
+            index = cls(**params)
+        except TypeError as exc:
+            raise ValueError(f"{path}: invalid IVFIndex parameters {params!r} ({exc})") from exc
+        if a["centroids"].shape[0]:
+            index.set_centroids(a["centroids"])
+        data = as_float32_matrix(a["data"], f"{path}: data", d=index.d)
+        offsets, ids = a["offsets"], a["ids"]
+        n = data.shape[0]
+        if (offsets.shape != (index.nlist + 1,) or offsets[0] != 0 or offsets[-1] != n
+                or (np.diff(offsets) < 0).any() or ids.shape != (n,)
+                or not np.array_equal(np.sort(ids), np.arange(n))):
+            raise ValueError(f"{path}: inconsistent inverted lists (offsets/ids do not describe "
+                             f"{n} stored vectors in {index.nlist} lists)")
+        if n and not index.is_trained:
+            raise ValueError(f"{path}: holds {n} vectors but no centroids")
+        index._set_lists(data, ids, offsets)
+        return index
+
+    def __repr__(self):
+        return (f"IVFIndex(d={self.d}, nlist={self.nlist}, d_c={self.d_c}, d_s={self.d_s}, "
+                f"metric={self.metric!r}, normalize={self.normalize}, ntotal={self.ntotal})")
