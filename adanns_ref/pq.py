@@ -1,0 +1,419 @@
+"""Product quantization (Jégou, Douze & Schmid 2011) with faiss's exact conventions.
+
+A vector x in R^d is cut into M sub-vectors x_m of dsub = d / M dims; subspace m has a codebook
+of ksub = 2^nbits centroids c_{m,j}, trained by k-means on the training sub-vectors (the same
+seed for every m, as faiss's ``ProductQuantizer.train``):
+
+    encode:  q_m(x) = argmin_j ||x_m - c_{m,j}||^2        (ties -> smaller j)
+    decode:  x_hat  = (c_{1,q_1}, ..., c_{M,q_M})
+    ADC:     T[m, j] = ||y_m - c_{m,j}||^2 per query y (the distance table),
+             d(y, x) ~ sum_m T[m, q_m(x)]                 (squared L2 to the reconstruction)
+
+Storage: code_size = ceil(M * nbits / 8) bytes; sub-code m sits in bits [m*nbits, (m+1)*nbits) of
+the code read as a little-endian integer (nbits 8: byte m; nbits 16: a little-endian uint16).
+Shapes: x (n, d) float32; codebooks (M, ksub, dsub) float32 (faiss ``pq.centroids`` reshaped);
+codes (n, code_size) uint8; tables (nq, M, ksub) float32; search -> D float32, I int64 (nq, k).
+
+faiss-identical (faiss 1.15 ``impl/ProductQuantizer.cpp`` on AVX-512, the level the faiss-cpu
+wheel dispatches to on such CPUs):
+- codebooks (``KMeans`` per subspace with ``pq.cp``'s seed, niter, max_points_per_centroid);
+- the distance form: dsub < 16 direct sums, dsub >= 16 BLAS (||x_m||^2 + ||c||^2) - 2 <x_m, c>,
+  not clamped. Direct sums follow faiss's kernels (first square, then one fused multiply-add
+  per dim for dsub <= 8; an 8-lane tree then FMAs for 9..15; plain adds for dsub == 2, nbits < 8
+  tables), so tables are bit-identical for every dsub < 16 but 12, and codes match exactly;
+- the ADC sum order (16 SIMD lanes and a tree for nbits 8, groups of 4 for nbits 16, sequential
+  otherwise), so ADC distances are bit-identical wherever the tables are; LSB-first packing.
+Not identical: BLAS tables (and dsub 12) differ in the last bits, so near-ties may resolve
+differently; on an *exact* tie between two centroids faiss's SIMD argmin may keep the larger
+index, we keep the smaller. faiss warns when training on fewer than 39 * ksub points; here that
+raises ValueError unless ``allow_small=True``.
+"""
+import numba
+import numpy as np
+
+from ._validate import as_float32_matrix, as_int
+from .kmeans import KMeans, _fma
+from .topk import finalize, heap_push, new_heaps, sort_heaps
+
+MIN_POINTS_PER_CENTROID = 39  # faiss ClusteringParameters: fewer points per centroid -> warning
+DIRECT_MAX_DSUB = 15  # faiss: dsub < 16 -> direct distances, else BLAS
+_TABLE_BLOCK_FLOATS = 1 << 22  # tables held at once (16 MB): rows per block = this // (M * ksub)
+
+
+def _check_bool(value, name):
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+@numba.njit(cache=True, inline="always")
+def _step(xt, c, s, fused):
+    """s + (xt - c)^2: one fused multiply-add (a single rounding, as _mm512_fmadd_ps) or, with
+    fused=False, a multiply then an add."""
+    u = xt - c
+    return _fma(u, u, s) if fused else s + u * u
+
+
+@numba.njit(cache=True)
+def _upto8_into(x, x0, cbT, fused, out):
+    """out[j] = ||x[x0:x0+dsub] - c_j||^2 for dsub <= 8: (x_0 - c_0)^2, then one step per dim.
+
+    The dims are unrolled so the whole sum of centroid j stays in registers while the loop over
+    j vectorises (faiss's kernel holds 16 centroids per AVX-512 register the same way).
+    """
+    dsub = cbT.shape[0]
+    zero = np.float32(0)
+    x1 = x[x0 + 1] if dsub > 1 else zero
+    x2 = x[x0 + 2] if dsub > 2 else zero
+    x3 = x[x0 + 3] if dsub > 3 else zero
+    x4 = x[x0 + 4] if dsub > 4 else zero
+    x5 = x[x0 + 5] if dsub > 5 else zero
+    x6 = x[x0 + 6] if dsub > 6 else zero
+    x7 = x[x0 + 7] if dsub > 7 else zero
+    for j in range(out.shape[0]):
+        u = x[x0] - cbT[0, j]
+        s = u * u
+        s = _step(x1, cbT[1, j], s, fused) if dsub > 1 else s
+        s = _step(x2, cbT[2, j], s, fused) if dsub > 2 else s
+        s = _step(x3, cbT[3, j], s, fused) if dsub > 3 else s
+        s = _step(x4, cbT[4, j], s, fused) if dsub > 4 else s
+        s = _step(x5, cbT[5, j], s, fused) if dsub > 5 else s
+        s = _step(x6, cbT[6, j], s, fused) if dsub > 6 else s
+        s = _step(x7, cbT[7, j], s, fused) if dsub > 7 else s
+        out[j] = s
+
+
+@numba.njit(cache=True)
+def _9to15_into(x, x0, cbT, out):
+    """out[j] for 9 <= dsub <= 15: squares of dims 0..7 summed as faiss's 8-lane reduction
+    ((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7)), then one FMA per further dim."""
+    for j in range(out.shape[0]):
+        u0 = x[x0] - cbT[0, j]
+        u1 = x[x0 + 1] - cbT[1, j]
+        u2 = x[x0 + 2] - cbT[2, j]
+        u3 = x[x0 + 3] - cbT[3, j]
+        u4 = x[x0 + 4] - cbT[4, j]
+        u5 = x[x0 + 5] - cbT[5, j]
+        u6 = x[x0 + 6] - cbT[6, j]
+        u7 = x[x0 + 7] - cbT[7, j]
+        out[j] = (((u0 * u0 + u4 * u4) + (u2 * u2 + u6 * u6))
+                  + ((u1 * u1 + u5 * u5) + (u3 * u3 + u7 * u7)))
+    for t in range(8, cbT.shape[0]):
+        xt = x[x0 + t]
+        for j in range(out.shape[0]):
+            out[j] = _step(xt, cbT[t, j], out[j], True)
+
+
+@numba.njit(cache=True)
+def _sub_distances(x, x0, cbT, fused, out):
+    """out[j] = ||x[x0:x0+dsub] - c_j||^2 for every centroid j of one subspace, direct form.
+
+    cbT (dsub, ksub) is the codebook transposed so the loops over j vectorise. Summation order
+    of faiss's AVX-512 direct kernels (see the module docstring); fused=False: plain adds
+    (faiss's dsub == 2, nbits < 8 table kernel).
+    """
+    if cbT.shape[0] <= 8:
+        _upto8_into(x, x0, cbT, fused, out)
+    else:
+        _9to15_into(x, x0, cbT, out)
+
+
+@numba.njit(cache=True, parallel=True)
+def _tables_direct(q, cbT, fused, tables):
+    """tables[i, m, :] = direct-form distances of q_i's sub-vector m to codebook m."""
+    M, dsub = cbT.shape[0], cbT.shape[1]
+    for i in numba.prange(q.shape[0]):
+        for m in range(M):
+            _sub_distances(q[i], m * dsub, cbT[m], fused, tables[i, m])
+
+
+@numba.njit(cache=True)
+def _argmin_nonneg(dist, bits):
+    """First index of the minimum of dist (>= 0, no NaN); bits = dist.view(int32).
+
+    Non-negative float32 values order like their int32 bit patterns, so the int64 key
+    (bits << 32 | j) orders by (distance, j): one integer min, which vectorises (a float argmin
+    is a chain of dependent compares), gives the smallest j among equal minima.
+    """
+    best = np.int64(bits[0]) << 32
+    for j in range(1, bits.shape[0]):
+        best = min(best, (np.int64(bits[j]) << 32) | j)
+    return best & 0xFFFFFFFF
+
+
+@numba.njit(cache=True, parallel=True)
+def _encode_direct(x, cbT, sub):
+    """sub[i, m] = argmin_j ||x_im - c_mj||^2 (first minimum), direct form; parallel over chunks
+    of rows so each thread reuses one distance buffer."""
+    n = x.shape[0]
+    M, dsub, ksub = cbT.shape
+    chunk = 256
+    for c in numba.prange((n + chunk - 1) // chunk):
+        dist = np.empty(ksub, dtype=np.float32)
+        bits = dist.view(np.int32)
+        for i in range(c * chunk, min(n, (c + 1) * chunk)):
+            for m in range(M):
+                _sub_distances(x[i], m * dsub, cbT[m], True, dist)
+                sub[i, m] = _argmin_nonneg(dist, bits)
+
+
+def _tables_blas(q, codebooks, c_norms):
+    """faiss pairwise_L2sqr per subspace: (||q_m||^2 + ||c||^2) - 2 <q_m, c>, not clamped."""
+    M, ksub, dsub = codebooks.shape
+    tables = np.empty((q.shape[0], M, ksub), dtype=np.float32)
+    for m in range(M):
+        qm = q[:, m * dsub:(m + 1) * dsub]
+        q_norms = np.einsum("ij,ij->i", qm, qm, dtype=np.float32)
+        tables[:, m, :] = (q_norms[:, None] + c_norms[m][None, :]) - np.float32(2) * (qm @ codebooks[m].T)
+    return tables
+
+
+@numba.njit(cache=True, parallel=True)
+def _pack(sub, nbits, codes):
+    """LSB-first bit packing: sub-code m of row i into bits [m*nbits, (m+1)*nbits) of codes[i]."""
+    M = sub.shape[1]
+    for i in numba.prange(sub.shape[0]):
+        acc = np.uint64(0)
+        filled = 0
+        pos = 0
+        for m in range(M):
+            acc |= np.uint64(sub[i, m]) << np.uint64(filled)
+            filled += nbits
+            while filled >= 8:
+                codes[i, pos] = np.uint8(acc & np.uint64(0xFF))
+                acc >>= np.uint64(8)
+                filled -= 8
+                pos += 1
+        if filled > 0:
+            codes[i, pos] = np.uint8(acc & np.uint64(0xFF))
+
+
+@numba.njit(cache=True, parallel=True)
+def _unpack(codes, nbits, sub):
+    """Inverse of _pack: sub[i, m] = bits [m*nbits, (m+1)*nbits) of codes[i]."""
+    M = sub.shape[1]
+    mask = np.uint64((1 << nbits) - 1)
+    for i in numba.prange(codes.shape[0]):
+        acc = np.uint64(0)
+        avail = 0
+        pos = 0
+        for m in range(M):
+            while avail < nbits:
+                acc |= np.uint64(codes[i, pos]) << np.uint64(avail)
+                avail += 8
+                pos += 1
+            sub[i, m] = np.uint16(acc & mask)
+            acc >>= np.uint64(nbits)
+            avail -= nbits
+
+
+SUM_SEQUENTIAL, SUM_LANES16, SUM_GROUPS4 = 0, 1, 2  # faiss's ADC summation orders
+
+
+@numba.njit(cache=True, inline="always")
+def _lane(T, code, l, m16):
+    """Lane l of faiss's 16-lane ADC sum: T[l, .] + T[l + 16, .] + ... over full blocks of 16."""
+    s = T[l, code[l]]
+    for m0 in range(16, m16, 16):
+        s += T[m0 + l, code[m0 + l]]
+    return s
+
+
+@numba.njit(cache=True, inline="always")
+def _lanes16_sum(T, code, m16):
+    """The 16 lanes halved as a tree (l + 8, then + 4, + 2, + 1), kept in registers."""
+    l0, l1, l2, l3 = _lane(T, code, 0, m16), _lane(T, code, 1, m16), _lane(T, code, 2, m16), _lane(T, code, 3, m16)
+    l4, l5, l6, l7 = _lane(T, code, 4, m16), _lane(T, code, 5, m16), _lane(T, code, 6, m16), _lane(T, code, 7, m16)
+    l8, l9, l10, l11 = _lane(T, code, 8, m16), _lane(T, code, 9, m16), _lane(T, code, 10, m16), _lane(T, code, 11, m16)
+    l12, l13, l14, l15 = (_lane(T, code, 12, m16), _lane(T, code, 13, m16), _lane(T, code, 14, m16),
+                          _lane(T, code, 15, m16))
+    return ((((l0 + l8) + (l4 + l12)) + ((l2 + l10) + (l6 + l14)))
+            + (((l1 + l9) + (l5 + l13)) + ((l3 + l11) + (l7 + l15))))
+
+
+@numba.njit(cache=True, inline="always")
+def _code_distance(T, code, order):
+    """sum_m T[m, code[m]] in faiss's order for this code layout.
+
+    SUM_LANES16 (nbits 8, faiss's SIMD scan): with M >= 16, lane l adds the terms m = l, l + 16,
+    ... of the full blocks of 16, the lanes are summed as a tree, the remaining terms one by one.
+    SUM_GROUPS4 (nbits 16, M % 4 == 0): each group of four summed, then added to the total.
+    SUM_SEQUENTIAL: m = 0, 1, ..., M - 1.
+    """
+    M = code.shape[0]
+    s = np.float32(0)
+    m_done = 0
+    if order == SUM_LANES16 and M >= 16:
+        m_done = M - M % 16
+        s = _lanes16_sum(T, code, m_done)
+    elif order == SUM_GROUPS4:
+        for m0 in range(0, M, 4):
+            s += ((T[m0, code[m0]] + T[m0 + 1, code[m0 + 1]]) + T[m0 + 2, code[m0 + 2]]) + T[m0 + 3, code[m0 + 3]]
+        m_done = M
+    for m in range(m_done, M):
+        s += T[m, code[m]]
+    return s
+
+
+@numba.njit(cache=True, parallel=True)
+def _adc_scan(tables, sub, order, hd, hi):
+    """Push the ADC distance of every code j into query r's heap (hd[r], hi[r])."""
+    for r in numba.prange(tables.shape[0]):
+        T = tables[r]
+        rd, ri = hd[r], hi[r]
+        for j in range(sub.shape[0]):
+            s = _code_distance(T, sub[j], order)
+            if s < rd[0]:  # ids only grow, so an equal distance never displaces a kept one
+                heap_push(rd, ri, s, j)
+
+
+class ProductQuantizer:
+    """faiss ``ProductQuantizer(d, M, nbits)``: per-subspace k-means codebooks, encode/decode, ADC.
+
+    Parameters: d = M * dsub; nbits in 1..16 (ksub = 2^nbits); seed, niter and
+    max_points_per_centroid of each subspace's k-means (faiss ``pq.cp`` defaults); allow_small:
+    accept ksub <= n < 39 * ksub training points (faiss warns); n < ksub always raises.
+    After ``train``: ``codebooks`` (M, ksub, dsub) float32.
+    """
+
+    def __init__(self, d, M, nbits=8, seed=1234, niter=25, max_points_per_centroid=256,
+                 allow_small=False):
+        self.d = as_int(d, "d", low=1)
+        self.M = as_int(M, "M", low=1)
+        if self.d % self.M:
+            raise ValueError(f"d={self.d} is not divisible by M={self.M}; choose M among the "
+                             f"divisors of d (each sub-vector has d / M dims)")
+        self.nbits = as_int(nbits, "nbits", low=1, high=16)
+        self.seed = as_int(seed, "seed", low=0, high=2**31 - 1)
+        self.niter = as_int(niter, "niter", low=1)
+        self.max_points_per_centroid = as_int(max_points_per_centroid, "max_points_per_centroid", low=1)
+        self.allow_small = _check_bool(allow_small, "allow_small")
+        self.dsub = self.d // self.M
+        self.ksub = 1 << self.nbits
+        self.code_size = (self.M * self.nbits + 7) // 8
+        self.codebooks = None
+        self._block_rows = max(1, _TABLE_BLOCK_FLOATS // (self.M * self.ksub))
+        self._sum_order = (SUM_LANES16 if self.nbits == 8 else
+                           SUM_GROUPS4 if self.nbits == 16 and self.M % 4 == 0 else SUM_SEQUENTIAL)
+
+    def train(self, x, init_codebooks=None):
+        """Learn the M codebooks from x (n, d). init_codebooks (M, ksub, dsub): warm start each
+        subspace's k-means there (faiss ``Train_hot_start``, used by OPQ). Returns self."""
+        x = as_float32_matrix(x, "x", d=self.d)
+        if init_codebooks is not None:
+            init_codebooks = self._check_codebooks(init_codebooks, "init_codebooks")
+        n = x.shape[0]
+        if n < self.ksub:
+            raise ValueError(f"PQ training needs at least ksub = 2^{self.nbits} = {self.ksub} points "
+                             f"(faiss refuses fewer too), got n={n}; add points or lower nbits")
+        if n < MIN_POINTS_PER_CENTROID * self.ksub and not self.allow_small:
+            raise ValueError(f"PQ training with n={n} points for ksub={self.ksub} centroids is below "
+                             f"faiss's {MIN_POINTS_PER_CENTROID} points per centroid "
+                             f"({MIN_POINTS_PER_CENTROID * self.ksub}); add points, lower nbits, or "
+                             f"pass allow_small=True to train anyway (faiss only warns)")
+        codebooks = np.empty((self.M, self.ksub, self.dsub), dtype=np.float32)
+        for m in range(self.M):
+            km = KMeans(self.ksub, niter=self.niter, seed=self.seed,
+                        max_points_per_centroid=self.max_points_per_centroid)
+            xm = np.ascontiguousarray(x[:, m * self.dsub:(m + 1) * self.dsub])
+            km.fit(xm, init_centroids=None if init_codebooks is None else init_codebooks[m])
+            codebooks[m] = km.centroids
+        self.set_codebooks(codebooks)
+        return self
+
+    def _check_codebooks(self, codebooks, name):
+        cb = np.asarray(codebooks)
+        shape = (self.M, self.ksub, self.dsub)
+        if cb.shape != shape:
+            raise ValueError(f"{name} must have shape (M, ksub, dsub) = {shape}, got {cb.shape}")
+        return as_float32_matrix(cb.reshape(-1, self.dsub), name).reshape(shape)
+
+    def set_codebooks(self, codebooks):
+        """Install codebooks (M, ksub, dsub), e.g. faiss's ``pq.centroids`` reshaped. Returns self."""
+        cb = self._check_codebooks(codebooks, "codebooks")
+        self.codebooks = np.ascontiguousarray(cb)
+        self._cbT = np.ascontiguousarray(cb.transpose(0, 2, 1))  # (M, dsub, ksub) for the kernels
+        self._c_norms = np.einsum("mjt,mjt->mj", cb, cb, dtype=np.float32)
+        return self
+
+    def _require_trained(self, what):
+        if self.codebooks is None:
+            raise ValueError(f"ProductQuantizer.{what} called before train(); train it first "
+                             f"(or set_codebooks)")
+
+    def encode(self, x):
+        """codes (n, code_size) uint8 of x (n, d): nearest centroid per subspace, bit-packed."""
+        self._require_trained("encode")
+        x = as_float32_matrix(x, "x", d=self.d)
+        sub = np.empty((x.shape[0], self.M), dtype=np.uint16)
+        if self.dsub <= DIRECT_MAX_DSUB:
+            _encode_direct(x, self._cbT, sub)
+        else:
+            b = self._block_rows
+            for i0 in range(0, x.shape[0], b):
+                sub[i0:i0 + b] = _tables_blas(x[i0:i0 + b], self.codebooks, self._c_norms).argmin(axis=2)
+        return self._pack(sub)
+
+    def _pack(self, sub):
+        if self.nbits == 8:
+            return sub.astype(np.uint8)
+        codes = np.zeros((sub.shape[0], self.code_size), dtype=np.uint8)
+        _pack(sub, self.nbits, codes)
+        return codes
+
+    def _check_codes(self, codes):
+        codes = np.asarray(codes)
+        if codes.dtype != np.uint8:
+            raise TypeError(f"codes must be uint8 (as returned by encode), got dtype {codes.dtype}")
+        if codes.ndim != 2 or codes.shape[1] != self.code_size:
+            raise ValueError(f"codes must have shape (n, code_size={self.code_size}) for M={self.M}, "
+                             f"nbits={self.nbits}, got {codes.shape}")
+        return np.ascontiguousarray(codes)
+
+    def unpack(self, codes):
+        """Sub-codes (n, M): uint8 for nbits = 8 (the codes themselves), else uint16."""
+        codes = self._check_codes(codes)
+        if self.nbits == 8:
+            return codes
+        sub = np.empty((codes.shape[0], self.M), dtype=np.uint16)
+        _unpack(codes, self.nbits, sub)
+        return sub
+
+    def decode(self, codes):
+        """x_hat (n, d) float32: the concatenated centroids the codes name."""
+        self._require_trained("decode")
+        sub = self.unpack(codes)
+        out = np.empty((sub.shape[0], self.d), dtype=np.float32)
+        for m in range(self.M):
+            out[:, m * self.dsub:(m + 1) * self.dsub] = self.codebooks[m][sub[:, m]]
+        return out
+
+    def distance_table(self, q):
+        """T (nq, M, ksub) float32, T[i, m, j] = ||q_im - c_mj||^2 (faiss compute_distance_tables)."""
+        self._require_trained("distance_table")
+        q = as_float32_matrix(q, "q", d=self.d)
+        return self._tables(q)
+
+    def _tables(self, q):
+        if self.dsub > DIRECT_MAX_DSUB:
+            return _tables_blas(q, self.codebooks, self._c_norms)
+        tables = np.empty((q.shape[0], self.M, self.ksub), dtype=np.float32)
+        _tables_direct(q, self._cbT, not (self.dsub == 2 and self.nbits < 8), tables)
+        return tables
+
+    def search(self, codes, q, k):
+        """ADC k-NN of each query among the encoded vectors -> (D (nq, k) float32, I (nq, k) int64).
+
+        D = sum_m T[m, code_m] (squared L2 to the reconstruction), sorted ascending, ties to the
+        smaller id; fewer than k codes pad with id -1 and distance FLT_MAX (faiss IndexPQ.search).
+        """
+        self._require_trained("search")
+        sub = self.unpack(codes)
+        q = as_float32_matrix(q, "q", d=self.d)
+        k = as_int(k, "k", low=1)
+        hd, hi = new_heaps(q.shape[0], k)
+        b = self._block_rows
+        for i0 in range(0, q.shape[0], b):
+            _adc_scan(self._tables(q[i0:i0 + b]), sub, self._sum_order, hd[i0:i0 + b], hi[i0:i0 + b])
+        sort_heaps(hd, hi)
+        return finalize(hd, hi, "l2")
