@@ -1,0 +1,414 @@
+"""IVFPQ (Jégou, Douze & Schmid 2011, "IVFADC") and AdANNS-IVFOPQ: route at d_c, PQ-encode at d_s.
+
+With z_d the d-dim Matryoshka prefix of a D-dim vector (`truncate.prefix`; ``normalize=False``:
+plain truncation), N_C = nlist coarse centroids c_l (d_c dims), R the optional OPQ rotation
+(d_s x d_s, identity without OPQ) and a product quantizer of M sub-quantizers of ksub = 2^nbits
+centroids over dsub = d_s / M dims:
+
+    route:   list(x) = argmin_l ||z_{d_c}(x) - c_l||^2            ("ip": argmax <.,.>)
+    encode:  code(x) = PQ(y(x) - s_{list(x)}),  y(x) = R z_{d_s}(x)  (by_residual; else PQ(y(x)))
+    search:  P(q) = the nprobe nearest centroids of z_{d_c}(q); for l in P(q) and x in list l
+             "l2": d(q, x) = ||y(q) - s_l - decode(code(x))||^2 = sum_m T_{q,l}[m, code_m(x)]
+                   with one ADC table T_{q,l} = PQ table of the residual y(q) - s_l per probed list
+             "ip": d(q, x) = <y(q), s_l> + sum_m <y_m(q), c_{m, code_m(x)}>  (one table per query)
+             the k best (ties -> smaller id) are returned, padded with -1 / +-FLT_MAX.
+
+s_l (``scoring_centroids``, nlist x d_s) is the centroid of list l in the space the PQ encodes:
+- d_s == d_c: s_l = R c_l, the coarse centroid itself (rotated), exactly as faiss.
+- d_s != d_c (AdANNS-IVFOPQ; any order of d_c and d_s): s_l = R m_l, with m_l the mean of the
+  d_s-prefixes z_{d_s}(x_i) of the training points routed to list l (float32 sum in input
+  order times float32(1 / count), the k-means update rule). Slicing c_l does not work: it does
+  not exist when d_s > d_c, and with normalize=True a slice of a d_c-centroid is not in the space
+  of re-normalised d_s-prefixes. A list that receives no training point gets the mean of all
+  training prefixes, so its residuals stay centred.
+Without by_residual the codes quantize y(x) itself and s_l is not used.
+
+Training (faiss ``IndexIVF::train`` order): coarse k-means on z_{d_c} (`ivf.IVFIndex`: niter 10,
+max 256 points per centroid); OPQ (``opq=True``) on all z_{d_s} (`opq.OPQ`, which subsamples to
+65536 points itself); the PQ on the residuals of at most 256 * ksub points (65536 at nbits 8):
+if n is larger, rows perm[:256 * ksub] of rand_perm(n, seed), in that order (faiss
+``fvecs_maybe_subsample`` with its seed 1234, our default), routed and reduced to residuals.
+
+Storage (CSR, as `ivf.IVFIndex`): `_codes` (N, code_size) uint8 sorted by list, `_ids` (N,)
+int64, list l at rows `_offsets[l]:_offsets[l+1]`, insertion order inside a list. `_sub` holds
+the unpacked sub-codes the scan reads ((N, M) uint8 = `_codes` at nbits 8, else uint16).
+
+Cost per query (`cost.ivfpq_flops`): d_c * N_C + nprobe ADC tables M * ksub * dsub * 3 (one
+table for "ip" or without by_residual) + d_s^2 for the OPQ rotation; `last_search_lookups`:
+M per scanned code.
+
+faiss-identical, with d_c = d_s = D and normalize=False (normalize=True: the same on the
+normalised vectors): opq=False is ``IndexIVFPQ(IndexFlatL2, D, nlist, M, nbits)`` (by_residual,
+or ``by_residual=False``; "ip": ``IndexFlatIP`` and METRIC_INNER_PRODUCT); opq=True is
+``IndexPreTransform(OPQMatrix(D, M), IndexIVFPQ)``, whose quantizer holds our
+`scoring_centroids`. Same coarse centroids, training sample, residuals, codebooks, lists and
+codes (measured bit-identical on 3000-5000 x 32 Gaussian data, nbits 4 and 8; see `ivf`,
+`kmeans`, `pq`, `opq` for the exact scope). Not identical:
+(1) distances: faiss's L2 scan uses the 3-term decomposition ||q - c||^2 + (||r||^2 + 2 <c, r>)
+    - 2 <q, r> with precomputed tables, we sum the residual table directly: equal to ~2e-7
+    relative (measured), so ids can only differ at near-ties;
+(2) opq=True: faiss clusters and routes the rotated vectors R x, we route the unrotated prefixes.
+    R is orthonormal, so the distances agree up to rounding: trained end to end, faiss's and our
+    rotation, rotated centroids and codebooks agree to ~2e-6 (not bit for bit), and a near-tie
+    may route differently; with our parameters loaded into faiss, lists and codes are identical;
+(3) a subspace k-means on its GEMM path (n * dsub >= 128000) can resolve a near-tie differently
+    and drift (`kmeans`): measured at n = 50000, d = 64, M = 16, 2 of 16 codebooks differed by up
+    to 0.09, so codes and results differed from faiss's trained index; with the same codebooks
+    loaded, codes and ids were identical;
+(4) ties at rank k and routing near-ties, as in `ivf`.
+"""
+import numba
+import numpy as np
+
+from . import cost
+from ._mt19937 import rand_perm
+from ._persist import load_npz, save_npz
+from ._validate import as_float32_matrix, as_int, check_metric, check_prefix_dim
+from .ivf import IVFIndex
+from .opq import OPQ
+from .pq import ProductQuantizer, _check_bool, _code_distance
+from .topk import finalize, heap_push, knn_search, new_heaps, sort_heaps
+from .truncate import prefix
+
+_KIND, _VERSION = "IVFPQIndex", 1
+_TABLE_BLOCK_FLOATS = 1 << 22  # ADC tables held at once (16 MB)
+_ORTHO_TOL = 1e-3  # a loaded OPQ rotation must satisfy max |A A^T - I| below this
+
+
+@numba.njit(cache=True, parallel=True)
+def _scan_lists(tables, per_probe, bias, probes, sub, ids, offsets, order, use_ip, hd, hi):
+    """Score the codes of every probed list of query r and push them into heap (hd[r], hi[r]).
+
+    tables (nq, T, M, ksub): T = nprobe tables per query (per_probe) or T = 1 shared by all
+    probes; bias (nq, nprobe) added to each list's sums; probes (nq, nprobe) list numbers;
+    sub (N, M) sub-codes in list order; ids (N,); offsets (nlist + 1,); order: pq's sum order.
+    """
+    for r in numba.prange(probes.shape[0]):
+        rd, ri = hd[r], hi[r]
+        for p in range(probes.shape[1]):
+            T = tables[r, p if per_probe else 0]
+            lst, b = probes[r, p], bias[r, p]
+            for j in range(offsets[lst], offsets[lst + 1]):
+                s = b + _code_distance(T, sub[j], order)
+                heap_push(rd, ri, -s if use_ip else s, ids[j])
+
+
+def _list_means(z, lists, nlist):
+    """Mean of the rows of z (n, d) per list (float32 sums in input order, times 1 / count);
+    lists without rows get the mean of all rows."""
+    sums = np.zeros((nlist, z.shape[1]), dtype=np.float32)
+    np.add.at(sums, lists, z)
+    counts = np.bincount(lists, minlength=nlist)
+    means = sums * (np.float32(1) / np.maximum(counts, 1).astype(np.float32))[:, None]
+    means[counts == 0] = z.sum(axis=0, dtype=np.float32) * np.float32(1 / z.shape[0])
+    return means
+
+
+def _append_to_lists(offsets, stored, lists, new):
+    """CSR append: entries `new` (tuple of arrays) go to `lists`; returns (merged arrays, offsets).
+    A stable sort keeps old entries before new ones and insertion order inside each list."""
+    nlist = offsets.shape[0] - 1
+    all_lists = np.concatenate([np.repeat(np.arange(nlist), np.diff(offsets)), lists])
+    order = np.argsort(all_lists, kind="stable")
+    merged = tuple(np.ascontiguousarray(np.concatenate([a, b])[order]) for a, b in zip(stored, new))
+    new_offsets = np.zeros(nlist + 1, dtype=np.int64)
+    np.cumsum(np.bincount(all_lists, minlength=nlist), out=new_offsets[1:])
+    return merged, new_offsets
+
+
+class IVFPQIndex:
+    """IVFPQ / AdANNS-IVFOPQ over D-dim float32 vectors (see the module docstring).
+
+    Parameters: d = D; nlist = N_C; M sub-quantizers (d_s % M == 0), nbits in 1..16 (code_size =
+    ceil(M * nbits / 8) bytes); d_c routing dims and d_s encoding dims (default D); opq (learn a
+    d_s x d_s rotation first); by_residual (encode y - s_l, faiss's default, or y itself); metric
+    "l2" or "ip"; normalize (Matryoshka re-normalised prefixes); niter (coarse k-means); seed
+    (coarse k-means, PQ training sample, PQ and OPQ k-means); allow_small (train the PQ on fewer
+    than 39 * ksub points, which faiss only warns about); opq_niter (OPQ iterations, faiss 50).
+
+    Attributes: `centroids` (nlist, d_c), `scoring_centroids` (nlist, d_s), `pq`
+    (ProductQuantizer over d_s), `opq` (OPQ or None), `ntotal`, `code_size`, `is_trained`,
+    `last_search_flops` (float, per query), `last_search_lookups` (float, per query).
+    `set_quantizers` / `set_lists` install trained parameters and lists without training
+    (used by `load`; e.g. to read an index back from faiss).
+    """
+
+    def __init__(self, d, nlist, M, nbits=8, d_c=None, d_s=None, opq=False, by_residual=True,
+                 metric="l2", normalize=True, niter=10, seed=1234, allow_small=False, opq_niter=50):
+        self.d = as_int(d, "d", 1)
+        self.nlist = as_int(nlist, "nlist", 1)
+        self.d_c = check_prefix_dim(d_c, self.d, "d_c")
+        self.d_s = check_prefix_dim(d_s, self.d, "d_s")
+        self.use_opq = _check_bool(opq, "opq")
+        self.by_residual = _check_bool(by_residual, "by_residual")
+        self.metric = check_metric(metric)
+        self.normalize = _check_bool(normalize, "normalize")
+        self.niter = as_int(niter, "niter", 1)
+        self.allow_small = _check_bool(allow_small, "allow_small")
+        self.opq_niter = as_int(opq_niter, "opq_niter", 1)
+        self.pq = ProductQuantizer(self.d_s, M, nbits, seed=seed, allow_small=self.allow_small)
+        self.M, self.nbits, self.seed = self.pq.M, self.pq.nbits, self.pq.seed
+        self.opq = None
+        self._centroids = self._scoring = None
+        self.last_search_flops = self.last_search_lookups = 0.0
+        self.reset()
+
+    # ----------------------------------------------------------------------- state
+
+    def reset(self):
+        """Remove all vectors; centroids, rotation and codebooks are kept."""
+        self._set_lists(np.empty((0, self.code_size), np.uint8), np.empty(0, np.int64),
+                        np.zeros(self.nlist + 1, np.int64))
+
+    def _set_lists(self, codes, ids, offsets):
+        self._codes, self._ids, self._offsets = codes, ids, offsets
+        self._sub = self.pq.unpack(codes)
+
+    @property
+    def code_size(self):
+        return self.pq.code_size
+
+    @property
+    def ntotal(self):
+        return int(self._ids.shape[0])
+
+    @property
+    def is_trained(self):
+        return self._centroids is not None
+
+    @property
+    def centroids(self):
+        return None if self._centroids is None else self._centroids.copy()
+
+    @property
+    def scoring_centroids(self):
+        return None if self._scoring is None else self._scoring.copy()
+
+    def list_sizes(self):
+        """Number of vectors in each list, (nlist,) int64."""
+        return np.diff(self._offsets)
+
+    def _rows(self, l):
+        l = as_int(l, "l", 0, self.nlist - 1)
+        return slice(self._offsets[l], self._offsets[l + 1])
+
+    def list_ids(self, l):
+        """Ids stored in list l, in insertion order, (size,) int64 (a copy)."""
+        return self._ids[self._rows(l)].copy()
+
+    def list_codes(self, l):
+        """PQ codes stored in list l, (size, code_size) uint8 (faiss ``get_invlist`` layout)."""
+        return self._codes[self._rows(l)].copy()
+
+    def _require_trained(self, verb):
+        if not self.is_trained:
+            raise ValueError(f"IVFPQIndex.{verb} called before training; call train(x) first")
+
+    # ----------------------------------------------------------------------- transforms
+
+    def _route(self, x, nprobe):
+        """List numbers (n, nprobe) of the nprobe nearest centroids of z_{d_c}(x)."""
+        return knn_search(prefix(x, self.d_c, self.normalize), self._centroids, nprobe, self.metric)[1]
+
+    def _encoded_space(self, x):
+        """y = R z_{d_s}(x), (n, d_s) float32."""
+        z = prefix(x, self.d_s, self.normalize)
+        return z if self.opq is None else self.opq.apply(z)
+
+    # ----------------------------------------------------------------------- build
+
+    def train(self, x):
+        """Learn centroids, d_s-centroids, rotation (opq) and codebooks from x (n, D), n >= nlist.
+        The index is only modified once every step has succeeded."""
+        x = as_float32_matrix(x, "x", d=self.d)
+        if self.ntotal:
+            raise ValueError(f"the index holds {self.ntotal} vectors encoded with the old "
+                             f"parameters; call reset() before re-training")
+        coarse = IVFIndex(self.d, self.nlist, d_c=self.d_c, metric=self.metric,
+                          normalize=self.normalize, niter=self.niter, seed=self.seed)
+        coarse.train(x)  # checks n >= nlist
+        centroids = coarse.centroids
+
+        def route(rows):
+            return knn_search(prefix(rows, self.d_c, self.normalize), centroids, 1, self.metric)[1][:, 0]
+
+        n = x.shape[0]
+        max_train = self.pq.max_points_per_centroid * self.pq.ksub  # faiss train_encoder_num_vectors
+        sample = rand_perm(n, self.seed)[:max_train] if n > max_train else None
+        x_pq = x if sample is None else x[sample]
+        lists_pq = route(x_pq)
+        z_s = prefix(x, self.d_s, self.normalize)
+        opq = None
+        if self.use_opq:
+            opq = OPQ(self.d_s, self.M, niter=self.opq_niter, seed=self.seed,
+                      allow_small=self.allow_small).train(z_s)
+        if self.d_s == self.d_c:
+            means = centroids
+        else:
+            means = _list_means(z_s, lists_pq if sample is None else route(x), self.nlist)
+        scoring = np.ascontiguousarray(means if opq is None else opq.apply(means))
+        y_pq = z_s if sample is None else z_s[sample]
+        y_pq = y_pq if opq is None else opq.apply(y_pq)
+        pq = ProductQuantizer(self.d_s, self.M, self.nbits, seed=self.seed, allow_small=self.allow_small)
+        pq.train(y_pq - scoring[lists_pq] if self.by_residual else y_pq)
+        self.pq, self.opq, self._centroids, self._scoring = pq, opq, centroids, scoring
+
+    def add(self, x):
+        """Route, encode and store the rows of x (n, D); ids continue from ntotal.
+        Repacks the CSR arrays: O(ntotal) per call, so add in batches."""
+        x = as_float32_matrix(x, "x", d=self.d)
+        self._require_trained("add")
+        if x.shape[0] == 0:
+            return
+        lists = self._route(x, 1)[:, 0]
+        y = self._encoded_space(x)
+        codes = self.pq.encode(y - self._scoring[lists] if self.by_residual else y)
+        new_ids = np.arange(self.ntotal, self.ntotal + x.shape[0], dtype=np.int64)
+        (codes, ids), offsets = _append_to_lists(self._offsets, (self._codes, self._ids),
+                                                 lists, (codes, new_ids))
+        self._set_lists(codes, ids, offsets)
+
+    # ----------------------------------------------------------------------- search
+
+    def _tables(self, y, probes):
+        """(tables (nq, T, M, ksub), per_probe, bias (nq, nprobe)) for queries y (nq, d_s)."""
+        nq, nprobe = probes.shape
+        if self.metric == "ip":
+            M, ksub, dsub = self.pq.M, self.pq.ksub, self.pq.dsub
+            tables = np.einsum("qmt,mjt->qmj", y.reshape(nq, M, dsub), self.pq.codebooks)
+            bias = (np.einsum("qt,qpt->qp", y, self._scoring[probes]) if self.by_residual
+                    else np.zeros((nq, nprobe), np.float32))
+            return tables.astype(np.float32)[:, None], False, bias.astype(np.float32)
+        bias = np.zeros((nq, nprobe), np.float32)
+        if not self.by_residual:
+            return self.pq.distance_table(y)[:, None], False, bias
+        residuals = (y[:, None, :] - self._scoring[probes]).reshape(nq * nprobe, self.d_s)
+        return self.pq.distance_table(residuals).reshape(nq, nprobe, self.M, -1), True, bias
+
+    def search(self, q, k, nprobe=1):
+        """k best ids of each query row (nq, D) -> (D float32 (nq, k), I int64 (nq, k)).
+
+        nprobe: lists probed per query (>= 1; values above nlist are clamped, as in faiss).
+        "l2": squared distances to the reconstructions, ascending; "ip": similarities, descending.
+        """
+        q = as_float32_matrix(q, "q", d=self.d)
+        k = as_int(k, "k", 1)
+        nprobe = min(as_int(nprobe, "nprobe", 1), self.nlist)
+        self._require_trained("search")
+        probes = self._route(q, nprobe)
+        y = self._encoded_space(q)
+        hd, hi = new_heaps(q.shape[0], k)
+        tables_per_query = nprobe if self.by_residual and self.metric == "l2" else 1
+        block = max(1, _TABLE_BLOCK_FLOATS // (tables_per_query * self.pq.M * self.pq.ksub))
+        for i0 in range(0, q.shape[0], block):
+            tables, per_probe, bias = self._tables(y[i0:i0 + block], probes[i0:i0 + block])
+            _scan_lists(tables, per_probe, bias, probes[i0:i0 + block], self._sub, self._ids,
+                        self._offsets, self.pq._sum_order, self.metric == "ip",
+                        hd[i0:i0 + block], hi[i0:i0 + block])
+        sort_heaps(hd, hi)
+        self._record_cost(probes)
+        return finalize(hd, hi, self.metric)
+
+    def _record_cost(self, probes):
+        nq, nprobe = probes.shape
+        if nq == 0:
+            self.last_search_flops = self.last_search_lookups = 0.0
+            return
+        scanned = int(self.list_sizes()[probes].sum())
+        c = cost.ivfpq_flops(self.d_c, self.nlist, self.pq.M, self.pq.ksub, self.pq.dsub, nprobe,
+                             scanned, by_residual=self.by_residual and self.metric == "l2")
+        self.last_search_flops = float(c["flops"] + (self.d_s * self.d_s if self.use_opq else 0))
+        self.last_search_lookups = c["lookups"] / nq
+
+    # ----------------------------------------------------------------------- persistence
+
+    def _params(self):
+        return {"d": self.d, "nlist": self.nlist, "M": self.M, "nbits": self.nbits, "d_c": self.d_c,
+                "d_s": self.d_s, "opq": self.use_opq, "by_residual": self.by_residual,
+                "metric": self.metric, "normalize": self.normalize, "niter": self.niter,
+                "seed": self.seed, "allow_small": self.allow_small, "opq_niter": self.opq_niter}
+
+    def save(self, path):
+        """Write parameters, centroids, rotation, codebooks and lists to a versioned .npz (atomic)."""
+        trained = self.is_trained
+        pq = self.pq
+        save_npz(path, _KIND, _VERSION, self._params(), {
+            "centroids": self._centroids if trained else np.empty((0, self.d_c), np.float32),
+            "scoring_centroids": self._scoring if trained else np.empty((0, self.d_s), np.float32),
+            "codebooks": pq.codebooks if trained else np.empty((0, pq.ksub, pq.dsub), np.float32),
+            "A": self.opq.A if self.opq is not None else np.empty((0, self.d_s), np.float32),
+            "codes": self._codes, "ids": self._ids, "offsets": self._offsets})
+
+    @classmethod
+    def load(cls, path):
+        """Read an index written by `save`; a corrupt, tampered or foreign file raises ValueError."""
+        params, a = load_npz(path, _KIND, _VERSION, {
+            "centroids": (np.float32, 2), "scoring_centroids": (np.float32, 2),
+            "codebooks": (np.float32, 3), "A": (np.float32, 2), "codes": (np.uint8, 2),
+            "ids": (np.int64, 1), "offsets": (np.int64, 1)})
+        try:
+            index = cls(**params)
+            if a["centroids"].shape[0]:
+                index.set_quantizers(a["centroids"], a["scoring_centroids"], a["codebooks"],
+                                     a["A"] if a["A"].size else None)
+            if index.is_trained or a["codes"].size:
+                index.set_lists(a["codes"], a["ids"], a["offsets"])
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{path}: invalid IVFPQIndex contents ({exc})") from exc
+        return index
+
+    # ----------------------------------------------------------------------- hooks (faiss bridge, files)
+
+    def set_quantizers(self, centroids, scoring_centroids, codebooks, A=None):
+        """Install trained parameters instead of training (e.g. read back from faiss): centroids
+        c_l (nlist, d_c); scoring_centroids s_l (nlist, d_s), in the rotated space when opq=True;
+        codebooks (M, ksub, dsub); A (d_s, d_s) orthonormal, given iff opq=True. Returns self."""
+        if self.ntotal:
+            raise ValueError(f"the index holds {self.ntotal} vectors encoded with the old "
+                             f"parameters; call reset() first")
+        c = as_float32_matrix(centroids, "centroids", d=self.d_c)
+        s = as_float32_matrix(scoring_centroids, "scoring_centroids", d=self.d_s)
+        if c.shape[0] != self.nlist or s.shape[0] != self.nlist:
+            raise ValueError(f"centroids {c.shape} and scoring_centroids {s.shape} need nlist="
+                             f"{self.nlist} rows")
+        pq = ProductQuantizer(self.d_s, self.M, self.nbits, seed=self.seed, allow_small=self.allow_small)
+        pq.set_codebooks(codebooks)
+        if self.use_opq != (A is not None):
+            raise ValueError(f"opq={self.use_opq}: a rotation A must be given iff opq=True, got "
+                             f"{'none' if A is None else 'one'}")
+        opq = None
+        if A is not None:
+            A = as_float32_matrix(A, "A", d=self.d_s)
+            err = float(np.abs(A.astype(np.float64) @ A.T.astype(np.float64) - np.eye(self.d_s)).max())
+            if A.shape[0] != self.d_s or err > _ORTHO_TOL:
+                raise ValueError(f"rotation A of shape {A.shape} is not an orthonormal "
+                                 f"{self.d_s} x {self.d_s} matrix (max |A A^T - I| = {err:.3g})")
+            opq = OPQ(self.d_s, self.M, niter=self.opq_niter, seed=self.seed, allow_small=self.allow_small)
+            opq.A = A.copy()
+        self.pq, self.opq, self._centroids, self._scoring = pq, opq, c.copy(), s.copy()
+        return self
+
+    def set_lists(self, codes, ids, offsets):
+        """Replace the inverted lists (e.g. read back from faiss): codes (N, code_size) uint8 in
+        list order, ids (N,) a permutation of 0..N-1, offsets (nlist + 1,) int64 with list l at
+        rows offsets[l]:offsets[l+1]. Returns self."""
+        self._require_trained("set_lists")
+        codes, ids, offsets = np.asarray(codes), np.asarray(ids), np.asarray(offsets)
+        if codes.dtype != np.uint8 or ids.dtype.kind not in "iu" or offsets.dtype.kind not in "iu":
+            raise TypeError(f"codes must be uint8 and ids / offsets integers, got {codes.dtype}, "
+                            f"{ids.dtype}, {offsets.dtype}")
+        n = codes.shape[0] if codes.ndim == 2 else -1
+        if (codes.ndim != 2 or codes.shape[1] != self.code_size or offsets.shape != (self.nlist + 1,)
+                or offsets[0] != 0 or offsets[-1] != n or (np.diff(offsets) < 0).any()
+                or ids.shape != (n,) or not np.array_equal(np.sort(ids), np.arange(n))):
+            raise ValueError(f"inconsistent inverted lists: codes {codes.shape}, ids {ids.shape} and "
+                             f"offsets {offsets.shape} do not describe N codes of {self.code_size} "
+                             f"bytes with ids 0..N-1 in {self.nlist} lists")
+        self._set_lists(np.ascontiguousarray(codes), ids.astype(np.int64),
+                        offsets.astype(np.int64))
+        return self
+
+    def __repr__(self):
+        return (f"IVFPQIndex(d={self.d}, nlist={self.nlist}, M={self.M}, nbits={self.nbits}, "
+                f"d_c={self.d_c}, d_s={self.d_s}, opq={self.use_opq}, metric={self.metric!r}, "
+                f"ntotal={self.ntotal})")
