@@ -51,6 +51,14 @@ def as_int(value, name, low=None, high=None):
     return value
 
 
+def as_bool(value, name):
+    """Return `value` (a Python or numpy bool) as a Python bool; anything else raises TypeError,
+    0 and 1 included: an int where a flag belongs is usually an argument in the wrong place."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
 def check_prefix_dim(d, full_dim, name="d"):
     """A prefix size must satisfy 1 <= d <= full_dim."""
     return as_int(d, name, 1, full_dim) if d is not None else full_dim

@@ -28,9 +28,10 @@ bounded by RERANK_BLOCK floats rather than N * D.
 import numba
 import numpy as np
 
+from ._simd import inner, l2sqr
 from ._validate import as_float32_matrix, as_ids, as_int, check_metric, check_prefix_dim
 from .cost import funnel_flops
-from .topk import finalize, heap_push, inner, knn_search, l2sqr, new_heaps, sort_heaps
+from .topk import finalize, heap_push, knn_search, new_heaps, sort_heaps
 from .truncate import prefix
 
 RERANK_BLOCK = 1 << 24  # float32 values of gathered candidate rows per query block (64 MiB)

@@ -43,9 +43,10 @@ import numpy as np
 
 from . import cost
 from ._persist import load_npz, save_npz
-from ._validate import as_float32_matrix, as_int, check_metric, check_prefix_dim
+from ._simd import simd_sum
+from ._validate import as_bool, as_float32_matrix, as_int, check_metric, check_prefix_dim
 from .kmeans import KMeans
-from .topk import finalize, heap_push, knn_search, new_heaps, simd_sum, sort_heaps
+from .topk import finalize, heap_push, heap_sort, knn_search, new_heaps
 from .truncate import prefix
 
 _KIND, _VERSION = "IVFIndex", 1
@@ -56,7 +57,8 @@ def _scan_lists(qs, xb, d_s, ids, offsets, probes, use_ip, hd, hi):
     """For each query r, score every vector of the lists probes[r] on its first d_s dims.
 
     qs (nq, d_s) query prefixes; xb (N, >= d_s) stored vectors in list order; ids (N,);
-    offsets (nlist + 1,); probes (nq, nprobe) list numbers; hd/hi (nq, k) heaps, filled in place.
+    offsets (nlist + 1,); probes (nq, nprobe) list numbers; hd/hi (nq, k) heaps, filled in place
+    and sorted (in the same parallel loop: one thread-pool wake-up per search, not two).
     """
     for r in numba.prange(qs.shape[0]):
         q = qs[r]
@@ -66,15 +68,62 @@ def _scan_lists(qs, xb, d_s, ids, offsets, probes, use_ip, hd, hi):
             for j in range(offsets[lst], offsets[lst + 1]):
                 dis = simd_sum(q, xb[j, :d_s], not use_ip)
                 heap_push(rd, ri, -dis if use_ip else dis, ids[j])
+        heap_sort(rd, ri)
 
 
-def _check_bool(value, name):
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be True or False, got {value!r}")
-    return bool(value)
+def append_to_lists(offsets, stored, assign, new):
+    """CSR append, shared with `ivfpq`: row i of every array in the tuple `new` goes to list
+    assign[i] (n,) int64, after the entries already `stored` (a tuple of arrays in list order, as
+    described by offsets (nlist + 1,)). Returns (merged arrays, new offsets). A stable sort keeps
+    old entries before new ones and insertion order inside each list."""
+    nlist = offsets.shape[0] - 1
+    all_lists = np.concatenate([np.repeat(np.arange(nlist), np.diff(offsets)), assign])
+    order = np.argsort(all_lists, kind="stable")
+    merged = tuple(np.ascontiguousarray(np.concatenate([a, b])[order]) for a, b in zip(stored, new))
+    new_offsets = np.zeros(nlist + 1, dtype=np.int64)
+    np.cumsum(np.bincount(all_lists, minlength=nlist), out=new_offsets[1:])
+    return merged, new_offsets
 
 
-class IVFIndex:
+def lists_are_consistent(offsets, ids, n, nlist):
+    """True iff offsets (nlist + 1,) and ids (n,) describe n entries in nlist CSR lists: offsets
+    run from 0 to n without decreasing and ids are a permutation of 0..n-1 (loaded files)."""
+    return (offsets.shape == (nlist + 1,) and offsets[0] == 0 and offsets[-1] == n
+            and not (np.diff(offsets) < 0).any() and ids.shape == (n,)
+            and np.array_equal(np.sort(ids), np.arange(n)))
+
+
+class InvertedLists:
+    """State shared by `IVFIndex` and `ivfpq.IVFPQIndex`: coarse centroids `_centroids` (nlist, d_c)
+    float32 or None, and CSR lists: ids `_ids` (N,) int64, list l at rows
+    `_offsets[l]:_offsets[l+1]` of `_ids` and of the stored payload (vectors or codes)."""
+
+    @property
+    def ntotal(self):
+        return int(self._ids.shape[0])
+
+    @property
+    def is_trained(self):
+        return self._centroids is not None
+
+    @property
+    def centroids(self):
+        return None if self._centroids is None else self._centroids.copy()
+
+    def list_sizes(self):
+        """Number of vectors in each list, (nlist,) int64."""
+        return np.diff(self._offsets)
+
+    def _rows(self, l):
+        l = as_int(l, "l", 0, self.nlist - 1)
+        return slice(self._offsets[l], self._offsets[l + 1])
+
+    def list_ids(self, l):
+        """Ids stored in list l, in insertion order, (size,) int64 (a copy)."""
+        return self._ids[self._rows(l)].copy()
+
+
+class IVFIndex(InvertedLists):
     """IVF / AdANNS-IVF index over D-dim float32 vectors (see the module docstring).
 
     Parameters: d = D the full dimension; nlist = N_C cells; d_c (build/routing dims, default D);
@@ -93,7 +142,7 @@ class IVFIndex:
         self.d_c = check_prefix_dim(d_c, self.d, "d_c")
         self.d_s = check_prefix_dim(d_s, self.d, "d_s")
         self.metric = check_metric(metric)
-        self.normalize = _check_bool(normalize, "normalize")
+        self.normalize = as_bool(normalize, "normalize")
         self.niter = as_int(niter, "niter", 1)
         self.seed = as_int(seed, "seed", 0, 2**31 - 1)
         self.max_points_per_centroid = as_int(max_points_per_centroid, "max_points_per_centroid", 1)
@@ -108,31 +157,9 @@ class IVFIndex:
         self._data, self._ids, self._offsets = data, ids, offsets
         self._prefix_cache = {}
 
-    @property
-    def ntotal(self):
-        return int(self._ids.shape[0])
-
-    @property
-    def is_trained(self):
-        return self._centroids is not None
-
-    @property
-    def centroids(self):
-        return None if self._centroids is None else self._centroids.copy()
-
-    def list_sizes(self):
-        """Number of vectors in each list, (nlist,) int64."""
-        return np.diff(self._offsets)
-
-    def list_ids(self, l):
-        """Ids stored in list l, in insertion order, (size,) int64 (a copy)."""
-        l = as_int(l, "l", 0, self.nlist - 1)
-        return self._ids[self._offsets[l]:self._offsets[l + 1]].copy()
-
     def list_vectors(self, l):
         """The full-D vectors stored in list l, as added, (size, D) float32 (a copy)."""
-        l = as_int(l, "l", 0, self.nlist - 1)
-        return self._data[self._offsets[l]:self._offsets[l + 1]].copy()
+        return self._data[self._rows(l)].copy()
 
     def _require_trained(self, verb):
         if not self.is_trained:
@@ -171,14 +198,31 @@ class IVFIndex:
         if x.shape[0] == 0:
             return
         assign = knn_search(prefix(x, self.d_c, self.normalize), self._centroids, 1, self.metric)[1][:, 0]
-        old_lists = np.repeat(np.arange(self.nlist), self.list_sizes())
-        # a stable sort keeps old entries before new ones and insertion order inside each list
-        order = np.argsort(np.concatenate([old_lists, assign]), kind="stable")
-        data = np.concatenate([self._data, x])[order]
-        ids = np.concatenate([self._ids, np.arange(self.ntotal, self.ntotal + x.shape[0])])[order]
-        offsets = np.zeros(self.nlist + 1, np.int64)
-        np.cumsum(np.bincount(np.concatenate([old_lists, assign]), minlength=self.nlist), out=offsets[1:])
-        self._set_lists(np.ascontiguousarray(data), ids, offsets)
+        self._append(x, assign)
+
+    def add_preassigned(self, x, lists):
+        """Store row i of x (n, D) in list lists[i] (n,) instead of its nearest centroid's (faiss
+        `ivf_tools.add_preassigned`; `faiss_bridge.from_faiss` rebuilds faiss's lists with it).
+        ids continue from ntotal; inside a list, entries keep insertion order."""
+        x = as_float32_matrix(x, "x", d=self.d)
+        self._require_trained("add_preassigned")
+        lists = np.asarray(lists)
+        if lists.dtype.kind not in "iu":
+            raise TypeError(f"lists must hold integer list numbers, got dtype {lists.dtype}")
+        if lists.shape != (x.shape[0],):
+            raise ValueError(f"lists must have shape ({x.shape[0]},), one list number per row of x, "
+                             f"got {lists.shape}")
+        if lists.size and (lists.min() < 0 or lists.max() >= self.nlist):
+            raise ValueError(f"lists holds list numbers in [{lists.min()}, {lists.max()}]; "
+                             f"they must lie in [0, nlist={self.nlist})")
+        if x.shape[0]:
+            self._append(x, lists.astype(np.int64))
+
+    def _append(self, x, assign):
+        """Store the rows of x in the lists `assign` (n,) int64 and give them the next ids."""
+        new_ids = np.arange(self.ntotal, self.ntotal + x.shape[0], dtype=np.int64)
+        (data, ids), offsets = append_to_lists(self._offsets, (self._data, self._ids), assign, (x, new_ids))
+        self._set_lists(data, ids, offsets)
 
     def reset(self):
         """Remove all vectors; the centroids are kept (faiss `IndexIVF.reset`)."""
@@ -224,7 +268,6 @@ class IVFIndex:
         hd, hi = new_heaps(q.shape[0], k)
         _scan_lists(prefix(q, d_s, self.normalize), self._database_at(d_s), d_s, self._ids,
                     self._offsets, probes, self.metric == "ip", hd, hi)
-        sort_heaps(hd, hi)
         flops = cost.ivf_flops(d_c, self.nlist, d_s, self.list_sizes()[probes])
         self.last_search_flops = float(np.mean(flops)) if q.shape[0] else 0.0
         return finalize(hd, hi, self.metric)
@@ -258,9 +301,7 @@ class IVFIndex:
         data = as_float32_matrix(a["data"], f"{path}: data", d=index.d)
         offsets, ids = a["offsets"], a["ids"]
         n = data.shape[0]
-        if (offsets.shape != (index.nlist + 1,) or offsets[0] != 0 or offsets[-1] != n
-                or (np.diff(offsets) < 0).any() or ids.shape != (n,)
-                or not np.array_equal(np.sort(ids), np.arange(n))):
+        if not lists_are_consistent(offsets, ids, n, index.nlist):
             raise ValueError(f"{path}: inconsistent inverted lists (offsets/ids do not describe "
                              f"{n} stored vectors in {index.nlist} lists)")
         if n and not index.is_trained:

@@ -7,10 +7,18 @@ centroids over dsub = d_s / M dims:
 
     route:   list(x) = argmin_l ||z_{d_c}(x) - c_l||^2            ("ip": argmax <.,.>)
     encode:  code(x) = PQ(y(x) - s_{list(x)}),  y(x) = R z_{d_s}(x)  (by_residual; else PQ(y(x)))
-    search:  P(q) = the nprobe nearest centroids of z_{d_c}(q); for l in P(q) and x in list l
-             "l2": d(q, x) = ||y(q) - s_l - decode(code(x))||^2 = sum_m T_{q,l}[m, code_m(x)]
-                   with one ADC table T_{q,l} = PQ table of the residual y(q) - s_l per probed list
-             "ip": d(q, x) = <y(q), s_l> + sum_m <y_m(q), c_{m, code_m(x)}>  (one table per query)
+    search:  P(q) = the nprobe nearest centroids of z_{d_c}(q); for l in P(q) and x in list l,
+             with y = y(q) and r = decode(code(x)):
+             "l2": d(q, x) = ||y - s_l - r||^2, by default (precomputed=True) in faiss's three terms
+                   (``IndexIVFPQ.cpp``, ``precompute_table``):
+                     d = ||y - s_l||^2 + sum_m [(||r_m||^2 + 2 <s_lm, r_m>) - 2 <y_m, r_m>]
+                   term 1: the coarse search distance (recomputed when routing is not in the
+                   encoded space: opq=True or s_l != c_l); term 2: a table (nlist, M, ksub) built
+                   at the first search (not kept above faiss's 2 GiB limit: then as below);
+                   term 3: one inner-product table per query. precomputed=False: one PQ table of
+                   the residual y - s_l per probed list (faiss ``use_precomputed_table = -1``).
+                   Without by_residual: one table of y per query.
+             "ip": d(q, x) = <y, s_l> + sum_m <y_m, c_{m, code_m(x)}>  (one table per query)
              the k best (ties -> smaller id) are returned, padded with -1 / +-FLT_MAX.
 
 s_l (``scoring_centroids``, nlist x d_s) is the centroid of list l in the space the PQ encodes:
@@ -29,7 +37,7 @@ max 256 points per centroid); OPQ (``opq=True``) on all z_{d_s} (`opq.OPQ`, whic
 if n is larger, rows perm[:256 * ksub] of rand_perm(n, seed), in that order (faiss
 ``fvecs_maybe_subsample`` with its seed 1234, our default), routed and reduced to residuals.
 
-Storage (CSR, as `ivf.IVFIndex`): `_codes` (N, code_size) uint8 sorted by list, `_ids` (N,)
+Storage (CSR, `ivf.InvertedLists`): `_codes` (N, code_size) uint8 sorted by list, `_ids` (N,)
 int64, list l at rows `_offsets[l]:_offsets[l+1]`, insertion order inside a list. `_sub` holds
 the unpacked sub-codes the scan reads ((N, M) uint8 = `_codes` at nbits 8, else uint16).
 
@@ -44,9 +52,11 @@ or ``by_residual=False``; "ip": ``IndexFlatIP`` and METRIC_INNER_PRODUCT); opq=T
 `scoring_centroids`. Same coarse centroids, training sample, residuals, codebooks, lists and
 codes (measured bit-identical on 3000-5000 x 32 Gaussian data, nbits 4 and 8; see `ivf`,
 `kmeans`, `pq`, `opq` for the exact scope). Not identical:
-(1) distances: faiss's L2 scan uses the 3-term decomposition ||q - c||^2 + (||r||^2 + 2 <c, r>)
-    - 2 <q, r> with precomputed tables, we sum the residual table directly: equal to ~2e-7
-    relative (measured), so ids can only differ at near-ties;
+(1) distances are bit-identical where faiss runs AVX-512 and the coarse distances agree (tables
+    and sums in faiss's orders, `_simd`; not at dsub 12). Measured on 60000 x 128, nlist 1024,
+    M 16, nprobe 8: all equal for 900 queries (direct coarse distances); for 10000 queries the
+    coarse GEMM rounds differently from faiss's, 95 % of the rows equal, the rest within 8e-6
+    relative, ids all equal. precomputed=False equals faiss ``use_precomputed_table = -1``;
 (2) opq=True: faiss clusters and routes the rotated vectors R x, we route the unrotated prefixes.
     R is orthonormal, so the distances agree up to rounding: trained end to end, faiss's and our
     rotation, rotated centroids and codebooks agree to ~2e-6 (not bit for bit), and a near-tie
@@ -63,34 +73,72 @@ import numpy as np
 from . import cost
 from ._mt19937 import rand_perm
 from ._persist import load_npz, save_npz
-from ._validate import as_float32_matrix, as_int, check_metric, check_prefix_dim
-from .ivf import IVFIndex
+from ._simd import code_distance, simd_sum, sq_norms, table_into
+from ._validate import as_bool, as_float32_matrix, as_int, check_metric, check_prefix_dim
+from .ivf import InvertedLists, IVFIndex, append_to_lists, lists_are_consistent
 from .opq import OPQ
-from .pq import ProductQuantizer, _check_bool, _code_distance
-from .topk import finalize, heap_push, knn_search, new_heaps, sort_heaps
+from .pq import ProductQuantizer
+from .topk import finalize, heap_push, heap_sort, knn_search, new_heaps
 from .truncate import prefix
 
 _KIND, _VERSION = "IVFPQIndex", 1
-_TABLE_BLOCK_FLOATS = 1 << 22  # ADC tables held at once (16 MB)
 _ORTHO_TOL = 1e-3  # a loaded OPQ rotation must satisfy max |A A^T - I| below this
+PRECOMPUTED_TABLE_MAX_BYTES = 1 << 31  # faiss precomputed_table_max_bytes: larger -> residual tables
 
 
 @numba.njit(cache=True, parallel=True)
-def _scan_lists(tables, per_probe, bias, probes, sub, ids, offsets, order, use_ip, hd, hi):
-    """Score the codes of every probed list of query r and push them into heap (hd[r], hi[r]).
+def _search_lists(y, coarse, probes, scoring, cbT, term2, sub, ids, offsets, l2, by_residual,
+                  coarse_is_term1, order, hd, hi):
+    """Push d = b + sum_m T[m, code_m] (`_simd.code_distance`) of every code in the probed lists
+    of query r into heap (hd[r], hi[r]), then sort it. T and b of (r, list l), as faiss's scanner:
 
-    tables (nq, T, M, ksub): T = nprobe tables per query (per_probe) or T = 1 shared by all
-    probes; bias (nq, nprobe) added to each list's sums; probes (nq, nprobe) list numbers;
-    sub (N, M) sub-codes in list order; ids (N,); offsets (nlist + 1,); order: pq's sum order.
+    - l2, by_residual, term2 (nlist, M, ksub) given: T = term2[l] - 2 <y_r, c> (x2 is exact: one
+      rounding, as faiss's fvec_madd); b = coarse[r, p] if coarse_is_term1, else ||y_r - s_l||^2;
+    - l2, by_residual, term2 empty: T = distances of the residual y_r - s_l; b = 0;
+    - l2, not by_residual: T = distances of y_r; b = 0;
+    - ip: T = <y_r, c>; b = <y_r, s_l> if by_residual, else 0.
+
+    y (nq, d_s); coarse, probes (nq, nprobe); scoring (nlist, d_s); cbT (M, dsub, ksub); sub
+    (N, M) in list order, ids (N,), offsets (nlist + 1,). Query tables live in thread-local
+    buffers, hot in cache while the contiguous codes of each list are scanned.
     """
+    M, dsub, ksub = cbT.shape
+    per_list = l2 and by_residual
+    two = np.float32(2)
     for r in numba.prange(probes.shape[0]):
         rd, ri = hd[r], hi[r]
+        acc = np.empty((16, ksub), dtype=np.float32)
+        query_table = np.empty((M, ksub), dtype=np.float32)
+        list_table = np.empty((M, ksub), dtype=np.float32)
+        residual = np.empty(y.shape[1], dtype=np.float32)
+        if not per_list or term2.shape[0] > 0:
+            for m in range(M):  # distances (l2 without residual) or inner products (ip, term 3)
+                table_into(y[r], m * dsub, cbT[m], l2 and not by_residual, True, acc, query_table[m])
         for p in range(probes.shape[1]):
-            T = tables[r, p if per_probe else 0]
-            lst, b = probes[r, p], bias[r, p]
+            lst = probes[r, p]
+            if offsets[lst] == offsets[lst + 1]:
+                continue
+            T = query_table
+            b = np.float32(0)
+            if per_list and term2.shape[0] > 0:
+                b = coarse[r, p] if coarse_is_term1 else simd_sum(y[r], scoring[lst], True)
+                t2 = term2[lst]
+                for m in range(M):
+                    for c in range(ksub):
+                        list_table[m, c] = t2[m, c] - two * query_table[m, c]
+                T = list_table
+            elif per_list:
+                for t in range(residual.shape[0]):
+                    residual[t] = y[r, t] - scoring[lst, t]
+                for m in range(M):
+                    table_into(residual, m * dsub, cbT[m], True, True, acc, list_table[m])
+                T = list_table
+            elif by_residual:
+                b = simd_sum(y[r], scoring[lst], False)
             for j in range(offsets[lst], offsets[lst + 1]):
-                s = b + _code_distance(T, sub[j], order)
-                heap_push(rd, ri, -s if use_ip else s, ids[j])
+                s = b + code_distance(T, sub[j], order)
+                heap_push(rd, ri, s if l2 else -s, ids[j])
+        heap_sort(rd, ri)
 
 
 def _list_means(z, lists, nlist):
@@ -104,19 +152,7 @@ def _list_means(z, lists, nlist):
     return means
 
 
-def _append_to_lists(offsets, stored, lists, new):
-    """CSR append: entries `new` (tuple of arrays) go to `lists`; returns (merged arrays, offsets).
-    A stable sort keeps old entries before new ones and insertion order inside each list."""
-    nlist = offsets.shape[0] - 1
-    all_lists = np.concatenate([np.repeat(np.arange(nlist), np.diff(offsets)), lists])
-    order = np.argsort(all_lists, kind="stable")
-    merged = tuple(np.ascontiguousarray(np.concatenate([a, b])[order]) for a, b in zip(stored, new))
-    new_offsets = np.zeros(nlist + 1, dtype=np.int64)
-    np.cumsum(np.bincount(all_lists, minlength=nlist), out=new_offsets[1:])
-    return merged, new_offsets
-
-
-class IVFPQIndex:
+class IVFPQIndex(InvertedLists):
     """IVFPQ / AdANNS-IVFOPQ over D-dim float32 vectors (see the module docstring).
 
     Parameters: d = D; nlist = N_C; M sub-quantizers (d_s % M == 0), nbits in 1..16 (code_size =
@@ -124,7 +160,9 @@ class IVFPQIndex:
     d_s x d_s rotation first); by_residual (encode y - s_l, faiss's default, or y itself); metric
     "l2" or "ip"; normalize (Matryoshka re-normalised prefixes); niter (coarse k-means); seed
     (coarse k-means, PQ training sample, PQ and OPQ k-means); allow_small (train the PQ on fewer
-    than 39 * ksub points, which faiss only warns about); opq_niter (OPQ iterations, faiss 50).
+    than 39 * ksub points, which faiss only warns about); opq_niter (OPQ iterations, faiss 50);
+    precomputed (L2 by_residual search with faiss's precomputed tables, its default, or with one
+    residual table per probed list, faiss's ``use_precomputed_table = -1``).
 
     Attributes: `centroids` (nlist, d_c), `scoring_centroids` (nlist, d_s), `pq`
     (ProductQuantizer over d_s), `opq` (OPQ or None), `ntotal`, `code_size`, `is_trained`,
@@ -134,22 +172,25 @@ class IVFPQIndex:
     """
 
     def __init__(self, d, nlist, M, nbits=8, d_c=None, d_s=None, opq=False, by_residual=True,
-                 metric="l2", normalize=True, niter=10, seed=1234, allow_small=False, opq_niter=50):
+                 metric="l2", normalize=True, niter=10, seed=1234, allow_small=False, opq_niter=50,
+                 precomputed=True):
         self.d = as_int(d, "d", 1)
         self.nlist = as_int(nlist, "nlist", 1)
         self.d_c = check_prefix_dim(d_c, self.d, "d_c")
         self.d_s = check_prefix_dim(d_s, self.d, "d_s")
-        self.use_opq = _check_bool(opq, "opq")
-        self.by_residual = _check_bool(by_residual, "by_residual")
+        self.use_opq = as_bool(opq, "opq")
+        self.by_residual = as_bool(by_residual, "by_residual")
         self.metric = check_metric(metric)
-        self.normalize = _check_bool(normalize, "normalize")
+        self.normalize = as_bool(normalize, "normalize")
         self.niter = as_int(niter, "niter", 1)
-        self.allow_small = _check_bool(allow_small, "allow_small")
+        self.allow_small = as_bool(allow_small, "allow_small")
         self.opq_niter = as_int(opq_niter, "opq_niter", 1)
+        self.precomputed = as_bool(precomputed, "precomputed")
         self.pq = ProductQuantizer(self.d_s, M, nbits, seed=seed, allow_small=self.allow_small)
         self.M, self.nbits, self.seed = self.pq.M, self.pq.nbits, self.pq.seed
         self.opq = None
-        self._centroids = self._scoring = None
+        self._centroids = self._scoring = self._term2 = None
+        self._route_scores = False
         self.last_search_flops = self.last_search_lookups = 0.0
         self.reset()
 
@@ -169,32 +210,8 @@ class IVFPQIndex:
         return self.pq.code_size
 
     @property
-    def ntotal(self):
-        return int(self._ids.shape[0])
-
-    @property
-    def is_trained(self):
-        return self._centroids is not None
-
-    @property
-    def centroids(self):
-        return None if self._centroids is None else self._centroids.copy()
-
-    @property
     def scoring_centroids(self):
         return None if self._scoring is None else self._scoring.copy()
-
-    def list_sizes(self):
-        """Number of vectors in each list, (nlist,) int64."""
-        return np.diff(self._offsets)
-
-    def _rows(self, l):
-        l = as_int(l, "l", 0, self.nlist - 1)
-        return slice(self._offsets[l], self._offsets[l + 1])
-
-    def list_ids(self, l):
-        """Ids stored in list l, in insertion order, (size,) int64 (a copy)."""
-        return self._ids[self._rows(l)].copy()
 
     def list_codes(self, l):
         """PQ codes stored in list l, (size, code_size) uint8 (faiss ``get_invlist`` layout)."""
@@ -207,8 +224,8 @@ class IVFPQIndex:
     # ----------------------------------------------------------------------- transforms
 
     def _route(self, x, nprobe):
-        """List numbers (n, nprobe) of the nprobe nearest centroids of z_{d_c}(x)."""
-        return knn_search(prefix(x, self.d_c, self.normalize), self._centroids, nprobe, self.metric)[1]
+        """(distances, list numbers), both (n, nprobe), of the nprobe nearest centroids of z_{d_c}(x)."""
+        return knn_search(prefix(x, self.d_c, self.normalize), self._centroids, nprobe, self.metric)
 
     def _encoded_space(self, x):
         """y = R z_{d_s}(x), (n, d_s) float32."""
@@ -251,7 +268,14 @@ class IVFPQIndex:
         y_pq = y_pq if opq is None else opq.apply(y_pq)
         pq = ProductQuantizer(self.d_s, self.M, self.nbits, seed=self.seed, allow_small=self.allow_small)
         pq.train(y_pq - scoring[lists_pq] if self.by_residual else y_pq)
+        self._install(pq, opq, centroids, scoring)
+
+    def _install(self, pq, opq, centroids, scoring):
         self.pq, self.opq, self._centroids, self._scoring = pq, opq, centroids, scoring
+        self._term2 = None  # precomputed table of the old parameters
+        # faiss's term 1 is the coarse search distance; ours equals it when routing and scoring
+        # happen in the same space against the same centroids
+        self._route_scores = opq is None and np.array_equal(centroids, scoring)
 
     def add(self, x):
         """Route, encode and store the rows of x (n, D); ids continue from ntotal.
@@ -260,30 +284,29 @@ class IVFPQIndex:
         self._require_trained("add")
         if x.shape[0] == 0:
             return
-        lists = self._route(x, 1)[:, 0]
+        lists = self._route(x, 1)[1][:, 0]
         y = self._encoded_space(x)
         codes = self.pq.encode(y - self._scoring[lists] if self.by_residual else y)
         new_ids = np.arange(self.ntotal, self.ntotal + x.shape[0], dtype=np.int64)
-        (codes, ids), offsets = _append_to_lists(self._offsets, (self._codes, self._ids),
-                                                 lists, (codes, new_ids))
+        (codes, ids), offsets = append_to_lists(self._offsets, (self._codes, self._ids),
+                                                lists, (codes, new_ids))
         self._set_lists(codes, ids, offsets)
 
     # ----------------------------------------------------------------------- search
 
-    def _tables(self, y, probes):
-        """(tables (nq, T, M, ksub), per_probe, bias (nq, nprobe)) for queries y (nq, d_s)."""
-        nq, nprobe = probes.shape
-        if self.metric == "ip":
-            M, ksub, dsub = self.pq.M, self.pq.ksub, self.pq.dsub
-            tables = np.einsum("qmt,mjt->qmj", y.reshape(nq, M, dsub), self.pq.codebooks)
-            bias = (np.einsum("qt,qpt->qp", y, self._scoring[probes]) if self.by_residual
-                    else np.zeros((nq, nprobe), np.float32))
-            return tables.astype(np.float32)[:, None], False, bias.astype(np.float32)
-        bias = np.zeros((nq, nprobe), np.float32)
-        if not self.by_residual:
-            return self.pq.distance_table(y)[:, None], False, bias
-        residuals = (y[:, None, :] - self._scoring[probes]).reshape(nq * nprobe, self.d_s)
-        return self.pq.distance_table(residuals).reshape(nq, nprobe, self.M, -1), True, bias
+    def _uses_precomputed(self):
+        table_bytes = 4 * self.nlist * self.pq.M * self.pq.ksub
+        return (self.metric == "l2" and self.by_residual and self.precomputed
+                and table_bytes <= PRECOMPUTED_TABLE_MAX_BYTES)
+
+    def _precomputed_table(self):
+        """faiss ``precompute_table``: term2[l, m, j] = ||c_mj||^2 + 2 <s_lm, c_mj>, (nlist, M, ksub)
+        float32, from the norms in fvec_norm_L2sqr order and `pq.inner_product_table(s)`."""
+        if self._term2 is None:
+            pq = self.pq
+            r_norms = sq_norms(pq.codebooks.reshape(-1, pq.dsub)).reshape(pq.M, pq.ksub)
+            self._term2 = r_norms + np.float32(2) * pq._ip_tables(self._scoring)
+        return self._term2
 
     def search(self, q, k, nprobe=1):
         """k best ids of each query row (nq, D) -> (D float32 (nq, k), I int64 (nq, k)).
@@ -295,17 +318,15 @@ class IVFPQIndex:
         k = as_int(k, "k", 1)
         nprobe = min(as_int(nprobe, "nprobe", 1), self.nlist)
         self._require_trained("search")
-        probes = self._route(q, nprobe)
+        coarse, probes = self._route(q, nprobe)
         y = self._encoded_space(q)
         hd, hi = new_heaps(q.shape[0], k)
-        tables_per_query = nprobe if self.by_residual and self.metric == "l2" else 1
-        block = max(1, _TABLE_BLOCK_FLOATS // (tables_per_query * self.pq.M * self.pq.ksub))
-        for i0 in range(0, q.shape[0], block):
-            tables, per_probe, bias = self._tables(y[i0:i0 + block], probes[i0:i0 + block])
-            _scan_lists(tables, per_probe, bias, probes[i0:i0 + block], self._sub, self._ids,
-                        self._offsets, self.pq._sum_order, self.metric == "ip",
-                        hd[i0:i0 + block], hi[i0:i0 + block])
-        sort_heaps(hd, hi)
+        pq = self.pq
+        term2 = (self._precomputed_table() if self._uses_precomputed()
+                 else np.empty((0, pq.M, pq.ksub), np.float32))
+        _search_lists(y, coarse, probes, self._scoring, pq._cbT, term2, self._sub, self._ids,
+                      self._offsets, self.metric == "l2", self.by_residual, self._route_scores,
+                      pq._sum_order, hd, hi)
         self._record_cost(probes)
         return finalize(hd, hi, self.metric)
 
@@ -326,7 +347,8 @@ class IVFPQIndex:
         return {"d": self.d, "nlist": self.nlist, "M": self.M, "nbits": self.nbits, "d_c": self.d_c,
                 "d_s": self.d_s, "opq": self.use_opq, "by_residual": self.by_residual,
                 "metric": self.metric, "normalize": self.normalize, "niter": self.niter,
-                "seed": self.seed, "allow_small": self.allow_small, "opq_niter": self.opq_niter}
+                "seed": self.seed, "allow_small": self.allow_small, "opq_niter": self.opq_niter,
+                "precomputed": self.precomputed}
 
     def save(self, path):
         """Write parameters, centroids, rotation, codebooks and lists to a versioned .npz (atomic)."""
@@ -385,7 +407,7 @@ class IVFPQIndex:
                                  f"{self.d_s} x {self.d_s} matrix (max |A A^T - I| = {err:.3g})")
             opq = OPQ(self.d_s, self.M, niter=self.opq_niter, seed=self.seed, allow_small=self.allow_small)
             opq.A = A.copy()
-        self.pq, self.opq, self._centroids, self._scoring = pq, opq, c.copy(), s.copy()
+        self._install(pq, opq, c.copy(), s.copy())
         return self
 
     def set_lists(self, codes, ids, offsets):
@@ -398,9 +420,8 @@ class IVFPQIndex:
             raise TypeError(f"codes must be uint8 and ids / offsets integers, got {codes.dtype}, "
                             f"{ids.dtype}, {offsets.dtype}")
         n = codes.shape[0] if codes.ndim == 2 else -1
-        if (codes.ndim != 2 or codes.shape[1] != self.code_size or offsets.shape != (self.nlist + 1,)
-                or offsets[0] != 0 or offsets[-1] != n or (np.diff(offsets) < 0).any()
-                or ids.shape != (n,) or not np.array_equal(np.sort(ids), np.arange(n))):
+        if (codes.ndim != 2 or codes.shape[1] != self.code_size
+                or not lists_are_consistent(offsets, ids, n, self.nlist)):
             raise ValueError(f"inconsistent inverted lists: codes {codes.shape}, ids {ids.shape} and "
                              f"offsets {offsets.shape} do not describe N codes of {self.code_size} "
                              f"bytes with ids 0..N-1 in {self.nlist} lists")

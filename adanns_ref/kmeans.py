@@ -27,26 +27,14 @@ The faiss recipe around it, reproduced step by step (SPEC §4):
 5. nredo > 1: keep the run with the lowest final obj (l2) or highest (ip). Like faiss, ``obj``
    then holds the per-iteration objectives of every run up to and including the kept one.
 
-Distances, as faiss's ``knn_L2sqr`` / ``knn_inner_product`` compute them:
-
-- n * d < 128000 (``distance_compute_blas_threshold``, counted over the whole search batch):
-  one direct sum per pair, in the order of faiss's AVX-512 kernel (16 fused-multiply-add lanes,
-  lanes l and l+8 added, one 8-lane step, halving tree, scalar FMA tail; see ``_faiss_sums``).
-  On this path centroids, assignments and objectives are bit-identical to faiss on x86-64
-  with AVX-512 (the level the faiss-cpu wheel dispatches to there). Builds that dispatch to
-  another SIMD level sum in another order: results may then differ in the last bit, which only
-  changes an assignment at an exact near-tie.
-- otherwise (GEMM path): <x, c> by BLAS in blocks of 1024 centroids (faiss's column blocks),
-  then faiss's top-1 rule: for l2 its exhaustive_L2sqr_blas_cmax kernel (8 lanes of
-  ||c||^2 - 2 <x, c>, then + ||x||^2, clamped at 0; see ``_top1_l2_block``), for ip the first
-  maximum. The GEMM itself rounds differently from faiss's OpenBLAS call (and faiss has fused
-  kernels for small d), so distances match faiss to ~1e-7 relative, not always bit for bit;
-  assignments differ only at near-ties (measured: identical on 60000 x 128, k = 1024).
-
-Threads: kernels use numba's thread pool (``numba.set_num_threads``); BLAS is limited to one
-thread during the GEMM path (blocks of points run in parallel instead, as in scikit-learn's
-k-means), and kernels smaller than PARALLEL_MIN_WORK run on one thread. Results do not depend
-on the number of threads.
+Assignment is ``assign.nearest_centroids`` (faiss ``IndexFlat.search(x, 1)``): direct sums in
+faiss's AVX-512 order when n * d < 128000, else BLAS GEMM + faiss's top-1 merge. On the direct
+path centroids, assignments and objectives are bit-identical to faiss on x86-64 where faiss
+dispatches to AVX-512; builds that dispatch to another SIMD level sum in another order (last-bit
+differences, which only change an assignment at an exact near-tie). On the GEMM path distances
+match faiss to ~1e-7 relative and assignments differ only at near-ties (see `assign`). The
+update and split kernels use numba's threads when large enough; results do not depend on the
+number of threads.
 
 Not faiss-identical: ``init="k-means++"`` (classic D^2 sampling with a NumPy Generator seeded
 with seed + 1 + r * 15486557; faiss 1.15 has its own k-means++ with another RNG stream).
@@ -57,268 +45,16 @@ I (n,) int64, like ``faiss.Kmeans.assign`` (which ravels ``index.search(x, 1)``)
 """
 import numba
 import numpy as np
-import threadpoolctl
-from llvmlite import ir
-from numba.core import cgutils, types
-from numba.extending import intrinsic
 
 from ._mt19937 import MTState, mt_rand_float, rand_perm
-from ._validate import as_float32_matrix, as_int, check_metric
+from ._simd import simd_sum, sq_norms
+from ._validate import as_bool, as_float32_matrix, as_int, check_metric
+from .assign import nearest_centroids, threads_for
+from .topk import BLAS_THRESHOLD
 
-BLAS_THRESHOLD = 128000  # faiss distance_compute_blas_threshold: direct sums when n * d below
 REDO_SEED_STRIDE = 15486557  # faiss: init seed of redo r is seed + 1 + r * 15486557
 SPLIT_EPS = np.float32(1.0 / 1024)  # faiss's "a bit above machine epsilon for float16"
-GEMM_COLS = 1024  # faiss distance_compute_blas_database_bs: its top-1 column blocks
-GEMM_BLOCK_ELEMS = 1 << 18  # scores per GEMM block (1 MB: stays in cache for the merge)
-FLT_MAX = np.float32(np.finfo(np.float32).max)  # faiss's "no result yet" (CMax::neutral)
-# Work (~flops) below which a numba kernel runs on one thread: waking the pool costs ~20 us on
-# an idle machine but milliseconds on a loaded one, so only clearly large kernels go parallel.
-PARALLEL_MIN_WORK = 1 << 26
 _INITS = ("random", "k-means++")
-
-
-@intrinsic
-def _fma(typingctx, a, b, c):
-    """float32 a * b + c with a single rounding (llvm.fma), as the _mm512_fmadd_ps lanes."""
-    sig = types.float32(types.float32, types.float32, types.float32)
-
-    def codegen(context, builder, signature, args):
-        f32 = ir.FloatType()
-        fnty = ir.FunctionType(f32, [f32, f32, f32])
-        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.fma.f32")
-        return builder.call(fn, args)
-
-    return sig, codegen
-
-
-@numba.njit(cache=True, inline="always")
-def _lane_fma(a, xt, crow, ip):
-    """a[j] = fma(x_t - c_jt, x_t - c_jt, a[j]) (l2) or fma(x_t, c_jt, a[j]) (ip), for all j."""
-    if ip:
-        for j in range(a.shape[0]):
-            a[j] = _fma(xt, crow[j], a[j])
-    else:
-        for j in range(a.shape[0]):
-            u = xt - crow[j]
-            a[j] = _fma(u, u, a[j])
-
-
-@numba.njit(cache=True, inline="always")
-def _add_into(a, b):
-    for j in range(a.shape[0]):
-        a[j] = a[j] + b[j]
-
-
-@numba.njit(cache=True)
-def _faiss_sums(xi, ct, ip, acc):
-    """||x_i - c_j||^2 (or <x_i, c_j> if ip) for every column c_j of ct (d, m), summed in the
-    order of faiss's AVX-512 fvec_L2sqr / fvec_inner_product: 16 FMA lanes (lane l takes
-    t = l mod 16 over the first 16 floor(d / 16) dims), lanes l and l + 8 added, one more 8-lane
-    FMA step if >= 8 dims remain, lanes l and l + 4 added, then (0 + 2) + (1 + 3), then the
-    remaining dims one FMA at a time. acc (16, m) float32 scratch; returns acc[0] (m,).
-    The lanes are rows of acc and j is the inner loop, so LLVM vectorises across centroids.
-    """
-    d = ct.shape[0]
-    m16 = d - d % 16
-    acc[:] = 0
-    for t in range(m16):
-        _lane_fma(acc[t % 16], xi[t], ct[t], ip)
-    for l in range(8):
-        _add_into(acc[l], acc[l + 8])
-    t = m16
-    if d - t >= 8:
-        for l in range(8):
-            _lane_fma(acc[l], xi[t + l], ct[t + l], ip)
-        t += 8
-    for l in range(4):
-        _add_into(acc[l], acc[l + 4])
-    _add_into(acc[0], acc[2])
-    _add_into(acc[1], acc[3])
-    _add_into(acc[0], acc[1])
-    for r in range(t, d):
-        _lane_fma(acc[0], xi[r], ct[r], ip)
-    return acc[0]
-
-
-@numba.njit(cache=True)
-def _simd_sum(x, y, l2, acc):
-    """One pair: ||x - y||^2 (l2) or <x, y> in faiss's order; acc: float32[16] scratch.
-    (Kept for tests elsewhere that use it as a scalar reference of the order.)"""
-    d = x.shape[0]
-    return _faiss_sums(x, np.ascontiguousarray(y).reshape((d, 1)), not l2, acc.reshape((16, 1)))[0]
-
-
-@numba.njit(cache=True, parallel=True)
-def _assign_direct(x, ct, ip):
-    """Nearest centroid of each row by direct per-pair sums (faiss's exhaustive_*_seq with a
-    top-1 result: strict comparison, so ties keep the smaller j). ct: centroids (d, k)."""
-    n, k = x.shape[0], ct.shape[1]
-    dist = np.empty(n, dtype=np.float32)
-    idx = np.empty(n, dtype=np.int64)
-    nblocks = (n + 63) // 64
-    for b in numba.prange(nblocks):
-        acc = np.empty((16, k), dtype=np.float32)
-        for i in range(b * 64, min(n, b * 64 + 64)):
-            sums = _faiss_sums(x[i], ct, ip, acc)
-            best = -FLT_MAX if ip else FLT_MAX
-            best_j = -1
-            for j in range(k):
-                if (sums[j] > best) if ip else (sums[j] < best):
-                    best = sums[j]
-                    best_j = j
-            dist[i] = best
-            idx[i] = best_j
-    return dist, idx
-
-
-@numba.njit(cache=True)
-def _sq_norms(x):
-    """||x_i||^2 per row, in faiss's fvec_norm_L2sqr order (serial: O(n d), once per fit)."""
-    out = np.empty(x.shape[0], dtype=np.float32)
-    acc = np.empty((16, 1), dtype=np.float32)
-    for i in range(x.shape[0]):
-        out[i] = _faiss_sums(x[i], x[i].reshape((x.shape[1], 1)), True, acc)[0]
-    return out
-
-
-@numba.njit(cache=True)
-def _top1_l2_block(st, xn, cn, j0, best, best_j, lv, li):
-    """Merge one GEMM block st[t, r] = <c_{j0+t}, x_r> into the running top-1 (best, best_j).
-
-    faiss's top-1 L2 kernel (exhaustive_L2sqr_blas_cmax) for a block of <= GEMM_COLS columns:
-    8 lanes per row keep the smallest u = fma(ip, -2, ||c||^2) = ||c||^2 - 2 ip (exact: the
-    product by 2 does not round) over columns t = l mod 8 of the first 16 * floor(cols / 16);
-    a lane keeps its old value on ties and starts, as in faiss, from (best - ||x||^2, t = 0).
-    Each lane's candidate max(u + ||x||^2, 0) is merged with ties to the smaller index; the
-    leftover columns use max(||x||^2 + ||c||^2 - 2 ip, 0). Rows are the inner loop so LLVM
-    vectorises across rows. lv (8, R) float32 and li (8, R) int64 are scratch.
-    """
-    cols, rows = st.shape
-    c16 = cols - cols % 16
-    two = np.float32(2)
-    zero = np.float32(0)
-    for l in range(8):
-        for r in range(rows):
-            lv[l, r] = best[r] - xn[r]
-            li[l, r] = 0
-    for t in range(c16):
-        lvl = lv[t % 8]
-        lil = li[t % 8]
-        c2 = cn[j0 + t]
-        line = st[t]
-        for r in range(rows):
-            u = c2 - two * line[r]
-            better = u < lvl[r]
-            lvl[r] = u if better else lvl[r]
-            lil[r] = t if better else lil[r]
-    for l in range(8):
-        for r in range(rows):
-            cand = max(lv[l, r] + xn[r], zero)
-            j = li[l, r] + j0
-            if cand < best[r] or (cand == best[r] and j < best_j[r]):
-                best[r] = cand
-                best_j[r] = j
-    for t in range(c16, cols):
-        for r in range(rows):
-            v = max((xn[r] + cn[j0 + t]) - two * st[t, r], zero)
-            if v < best[r]:
-                best[r] = v
-                best_j[r] = j0 + t
-
-
-@numba.njit(cache=True)
-def _top1_ip_block(st, j0, best, best_j):
-    """Merge one GEMM block st[t, r] = <c_{j0+t}, x_r>: running argmax, ties -> smaller index
-    (faiss's strict-greater scan in column order; rows are the vectorised inner loop)."""
-    for t in range(st.shape[0]):
-        line = st[t]
-        for r in range(st.shape[1]):
-            better = line[r] > best[r]
-            best[r] = line[r] if better else best[r]
-            best_j[r] = j0 + t if better else best_j[r]
-
-
-@numba.njit(cache=True, parallel=True)
-def _assign_gemm(x, c, xn, cn, ip, block_rows):
-    """Nearest centroid by blocked GEMM + top-1 merge (faiss's exhaustive_*_blas path).
-
-    Blocks of block_rows points x GEMM_COLS centroids (faiss's column blocks); the scores are
-    computed transposed, (centroids, points), so the merge vectorises across points. Blocks of
-    points run in parallel on numba's threads, each calling single-threaded BLAS (as scikit-learn's
-    k-means does): one thread pool, no hand-offs between numba's and BLAS's pools.
-    xn, cn: squared norms (ignored for ip). Returns (dist (n,) float32, idx (n,) int64).
-    """
-    n, k = x.shape[0], c.shape[0]
-    cols = min(k, GEMM_COLS)
-    dist = np.empty(n, dtype=np.float32)
-    idx = np.full(n, -1, dtype=np.int64)
-    dist[:] = -FLT_MAX if ip else FLT_MAX
-    for b in numba.prange((n + block_rows - 1) // block_rows):
-        i0 = b * block_rows
-        i1 = min(n, i0 + block_rows)
-        xbt = x[i0:i1].T
-        st = np.empty((cols, i1 - i0), dtype=np.float32)
-        lv = np.empty((8, i1 - i0), dtype=np.float32)
-        li = np.empty((8, i1 - i0), dtype=np.int64)
-        for j0 in range(0, k, GEMM_COLS):
-            cb = c[j0:j0 + GEMM_COLS]
-            out = st[:cb.shape[0]]
-            np.dot(cb, xbt, out)
-            if ip:
-                _top1_ip_block(out, j0, dist[i0:i1], idx[i0:i1])
-            else:
-                _top1_l2_block(out, xn[i0:i1], cn, j0, dist[i0:i1], idx[i0:i1], lv, li)
-    return dist, idx
-
-
-_blas_controller = None
-
-
-def _blas_single_thread():
-    """Context limiting every BLAS library to one thread (numba's threads parallelise instead)."""
-    global _blas_controller
-    if _blas_controller is None:
-        _blas_controller = threadpoolctl.ThreadpoolController()
-    return _blas_controller.limit(limits=1, user_api="blas")
-
-
-class _threads_for:
-    """Context: numba kernels on one thread when `work` (~flops) is too small to repay waking
-    the thread pool (on a busy machine a parallel region can cost milliseconds)."""
-
-    def __init__(self, work):
-        self.single = work < PARALLEL_MIN_WORK
-
-    def __enter__(self):
-        self.previous = numba.get_num_threads()
-        if self.single:
-            numba.set_num_threads(1)
-
-    def __exit__(self, *exc):
-        numba.set_num_threads(self.previous)
-
-
-def nearest_centroids(x, c, ip=False, x_norms=None):
-    """faiss ``IndexFlat{L2,IP}.search(x, 1)`` on centroids c: (D (n,) float32, I (n,) int64).
-
-    x (n, d), c (k, d): C-contiguous float32, already validated. Direct sums when
-    n * d < BLAS_THRESHOLD, else blocked GEMM (see the module docstring). x_norms: optional
-    precomputed ``_sq_norms(x)`` (k-means reuses it across iterations).
-    """
-    with _threads_for(x.shape[0] * x.shape[1] * c.shape[0]):
-        if x.shape[0] * x.shape[1] < BLAS_THRESHOLD:
-            dist, idx = _assign_direct(x, np.ascontiguousarray(c.T), ip)
-        else:
-            xn = cn = np.empty(0, np.float32)
-            if not ip:
-                xn = _sq_norms(x) if x_norms is None else x_norms
-                cn = _sq_norms(c)
-            block_rows = max(1, GEMM_BLOCK_ELEMS // min(c.shape[0], GEMM_COLS))
-            with _blas_single_thread():
-                dist, idx = _assign_gemm(x, c, xn, cn, ip, block_rows)
-    if idx.size and idx.min() < 0:
-        raise ValueError("squared distances overflow float32 (inf) for some rows; rescale x")
-    return dist, idx
 
 
 @numba.njit(cache=True)
@@ -408,9 +144,8 @@ def _split_clusters(cent, counts, n, key, pos):
 @numba.njit(cache=True)
 def _renormalize_rows(c):
     """faiss fvec_renorm_L2: c_j *= float32(1.0 / sqrtf(||c_j||^2)) for non-zero rows."""
-    acc = np.empty((16, 1), dtype=np.float32)
     for j in range(c.shape[0]):
-        nr = _faiss_sums(c[j], c[j].reshape((c.shape[1], 1)), True, acc)[0]
+        nr = simd_sum(c[j], c[j], False)
         if nr > 0:
             inv = np.float32(1.0 / np.float64(np.sqrt(nr)))
             for t in range(c.shape[1]):
@@ -465,11 +200,8 @@ class KMeans:
         self.max_points_per_centroid = as_int(max_points_per_centroid, "max_points_per_centroid", low=1)
         self.min_points_per_centroid = as_int(min_points_per_centroid, "min_points_per_centroid", low=0)
         self.nredo = as_int(nredo, "nredo", low=1)
-        for name, flag in (("spherical", spherical), ("early_stop", early_stop)):
-            if not isinstance(flag, (bool, np.bool_)):
-                raise TypeError(f"{name} must be True or False, got {flag!r}")
-        self.spherical = bool(spherical)
-        self.early_stop = bool(early_stop)
+        self.spherical = as_bool(spherical, "spherical")
+        self.early_stop = as_bool(early_stop, "early_stop")
         if init not in _INITS:
             raise ValueError(f"init must be one of {_INITS}, got {init!r}")
         self.init = init
@@ -520,7 +252,7 @@ class KMeans:
         cent = np.zeros((k, d), dtype=np.float32)
         if m:
             cent[:m] = warm
-        x_norms = None if ip or n * d < BLAS_THRESHOLD else _sq_norms(x)
+        x_norms = None if ip or n * d < BLAS_THRESHOLD else sq_norms(x)
         obj_hist, split_hist, imb_hist = [], [], []
         best = None  # (obj, centroids, len(history), n_iter)
         for redo in range(self.nredo):
@@ -540,7 +272,7 @@ class KMeans:
             for it in range(self.niter):
                 dist, assign = nearest_centroids(x, cent, ip, x_norms)
                 obj = _sum_sequential(dist)
-                with _threads_for(4 * n * d):
+                with threads_for(4 * n * d):
                     cent, counts = _compute_centroids(x, assign, k)
                 hist = counts.astype(np.float64)
                 imb_hist.append(float((hist * hist).sum() * k / (hist.sum() ** 2)))

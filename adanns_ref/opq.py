@@ -34,8 +34,8 @@ import numpy as np
 import scipy.linalg
 
 from ._mt19937 import MTState, mt_next, rand_perm
-from ._validate import as_float32_matrix, as_int
-from .pq import ProductQuantizer, _check_bool
+from ._validate import as_bool, as_float32_matrix, as_int
+from .pq import ProductQuantizer
 
 OPQ_MAX_POINTS_PER_CENTROID = 1000  # faiss OPQMatrix::train sets pq.cp.max_points_per_centroid
 OPQ_NBITS = 8  # faiss OPQMatrix trains an 8-bit PQ unless given another one
@@ -113,7 +113,7 @@ class OPQ:
         self.niter_pq_0 = as_int(niter_pq_0, "niter_pq_0", low=1)
         self.max_train_points = as_int(max_train_points, "max_train_points", low=1)
         self.seed = as_int(seed, "seed", low=0, high=2**31 - 1)
-        self.allow_small = _check_bool(allow_small, "allow_small")
+        self.allow_small = as_bool(allow_small, "allow_small")
         self._d_pad = max(self.d_in, self.d_out)  # faiss pads inputs with zeros when d_out > d_in
         self.init = None
         if init is not None:

@@ -18,11 +18,12 @@ faiss-identical (faiss 1.15 ``impl/ProductQuantizer.cpp`` on AVX-512, the level 
 wheel dispatches to on such CPUs):
 - codebooks (``KMeans`` per subspace with ``pq.cp``'s seed, niter, max_points_per_centroid);
 - the distance form: dsub < 16 direct sums, dsub >= 16 BLAS (||x_m||^2 + ||c||^2) - 2 <x_m, c>,
-  not clamped. Direct sums follow faiss's kernels (first square, then one fused multiply-add
-  per dim for dsub <= 8; an 8-lane tree then FMAs for 9..15; plain adds for dsub == 2, nbits < 8
-  tables), so tables are bit-identical for every dsub < 16 but 12, and codes match exactly;
-- the ADC sum order (16 SIMD lanes and a tree for nbits 8, groups of 4 for nbits 16, sequential
-  otherwise), so ADC distances are bit-identical wherever the tables are; LSB-first packing.
+  not clamped. Direct sums follow faiss's kernels (``_simd`` order 2), so tables are
+  bit-identical for every dsub < 16 but 12, and codes match exactly;
+- `inner_product_table` (faiss ``compute_inner_prod_table``, one query at a time): direct sums
+  for every dsub (order 2 below 16, order 1 from 16), bit-identical but at dsub 12;
+- the ADC sum order (``_simd`` order 3), so ADC distances are bit-identical wherever the tables
+  are; LSB-first packing.
 Not identical: BLAS tables (and dsub 12) differ in the last bits, so near-ties may resolve
 differently; on an *exact* tie between two centroids faiss's SIMD argmin may keep the larger
 index, we keep the smaller. faiss warns when training on fewer than 39 * ksub points; here that
@@ -31,8 +32,9 @@ raises ValueError unless ``allow_small=True``.
 import numba
 import numpy as np
 
-from ._validate import as_float32_matrix, as_int
-from .kmeans import KMeans, _fma
+from ._simd import SUM_GROUPS4, SUM_LANES16, SUM_SEQUENTIAL, code_distance, table_into
+from ._validate import as_bool, as_float32_matrix, as_int
+from .kmeans import KMeans
 from .topk import finalize, heap_push, new_heaps, sort_heaps
 
 MIN_POINTS_PER_CENTROID = 39  # faiss ClusteringParameters: fewer points per centroid -> warning
@@ -40,91 +42,15 @@ DIRECT_MAX_DSUB = 15  # faiss: dsub < 16 -> direct distances, else BLAS
 _TABLE_BLOCK_FLOATS = 1 << 22  # tables held at once (16 MB): rows per block = this // (M * ksub)
 
 
-def _check_bool(value, name):
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be True or False, got {value!r}")
-    return bool(value)
-
-
-@numba.njit(cache=True, inline="always")
-def _step(xt, c, s, fused):
-    """s + (xt - c)^2: one fused multiply-add (a single rounding, as _mm512_fmadd_ps) or, with
-    fused=False, a multiply then an add."""
-    u = xt - c
-    return _fma(u, u, s) if fused else s + u * u
-
-
-@numba.njit(cache=True)
-def _upto8_into(x, x0, cbT, fused, out):
-    """out[j] = ||x[x0:x0+dsub] - c_j||^2 for dsub <= 8: (x_0 - c_0)^2, then one step per dim.
-
-    The dims are unrolled so the whole sum of centroid j stays in registers while the loop over
-    j vectorises (faiss's kernel holds 16 centroids per AVX-512 register the same way).
-    """
-    dsub = cbT.shape[0]
-    zero = np.float32(0)
-    x1 = x[x0 + 1] if dsub > 1 else zero
-    x2 = x[x0 + 2] if dsub > 2 else zero
-    x3 = x[x0 + 3] if dsub > 3 else zero
-    x4 = x[x0 + 4] if dsub > 4 else zero
-    x5 = x[x0 + 5] if dsub > 5 else zero
-    x6 = x[x0 + 6] if dsub > 6 else zero
-    x7 = x[x0 + 7] if dsub > 7 else zero
-    for j in range(out.shape[0]):
-        u = x[x0] - cbT[0, j]
-        s = u * u
-        s = _step(x1, cbT[1, j], s, fused) if dsub > 1 else s
-        s = _step(x2, cbT[2, j], s, fused) if dsub > 2 else s
-        s = _step(x3, cbT[3, j], s, fused) if dsub > 3 else s
-        s = _step(x4, cbT[4, j], s, fused) if dsub > 4 else s
-        s = _step(x5, cbT[5, j], s, fused) if dsub > 5 else s
-        s = _step(x6, cbT[6, j], s, fused) if dsub > 6 else s
-        s = _step(x7, cbT[7, j], s, fused) if dsub > 7 else s
-        out[j] = s
-
-
-@numba.njit(cache=True)
-def _9to15_into(x, x0, cbT, out):
-    """out[j] for 9 <= dsub <= 15: squares of dims 0..7 summed as faiss's 8-lane reduction
-    ((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7)), then one FMA per further dim."""
-    for j in range(out.shape[0]):
-        u0 = x[x0] - cbT[0, j]
-        u1 = x[x0 + 1] - cbT[1, j]
-        u2 = x[x0 + 2] - cbT[2, j]
-        u3 = x[x0 + 3] - cbT[3, j]
-        u4 = x[x0 + 4] - cbT[4, j]
-        u5 = x[x0 + 5] - cbT[5, j]
-        u6 = x[x0 + 6] - cbT[6, j]
-        u7 = x[x0 + 7] - cbT[7, j]
-        out[j] = (((u0 * u0 + u4 * u4) + (u2 * u2 + u6 * u6))
-                  + ((u1 * u1 + u5 * u5) + (u3 * u3 + u7 * u7)))
-    for t in range(8, cbT.shape[0]):
-        xt = x[x0 + t]
-        for j in range(out.shape[0]):
-            out[j] = _step(xt, cbT[t, j], out[j], True)
-
-
-@numba.njit(cache=True)
-def _sub_distances(x, x0, cbT, fused, out):
-    """out[j] = ||x[x0:x0+dsub] - c_j||^2 for every centroid j of one subspace, direct form.
-
-    cbT (dsub, ksub) is the codebook transposed so the loops over j vectorise. Summation order
-    of faiss's AVX-512 direct kernels (see the module docstring); fused=False: plain adds
-    (faiss's dsub == 2, nbits < 8 table kernel).
-    """
-    if cbT.shape[0] <= 8:
-        _upto8_into(x, x0, cbT, fused, out)
-    else:
-        _9to15_into(x, x0, cbT, out)
-
-
 @numba.njit(cache=True, parallel=True)
-def _tables_direct(q, cbT, fused, tables):
-    """tables[i, m, :] = direct-form distances of q_i's sub-vector m to codebook m."""
-    M, dsub = cbT.shape[0], cbT.shape[1]
+def _tables_direct(q, cbT, l2, fused, tables):
+    """tables[i, m, :] = direct-form distances (l2) or inner products of q_i's sub-vector m with
+    codebook m (`_simd.table_into`)."""
+    M, dsub, ksub = cbT.shape
     for i in numba.prange(q.shape[0]):
+        acc = np.empty((16, ksub), dtype=np.float32)
         for m in range(M):
-            _sub_distances(q[i], m * dsub, cbT[m], fused, tables[i, m])
+            table_into(q[i], m * dsub, cbT[m], l2, fused, acc, tables[i, m])
 
 
 @numba.njit(cache=True)
@@ -151,9 +77,10 @@ def _encode_direct(x, cbT, sub):
     for c in numba.prange((n + chunk - 1) // chunk):
         dist = np.empty(ksub, dtype=np.float32)
         bits = dist.view(np.int32)
+        acc = np.empty((16, ksub), dtype=np.float32)
         for i in range(c * chunk, min(n, (c + 1) * chunk)):
             for m in range(M):
-                _sub_distances(x[i], m * dsub, cbT[m], True, dist)
+                table_into(x[i], m * dsub, cbT[m], True, True, acc, dist)
                 sub[i, m] = _argmin_nonneg(dist, bits)
 
 
@@ -207,54 +134,6 @@ def _unpack(codes, nbits, sub):
             avail -= nbits
 
 
-SUM_SEQUENTIAL, SUM_LANES16, SUM_GROUPS4 = 0, 1, 2  # faiss's ADC summation orders
-
-
-@numba.njit(cache=True, inline="always")
-def _lane(T, code, l, m16):
-    """Lane l of faiss's 16-lane ADC sum: T[l, .] + T[l + 16, .] + ... over full blocks of 16."""
-    s = T[l, code[l]]
-    for m0 in range(16, m16, 16):
-        s += T[m0 + l, code[m0 + l]]
-    return s
-
-
-@numba.njit(cache=True, inline="always")
-def _lanes16_sum(T, code, m16):
-    """The 16 lanes halved as a tree (l + 8, then + 4, + 2, + 1), kept in registers."""
-    l0, l1, l2, l3 = _lane(T, code, 0, m16), _lane(T, code, 1, m16), _lane(T, code, 2, m16), _lane(T, code, 3, m16)
-    l4, l5, l6, l7 = _lane(T, code, 4, m16), _lane(T, code, 5, m16), _lane(T, code, 6, m16), _lane(T, code, 7, m16)
-    l8, l9, l10, l11 = _lane(T, code, 8, m16), _lane(T, code, 9, m16), _lane(T, code, 10, m16), _lane(T, code, 11, m16)
-    l12, l13, l14, l15 = (_lane(T, code, 12, m16), _lane(T, code, 13, m16), _lane(T, code, 14, m16),
-                          _lane(T, code, 15, m16))
-    return ((((l0 + l8) + (l4 + l12)) + ((l2 + l10) + (l6 + l14)))
-            + (((l1 + l9) + (l5 + l13)) + ((l3 + l11) + (l7 + l15))))
-
-
-@numba.njit(cache=True, inline="always")
-def _code_distance(T, code, order):
-    """sum_m T[m, code[m]] in faiss's order for this code layout.
-
-    SUM_LANES16 (nbits 8, faiss's SIMD scan): with M >= 16, lane l adds the terms m = l, l + 16,
-    ... of the full blocks of 16, the lanes are summed as a tree, the remaining terms one by one.
-    SUM_GROUPS4 (nbits 16, M % 4 == 0): each group of four summed, then added to the total.
-    SUM_SEQUENTIAL: m = 0, 1, ..., M - 1.
-    """
-    M = code.shape[0]
-    s = np.float32(0)
-    m_done = 0
-    if order == SUM_LANES16 and M >= 16:
-        m_done = M - M % 16
-        s = _lanes16_sum(T, code, m_done)
-    elif order == SUM_GROUPS4:
-        for m0 in range(0, M, 4):
-            s += ((T[m0, code[m0]] + T[m0 + 1, code[m0 + 1]]) + T[m0 + 2, code[m0 + 2]]) + T[m0 + 3, code[m0 + 3]]
-        m_done = M
-    for m in range(m_done, M):
-        s += T[m, code[m]]
-    return s
-
-
 @numba.njit(cache=True, parallel=True)
 def _adc_scan(tables, sub, order, hd, hi):
     """Push the ADC distance of every code j into query r's heap (hd[r], hi[r])."""
@@ -262,7 +141,7 @@ def _adc_scan(tables, sub, order, hd, hi):
         T = tables[r]
         rd, ri = hd[r], hi[r]
         for j in range(sub.shape[0]):
-            s = _code_distance(T, sub[j], order)
+            s = code_distance(T, sub[j], order)
             if s < rd[0]:  # ids only grow, so an equal distance never displaces a kept one
                 heap_push(rd, ri, s, j)
 
@@ -287,7 +166,7 @@ class ProductQuantizer:
         self.seed = as_int(seed, "seed", low=0, high=2**31 - 1)
         self.niter = as_int(niter, "niter", low=1)
         self.max_points_per_centroid = as_int(max_points_per_centroid, "max_points_per_centroid", low=1)
-        self.allow_small = _check_bool(allow_small, "allow_small")
+        self.allow_small = as_bool(allow_small, "allow_small")
         self.dsub = self.d // self.M
         self.ksub = 1 << self.nbits
         self.code_size = (self.M * self.nbits + 7) // 8
@@ -394,11 +273,23 @@ class ProductQuantizer:
         q = as_float32_matrix(q, "q", d=self.d)
         return self._tables(q)
 
+    def inner_product_table(self, q):
+        """T (nq, M, ksub) float32, T[i, m, j] = <q_im, c_mj> (faiss compute_inner_prod_table, per
+        query: direct sums whatever dsub; used by IVFPQ's "ip" metric and precomputed tables)."""
+        self._require_trained("inner_product_table")
+        q = as_float32_matrix(q, "q", d=self.d)
+        return self._ip_tables(q)
+
+    def _ip_tables(self, q):
+        tables = np.empty((q.shape[0], self.M, self.ksub), dtype=np.float32)
+        _tables_direct(q, self._cbT, False, True, tables)
+        return tables
+
     def _tables(self, q):
         if self.dsub > DIRECT_MAX_DSUB:
             return _tables_blas(q, self.codebooks, self._c_norms)
         tables = np.empty((q.shape[0], self.M, self.ksub), dtype=np.float32)
-        _tables_direct(q, self._cbT, not (self.dsub == 2 and self.nbits < 8), tables)
+        _tables_direct(q, self._cbT, True, not (self.dsub == 2 and self.nbits < 8), tables)
         return tables
 
     def search(self, codes, q, k):

@@ -27,9 +27,9 @@ import numpy as np
 
 from . import cost, metrics, select
 from ._persist import load_npz, save_npz
-from ._validate import as_float32_matrix, as_int, as_labels, check_prefix_dim
+from ._validate import as_bool, as_float32_matrix, as_int, as_labels, check_prefix_dim
 from .opq import OPQ
-from .pq import ProductQuantizer, _check_bool
+from .pq import ProductQuantizer
 from .truncate import prefix
 
 _KIND, _VERSION = "PQIndex", 1
@@ -53,9 +53,9 @@ class PQIndex:
                  allow_small=False, opq_niter=50):
         self.d = as_int(d, "d", low=1)
         self.dim = check_prefix_dim(prefix_dim, self.d, "prefix_dim")
-        self.use_opq = _check_bool(opq, "opq")
-        self.normalize = _check_bool(normalize, "normalize")
-        self.allow_small = _check_bool(allow_small, "allow_small")
+        self.use_opq = as_bool(opq, "opq")
+        self.normalize = as_bool(normalize, "normalize")
+        self.allow_small = as_bool(allow_small, "allow_small")
         self.opq_niter = as_int(opq_niter, "opq_niter", low=1)
         self.pq = ProductQuantizer(self.dim, M, nbits, seed=seed, allow_small=self.allow_small)
         self.M, self.nbits, self.seed = self.pq.M, self.pq.nbits, self.pq.seed

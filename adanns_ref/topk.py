@@ -19,14 +19,8 @@ numba kernel. As in faiss (`knn_L2sqr` / `knn_inner_product`), small problems wi
 nq * d < ``BLAS_THRESHOLD`` skip BLAS and compute each distance directly
 (sum_t (q_t - x_t)^2 or sum_t q_t x_t).
 
-Direct sums (`simd_sum`, also used by the IVF scan and for the norms of the BLAS form) follow
-the summation order of faiss's AVX-512 `fvec_L2sqr` / `fvec_inner_product`, with every
-multiply-add fused (one rounding):
-
-    16 lanes:  a_l = fma chain over t = l, l + 16, ... < m16 = d - d mod 16   (l = 0..15)
-    8 lanes:   b_l = a_l + a_{l+8}; if d - m16 >= 8, one more fma per lane at t = m16 + l
-    4 lanes:   c_l = b_l + b_{l+4};  s = (c_0 + c_2) + (c_1 + c_3)
-    tail:      s = fma(., ., s) for each remaining t, in order
+Direct sums and the norms of the BLAS form use `_simd.simd_sum`, the summation order of faiss's
+AVX-512 `fvec_L2sqr` / `fvec_inner_product` (``_simd`` order 1).
 
 faiss-identical: the distance formulas and the BLAS/direct switch; direct-path distances are
 bit-identical to faiss where faiss dispatches to AVX-512 (other SIMD levels sum in another
@@ -45,95 +39,15 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
-from llvmlite import ir
-from numba.core import cgutils, types
-from numba.extending import intrinsic
-from threadpoolctl import threadpool_limits
+import threadpoolctl
+
+from ._simd import simd_sum, sq_norms
 
 FLT_MAX = np.float32(np.finfo(np.float32).max)  # 3.4028235e38, faiss's "no result" distance
 BLAS_THRESHOLD = 128000  # faiss `distance_compute_blas_threshold`: nq * d below it -> direct form
 Q_BLOCK = 1024  # queries per GEMM block and worker (faiss: 4096; 1024 measured as fast or faster)
 DB_BLOCK = 1024  # database rows per GEMM block (faiss: distance_compute_blas_database_bs)
 POOL_MIN_WORK = 1 << 27  # nq * nb * d multiply-adds (a few ms) below which one thread searches
-
-
-@intrinsic
-def simd_sum(typingctx, x, y, l2):
-    """float32 sum_t (x_t - y_t)^2 (l2 True) or sum_t x_t * y_t over t < len(x), in faiss's
-    AVX-512 order (module docstring). x, y: C-contiguous float32 1-D, len(y) >= len(x).
-
-    Written as LLVM IR because numba does not vectorise the 16 independent fma chains itself;
-    the vector registers hold the lanes, so the sum costs about what faiss's does.
-    """
-    def contiguous_f32(a):
-        return isinstance(a, types.Array) and a.dtype == types.float32 and a.ndim == 1 and a.layout == "C"
-
-    if not (contiguous_f32(x) and contiguous_f32(y) and isinstance(l2, types.Boolean)):
-        return None  # not typed for these arguments: numba reports the mismatch
-
-    def codegen(context, builder, signature, args):
-        f32, i32 = ir.FloatType(), ir.IntType(32)
-        xa = context.make_array(signature.args[0])(context, builder, args[0])
-        ya = context.make_array(signature.args[1])(context, builder, args[1])
-        d = builder.extract_value(xa.shape, 0)
-        n = lambda v: ir.Constant(d.type, v)
-        is_l2 = args[2]
-
-        def fma_step(lanes, t, acc):
-            """acc + u * v lane-wise with one rounding; u = v = x - y (l2) or u = x, v = y."""
-            ty = ir.VectorType(f32, lanes) if lanes > 1 else f32
-            load = lambda a: builder.load(builder.bitcast(builder.gep(a.data, [t]), ty.as_pointer()), align=4)
-            xv, yv = load(xa), load(ya)
-            diff = builder.fsub(xv, yv)
-            name = f"llvm.fma.v{lanes}f32" if lanes > 1 else "llvm.fma.f32"
-            fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ty, [ty] * 3), name)
-            return builder.call(fma, [builder.select(is_l2, diff, xv), builder.select(is_l2, diff, yv), acc])
-
-        def add_halves(v, lanes):
-            """lane l of the result = v_l + v_{l + lanes/2}."""
-            half = lambda lo: ir.Constant(ir.VectorType(i32, lanes // 2), list(range(lo, lo + lanes // 2)))
-            lo = builder.shuffle_vector(v, v, half(0))
-            return builder.fadd(lo, builder.shuffle_vector(v, v, half(lanes // 2)))
-
-        m16 = builder.sub(d, builder.srem(d, n(16)))
-        acc16 = cgutils.alloca_once_value(builder, ir.Constant(ir.VectorType(f32, 16), [0.0] * 16))
-        with cgutils.for_range_slice(builder, n(0), m16, n(16)) as (t0, _):
-            builder.store(fma_step(16, t0, builder.load(acc16)), acc16)
-        acc8 = cgutils.alloca_once_value(builder, add_halves(builder.load(acc16), 16))
-        tail = cgutils.alloca_once_value(builder, m16)
-        with builder.if_then(builder.icmp_signed(">=", builder.sub(d, m16), n(8))):
-            builder.store(fma_step(8, m16, builder.load(acc8)), acc8)
-            builder.store(builder.add(m16, n(8)), tail)
-        acc4 = add_halves(builder.load(acc8), 8)
-        lane = lambda i: builder.extract_element(acc4, ir.Constant(i32, i))
-        s = cgutils.alloca_once_value(builder, builder.fadd(builder.fadd(lane(0), lane(2)),
-                                                            builder.fadd(lane(1), lane(3))))
-        with cgutils.for_range_slice(builder, builder.load(tail), d, n(1)) as (t, _):
-            builder.store(fma_step(1, t, builder.load(s)), s)
-        return builder.load(s)
-
-    return types.float32(x, y, l2), codegen
-
-
-@numba.njit(cache=True)
-def l2sqr(x, y, d):
-    """Squared L2 distance between the first d entries of x and y (`simd_sum` order)."""
-    return simd_sum(x[:d], y[:d], True)
-
-
-@numba.njit(cache=True)
-def inner(x, y, d):
-    """Inner product of the first d entries of x and y (`simd_sum` order)."""
-    return simd_sum(x[:d], y[:d], False)
-
-
-@numba.njit(cache=True, parallel=True)
-def sq_norms(x):
-    """||x_i||^2 per row of x (n, d), float32, in faiss's `fvec_norm_L2sqr` order."""
-    out = np.empty(x.shape[0], dtype=np.float32)
-    for i in numba.prange(x.shape[0]):
-        out[i] = simd_sum(x[i], x[i], False)
-    return out
 
 
 @numba.njit(cache=True)
@@ -215,7 +129,8 @@ def _merge_ip_block(ip, j0, hd, hi):
 
 @numba.njit(cache=True, parallel=True)
 def _scan_direct(xq, xb, use_ip, hd, hi):
-    """Direct-form exact search for small query batches: every (q, x) pair, heaps filled in place."""
+    """Direct-form exact search for small query batches: every (q, x) pair, heaps filled and
+    sorted in place."""
     for r in numba.prange(xq.shape[0]):
         rd, ri = hd[r], hi[r]
         for j in range(xb.shape[0]):
@@ -224,6 +139,14 @@ def _scan_direct(xq, xb, use_ip, hd, hi):
                 dis = -dis
             if dis < rd[0]:
                 heap_push(rd, ri, dis, j)
+        heap_sort(rd, ri)
+
+
+@numba.njit(cache=True, nogil=True)
+def _sort_rows(hd, hi):
+    """heap_sort every row, on the calling thread (a worker of `_blas_search`)."""
+    for r in range(hd.shape[0]):
+        heap_sort(hd[r], hi[r])
 
 
 @numba.njit(cache=True, parallel=True)
@@ -251,6 +174,19 @@ def finalize(D, I, metric):
     else:
         D[I < 0] = FLT_MAX
     return D, I
+
+
+_blas_controller = None
+
+
+def blas_single_thread():
+    """Context limiting every BLAS library to one thread (numba's or our own threads parallelise
+    instead). The controller is built once, at the first call (scanning the loaded libraries
+    costs about 1 ms); numpy's BLAS is loaded by then, a BLAS loaded later is not limited."""
+    global _blas_controller
+    if _blas_controller is None:
+        _blas_controller = threadpoolctl.ThreadpoolController()
+    return _blas_controller.limit(limits=1, user_api="blas")
 
 
 def _blas_search(xq, xb, use_ip, hd, hi):
@@ -281,12 +217,13 @@ def _blas_search(xq, xb, use_ip, hd, hi):
                 _merge_ip_block(ip, j0, *heaps)
             else:
                 _merge_l2_block(ip, q_norms[i0:i0 + q_block], x_norms[j0:j0 + db_block], j0, *heaps)
+        _sort_rows(*heaps)
 
     if workers == 1 or nq * nb * xq.shape[1] < POOL_MIN_WORK:
         for i0 in range(0, nq, q_block):  # the thread pool's setup would cost more than it saves
             search_block(i0)
         return
-    with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(workers) as pool:
+    with blas_single_thread(), ThreadPoolExecutor(workers) as pool:
         list(pool.map(search_block, range(0, nq, q_block)))  # list() re-raises worker errors
 
 
@@ -307,5 +244,4 @@ def knn_search(xq, xb, k, metric="l2"):
         _scan_direct(xq, xb, use_ip, hd, hi)
     else:
         _blas_search(xq, xb, use_ip, hd, hi)
-    sort_heaps(hd, hi)
     return finalize(hd, hi, metric)

@@ -3,6 +3,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from adanns_ref._simd import faiss_runs_avx512
 from adanns_ref.flat import FlatIndex
 from adanns_ref.ivf import IVFIndex
 from adanns_ref.testing import assert_centroids_equal, assert_knn_equal
@@ -371,15 +372,8 @@ def test_list_ids_out_of_range():
         _trained().list_ids(4)
 
 
-def _avx512():
-    try:
-        with open("/proc/cpuinfo") as f:
-            return "avx512f" in f.read() and "AVX512" in faiss.get_compile_options()
-    except OSError:
-        return False
-
-
-@pytest.mark.skipif(not _avx512(), reason="bit-identity holds where faiss dispatches to AVX-512")
+@pytest.mark.skipif(not faiss_runs_avx512(faiss),
+                    reason="bit-identity holds where faiss dispatches to AVX-512")
 @pytest.mark.parametrize("metric", ["l2", "ip"])
 def test_scan_distances_are_bit_identical_to_faiss(metric):
     centroids, xb, xq = _data(10, 40, 35), _data(800, 40, 36), _data(30, 40, 37)

@@ -6,6 +6,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from adanns_ref import cost
+from adanns_ref import ivfpq as ivfpq_module
+from adanns_ref._simd import faiss_runs_avx512
 from adanns_ref.ivfpq import IVFPQIndex, _list_means
 from adanns_ref.testing import assert_knn_equal
 from adanns_ref.truncate import prefix
@@ -111,6 +113,61 @@ def test_ip_and_non_residual_variants_match_faiss(base, metric, by_residual):
     ref.add(xb)
     _assert_same_lists(ivf.invlists, ours)
     _compare_search(ref, ivf, ours, xq, 10, [1, 5])
+
+
+@pytest.mark.skipif(not faiss_runs_avx512(faiss),
+                    reason="bit-identity holds where faiss dispatches to AVX-512")
+@pytest.mark.parametrize("d, m, nbits, metric, by_residual", [
+    (32, 8, 8, "l2", True),  # dsub 4
+    (32, 4, 8, "l2", True),  # dsub 8
+    (40, 4, 4, "l2", True),  # dsub 10
+    (64, 4, 8, "l2", True),  # dsub 16 (order 1 tables)
+    (32, 2, 8, "l2", True),  # M < 16 with dsub 16
+    (64, 16, 8, "l2", True),  # M = 16: the 16-lane ADC sum
+    (32, 8, 8, "l2", False),
+    (32, 8, 4, "ip", True),
+    (32, 8, 8, "ip", False),
+])
+def test_search_is_faiss_bit_for_bit(d, m, nbits, metric, by_residual):
+    """Precomputed tables (faiss's default) and residual tables (use_precomputed_table = -1),
+    ip and non-residual scans: same distances to the last bit where the coarse distances are
+    faiss's (direct path: nq * d < 128000)."""
+    xb, xq = _data(3000, d, 11), _data(60, d, 12)
+    ours = IVFPQIndex(d, NLIST, m, nbits, metric=metric, by_residual=by_residual, normalize=False,
+                      allow_small=True)
+    ours.train(xb)
+    ours.add(xb)
+    ref, ivf = _faiss_ivfpq(ours, metric)
+    ref.add(xb)
+    residual = IVFPQIndex(d, NLIST, m, nbits, metric=metric, by_residual=by_residual,
+                          normalize=False, precomputed=False)
+    residual.set_quantizers(ours.centroids, ours.scoring_centroids, ours.pq.codebooks)
+    residual.add(xb)
+    for nprobe in (1, 5):
+        ivf.nprobe = nprobe
+        for index, use_table in ((ours, 1), (residual, -1)):
+            ivf.use_precomputed_table = use_table if metric == "l2" and by_residual else 0
+            D_ref, I_ref = ref.search(xq, 10)
+            D, I = index.search(xq, 10, nprobe=nprobe)
+            np.testing.assert_array_equal(I, I_ref, err_msg=f"nprobe={nprobe} table={use_table}")
+            np.testing.assert_array_equal(D, D_ref, err_msg=f"nprobe={nprobe} table={use_table}")
+
+
+def test_precomputed_table_above_the_size_limit_falls_back_to_residual_tables(base, monkeypatch):
+    xb, xq = base
+    index = IVFPQIndex(DIM, NLIST, M, 4, normalize=False, allow_small=True)
+    index.train(xb)
+    index.add(xb)
+    D_pre, I_pre = index.search(xq, 10, nprobe=4)
+    monkeypatch.setattr(ivfpq_module, "PRECOMPUTED_TABLE_MAX_BYTES", 0)
+    D, I = index.search(xq, 10, nprobe=4)
+    index.precomputed = False
+    D_res, I_res = index.search(xq, 10, nprobe=4)
+    np.testing.assert_array_equal(D, D_res)
+    np.testing.assert_array_equal(I, I_res)
+    assert not np.array_equal(D_pre, D_res)  # the two forms really differ in rounding ...
+    np.testing.assert_allclose(D_pre, D_res, rtol=1e-5, atol=1e-5)  # ... and only there
+    np.testing.assert_array_equal(I_pre, I_res)
 
 
 def test_opq_is_faiss_pretransform_opq_ivfpq():
@@ -259,14 +316,15 @@ def test_same_seed_same_bits_and_flops_follow_the_cost_model(base):
 @pytest.mark.parametrize("opq", [False, True])
 def test_save_load_round_trip_is_identical(tmp_path, base, opq):
     xb, xq = base
-    index = IVFPQIndex(DIM, NLIST, M, 4, d_s=16, opq=opq, opq_niter=2, allow_small=True)
+    index = IVFPQIndex(DIM, NLIST, M, 4, d_s=16, opq=opq, opq_niter=2, allow_small=True,
+                       precomputed=not opq)
     index.train(xb)
     index.add(xb)
     index.save(tmp_path / "i.npz")
     loaded = IVFPQIndex.load(tmp_path / "i.npz")
     for a, b in zip(index.search(xq, 7, nprobe=4), loaded.search(xq, 7, nprobe=4)):
         np.testing.assert_array_equal(a, b)
-    assert repr(loaded) == repr(index)
+    assert repr(loaded) == repr(index) and loaded.precomputed == index.precomputed
     empty = IVFPQIndex(DIM, NLIST, M, 4)
     empty.save(tmp_path / "e.npz")
     assert not IVFPQIndex.load(tmp_path / "e.npz").is_trained
@@ -351,6 +409,7 @@ def test_set_quantizers_and_set_lists_rebuild_an_identical_index(base):
     ({"d_c": 33}, ValueError, "d_c must be <= 32"),
     ({"metric": "cos"}, ValueError, "metric must be"),
     ({"opq": 1}, TypeError, "opq must be True or False"),
+    ({"precomputed": "yes"}, TypeError, "precomputed must be True or False"),
     ({"nlist": 0}, ValueError, "nlist must be >= 1"),
 ])
 def test_bad_constructor_arguments(kwargs, error, match):

@@ -1,10 +1,10 @@
-import numba
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from adanns_ref import topk
+from adanns_ref._simd import faiss_runs_avx512
 from adanns_ref.testing import assert_knn_equal
 
 faiss = pytest.importorskip("faiss")
@@ -136,47 +136,8 @@ def test_knn_search_identical_vectors_have_zero_distance_on_blas_path():
     np.testing.assert_array_equal(I[:, 0], np.repeat(np.arange(50), 50))
 
 
-def _avx512():
-    try:
-        with open("/proc/cpuinfo") as f:
-            return "avx512f" in f.read() and "AVX512" in faiss.get_compile_options()
-    except OSError:
-        return False
-
-
-@numba.njit(cache=True)
-def _all_pairs(xq, xb, l2):
-    out = np.empty((xq.shape[0], xb.shape[0]), np.float32)
-    for i in range(xq.shape[0]):
-        for j in range(xb.shape[0]):
-            out[i, j] = topk.simd_sum(xq[i], xb[j], l2)
-    return out
-
-
-@pytest.mark.parametrize("d", [1, 7, 8, 15, 16, 17, 24, 31, 33, 100, 128, 257])
-def test_simd_sum_matches_scalar_faiss_order_and_float64(d):
-    from adanns_ref.kmeans import _simd_sum  # independent scalar implementation of the order
-
-    @numba.njit
-    def scalar(xq, xb, l2):
-        out = np.empty((xq.shape[0], xb.shape[0]), np.float32)
-        acc = np.empty(16, np.float32)
-        for i in range(xq.shape[0]):
-            for j in range(xb.shape[0]):
-                out[i, j] = _simd_sum(xq[i], xb[j], l2, acc)
-        return out
-
-    xq, xb = _data(5, 40, d, seed=d)
-    for l2 in (True, False):
-        got = _all_pairs(xq, xb, l2)
-        np.testing.assert_array_equal(got, scalar(xq, xb, l2))
-        exact = (((xq[:, None, :].astype(np.float64) - xb[None]) ** 2).sum(-1) if l2
-                 else xq.astype(np.float64) @ xb.T.astype(np.float64))
-        np.testing.assert_allclose(got, exact, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(topk.sq_norms(xb), (xb.astype(np.float64) ** 2).sum(1), rtol=1e-5)
-
-
-@pytest.mark.skipif(not _avx512(), reason="bit-identity holds where faiss dispatches to AVX-512")
+@pytest.mark.skipif(not faiss_runs_avx512(faiss),
+                    reason="bit-identity holds where faiss dispatches to AVX-512")
 @pytest.mark.parametrize("metric", ["l2", "ip"])
 def test_direct_path_is_bit_identical_to_faiss(metric):
     xq, xb = _data(20, 700, 100, seed=9)

@@ -3,7 +3,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from hypothesis.extra import numpy as hnp
 
-from adanns_ref._validate import as_float32_matrix, as_int, as_labels, check_metric, check_prefix_dim
+from adanns_ref._validate import as_bool, as_float32_matrix, as_int, as_labels, check_metric, check_prefix_dim
 
 
 def test_float32_c_contiguous_is_not_copied():
@@ -66,6 +66,13 @@ def test_as_int():
     for bad in (2.0, True, "3", None):
         with pytest.raises(TypeError):
             as_int(bad, "k")
+
+
+def test_as_bool():
+    assert as_bool(True, "flag") is True and as_bool(np.bool_(False), "flag") is False
+    for bad in (1, 0, "yes", None, np.array([True])):
+        with pytest.raises(TypeError, match="flag must be True or False"):
+            as_bool(bad, "flag")
 
 
 def test_prefix_dim_metric_labels():
