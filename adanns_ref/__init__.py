@@ -3,16 +3,22 @@
 Every index follows faiss's verbs (train / add / search -> (D, I)) and conventions
 (squared-L2 float32 distances, int64 ids, ties to the smaller id, -1 / FLT_MAX padding).
 """
+from .faiss_bridge import from_faiss, to_faiss
 from .flat import FlatIndex
 from .funnel import funnel_search, rerank
 from .io import load_vectors
 from .ivf import IVFIndex
+from .ivfpq import IVFPQIndex
 from .kmeans import KMeans
 from .metrics import knn_recall, map_at_k, recall_at_k, top1_accuracy
+from .opq import OPQ
+from .pq import ProductQuantizer
+from .pqindex import PQIndex, adannsopq_sweep
 from .select import best_under_budget, pareto_front
 from .topk import knn_search
 from .truncate import prefix
 
-__all__ = ["FlatIndex", "IVFIndex", "KMeans", "best_under_budget", "funnel_search", "knn_recall",
+__all__ = ["FlatIndex", "IVFIndex", "IVFPQIndex", "KMeans", "OPQ", "PQIndex", "ProductQuantizer",
+           "adannsopq_sweep", "best_under_budget", "from_faiss", "funnel_search", "knn_recall",
            "knn_search", "load_vectors", "map_at_k", "pareto_front", "prefix", "recall_at_k",
-           "rerank", "top1_accuracy"]
+           "rerank", "to_faiss", "top1_accuracy"]
