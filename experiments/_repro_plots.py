@@ -1,0 +1,231 @@
+"""Figures of the reproduction, one function per experiment, each from that experiment's rows.
+
+Every figure is a PNG written atomically with the stage's config hash in its "Comment" text
+chunk. Styles follow the papers: MRL Fig. 2/3 (top-1 vs dims on a log2 axis), AdANNS Fig. 2
+(top-1 vs MFLOPs/query with the Pareto front of each method).
+"""
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from adanns_ref._persist import atomic_write  # noqa: E402
+from adanns_ref.select import pareto_front  # noqa: E402
+
+COLORS = {"MRL": "tab:blue", "MRL-E": "tab:green", "FF": "tab:red",
+          "AdANNS-IVF": "tab:blue", "MR-IVF": "tab:orange", "FF-IVF": "tab:red",
+          "AdANNS-IVF-D": "tab:purple", "AdANNS-OPQ": "tab:blue", "MR-OPQ": "tab:orange",
+          "FF-OPQ": "tab:red", "AdANNS-IVFOPQ": "tab:cyan", "FF-IVFOPQ": "tab:brown",
+          "PQ+rerank": "tab:green", "single-shot": "tab:red", "adaptive": "tab:blue",
+          "funnel": "tab:green"}
+
+
+def save_figure(fig, path, config_hash):
+    def write(tmp):
+        fig.savefig(tmp, dpi=110, format="png",
+                    metadata={"Comment": f"config_hash={config_hash}"})
+    atomic_write(path, write, suffix=".png")
+    plt.close(fig)
+
+
+def _log2_dims(ax, dims):
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(dims)
+    ax.set_xticklabels([f"{d:g}" for d in dims])
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+
+
+def _log_x(ax):
+    """Log x axis with plain labels at 1, 2, 5 x 10^k (a short range still gets several ticks;
+    matplotlib's minor labels would overlap)."""
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+
+
+def _pct_axis(ax, label):
+    ax.set_ylabel(label)
+    # decimals=None: as many decimals as the axis range needs (86.0% vs 86.5% on tight ranges)
+    ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0, decimals=None))
+    ax.grid(True, alpha=0.3)
+
+
+def fig_dims(rows, path, config_hash, title):
+    """Exp. 1: linear top-1, 1-NN top-1, mAP@10 vs representation size (log2)."""
+    dims = sorted({r["dim"] for r in rows})
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4.2), layout="constrained")
+    for ax, metric, label in zip(axes, ("linear_top1", "knn_top1", "map10"),
+                                 ("linear top-1", "1-NN top-1", "mAP@10")):
+        for model, marker in (("MRL", "o"), ("MRL-E", "s"), ("FF", "^")):
+            pts = sorted((r["dim"], r[metric]) for r in rows if r["model"] == model
+                         and r.get(metric) is not None)
+            if pts:
+                ax.plot(*zip(*pts), marker=marker, color=COLORS[model], label=model)
+        _log2_dims(ax, dims)
+        ax.set_xlabel("representation size d (log2)")
+        _pct_axis(ax, label)
+        ax.set_title(label)
+        ax.legend()
+    fig.suptitle(title)
+    save_figure(fig, path, config_hash)
+
+
+def fig_adaptive_classification(rows, path, config_hash, title):
+    """Exp. 2: cascade accuracy vs expected dim (one star per cascade), against fixed-size MRL
+    and FF."""
+    fig, ax = plt.subplots(figsize=(7, 4.5), layout="constrained")
+    for method, style in (("FF", dict(marker="^", linestyle="--")),
+                          ("MRL fixed", dict(marker="o", linestyle=":")),
+                          ("MRL adaptive", dict(marker="*", linestyle="none", markersize=11))):
+        pts = sorted((r["expected_dim"], r["top1"]) for r in rows if r["method"] == method)
+        if pts:
+            color = {"FF": COLORS["FF"], "MRL fixed": "gray", "MRL adaptive": COLORS["MRL"]}[method]
+            ax.plot(*zip(*pts), color=color, label=method, **style)
+    dims = sorted({r["expected_dim"] for r in rows if r["method"] == "FF"})
+    if dims:
+        _log2_dims(ax, dims)
+    ax.set_xlabel("expected representation size (log2)")
+    _pct_axis(ax, "linear top-1 (test half)")
+    ax.legend()
+    ax.set_title(title)
+    save_figure(fig, path, config_hash)
+
+
+def fig_retrieval(rows, path, config_hash, title):
+    """Exp. 3: top-1 and mAP@10 vs MFLOPs/query for single-shot, adaptive (shortlist dim x
+    re-rank dim) and funnels."""
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.6), layout="constrained")
+    for ax, metric, label in zip(axes, ("top1", "map10"), ("1-NN top-1", "mAP@10")):
+        single = sorted((r["mflops"], r[metric], r["d_rerank"]) for r in rows if r["method"] == "single-shot")
+        if single:
+            ax.plot([s[0] for s in single], [s[1] for s in single], "-^", color=COLORS["single-shot"],
+                    label="single-shot exact at d")
+            for x, y, d in single:
+                ax.annotate(str(d), (x, y), textcoords="offset points", xytext=(3, -10), fontsize=7)
+        ada = [r for r in rows if r["method"] == "adaptive"]
+        shortlist_dims = sorted({r["d_shortlist"] for r in ada})
+        cmap = plt.get_cmap("viridis")
+        for i, ds in enumerate(shortlist_dims):
+            pts = sorted((r["mflops"], r[metric]) for r in ada if r["d_shortlist"] == ds)
+            ax.plot(*zip(*pts), "o", color=cmap(i / max(len(shortlist_dims) - 1, 1)), alpha=0.8,
+                    label=f"adaptive, shortlist at d={ds}")
+        fun = sorted((r["mflops"], r[metric]) for r in rows if r["method"] == "funnel")
+        if fun:
+            ax.plot(*zip(*fun), "D", color=COLORS["funnel"], markersize=8, markerfacecolor="none",
+                    label="funnel")
+        _log_x(ax)
+        ax.set_xlabel("MFLOPs / query (log)")
+        _pct_axis(ax, label)
+        ax.set_title(label)
+        ax.legend(fontsize=7)
+    fig.suptitle(title)
+    save_figure(fig, path, config_hash)
+
+
+FRONT_STYLE = {"AdANNS-IVF": dict(linestyle="-", marker="o", linewidth=2.2),
+               "MR-IVF": dict(linestyle="--", marker="s", linewidth=1.4),
+               "FF-IVF": dict(linestyle="-", marker="^", linewidth=1.6),
+               "AdANNS-IVF-D": dict(linestyle=":", marker="D", linewidth=1.6)}
+
+
+def _fronts(ax, rows, x, methods):
+    for method in methods:
+        pts = [r for r in rows if r["method"] == method and r.get(x) is not None]
+        if not pts:
+            continue
+        if method != "MR-IVF":  # MR-IVF rows are a subset of the AdANNS-IVF cloud
+            ax.scatter([r[x] for r in pts], [r["top1"] for r in pts], s=7, alpha=0.2,
+                       color=COLORS[method])
+        front = pareto_front(pts, x=x, y="top1")
+        ax.plot([r[x] for r in front], [r["top1"] for r in front], markersize=4,
+                color=COLORS[method], label=f"{method} (Pareto front)", **FRONT_STYLE[method])
+
+
+IVF_ZOOM = 0.15  # exp. 4 shows the top 15 points of accuracy, where the methods differ
+
+
+def fig_ivf(rows, path, config_hash, title):
+    """Exp. 4 (AdANNS Fig. 2): top-1 vs MFLOPs/query and vs measured ms/query, Pareto fronts;
+    the y axis is zoomed to the best IVF_ZOOM of accuracy (cheap, useless configurations such
+    as d_s = 2 with one probe fall below it)."""
+    methods = ("AdANNS-IVF", "MR-IVF", "FF-IVF", "AdANNS-IVF-D")
+    top = max(r["top1"] for r in rows)
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.8), layout="constrained")
+    for ax, x, label in zip(axes, ("mflops", "ms_per_query"),
+                            ("MFLOPs / query (log)", "measured ms / query (log)")):
+        _fronts(ax, rows, x, methods)
+        _log_x(ax)
+        ax.set_xlabel(label)
+        ax.set_ylim(top - IVF_ZOOM, top + 0.01)
+        _pct_axis(ax, "1-NN top-1")
+        ax.legend(fontsize=8, loc="lower right")
+    axes[0].set_title(f"top-1 vs compute (dots: all configurations; top {100 * IVF_ZOOM:.0f} pp)")
+    axes[1].set_title("top-1 vs measured wall time (fastest of 3 runs)")
+    fig.suptitle(title)
+    save_figure(fig, path, config_hash)
+
+
+def fig_opq(rows, path, config_hash, title):
+    """Exp. 5: top-1 (test half) vs bytes/vector for AdANNS-OPQ (d chosen on validation, label =
+    d), OPQ on rigid FF-D and full MR, IVFOPQ and PQ-then-re-rank; faint dots: every prefix d."""
+    fig, ax = plt.subplots(figsize=(8, 5), layout="constrained")
+    budgets = sorted({r["M"] for r in rows})
+    cand = [r for r in rows if r["method"] == "AdANNS-OPQ"]
+    if cand:
+        ax.scatter([r["M"] for r in cand], [r["top1_test"] for r in cand], s=12, alpha=0.3,
+                   color=COLORS["AdANNS-OPQ"], label="MR prefix d (all candidates)")
+    for method, marker in (("AdANNS-OPQ", "o"), ("MR-OPQ", "s"), ("FF-OPQ", "^"),
+                           ("AdANNS-IVFOPQ", "P"), ("FF-IVFOPQ", "X"), ("PQ+rerank", "D")):
+        sel = sorted((r["M"], r["top1_test"], r["d"]) for r in rows
+                     if r["method"] == method and r["selected"])
+        if not sel:
+            continue
+        ax.plot([s[0] for s in sel], [s[1] for s in sel], marker=marker, color=COLORS[method],
+                label=method)
+        if method == "AdANNS-OPQ":
+            for m, y, d in sel:
+                ax.annotate(f"d={d}", (m, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    if budgets:
+        _log2_dims(ax, budgets)
+    ax.set_xlabel("bytes / vector M (log2)")
+    _pct_axis(ax, "1-NN top-1 (test half)")
+    ax.legend(fontsize=8)
+    ax.set_title(title)
+    save_figure(fig, path, config_hash)
+
+
+def fig_budget(rows, path, config_hash, title):
+    """Exp. 6: accuracy of the configuration chosen on the validation half, per budget."""
+    ons = sorted({r["on"] for r in rows})
+    n = max(len(ons), 1)
+    fig, axes = plt.subplots(1, n, figsize=(6.5 * n, 4.5), squeeze=False, layout="constrained")
+    for ax, on in zip(axes[0], ons):
+        pts = sorted((r["budget"], r["val_top1"], r["test_top1"], r["oracle_test_top1"])
+                     for r in rows if r["on"] == on and r["test_top1"] is not None)
+        if pts:
+            b = [p[0] for p in pts]
+            ax.plot(b, [p[1] for p in pts], "o--", color="tab:gray", label="chosen on validation: val top-1")
+            ax.plot(b, [p[2] for p in pts], "o-", color="tab:blue", label="chosen on validation: test top-1")
+            ax.plot(b, [p[3] for p in pts], "x:", color="tab:red", label="best on test (oracle)")
+        if on == "bytes":
+            _log2_dims(ax, sorted({p[0] for p in pts}))
+        else:
+            _log_x(ax)
+        ax.set_xlabel({"mflops": "MFLOPs / query budget (log)", "bytes": "bytes / vector budget (log2)"}.get(on, on))
+        _pct_axis(ax, "1-NN top-1")
+        ax.legend(fontsize=8)
+        ax.set_title(f"budget on {on}")
+    fig.suptitle(title)
+    save_figure(fig, path, config_hash)
+
+
+# experiment table name -> (figure function, title); also the order of the report's sections
+FIGURES = {
+    "exp1_dims": (fig_dims, "MRL vs MRL-E vs FF per representation size"),
+    "exp2_adaptive_cls": (fig_adaptive_classification, "adaptive classification (MRL cascade)"),
+    "exp3_retrieval": (fig_retrieval, "adaptive retrieval and funnels vs single-shot search"),
+    "exp4_ivf": (fig_ivf, "AdANNS-IVF vs rigid IVF"),
+    "exp5_opq": (fig_opq, "AdANNS-OPQ vs rigid OPQ"),
+    "exp6_budget": (fig_budget, "compute-aware selection (validation -> test)"),
+}

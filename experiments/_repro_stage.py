@@ -1,0 +1,231 @@
+"""Cached, atomic pipeline stages for `python -m experiments.reproduce`.
+
+A stage is a function ``compute(ctx) -> StageResult`` plus a JSON-able configuration. Its cache
+key is
+
+    hash = sha256(stage name, configuration, hashes of the stages it reads, code fingerprint)
+
+where the code fingerprint is the SHA-256 of the source files of the modules the stage calls,
+so editing an algorithm invalidates exactly the stages that use it. Layout under the output
+directory DIR:
+
+    DIR/cache/<stage>/<table>.json    rows of each table, with "config_hash" inside
+    DIR/cache/<stage>/arrays.npz      arrays (embeddings, result ids), `_persist.save_npz`,
+                                      "config_hash" in its params
+    DIR/cache/<stage>/<extra files>   e.g. trained models written by the stage itself
+    DIR/cache/<stage>/manifest.json   written last: hash, config, wall time, SHA-256 of every
+                                      output file (including the CSVs and PNGs below)
+    DIR/tables/<table>.csv            the same rows as plain CSV (covered by the manifest hash)
+    DIR/figures/<name>.png            figures (config hash in the PNG "Comment" text chunk)
+
+A stage is skipped ("cached" on stderr) when its manifest holds the same hash and every listed
+file still exists with the recorded SHA-256; otherwise it is recomputed and every file is
+rewritten atomically (`adanns_ref._persist.atomic_write*`), the manifest last, so an
+interrupted run never leaves a manifest that vouches for half-written outputs.
+"""
+import csv
+import hashlib
+import importlib
+import io
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+from adanns_ref._persist import atomic_write_text, load_npz, save_npz
+
+ARRAYS_KIND = "ReproStageArrays"
+ARRAYS_VERSION = 1
+
+
+def log(msg):
+    print(f"[reproduce] {msg}", file=sys.stderr, flush=True)
+
+
+def canonical_json(obj):
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=_json_default)
+
+
+def _json_default(o):
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(f"not JSON-serialisable: {type(o).__name__}")
+
+
+def file_sha256(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def code_fingerprint(modules):
+    """SHA-256 over the source files of `modules` (dotted names); a missing module is an error."""
+    h = hashlib.sha256()
+    for name in sorted(modules):
+        mod = importlib.import_module(name)
+        h.update(name.encode())
+        with open(mod.__file__, "rb") as f:
+            h.update(f.read())
+    return h.hexdigest()[:16]
+
+
+class StageResult:
+    """What a stage produces: tables (name -> list of row dicts), arrays, extra files, info."""
+
+    def __init__(self, tables=None, arrays=None, files=(), info=None):
+        self.tables = dict(tables or {})
+        self.arrays = dict(arrays or {})
+        self.files = list(files)
+        self.info = dict(info or {})
+
+
+class StageContext:
+    """Handed to compute(): where to write extra files and what the upstream stages produced."""
+
+    def __init__(self, pipeline, name, config, inputs):
+        self.pipeline = pipeline
+        self.name = name
+        self.config = config
+        self.inputs = inputs  # dict dep name -> StageResult
+        self.dir = os.path.join(pipeline.out, "cache", name)
+
+    def path(self, filename):
+        os.makedirs(self.dir, exist_ok=True)
+        return os.path.join(self.dir, filename)
+
+
+class Pipeline:
+    """Runs stages in order, skipping those whose outputs are cached under the same hash."""
+
+    def __init__(self, out, force=False):
+        self.out = os.path.abspath(out)
+        self.force = force
+        self.results = {}   # stage name -> StageResult
+        self.hashes = {}    # stage name -> config hash
+        self.timings = {}   # stage name -> dict(wall_s=..., cached=bool)
+        os.makedirs(self.out, exist_ok=True)
+
+    def stage_hash(self, name, config, deps, code):
+        key = {"stage": name, "config": config,
+               "deps": {d: self.hashes[d] for d in sorted(deps)},
+               "code": code_fingerprint(code)}
+        return hashlib.sha256(canonical_json(key).encode()).hexdigest()[:16]
+
+    def run(self, name, config, compute, deps=(), code=()):
+        """Return the StageResult of stage `name`, computing it only when not cached."""
+        for d in deps:
+            if d not in self.results:
+                raise ValueError(f"stage {name!r} depends on {d!r}, which has not run yet")
+        digest = self.stage_hash(name, config, deps, code)
+        self.hashes[name] = digest
+        stage_dir = os.path.join(self.out, "cache", name)
+        manifest_path = os.path.join(stage_dir, "manifest.json")
+        if not self.force:
+            cached = self._load_cached(name, digest, manifest_path)
+            if cached is not None:
+                result, manifest = cached
+                self.results[name] = result
+                self.timings[name] = {"wall_s": manifest["wall_s"], "cached": True}
+                log(f"{name}: cached (hash {digest}, computed in {manifest['wall_s']:.1f} s)")
+                return result
+        log(f"{name}: running (hash {digest})")
+        ctx = StageContext(self, name, config, {d: self.results[d] for d in deps})
+        t0 = time.perf_counter()
+        result = compute(ctx)
+        wall = time.perf_counter() - t0
+        files = self._write_outputs(ctx, digest, result)
+        manifest = {"stage": name, "config_hash": digest, "config": config,
+                    "deps": {d: self.hashes[d] for d in deps}, "wall_s": wall,
+                    "tables": sorted(result.tables), "has_arrays": bool(result.arrays),
+                    "info": result.info,
+                    "files": {os.path.relpath(p, self.out): file_sha256(p) for p in files}}
+        atomic_write_text(manifest_path, json.dumps(manifest, indent=1, sort_keys=True,
+                                                    default=_json_default))
+        self.results[name] = result
+        self.timings[name] = {"wall_s": wall, "cached": False}
+        log(f"{name}: done in {wall:.1f} s")
+        return result
+
+    def _write_outputs(self, ctx, digest, result):
+        files = []
+        for tname, rows in result.tables.items():
+            payload = {"stage": ctx.name, "config_hash": digest, "rows": rows}
+            jpath = ctx.path(f"{tname}.json")
+            atomic_write_text(jpath, json.dumps(payload, indent=1, default=_json_default))
+            cpath = os.path.join(self.out, "tables", f"{tname}.csv")
+            atomic_write_text(cpath, rows_to_csv(rows))
+            files += [jpath, cpath]
+        if result.arrays:
+            apath = ctx.path("arrays.npz")
+            save_npz(apath, ARRAYS_KIND, ARRAYS_VERSION, {"config_hash": digest}, result.arrays)
+            files.append(apath)
+        for f in result.files:
+            if not os.path.exists(f):
+                raise ValueError(f"stage {ctx.name!r} declared output {f} but did not write it")
+            files.append(f)
+        return files
+
+    def _load_cached(self, name, digest, manifest_path):
+        if not os.path.exists(manifest_path):
+            return None
+        try:
+            with open(manifest_path, encoding="utf-8") as f:
+                manifest = json.load(f)
+        except (OSError, json.JSONDecodeError):
+            return None
+        if manifest.get("config_hash") != digest:
+            return None
+        for rel, sha in manifest["files"].items():
+            p = os.path.join(self.out, rel)
+            if not os.path.exists(p) or file_sha256(p) != sha:
+                log(f"{name}: cached output {rel} missing or modified, recomputing")
+                return None
+        stage_dir = os.path.dirname(manifest_path)
+        tables = {}
+        for tname in manifest["tables"]:
+            with open(os.path.join(stage_dir, f"{tname}.json"), encoding="utf-8") as f:
+                payload = json.load(f)
+            if payload.get("config_hash") != digest:
+                return None
+            tables[tname] = payload["rows"]
+        arrays = {}
+        if manifest["has_arrays"]:
+            params, arrays = load_npz(os.path.join(stage_dir, "arrays.npz"), ARRAYS_KIND,
+                                      ARRAYS_VERSION, {})
+            if params.get("config_hash") != digest:
+                return None
+        files = [os.path.join(self.out, rel) for rel in manifest["files"]]
+        return StageResult(tables, arrays, files, manifest.get("info")), manifest
+
+
+def rows_to_csv(rows):
+    """Rows (dicts) -> CSV text; columns in first-seen order, missing cells empty."""
+    cols = []
+    for r in rows:
+        for c in r:
+            if c not in cols:
+                cols.append(c)
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({c: _csv_cell(r.get(c)) for c in cols})
+    return buf.getvalue()
+
+
+def _csv_cell(v):
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    if isinstance(v, (list, tuple, dict)):
+        return canonical_json(v)
+    return v
