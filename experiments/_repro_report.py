@@ -32,9 +32,17 @@ def md_table(rows, columns):
     return "\n".join(out)
 
 
+def _installed_version(dist):
+    """Version of an optional distribution, or 'not installed' (the main job never needs it)."""
+    import importlib.metadata
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
 def environment():
     """Versions, CPU, thread settings and BLAS, as (key, value) pairs."""
-    import faiss
     import matplotlib
     import numba
     import scipy
@@ -53,7 +61,7 @@ def environment():
                      f"{i.get('architecture', '?')})" for i in threadpool_info())
     env = [("python", sys.version.split()[0]), ("numpy", np.__version__), ("scipy", scipy.__version__),
            ("numba", f"{numba.__version__} ({numba.get_num_threads()} threads)"),
-           ("faiss (peer, not used for results)", faiss.__version__),
+           ("faiss (peer, not used for results)", _installed_version("faiss-cpu")),
            ("matplotlib", matplotlib.__version__), ("platform", platform.platform()),
            ("CPU", f"{cpu}, {os.cpu_count()} logical cores"), ("BLAS (threadpoolctl)", blas)]
     load = ", ".join(f"{v:.2f}" for v in os.getloadavg())

@@ -113,3 +113,28 @@ def test_bad_preset_is_rejected(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "experiments.reproduce", "--preset", "huge",
                            "--out", str(tmp_path)], cwd=REPO, capture_output=True, text=True)
     assert proc.returncode != 0 and "invalid choice" in proc.stderr
+
+
+def test_report_environment_does_not_need_faiss(monkeypatch):
+    """The main job installs without the test extras, so the report must not import faiss."""
+    import builtins
+    import importlib.metadata
+
+    from experiments import _repro_report
+
+    real_import, real_version = builtins.__import__, importlib.metadata.version
+
+    def no_faiss_import(name, *args, **kwargs):
+        if name == "faiss" or name.startswith("faiss."):
+            raise ModuleNotFoundError("No module named 'faiss'")
+        return real_import(name, *args, **kwargs)
+
+    def version(dist):
+        if dist == "faiss-cpu":
+            raise importlib.metadata.PackageNotFoundError(dist)
+        return real_version(dist)
+
+    monkeypatch.setattr(builtins, "__import__", no_faiss_import)
+    monkeypatch.setattr(importlib.metadata, "version", version)
+    env = dict(_repro_report.environment())
+    assert env["faiss (peer, not used for results)"] == "not installed"
