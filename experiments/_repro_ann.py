@@ -224,7 +224,7 @@ def _ivfopq_rows(rows, cfg, mrl, ff, seed, train_rows):
     _select_per_budget(rows.rows, "FF-IVFOPQ")
 
 
-def _budget_grid(costs, n=8):
+def _budget_grid(costs, n=12):
     """n log-spaced budgets from the cheapest to the most expensive configuration."""
     lo, hi = min(costs), max(costs)
     return [float(v) for v in np.geomspace(lo, hi, n)] if hi > lo else [lo]

@@ -209,6 +209,8 @@ def write_report(path, meta, tables, claims, timings, infos):
               if t["cached"] else "computed in this run"} for s, t in timings.items()]
     lines.append(md_table(trows, [("stage", "stage", str), ("wall", "wall s", lambda v: f"{v:.1f}"),
                                   ("cached", "status", str)]))
-    lines.append(f"\nTotal wall time of this invocation: {meta['total_wall_s']:.1f} s (load average "
-                 f"at start {meta['load_at_start']}).\n")
+    total = sum(t["wall_s"] for t in timings.values())
+    lines.append(f"\nSum of the stage wall times above (each from the run that computed it): "
+                 f"{total:.1f} s. Wall time of this invocation: {meta['total_wall_s']:.1f} s (load "
+                 f"average at start {meta['load_at_start']}).\n")
     atomic_write_text(path, "\n".join(lines) + "\n")
