@@ -6,6 +6,7 @@ constructor parameters). Loading never unpickles (``allow_pickle=False``) and ch
 version and that every required array is present with the expected dtype and ndim, so a
 truncated, tampered or foreign file raises ``ValueError`` instead of giving a broken object.
 """
+import hashlib
 import json
 import os
 import tempfile
@@ -13,6 +14,15 @@ import zipfile
 import zlib
 
 import numpy as np
+
+
+def sha256_file(path):
+    """Hex SHA-256 of a file, read in 1 MiB blocks (bounded memory for large files)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def atomic_write(path, write_fn, suffix=""):

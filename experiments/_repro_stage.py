@@ -34,7 +34,7 @@ import time
 
 import numpy as np
 
-from adanns_ref._persist import atomic_write_text, load_npz, save_npz
+from adanns_ref._persist import atomic_write_text, load_npz, save_npz, sha256_file
 
 ARRAYS_KIND = "ReproStageArrays"
 ARRAYS_VERSION = 1
@@ -56,14 +56,6 @@ def _json_default(o):
     if isinstance(o, np.ndarray):
         return o.tolist()
     raise TypeError(f"not JSON-serialisable: {type(o).__name__}")
-
-
-def file_sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def code_fingerprint(modules):
@@ -146,7 +138,7 @@ class Pipeline:
                     "deps": {d: self.hashes[d] for d in deps}, "wall_s": wall,
                     "tables": sorted(result.tables), "has_arrays": bool(result.arrays),
                     "info": result.info,
-                    "files": {os.path.relpath(p, self.out): file_sha256(p) for p in files}}
+                    "files": {os.path.relpath(p, self.out): sha256_file(p) for p in files}}
         atomic_write_text(manifest_path, json.dumps(manifest, indent=1, sort_keys=True,
                                                     default=_json_default))
         self.results[name] = result
@@ -185,7 +177,7 @@ class Pipeline:
             return None
         for rel, sha in manifest["files"].items():
             p = os.path.join(self.out, rel)
-            if not os.path.exists(p) or file_sha256(p) != sha:
+            if not os.path.exists(p) or sha256_file(p) != sha:
                 log(f"{name}: cached output {rel} missing or modified, recomputing")
                 return None
         stage_dir = os.path.dirname(manifest_path)

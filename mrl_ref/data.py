@@ -42,7 +42,7 @@ import zlib
 
 import numpy as np
 
-from adanns_ref._persist import atomic_write
+from adanns_ref._persist import atomic_write, sha256_file
 from adanns_ref._validate import as_int
 
 FILES = {
@@ -119,14 +119,6 @@ def cache_dir():
     """The user cache directory used by download=True when neither root nor $FASHION_MNIST_DIR is set."""
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return os.path.join(base, "adanns-ref", "fashion-mnist")
-
-
-def sha256_file(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def download_fashion_mnist(directory=None, splits=("train", "test")):

@@ -80,3 +80,13 @@ def test_atomic_write_uses_normal_file_permissions(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert (p.stat().st_mode & 0o777) == (0o666 & ~umask)
+
+
+def test_sha256_file_matches_hashlib(tmp_path):
+    import hashlib
+
+    from adanns_ref._persist import sha256_file
+    data = bytes(range(256)) * 5000  # > 1 MiB block size
+    p = tmp_path / "blob"
+    p.write_bytes(data)
+    assert sha256_file(p) == hashlib.sha256(data).hexdigest()
