@@ -47,6 +47,7 @@ FLT_MAX = np.float32(np.finfo(np.float32).max)  # 3.4028235e38, faiss's "no resu
 BLAS_THRESHOLD = 128000  # faiss `distance_compute_blas_threshold`: nq * d below it -> direct form
 Q_BLOCK = 1024  # queries per GEMM block and worker (faiss: 4096; 1024 measured as fast or faster)
 DB_BLOCK = 1024  # database rows per GEMM block (faiss: distance_compute_blas_database_bs)
+MERGE_CHUNK = 128  # GEMM-block columns tested against a heap's root at once (SIMD)
 POOL_MIN_WORK = 1 << 27  # nq * nb * d multiply-adds (a few ms) below which one thread searches
 
 
@@ -102,29 +103,63 @@ def heap_sort(hd, hi):
 
 
 @numba.njit(cache=True, nogil=True)
-def _merge_l2_block(ip, q_norms, x_norms, j0, hd, hi):
-    """Turn a GEMM block ip[r, j] = <q_r, x_{j0+j}> into squared L2 (in place) and push it into
-    heaps hd[r]. Two passes per row, as faiss: the first vectorises, the second rarely pushes."""
+def _l2_count_below(ip, qn, x_norms, thr):
+    """How many of max(qn + x_norms[j] - 2 ip[j], 0) fall below thr (a vectorised pre-test)."""
     two = np.float32(2.0)
     zero = np.float32(0.0)
+    n = 0
+    for j in range(ip.shape[0]):  # a range from 0 over a slice: LLVM vectorises this loop
+        n += np.int32(max(qn + x_norms[j] - two * ip[j], zero) < thr)
+    return n
+
+
+@numba.njit(cache=True, nogil=True)
+def _merge_l2_block(ip, q_norms, x_norms, j0, hd, hi):
+    """Turn a GEMM block ip[r, j] = <q_r, x_{j0+j}> into squared L2 and push it into heaps hd[r].
+
+    D_rj = max(||q_r||^2 + ||x_j||^2 - 2 ip_rj, 0) (cancellation can make identical vectors
+    slightly negative). Chunks of MERGE_CHUNK columns are first counted against the heap's root
+    in SIMD; only a chunk with a candidate is recomputed one by one (same operations, same bits)
+    and pushed. After the first blocks almost no chunk has one, so the merge costs one vectorised
+    read of the block.
+    """
+    two = np.float32(2.0)
+    zero = np.float32(0.0)
+    n = ip.shape[1]
     for r in range(ip.shape[0]):
         rd, ri, qn, row = hd[r], hi[r], q_norms[r], ip[r]
-        for j in range(row.shape[0]):
-            # cancellation can make identical vectors slightly negative
-            row[j] = max(qn + x_norms[j] - two * row[j], zero)
-        for j in range(row.shape[0]):
-            if row[j] < rd[0]:  # cheap pre-test: ids only grow, so an equal distance never enters
-                heap_push(rd, ri, row[j], j0 + j)
+        for c in range(0, n, MERGE_CHUNK):
+            e = min(c + MERGE_CHUNK, n)
+            if _l2_count_below(row[c:e], qn, x_norms[c:e], rd[0]) == 0:
+                continue
+            for j in range(c, e):
+                dis = max(qn + x_norms[j] - two * row[j], zero)
+                if dis < rd[0]:  # ids only grow, so an equal distance never enters
+                    heap_push(rd, ri, dis, j0 + j)
+
+
+@numba.njit(cache=True, nogil=True)
+def _ip_count_below(ip, thr):
+    """How many of -ip[j] fall below thr (vectorised pre-test)."""
+    n = 0
+    for j in range(ip.shape[0]):
+        n += np.int32(-ip[j] < thr)
+    return n
 
 
 @numba.njit(cache=True, nogil=True)
 def _merge_ip_block(ip, j0, hd, hi):
-    """Push the negated similarities of a GEMM block into heaps hd[r]."""
+    """Push the negated similarities of a GEMM block into heaps hd[r] (chunked as the L2 merge)."""
+    n = ip.shape[1]
     for r in range(ip.shape[0]):
         rd, ri, row = hd[r], hi[r], ip[r]
-        for j in range(row.shape[0]):
-            if -row[j] < rd[0]:
-                heap_push(rd, ri, -row[j], j0 + j)
+        for c in range(0, n, MERGE_CHUNK):
+            e = min(c + MERGE_CHUNK, n)
+            if _ip_count_below(row[c:e], rd[0]) == 0:
+                continue
+            for j in range(c, e):
+                if -row[j] < rd[0]:
+                    heap_push(rd, ri, -row[j], j0 + j)
 
 
 @numba.njit(cache=True, parallel=True)
