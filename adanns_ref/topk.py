@@ -148,6 +148,21 @@ def _ip_count_below(ip, thr):
 
 
 @numba.njit(cache=True, nogil=True)
+def push_chunk(dis, j0, hd, hi):
+    """Offer candidates (dis[j], j0 + j) to heap (hd, hi), j ascending: one vectorised count
+    against the root first, so a chunk with no candidate costs a single SIMD pass."""
+    thr = hd[0]
+    n = 0
+    for j in range(dis.shape[0]):
+        n += np.int32(dis[j] < thr)
+    if n == 0:
+        return
+    for j in range(dis.shape[0]):
+        if dis[j] < hd[0]:  # ids only grow, so an equal distance never enters
+            heap_push(hd, hi, dis[j], j0 + j)
+
+
+@numba.njit(cache=True, nogil=True)
 def _merge_ip_block(ip, j0, hd, hi):
     """Push the negated similarities of a GEMM block into heaps hd[r] (chunked as the L2 merge)."""
     n = ip.shape[1]

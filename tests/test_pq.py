@@ -74,8 +74,8 @@ def _faiss_index_pq(ref_pq, d, M, nbits, xb):
     return index
 
 
-@pytest.mark.parametrize("d,M,nbits", [(32, 16, 8), (40, 20, 8), (32, 4, 8), (30, 5, 8), (16, 4, 4),
-                                       (15, 3, 5), (4, 4, 16)])
+@pytest.mark.parametrize("d,M,nbits", [(32, 16, 8), (64, 32, 8), (96, 48, 8), (40, 20, 8), (32, 4, 8),
+                                       (30, 5, 8), (16, 4, 4), (15, 3, 5), (4, 4, 16)])
 def test_adc_search_is_bit_identical_to_faiss_indexpq(d, M, nbits):
     # Direct-path tables, so faiss's ADC summation order (16 lanes for nbits 8, groups of 4 for
     # nbits 16, sequential otherwise) must give the very same floats.
@@ -166,10 +166,29 @@ def test_decode_of_encode_is_the_nearest_codeword_per_subspace(seed, nbits, shap
         np.testing.assert_array_equal(all_d[np.arange(30), sub[:, m]], chosen)
 
 
-def test_search_pads_missing_results_and_breaks_ties_by_id():
-    pq, _ = _pair(8, 2, 4)
-    xb = _data(3, 8, 1)[[0, 1, 0]]  # rows 0 and 2 identical -> identical codes, equal distances
-    D, I = pq.search(pq.encode(xb), _data(2, 8, 2), 5)
+@pytest.mark.parametrize("M", [16, 32, 48])
+def test_word_scan_equals_the_per_byte_scan_on_misaligned_codes(M, monkeypatch):
+    # nbits 8 with M % 16 == 0 reads codes as uint64 words; a code buffer at an odd address is
+    # copied first. The per-byte kernel (the path for every other M) must give the same bits.
+    pq, _ = _pair(2 * M, M, 8)
+    xb, xq = _data(700, 2 * M, 1), _data(40, 2 * M, 2)
+    codes = pq.encode(xb)
+    raw = np.empty(codes.size + 1, dtype=np.uint8)
+    shifted = raw[1:].reshape(codes.shape)  # same bytes, address + 1
+    shifted[:] = codes
+    assert shifted.ctypes.data % 8
+    D, I = pq.search(shifted, xq, 7)
+    monkeypatch.setattr(ProductQuantizer, "_as_words", lambda self, sub: None)
+    D_bytes, I_bytes = pq.search(codes, xq, 7)
+    np.testing.assert_array_equal(D, D_bytes)
+    np.testing.assert_array_equal(I, I_bytes)
+
+
+@pytest.mark.parametrize("d,M,nbits", [(8, 2, 4), (32, 16, 8)])  # per-byte and word scans
+def test_search_pads_missing_results_and_breaks_ties_by_id(d, M, nbits):
+    pq, _ = _pair(d, M, nbits)
+    xb = _data(3, d, 1)[[0, 1, 0]]  # rows 0 and 2 identical -> identical codes, equal distances
+    D, I = pq.search(pq.encode(xb), _data(2, d, 2), 5)
     assert I.dtype == np.int64 and D.dtype == np.float32
     np.testing.assert_array_equal(I[:, 3:], -1)
     np.testing.assert_array_equal(D[:, 3:], FLT_MAX)
