@@ -324,37 +324,42 @@ def _lanes16_sum(T, code, m16):
 
 
 @numba.njit(cache=True, inline="always")
-def _word_lanes(T, w, j, m0):
-    """T[m0 + l, byte l of code j's 16 bytes from m0] for l = 0..15, codes as uint64 words w."""
+def _word_lanes(t, w, j, m0):
+    """t[(m0 + l) * 256 + byte l of code j's 16 bytes from m0], l = 0..15: the lookups of one
+    block of 16 sub-codes, codes as uint64 words w, t the flat (M * 256,) table. With the row
+    length a constant, every lookup addresses off one base register (no spilled row pointers)."""
     b = np.uint64(255)
     lo, hi = w[j, m0 // 8], w[j, m0 // 8 + 1]
-    return (T[m0, lo & b], T[m0 + 1, (lo >> 8) & b], T[m0 + 2, (lo >> 16) & b],
-            T[m0 + 3, (lo >> 24) & b], T[m0 + 4, (lo >> 32) & b], T[m0 + 5, (lo >> 40) & b],
-            T[m0 + 6, (lo >> 48) & b], T[m0 + 7, lo >> 56], T[m0 + 8, hi & b],
-            T[m0 + 9, (hi >> 8) & b], T[m0 + 10, (hi >> 16) & b], T[m0 + 11, (hi >> 24) & b],
-            T[m0 + 12, (hi >> 32) & b], T[m0 + 13, (hi >> 40) & b], T[m0 + 14, (hi >> 48) & b],
-            T[m0 + 15, hi >> 56])
+    o = m0 * 256
+    return (t[o + (lo & b)], t[o + 256 + ((lo >> 8) & b)], t[o + 512 + ((lo >> 16) & b)],
+            t[o + 768 + ((lo >> 24) & b)], t[o + 1024 + ((lo >> 32) & b)],
+            t[o + 1280 + ((lo >> 40) & b)], t[o + 1536 + ((lo >> 48) & b)], t[o + 1792 + (lo >> 56)],
+            t[o + 2048 + (hi & b)], t[o + 2304 + ((hi >> 8) & b)], t[o + 2560 + ((hi >> 16) & b)],
+            t[o + 2816 + ((hi >> 24) & b)], t[o + 3072 + ((hi >> 32) & b)],
+            t[o + 3328 + ((hi >> 40) & b)], t[o + 3584 + ((hi >> 48) & b)], t[o + 3840 + (hi >> 56)])
 
 
 @numba.njit(cache=True)
-def code_distances_words(T, w, out):
-    """out[j] = code_distance(T, code j, order 3) for nbits 8 and M % 16 == 0, with the codes read
-    as little-endian uint64 words w (n, M / 8): byte m of a code indexes T[m]. Extracting bytes by
-    shifts costs 2 loads per 16 sub-codes instead of 16 (scans 1.5x faster); same sums, same
-    bits. M == 16 gets a loop-free body: the lane loop costs 30 % even when it runs zero times."""
-    if T.shape[0] == 16:
+def code_distances_words(t, w, out):
+    """out[j] = code_distance(T, code j, order 3) for nbits 8 and M % 16 == 0, with T flattened
+    to t (M * 256,) and the codes read as little-endian uint64 words w (n, M / 8): byte m of a
+    code indexes T[m]. Extracting bytes by shifts costs 2 loads per 16 sub-codes instead of 16
+    (scans 1.5x faster); same sums, same bits. M == 16 gets a loop-free body: the lane loop
+    costs 30 % even when it runs zero times."""
+    M = w.shape[1] * 8
+    if M == 16:
         for j in range(w.shape[0]):
-            l0, l1, l2, l3, l4, l5, l6, l7, l8, l9, l10, l11, l12, l13, l14, l15 = _word_lanes(T, w, j, 0)
+            l0, l1, l2, l3, l4, l5, l6, l7, l8, l9, l10, l11, l12, l13, l14, l15 = _word_lanes(t, w, j, 0)
             out[j] = _tree16(l0, l1, l2, l3, l4, l5, l6, l7, l8, l9, l10, l11, l12, l13, l14, l15)
         return
     for j in range(w.shape[0]):
-        l0, l1, l2, l3, l4, l5, l6, l7, l8, l9, l10, l11, l12, l13, l14, l15 = _word_lanes(T, w, j, 0)
-        for m0 in range(16, T.shape[0], 16):
-            t = _word_lanes(T, w, j, m0)
-            l0, l1, l2, l3 = l0 + t[0], l1 + t[1], l2 + t[2], l3 + t[3]
-            l4, l5, l6, l7 = l4 + t[4], l5 + t[5], l6 + t[6], l7 + t[7]
-            l8, l9, l10, l11 = l8 + t[8], l9 + t[9], l10 + t[10], l11 + t[11]
-            l12, l13, l14, l15 = l12 + t[12], l13 + t[13], l14 + t[14], l15 + t[15]
+        l0, l1, l2, l3, l4, l5, l6, l7, l8, l9, l10, l11, l12, l13, l14, l15 = _word_lanes(t, w, j, 0)
+        for m0 in range(16, M, 16):
+            v = _word_lanes(t, w, j, m0)
+            l0, l1, l2, l3 = l0 + v[0], l1 + v[1], l2 + v[2], l3 + v[3]
+            l4, l5, l6, l7 = l4 + v[4], l5 + v[5], l6 + v[6], l7 + v[7]
+            l8, l9, l10, l11 = l8 + v[8], l9 + v[9], l10 + v[10], l11 + v[11]
+            l12, l13, l14, l15 = l12 + v[12], l13 + v[13], l14 + v[14], l15 + v[15]
         out[j] = _tree16(l0, l1, l2, l3, l4, l5, l6, l7, l8, l9, l10, l11, l12, l13, l14, l15)
 
 

@@ -151,16 +151,16 @@ def _adc_scan(tables, sub, order, hd, hi):
 
 @numba.njit(cache=True, parallel=True)
 def _adc_scan_words(tables, words, hd, hi):
-    """_adc_scan for nbits 8 and M % 16 == 0, codes viewed as uint64 words (n, M / 8): the
-    distances of ADC_CHUNK codes go to a buffer, then into the heap through one SIMD pre-test."""
+    """_adc_scan for nbits 8 and M % 16 == 0: tables flattened to (nq, M * 256), codes viewed as
+    uint64 words (n, M / 8). The distances of ADC_CHUNK codes go to a buffer, then into the heap
+    through one SIMD pre-test."""
     n = words.shape[0]
     for r in numba.prange(tables.shape[0]):
-        T = tables[r]
         buf = np.empty(ADC_CHUNK, dtype=np.float32)
         for j0 in range(0, n, ADC_CHUNK):
             blk = words[j0:j0 + ADC_CHUNK]
             dis = buf[:blk.shape[0]]
-            code_distances_words(T, blk, dis)
+            code_distances_words(tables[r], blk, dis)
             push_chunk(dis, j0, hd[r], hi[r])
 
 
@@ -335,7 +335,7 @@ class ProductQuantizer:
         for i0 in range(0, q.shape[0], b):
             tables, heaps = self._tables(q[i0:i0 + b]), (hd[i0:i0 + b], hi[i0:i0 + b])
             if words is not None:
-                _adc_scan_words(tables, words, *heaps)
+                _adc_scan_words(tables.reshape(tables.shape[0], -1), words, *heaps)
             else:
                 _adc_scan(tables, sub, self._sum_order, *heaps)
         sort_heaps(hd, hi)
