@@ -45,30 +45,63 @@ from . import cost
 from ._persist import load_npz, save_npz
 from ._simd import simd_sum
 from ._validate import as_bool, as_float32_matrix, as_int, check_metric, check_prefix_dim
+from .assign import search_centroids
 from .kmeans import KMeans
-from .topk import finalize, heap_push, heap_sort, knn_search, new_heaps
+from .topk import finalize, heap_push, heap_sort, new_heaps
 from .truncate import prefix
 
 _KIND, _VERSION = "IVFIndex", 1
 
 
+@numba.njit(cache=True)
+def _queries_by_list(probes, r0, r1, nlist):
+    """The (query, list) pairs of queries r0..r1-1 grouped by list (a counting sort): queries of
+    list l are members[start[l]:start[l + 1]], in increasing order. Negative probes are skipped."""
+    start = np.zeros(nlist + 1, dtype=np.int64)
+    for r in range(r0, r1):
+        for p in range(probes.shape[1]):
+            if probes[r, p] >= 0:
+                start[probes[r, p] + 1] += 1
+    for lst in range(nlist):
+        start[lst + 1] += start[lst]
+    fill = start[:-1].copy()
+    members = np.empty(start[nlist], dtype=np.int64)
+    for r in range(r0, r1):
+        for p in range(probes.shape[1]):
+            lst = probes[r, p]
+            if lst >= 0:
+                members[fill[lst]] = r
+                fill[lst] += 1
+    return start, members
+
+
 @numba.njit(cache=True, parallel=True)
-def _scan_lists(qs, xb, d_s, ids, offsets, probes, use_ip, hd, hi):
+def _scan_lists(qs, xb, d_s, ids, offsets, probes, use_ip, hd, hi, n_parts):
     """For each query r, score every vector of the lists probes[r] on its first d_s dims.
 
     qs (nq, d_s) query prefixes; xb (N, >= d_s) stored vectors in list order; ids (N,);
     offsets (nlist + 1,); probes (nq, nprobe) list numbers; hd/hi (nq, k) heaps, filled in place
     and sorted (in the same parallel loop: one thread-pool wake-up per search, not two).
+
+    n_parts (numba.get_num_threads(), at most nq): each thread takes a contiguous part of the queries and walks its probed lists list by list,
+    scoring every query that probes a list while the list is in cache (a list is read once per
+    part, not once per query: 2-3x fewer cache misses at nprobe 1). The heap keeps the k
+    smallest (distance, id) keys whatever the order candidates arrive in, so results do not
+    depend on the grouping or the number of threads.
     """
-    for r in numba.prange(qs.shape[0]):
-        q = qs[r]
-        rd, ri = hd[r], hi[r]
-        for p in range(probes.shape[1]):
-            lst = probes[r, p]
-            for j in range(offsets[lst], offsets[lst + 1]):
-                dis = simd_sum(q, xb[j, :d_s], not use_ip)
-                heap_push(rd, ri, -dis if use_ip else dis, ids[j])
-        heap_sort(rd, ri)
+    nq, nlist = qs.shape[0], offsets.shape[0] - 1
+    for part in numba.prange(n_parts):
+        r0, r1 = part * nq // n_parts, (part + 1) * nq // n_parts
+        start, members = _queries_by_list(probes, r0, r1, nlist)
+        for lst in range(nlist):
+            for m in range(start[lst], start[lst + 1]):
+                r = members[m]
+                q, rd, ri = qs[r], hd[r], hi[r]
+                for j in range(offsets[lst], offsets[lst + 1]):
+                    dis = simd_sum(q, xb[j, :d_s], not use_ip)
+                    heap_push(rd, ri, -dis if use_ip else dis, ids[j])
+        for r in range(r0, r1):
+            heap_sort(hd[r], hi[r])
 
 
 def append_to_lists(offsets, stored, assign, new):
@@ -197,7 +230,7 @@ class IVFIndex(InvertedLists):
         self._require_trained("add")
         if x.shape[0] == 0:
             return
-        assign = knn_search(prefix(x, self.d_c, self.normalize), self._centroids, 1, self.metric)[1][:, 0]
+        assign = search_centroids(prefix(x, self.d_c, self.normalize), self._centroids, 1, self.metric)[1][:, 0]
         self._append(x, assign)
 
     def add_preassigned(self, x, lists):
@@ -263,11 +296,12 @@ class IVFIndex(InvertedLists):
             raise ValueError(f"d_c={d_c} exceeds the d_c={self.d_c} the centroids were trained at; "
                              f"build the index with d_c=D (the default) to search at any d_c <= D")
         self._require_trained("search")
-        probes = knn_search(prefix(q, d_c, self.normalize), self._centroids_at(d_c), nprobe,
-                            self.metric)[1]
+        probes = search_centroids(prefix(q, d_c, self.normalize), self._centroids_at(d_c), nprobe,
+                                  self.metric)[1]
         hd, hi = new_heaps(q.shape[0], k)
         _scan_lists(prefix(q, d_s, self.normalize), self._database_at(d_s), d_s, self._ids,
-                    self._offsets, probes, self.metric == "ip", hd, hi)
+                    self._offsets, probes, self.metric == "ip", hd, hi,
+                    max(1, min(numba.get_num_threads(), q.shape[0])))
         flops = cost.ivf_flops(d_c, self.nlist, d_s, self.list_sizes()[probes])
         self.last_search_flops = float(np.mean(flops)) if q.shape[0] else 0.0
         return finalize(hd, hi, self.metric)

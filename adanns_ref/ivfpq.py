@@ -75,10 +75,11 @@ from ._mt19937 import rand_perm
 from ._persist import load_npz, save_npz
 from ._simd import code_distance, simd_sum, sq_norms, table_into
 from ._validate import as_bool, as_float32_matrix, as_int, check_metric, check_prefix_dim
+from .assign import search_centroids
 from .ivf import InvertedLists, IVFIndex, append_to_lists, lists_are_consistent
 from .opq import OPQ
 from .pq import ProductQuantizer
-from .topk import finalize, heap_push, heap_sort, knn_search, new_heaps
+from .topk import finalize, heap_push, heap_sort, new_heaps
 from .truncate import prefix
 
 _KIND, _VERSION = "IVFPQIndex", 1
@@ -225,7 +226,7 @@ class IVFPQIndex(InvertedLists):
 
     def _route(self, x, nprobe):
         """(distances, list numbers), both (n, nprobe), of the nprobe nearest centroids of z_{d_c}(x)."""
-        return knn_search(prefix(x, self.d_c, self.normalize), self._centroids, nprobe, self.metric)
+        return search_centroids(prefix(x, self.d_c, self.normalize), self._centroids, nprobe, self.metric)
 
     def _encoded_space(self, x):
         """y = R z_{d_s}(x), (n, d_s) float32."""
@@ -247,7 +248,7 @@ class IVFPQIndex(InvertedLists):
         centroids = coarse.centroids
 
         def route(rows):
-            return knn_search(prefix(rows, self.d_c, self.normalize), centroids, 1, self.metric)[1][:, 0]
+            return search_centroids(prefix(rows, self.d_c, self.normalize), centroids, 1, self.metric)[1][:, 0]
 
         n = x.shape[0]
         max_train = self.pq.max_points_per_centroid * self.pq.ksub  # faiss train_encoder_num_vectors

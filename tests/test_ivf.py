@@ -387,3 +387,42 @@ def test_scan_distances_are_bit_identical_to_faiss(metric):
     D, I = ours.search(xq, 20, nprobe=3)
     np.testing.assert_array_equal(I, I_ref)
     np.testing.assert_array_equal(D, D_ref)
+
+
+@pytest.mark.parametrize("metric", ["l2", "ip"])
+def test_list_scan_does_not_depend_on_how_queries_are_split(metric):
+    # _scan_lists groups each part's queries by list; the heaps must not see the difference
+    # (several lists per query, lists shared by many queries, more parts than lists).
+    from adanns_ref.ivf import _scan_lists
+    from adanns_ref.topk import new_heaps
+    xb, xq = _data(900, 10, 21), _data(57, 10, 22)
+    index = IVFIndex(10, 6, metric=metric, normalize=False)
+    index.train(xb)
+    index.add(xb)
+    probes = np.argsort(np.random.default_rng(3).random((57, 6)), axis=1)[:, :3]  # 3 distinct lists
+    results = []
+    for n_parts in (1, 2, 7, 57):
+        hd, hi = new_heaps(57, 12)
+        _scan_lists(xq, index._database_at(10), 10, index._ids, index._offsets, probes,
+                    metric == "ip", hd, hi, n_parts)
+        results.append((hd, hi))
+    for hd, hi in results[1:]:
+        np.testing.assert_array_equal(hi, results[0][1])
+        np.testing.assert_array_equal(hd, results[0][0])
+
+
+@pytest.mark.parametrize("metric", ["l2", "ip"])
+@pytest.mark.parametrize("n", [300, 9000])  # direct and GEMM paths of the top-1 route
+def test_routing_with_one_probe_is_faiss_quantizer_search(metric, n):
+    from adanns_ref.assign import search_centroids
+    x, c = _data(n, 24, 31), _data(300, 24, 32)
+    D, I = search_centroids(x, c, 1, metric)
+    quantizer = (faiss.IndexFlatL2 if metric == "l2" else faiss.IndexFlatIP)(24)
+    quantizer.add(c)
+    D_ref, I_ref = quantizer.search(x, 1)
+    assert D.shape == I.shape == (n, 1)
+    assert (I == I_ref).mean() >= 0.999
+    np.testing.assert_allclose(D, D_ref, rtol=1e-5, atol=1e-4)
+    D4, I4 = search_centroids(x, c, 4, metric)  # nprobe > 1: the exact k-NN, best first
+    assert D4.shape == I4.shape == (n, 4)
+    assert (I4[:, 0] == I[:, 0]).mean() >= 0.999
