@@ -58,7 +58,8 @@ from .truncate import prefix
 FAISS_HINT = "pip install faiss-cpu==1.15.*"
 
 
-def _import_faiss():
+def import_faiss():
+    """The faiss module, or an ImportError naming the package to install."""
     try:
         import faiss
     except ImportError as exc:
@@ -190,7 +191,7 @@ class FaissAdannsIVF:
         self.quantizer, self.ivf = quantizer, ivf
 
     def _inner(self):
-        faiss = _import_faiss()
+        faiss = import_faiss()
         ivf = faiss.downcast_index(self.ivf)
         if isinstance(ivf, faiss.IndexPreTransform):
             return faiss.downcast_index(ivf.index), faiss.downcast_VectorTransform(ivf.chain.at(0))
@@ -213,7 +214,7 @@ class FaissAdannsIVF:
         coarse_dis, probes = self.quantizer.search(prefix(q, self.d_c, self.normalize), nprobe)
         z = prefix(q, self.d_s, self.normalize)
         inner, opq = self._inner()
-        faiss = _import_faiss()
+        faiss = import_faiss()
         if isinstance(inner, faiss.IndexIVFPQ) and inner.by_residual and self.metric == "l2":
             # faiss's precomputed tables add the coarse distance of the *scoring* space
             y = z if opq is None else opq.apply(z)
@@ -232,7 +233,7 @@ def faiss_search(index, q, k, nprobe=1):
 
     nprobe is passed to IVF indices as ``SearchParametersIVF`` (the index is not modified, except
     a FaissAdannsIVF, see there) and ignored by the others."""
-    faiss = _import_faiss()
+    faiss = import_faiss()
     q = as_float32_matrix(q, "q", d=index.d)
     if isinstance(index, FaissAdannsIVF):
         return index.search(q, k, nprobe)
@@ -245,7 +246,7 @@ def faiss_search(index, q, k, nprobe=1):
 
 def to_faiss(index):
     """The faiss object equivalent to our trained index (table in the module docstring)."""
-    faiss = _import_faiss()
+    faiss = import_faiss()
     if isinstance(index, FlatIndex):
         return _flat(faiss, index.xb, index.metric)
     if isinstance(index, IVFIndex):
@@ -436,7 +437,7 @@ def from_faiss(index, xb=None):
     prefixes (normalize=True or d_s < D; see the module docstring). Unsupported faiss types or
     settings raise TypeError / ValueError naming them.
     """
-    faiss = _import_faiss()
+    faiss = import_faiss()
     if isinstance(index, FaissAdannsIVF):
         return _from_adanns(faiss, index, xb)
     outer = faiss.downcast_index(index)  # a non-owning view: `index` keeps the object alive

@@ -4,6 +4,7 @@ import json
 import pytest
 
 from adanns_ref import conformance
+from adanns_ref.conformance import compare
 
 pytest.importorskip("faiss")
 
@@ -55,10 +56,10 @@ def test_comparisons_report_deviation_and_first_mismatch():
     import numpy as np
     D = np.array([[0.0, 1.0, 1.0]], np.float32)
     I = np.array([[3, 4, 5]])
-    assert conformance._knn((D, I), (D, I[:, [0, 2, 1]])) == (0.0, None)  # a tie group as a set
-    dev, msg = conformance._knn((D, I), (D + np.float32(0.5), I))
+    assert compare.knn((D, I), (D, I[:, [0, 2, 1]])) == (0.0, None)  # a tie group as a set
+    dev, msg = compare.knn((D, I), (D + np.float32(0.5), I))
     assert dev == 0.5 and "rank 0" in msg
-    dev, msg = conformance._codes(np.array([[1, 2]], np.uint8), np.array([[1, 7]], np.uint8))
+    dev, msg = compare.codes(np.array([[1, 2]], np.uint8), np.array([[1, 7]], np.uint8))
     assert dev == 5 and "codes differ" in msg
-    dev, msg = conformance._arrays(np.zeros((2, 2)), np.zeros((2, 3)))
+    dev, msg = compare.arrays(np.zeros((2, 2)), np.zeros((2, 3)))
     assert dev == float("inf") and "shapes differ" in msg

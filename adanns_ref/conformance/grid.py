@@ -1,0 +1,103 @@
+"""The grid of conformance cases (quick: what pytest runs; full: the CLI default) and the runner."""
+from dataclasses import dataclass
+
+from .checks import CHECKS
+
+
+@dataclass(frozen=True)
+class Case:
+    """One point of the grid: the component's check function is called with `params`."""
+    component: str
+    name: str
+    params: dict
+
+    @property
+    def id(self):
+        return f"{self.component}-{self.name}"
+
+
+
+def _case(component, name, **params):
+    return Case(component, name, params)
+
+
+def grid(quick=False):
+    """The cases to run: the quick grid (pytest) or the full grid (CLI default)."""
+    cases = [
+        _case("kmeans", "n600-d7-k12", n=600, d=7, k=12),
+        _case("kmeans", "n400-d33-k20-spherical", n=400, d=33, k=20, spherical=True),
+        _case("kmeans", "n300-d10-k40-dups", n=300, d=10, k=40, dup=200),
+        _case("kmeans", "n5000-d33-k16-gemm", n=5000, d=33, k=16, niter=10, gemm=True),
+        _case("flat", "n500-d13-l2-dups", n=500, d=13, nq=30, k=10, metric="l2", dup=100),
+        _case("flat", "n500-d13-ip", n=500, d=13, nq=30, k=10, metric="ip"),
+        _case("flat", "n50-d7-k64", n=50, d=7, nq=10, k=64, metric="l2"),
+        _case("ivf", "n2000-d24-nl16-l2", n=2000, d=24, nlist=16, metric="l2", nprobes=(1, 4, 16), k=10),
+        _case("ivf", "n1500-d21-nl10-ip", n=1500, d=21, nlist=10, metric="ip", nprobes=(1, 3), k=10),
+        _case("ivf", "n300-d12-nl8-empty-k80", n=300, d=12, nlist=8, metric="l2", nprobes=(1, 2, 8), k=80,
+              far_lists=3, dup=60),
+        _case("ivf", "n1200-d20-nl12-normalized", n=1200, d=20, nlist=12, metric="l2", nprobes=(2,), k=10,
+              normalize=True),
+        _case("adanns_ivf", "D24-dc8-ds16", n=1500, D=24, nlist=12, d_c=8, d_s=16, metric="l2", nprobes=(1, 4), k=10),
+        _case("adanns_ivf", "D24-dc12-ds6-ip", n=1500, D=24, nlist=12, d_c=12, d_s=6, metric="ip", nprobes=(2,), k=10),
+        _case("pq", "d21-M7-nbits8", n=2000, d=21, M=7, nbits=8, niter=10),
+        _case("pq", "d20-M4-nbits4", n=1000, d=20, M=4, nbits=4),
+        _case("pq", "d36-M2-nbits4-blas", n=1000, d=36, M=2, nbits=4),
+        _case("opq", "d16-M4", n=1000, d=16, M=4, niter=4),
+        _case("ivfpq", "n2000-d24-nl12-M6-nbits8", n=2000, d=24, nlist=12, M=6, nbits=8, metric="l2",
+              nprobes=(1, 4)),
+        _case("ivfpq", "n2000-d20-nl8-M5-nbits4-ip", n=2000, d=20, nlist=8, M=5, nbits=4, metric="ip",
+              nprobes=(2,)),
+        _case("ivfpq", "n2500-d16-nl10-M4-opq", n=2500, d=16, nlist=10, M=4, nbits=8, metric="l2",
+              nprobes=(1, 3), opq=True),
+        _case("ivfpq", "n2000-D24-dc8-ds24-M4", n=2000, d=24, nlist=10, M=4, nbits=8, metric="l2",
+              nprobes=(2,), d_c=8, normalize=True),
+        _case("metrics", "n600-d14", n=600, d=14, nq=50, k=10, n_classes=5),
+    ]
+    if quick:
+        return cases
+    return cases + [
+        _case("kmeans", "n3000-d5-k100", n=3000, d=5, k=100),
+        _case("kmeans", "n4000-d11-k10-subsampled", n=4000, d=11, k=10, max_ppc=64),
+        _case("kmeans", "n1000-d9-k16-nredo3", n=1000, d=9, k=16, nredo=3),
+        _case("kmeans", "n6000-d48-k64-gemm", n=6000, d=48, k=64, niter=10, gemm=True),
+        _case("kmeans", "n6000-d30-k32-gemm-spherical", n=6000, d=30, k=32, niter=10, gemm=True, spherical=True),
+        _case("flat", "n5000-d96-blas", n=5000, d=96, nq=2000, k=20, metric="l2"),
+        _case("flat", "n3000-d61-ip-blas-dups", n=3000, d=61, nq=2500, k=20, metric="ip", dup=500),
+        _case("ivf", "n5000-d17-nl40-l2", n=5000, d=17, nlist=40, metric="l2", nprobes=(1, 5, 40), k=20),
+        _case("ivf", "n4000-d30-nl32-ip-dups", n=4000, d=30, nlist=32, metric="ip", nprobes=(1, 8), k=10, dup=400),
+        _case("ivf", "n3000-d10-nl20-empty-k300", n=3000, d=10, nlist=20, metric="ip", nprobes=(1, 3), k=300,
+              far_lists=6),
+        _case("adanns_ivf", "D48-dc16-ds32", n=4000, D=48, nlist=32, d_c=16, d_s=32, metric="l2", nprobes=(1, 4, 32), k=20),
+        _case("adanns_ivf", "D40-dc40-ds10", n=3000, D=40, nlist=20, d_c=40, d_s=10, metric="l2", nprobes=(2,), k=10),
+        _case("adanns_ivf", "D30-dc6-ds30-raw", n=3000, D=30, nlist=20, d_c=6, d_s=30, metric="ip", nprobes=(3,), k=10,
+              normalize=False),
+        _case("pq", "d30-M5-nbits8", n=3000, d=30, M=5, nbits=8, niter=10),
+        _case("pq", "d64-M4-nbits8-blas", n=3000, d=64, M=4, nbits=8, niter=10),
+        _case("pq", "d15-M3-nbits4", n=2000, d=15, M=3, nbits=4),
+        _case("pq", "d26-M2-nbits8-dsub13", n=3000, d=26, M=2, nbits=8, niter=10),
+        _case("opq", "d24-M6", n=2000, d=24, M=6, niter=3),
+        _case("opq", "d12-M3", n=1500, d=12, M=3, niter=6),
+        _case("ivfpq", "n4000-d32-nl16-M8-no-residual", n=4000, d=32, nlist=16, M=8, nbits=8, metric="l2",
+              nprobes=(1, 4, 16), by_residual=False),
+        _case("ivfpq", "n3000-d30-nl12-M10-nbits4-normalized", n=3000, d=30, nlist=12, M=10, nbits=4,
+              metric="l2", nprobes=(2, 12), normalize=True),
+        _case("ivfpq", "n3000-D30-d18-M6-prefix", n=3000, d=30, nlist=12, M=6, nbits=8, metric="l2",
+              nprobes=(3,), d_c=18, d_s=18, normalize=True),
+        _case("ivfpq", "n3000-d20-nl10-M4-opq-ip", n=3000, d=20, nlist=10, M=4, nbits=8, metric="ip",
+              nprobes=(2,), opq=True),
+        _case("ivfpq", "n3000-D32-dc24-ds8-opq", n=3000, d=32, nlist=12, M=2, nbits=8, metric="l2",
+              nprobes=(1, 4), d_c=24, d_s=8, opq=True, normalize=True),
+        _case("metrics", "n3000-d30", n=3000, d=30, nq=200, k=50, n_classes=20),
+    ]
+
+
+def run_case(case):
+    """All checks of one case -> list of Result."""
+    return CHECKS[case.component](case.name, **case.params)
+
+
+def run(cases):
+    results = []
+    for case in cases:
+        results.extend(run_case(case))
+    return results
