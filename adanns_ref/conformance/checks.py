@@ -38,7 +38,7 @@ def check_kmeans(case, n, d, k, niter=25, spherical=False, dup=0, max_ppc=256, n
 
 def check_flat(case, n, d, nq, k, metric, dup=0):
     """IndexFlatL2/IP vs FlatIndex; the bridge round trip."""
-    faiss = cmp.import_faiss()
+    cmp.import_faiss()  # without faiss: the ImportError with the install hint, before any work
     xb, xq = cmp.blobs(n, d, n + d, dup), cmp.queries(nq, d, d)
     ours = FlatIndex(d, metric)
     ours.add(xb)
