@@ -22,8 +22,9 @@ id -1 with +FLT_MAX ("l2") / -FLT_MAX ("ip").
 faiss: stage 0 is `topk.knn_search` (faiss's exact search). Re-ranking computes each candidate's
 distance directly (sum_t (q_t - x_t)^2, or sum_t q_t x_t), as faiss's IndexRefineFlat does;
 faiss has no Matryoshka re-normalisation, so only the flat, normalize=False case has a faiss
-counterpart. Candidate rows are gathered and normalised per block of queries, so memory stays
-bounded by RERANK_BLOCK floats rather than N * D.
+counterpart. When N * dim <= RERANK_BLOCK the whole database is prefixed once; otherwise the
+candidate rows are gathered and normalised per block of queries, so memory stays bounded by
+RERANK_BLOCK floats rather than N * D.
 """
 import numba
 import numpy as np
@@ -66,6 +67,13 @@ def _rerank(I, db, q, dim, k, metric, normalize):
     """rerank on validated inputs: I int64 (nq, s) in [-1, N), db (N, D), q (nq, D) float32."""
     nq, s = I.shape
     hd, hi = new_heaps(nq, k)
+    if db.shape[0] * dim <= RERANK_BLOCK:
+        # The whole database prefix fits the budget: one pass over db is cheaper than gathering
+        # and re-normalising the candidate rows of every block (which overlap across blocks).
+        _rerank_kernel(prefix(q, dim, normalize), prefix(db, dim, normalize), I, I,
+                       metric == "ip", hd, hi)
+        sort_heaps(hd, hi)
+        return finalize(hd, hi, metric)
     block = max(1, RERANK_BLOCK // max(1, s * db.shape[1]))
     for i0 in range(0, nq, block):
         ids = I[i0:i0 + block]
