@@ -8,6 +8,14 @@ heap always holds the k smallest keys seen, whatever order candidates arrive in.
 (+inf, -1). For inner product, kernels push the *negated* similarity -<q, x> and `finalize`
 flips the sign back, so one max-heap serves both metrics.
 
+Reservoir (exact search with k > RESERVOIR_MIN_K, as faiss switches at k > 100). A heap
+insertion costs O(log k) unpredictable branches, and with k = 200 over 60k candidates about
+1,300 of them enter per query. A reservoir appends every candidate below a threshold key to a
+buffer of 2k; when the buffer is full it keeps the entries with distance <= t, for a t found by
+vectorised counting passes such that k to 1.5k entries remain (`_shrink`), and the largest kept
+key becomes the threshold. At the end the buffer is sorted by (distance, id) and cut at k. Same
+keys in, same k smallest keys out: results are identical to the heap's (tested), only faster.
+
 Exact search, for queries q_i (nq, d) and database x_j (nb, d), float32:
 
     l2:  D_ij = ||q_i||^2 + ||x_j||^2 - 2 <q_i, x_j>,  clamped at 0      (faiss's BLAS form)
@@ -48,6 +56,7 @@ BLAS_THRESHOLD = 128000  # faiss `distance_compute_blas_threshold`: nq * d below
 Q_BLOCK = 1024  # queries per GEMM block and worker (faiss: 4096; 1024 measured as fast or faster)
 DB_BLOCK = 1024  # database rows per GEMM block (faiss: distance_compute_blas_database_bs)
 MERGE_CHUNK = 128  # GEMM-block columns tested against a heap's root at once (SIMD)
+RESERVOIR_MIN_K = 100  # larger k collect in reservoirs, not heaps (faiss: distance_compute_min_k_reservoir)
 POOL_MIN_WORK = 1 << 27  # nq * nb * d multiply-adds (a few ms) below which one thread searches
 
 
@@ -103,51 +112,6 @@ def heap_sort(hd, hi):
 
 
 @numba.njit(cache=True, nogil=True)
-def _l2_count_below(ip, qn, x_norms, thr):
-    """How many of max(qn + x_norms[j] - 2 ip[j], 0) fall below thr (a vectorised pre-test)."""
-    two = np.float32(2.0)
-    zero = np.float32(0.0)
-    n = 0
-    for j in range(ip.shape[0]):  # a range from 0 over a slice: LLVM vectorises this loop
-        n += np.int32(max(qn + x_norms[j] - two * ip[j], zero) < thr)
-    return n
-
-
-@numba.njit(cache=True, nogil=True)
-def _merge_l2_block(ip, q_norms, x_norms, j0, hd, hi):
-    """Turn a GEMM block ip[r, j] = <q_r, x_{j0+j}> into squared L2 and push it into heaps hd[r].
-
-    D_rj = max(||q_r||^2 + ||x_j||^2 - 2 ip_rj, 0) (cancellation can make identical vectors
-    slightly negative). Chunks of MERGE_CHUNK columns are first counted against the heap's root
-    in SIMD; only a chunk with a candidate is recomputed one by one (same operations, same bits)
-    and pushed. After the first blocks almost no chunk has one, so the merge costs one vectorised
-    read of the block.
-    """
-    two = np.float32(2.0)
-    zero = np.float32(0.0)
-    n = ip.shape[1]
-    for r in range(ip.shape[0]):
-        rd, ri, qn, row = hd[r], hi[r], q_norms[r], ip[r]
-        for c in range(0, n, MERGE_CHUNK):
-            e = min(c + MERGE_CHUNK, n)
-            if _l2_count_below(row[c:e], qn, x_norms[c:e], rd[0]) == 0:
-                continue
-            for j in range(c, e):
-                dis = max(qn + x_norms[j] - two * row[j], zero)
-                if dis < rd[0]:  # ids only grow, so an equal distance never enters
-                    heap_push(rd, ri, dis, j0 + j)
-
-
-@numba.njit(cache=True, nogil=True)
-def _ip_count_below(ip, thr):
-    """How many of -ip[j] fall below thr (vectorised pre-test)."""
-    n = 0
-    for j in range(ip.shape[0]):
-        n += np.int32(-ip[j] < thr)
-    return n
-
-
-@numba.njit(cache=True, nogil=True)
 def push_chunk(dis, j0, hd, hi):
     """Offer candidates (dis[j], j0 + j) to heap (hd, hi), j ascending: one vectorised count
     against the root first, so a chunk with no candidate costs a single SIMD pass."""
@@ -163,18 +127,230 @@ def push_chunk(dis, j0, hd, hi):
 
 
 @numba.njit(cache=True, nogil=True)
-def _merge_ip_block(ip, j0, hd, hi):
-    """Push the negated similarities of a GEMM block into heaps hd[r] (chunked as the L2 merge)."""
+def _count_at_most(vals, t):
+    """How many of vals are <= t (vectorised)."""
+    n = 0
+    for j in range(vals.shape[0]):
+        n += np.int32(vals[j] <= t)
+    return n
+
+
+@numba.njit(cache=True, nogil=True)
+def _pivot(vals, lo, hi, start):
+    """A value of vals strictly inside (lo, hi): the median of the first three found scanning
+    from position `start` (cyclically), or NaN if there is none."""
+    n = vals.shape[0]
+    a = b = c = np.float32(np.nan)
+    found = 0
+    for s in range(n):
+        v = vals[(start + s) % n]
+        if lo < v < hi:
+            if found == 0:
+                a = v
+            elif found == 1:
+                b = v
+            else:
+                c = v
+                break
+            found += 1
+    if found < 2:
+        return a  # one value, or NaN
+    if found == 2:
+        return min(a, b)
+    return max(min(a, b), min(max(a, b), c))
+
+
+@numba.njit(cache=True, nogil=True)
+def _sort_keys(bd, bi, n):
+    """Positions of bd/bi[:n] in increasing (distance, id) order. Ids below 2^32 (always, but
+    for databases of 4G rows) sort as one uint64 key per entry: the distance's bits mapped to an
+    order-preserving unsigned integer (-0.0 counted as +0.0, as float comparison does) above the
+    id; else a stable sort by id, then a stable one by distance."""
+    ids = bi[:n]
+    if n and ids.max() >= 1 << 32:
+        by_id = np.argsort(ids, kind="mergesort")
+        return by_id[np.argsort(bd[:n][by_id], kind="mergesort")]
+    zero = np.float32(0.0)
+    plus = np.empty(n, dtype=np.float32)
+    for t in range(n):
+        plus[t] = bd[t] + zero  # -0.0 -> +0.0
+    bits = plus.view(np.uint32)
+    keys = np.empty(n, dtype=np.uint64)
+    for t in range(n):
+        b = np.uint64(bits[t])
+        b = (~b) & np.uint64(0xFFFFFFFF) if b >> np.uint64(31) else b | np.uint64(0x80000000)
+        keys[t] = (b << np.uint64(32)) | np.uint64(ids[t])
+    return np.argsort(keys)
+
+
+@numba.njit(cache=True, nogil=True)
+def _shrink(bd, bi, n, k):
+    """Cut a full reservoir bd/bi[:n] (n = 2k) to between k and (n + k) // 2 entries holding its
+    k smallest (distance, id) keys; the largest kept key becomes the threshold bd/bi[n].
+    Returns the new count.
+
+    The cut is a distance t taken from the buffer with k <= #{d <= t} <= (n + k) // 2, found by
+    vectorised counting passes around sampled pivots (no per-element branches); every entry
+    with d <= t is kept, in order. With too many entries tied at one distance no such t exists,
+    and the buffer is sorted by key and cut at exactly k.
+    """
+    q_max = (n + k) // 2
+    vals = bd[:n]
+    lo, hi = np.float32(-np.inf), np.float32(np.inf)  # count(lo) < k, count(hi) > q_max
+    t = np.float32(np.nan)
+    for it in range(64):
+        p = _pivot(vals, lo, hi, (it * 7919) % n)
+        if np.isnan(p):
+            break
+        c = _count_at_most(vals, p)
+        if c < k:
+            lo = p
+        elif c > q_max:
+            hi = p
+        else:
+            t = p
+            break
+    if np.isnan(t):  # massive ties (or no convergence): the exact cut
+        order = _sort_keys(bd, bi, n)
+        kd, ki = bd[order[:k]], bi[order[:k]]
+        bd[:k], bi[:k] = kd, ki
+        bd[n], bi[n] = kd[k - 1], ki[k - 1]
+        return k
+    m = 0
+    for j in range(n):  # stable, branch-free compaction of the entries with d <= t
+        d, i = bd[j], bi[j]
+        bd[m], bi[m] = d, i
+        m += np.int32(d <= t)
+    ti = np.int64(-1)
+    for j in range(m):
+        if bd[j] == t and bi[j] > ti:
+            ti = bi[j]
+    bd[n], bi[n] = t, ti
+    return m
+
+
+@numba.njit(cache=True, nogil=True)
+def reservoir_push_chunk(dis, j0, bd, bi, count, sel):
+    """Offer candidates (dis[j], j0 + j) to a reservoir for k = (bd.shape[0] - 1) // 2 results:
+    bd/bi (2k + 1,) hold up to 2k kept keys and, in the last slot, the threshold key; count
+    (1,) the number kept; sel: int32 scratch of dis.shape[0]. A key below the threshold is
+    appended; a full buffer is cut by `_shrink`. O(1) amortised per candidate, against O(log k)
+    unpredictable branches for a heap insertion (faiss's ReservoirTopN idea)."""
+    cap = bd.shape[0] - 1
+    n = count[0]
+    thr = bd[cap]
+    m = 0
+    for j in range(dis.shape[0]):  # vectorised count first: most chunks have no candidate
+        m += np.int32(dis[j] <= thr)
+    if m == 0:
+        return
+    m = 0
+    for j in range(dis.shape[0]):  # branch-free compaction of the candidates
+        sel[m] = j
+        m += np.int32(dis[j] <= thr)
+    for t in range(m):
+        j = sel[t]
+        d, i = dis[j], j0 + j
+        if not _worse(bd[cap], bi[cap], d, i):  # (d, i) must rank before the threshold key
+            continue
+        bd[n], bi[n] = d, i
+        n += 1
+        if n == cap:
+            n = _shrink(bd, bi, n, cap // 2)
+    count[0] = n
+
+
+@numba.njit(cache=True, nogil=True)
+def reservoir_to_row(bd, bi, count, hd, hi):
+    """The k = hd.shape[0] best keys of a reservoir, sorted, into an empty heap row (hd, hi)
+    (slots past the kept count stay (+inf, -1))."""
+    n = count[0]
+    order = _sort_keys(bd, bi, n)
+    for t in range(min(n, hd.shape[0])):
+        hd[t], hi[t] = bd[order[t]], bi[order[t]]
+
+
+def new_reservoirs(n, k):
+    """Reservoirs for n queries and k results: 2k + 1 slots each, empty, threshold (+inf, -1) (an
+    empty heap slot's key: nothing at +inf enters, as with heaps); counts (n, 1)."""
+    bd = np.full((n, 2 * k + 1), np.inf, dtype=np.float32)
+    bi = np.full((n, 2 * k + 1), -1, dtype=np.int64)
+    return bd, bi, np.zeros((n, 1), dtype=np.int64)
+
+
+@numba.njit(cache=True, nogil=True)
+def _l2_count_at_most(ip, qn, x_norms, thr):
+    """How many of max(qn + x_norms[j] - 2 ip[j], 0) are <= thr (a vectorised pre-test)."""
+    two = np.float32(2.0)
+    zero = np.float32(0.0)
+    n = 0
+    for j in range(ip.shape[0]):  # a range from 0 over a slice: LLVM vectorises this loop
+        n += np.int32(max(qn + x_norms[j] - two * ip[j], zero) <= thr)
+    return n
+
+
+@numba.njit(cache=True, nogil=True)
+def _ip_count_at_most(ip, thr):
+    """How many of -ip[j] are <= thr (vectorised pre-test)."""
+    n = 0
+    for j in range(ip.shape[0]):
+        n += np.int32(-ip[j] <= thr)
+    return n
+
+
+@numba.njit(cache=True, nogil=True)
+def _l2_into(ip, qn, x_norms, out):
+    """out[j] = max(qn + x_norms[j] - 2 ip[j], 0), the operations of `_l2_count_at_most`."""
+    two = np.float32(2.0)
+    zero = np.float32(0.0)
+    for j in range(ip.shape[0]):
+        out[j] = max(qn + x_norms[j] - two * ip[j], zero)
+
+
+@numba.njit(cache=True, nogil=True)
+def _neg_into(ip, out):
+    """out[j] = -ip[j]."""
+    for j in range(ip.shape[0]):
+        out[j] = -ip[j]
+
+
+@numba.njit(cache=True, nogil=True)
+def _merge_block(ip, q_norms, x_norms, j0, use_ip, hd, hi, bd, bi, count):
+    """Turn a GEMM block ip[r, j] = <q_r, x_{j0+j}> into distances and offer them to query r's
+    heap (hd, hi), or to its reservoir (bd, bi, count) when those are given (k >
+    RESERVOIR_MIN_K; else they are empty arrays).
+
+    l2: D_rj = max(||q_r||^2 + ||x_j||^2 - 2 ip_rj, 0) (faiss's BLAS form; cancellation can make
+    identical vectors slightly negative); ip: -ip_rj. Chunks of MERGE_CHUNK columns are first
+    counted against the threshold in SIMD without storing anything; only a chunk with a
+    candidate is computed into a buffer (same operations, same bits) and offered. After the
+    first blocks almost no chunk has one, so the merge costs one vectorised read of the block.
+    """
+    zero = np.float32(0.0)
+    buf = np.empty(MERGE_CHUNK, dtype=np.float32)
+    sel = np.empty(MERGE_CHUNK, dtype=np.int32)
+    use_res = bd.shape[0] > 0
     n = ip.shape[1]
     for r in range(ip.shape[0]):
-        rd, ri, row = hd[r], hi[r], ip[r]
+        row = ip[r]
+        qn = zero if use_ip else q_norms[r]
+        thr_row = bd[r, bd.shape[1] - 1:] if use_res else hd[r, :1]  # the threshold's slot
         for c in range(0, n, MERGE_CHUNK):
             e = min(c + MERGE_CHUNK, n)
-            if _ip_count_below(row[c:e], rd[0]) == 0:
-                continue
-            for j in range(c, e):
-                if -row[j] < rd[0]:
-                    heap_push(rd, ri, -row[j], j0 + j)
+            if use_ip:
+                if _ip_count_at_most(row[c:e], thr_row[0]) == 0:
+                    continue
+                dis = buf[:e - c]
+                _neg_into(row[c:e], dis)
+            else:
+                if _l2_count_at_most(row[c:e], qn, x_norms[c:e], thr_row[0]) == 0:
+                    continue
+                dis = buf[:e - c]
+                _l2_into(row[c:e], qn, x_norms[c:e], dis)
+            if use_res:
+                reservoir_push_chunk(dis, j0 + c, bd[r], bi[r], count[r], sel)
+            else:
+                push_chunk(dis, j0 + c, hd[r], hi[r])
 
 
 @numba.njit(cache=True, parallel=True)
@@ -193,10 +369,14 @@ def _scan_direct(xq, xb, use_ip, hd, hi):
 
 
 @numba.njit(cache=True, nogil=True)
-def _sort_rows(hd, hi):
-    """heap_sort every row, on the calling thread (a worker of `_blas_search`)."""
+def _finish_rows(hd, hi, bd, bi, count):
+    """Sort every heap row, or fill it from its reservoir, on the calling thread (a worker of
+    `_blas_search`)."""
     for r in range(hd.shape[0]):
-        heap_sort(hd[r], hi[r])
+        if bd.shape[0]:
+            reservoir_to_row(bd[r], bi[r], count[r], hd[r], hi[r])
+        else:
+            heap_sort(hd[r], hi[r])
 
 
 @numba.njit(cache=True, parallel=True)
@@ -248,8 +428,10 @@ def _blas_search(xq, xb, use_ip, hd, hi):
     spin after each call and starve numba's threads (measured 5x slower on 2 cores).
     """
     nq, nb = xq.shape[0], xb.shape[0]
-    x_norms = None if use_ip else sq_norms(xb)
-    q_norms = None if use_ip else sq_norms(xq)
+    empty = np.empty(0, dtype=np.float32)
+    x_norms = empty if use_ip else sq_norms(xb)
+    q_norms = empty if use_ip else sq_norms(xq)
+    k = hd.shape[1]
     workers = numba.get_num_threads()
     n_blocks = workers * -(-nq // (workers * Q_BLOCK))  # a multiple of workers: balanced load
     q_block = -(-nq // n_blocks)
@@ -258,16 +440,15 @@ def _blas_search(xq, xb, use_ip, hd, hi):
     def search_block(i0):
         q = xq[i0:i0 + q_block]
         heaps = hd[i0:i0 + q_block], hi[i0:i0 + q_block]
+        reservoirs = new_reservoirs(q.shape[0] if k > RESERVOIR_MIN_K else 0, k)
+        qn = q_norms[i0:i0 + q_block]
         buf = np.empty(q.shape[0] * db_block, dtype=np.float32)
         for j0 in range(0, nb, db_block):
             x = xb[j0:j0 + db_block]
             ip = buf[:q.shape[0] * x.shape[0]].reshape(q.shape[0], x.shape[0])
             np.matmul(q, x.T, out=ip)
-            if use_ip:
-                _merge_ip_block(ip, j0, *heaps)
-            else:
-                _merge_l2_block(ip, q_norms[i0:i0 + q_block], x_norms[j0:j0 + db_block], j0, *heaps)
-        _sort_rows(*heaps)
+            _merge_block(ip, qn, x_norms[j0:j0 + db_block], j0, use_ip, *heaps, *reservoirs)
+        _finish_rows(*heaps, *reservoirs)
 
     if workers == 1 or nq * nb * xq.shape[1] < POOL_MIN_WORK:
         for i0 in range(0, nq, q_block):  # the thread pool's setup would cost more than it saves

@@ -166,3 +166,55 @@ def test_thread_pool_and_serial_blas_paths_agree(metric, monkeypatch):
     np.testing.assert_allclose(D1, D2, rtol=1e-6)
     D_ref, I_ref = _faiss_flat(xb, metric).search(xq, 6)
     np.testing.assert_array_equal(I1, I_ref)
+
+
+def _heap_mode(monkeypatch):
+    monkeypatch.setattr(topk, "RESERVOIR_MIN_K", 1 << 62)
+
+
+@pytest.mark.parametrize("metric", ["l2", "ip"])
+@pytest.mark.parametrize("k", [101, 250, 1200])  # 1200 > nb: padding from a reservoir
+def test_reservoir_gives_the_heap_results_with_ties(metric, k, monkeypatch):
+    xq, xb = _data(2100, 1100, 64, seed=8)
+    xb[500:700] = xb[7]  # 201 equal vectors: tied distances across the cut at k
+    xq[:50] = xb[7]
+    D, I = topk.knn_search(xq, xb, k, metric)  # k > RESERVOIR_MIN_K: reservoirs
+    _heap_mode(monkeypatch)
+    D_h, I_h = topk.knn_search(xq, xb, k, metric)
+    np.testing.assert_array_equal(I, I_h)
+    np.testing.assert_array_equal(D, D_h)  # heaps are checked against faiss above
+
+
+@pytest.mark.parametrize("metric", ["l2", "ip"])
+def test_reservoir_matches_faiss_reservoir(metric):
+    xq, xb = _data(2100, 3000, 64, seed=9)  # k > 100: faiss collects in reservoirs too
+    D_ref, I_ref = _faiss_flat(xb, metric).search(xq, 180)
+    D, I = topk.knn_search(xq, xb, 180, metric)
+    assert_knn_equal(D_ref, I_ref, D, I, rtol=1e-5, atol=1e-5)  # GEMM rounding: near-ties may swap
+
+
+def test_reservoir_cut_with_every_distance_tied(monkeypatch):
+    # no distance t splits a buffer of equal keys: the exact (distance, id) cut must keep ids 0..k-1
+    xb = np.ones((3000, 50), np.float32)
+    xq = np.ones((2600, 50), np.float32)
+    D, I = topk.knn_search(xq, xb, 150, "l2")
+    assert (I == np.arange(150)).all() and (D == 0).all()
+
+
+@settings(deadline=None, max_examples=25)
+@given(seed=st.integers(0, 2**16), k=st.integers(1, 90), nb=st.integers(1, 400),
+       n_dup=st.integers(0, 60), metric=st.sampled_from(["l2", "ip"]))
+def test_reservoir_equals_heap_on_random_inputs(seed, k, nb, n_dup, metric):
+    rng = np.random.default_rng(seed)
+    xb = rng.integers(-2, 3, (nb, 6)).astype(np.float32)  # small integers: many exact ties
+    xb[: min(n_dup, nb)] = xb[0]
+    xq = rng.integers(-2, 3, (40, 6)).astype(np.float32)
+    results = []
+    for min_k in (0, 1 << 62):  # every k through reservoirs, then through heaps
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(topk, "RESERVOIR_MIN_K", min_k)
+            mp.setattr(topk, "BLAS_THRESHOLD", 0)  # the merge path even for tiny inputs
+            mp.setattr(topk, "DB_BLOCK", 37)
+            results.append(topk.knn_search(xq, xb, k, metric))
+    np.testing.assert_array_equal(results[0][1], results[1][1])
+    np.testing.assert_array_equal(results[0][0], results[1][0])
