@@ -36,6 +36,7 @@ import scipy.linalg
 from ._mt19937 import MTState, mt_next, rand_perm
 from ._validate import as_bool, as_float32_matrix, as_int
 from .pq import ProductQuantizer
+from .topk import blas_single_thread
 
 OPQ_MAX_POINTS_PER_CENTROID = 1000  # faiss OPQMatrix::train sets pq.cp.max_points_per_centroid
 OPQ_NBITS = 8  # faiss OPQMatrix trains an 8-bit PQ unless given another one
@@ -156,7 +157,10 @@ class OPQ:
             y_hat = pq.decode(pq.encode(y))
             mse.append(float(np.sum((y_hat - y) ** 2, dtype=np.float32)) / n)
             # Procrustes: min ||X A^T - Y_hat|| over orthonormal A is A = U V^T, U S V^T = Y_hat^T X.
-            u, _, vt = scipy.linalg.svd(y_hat.T @ xtrain, full_matrices=False, lapack_driver="gesvd")
+            yx = y_hat.T @ xtrain
+            with blas_single_thread():  # a d x d SVD gains nothing from threads, and OpenBLAS
+                # threads competing with numba's spinning workers made it 10x slower
+                u, _, vt = scipy.linalg.svd(yx, full_matrices=False, lapack_driver="gesvd")
             A = np.ascontiguousarray(u @ vt, dtype=np.float32)
         self.A = np.ascontiguousarray(A[:, :self.d_in])
         self.mse = mse
