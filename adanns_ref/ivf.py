@@ -83,9 +83,10 @@ def _scan_lists(qs, xb, d_s, ids, offsets, probes, use_ip, hd, hi, n_parts):
     offsets (nlist + 1,); probes (nq, nprobe) list numbers; hd/hi (nq, k) heaps, filled in place
     and sorted (in the same parallel loop: one thread-pool wake-up per search, not two).
 
-    n_parts (numba.get_num_threads(), at most nq): each thread takes a contiguous part of the queries and walks its probed lists list by list,
-    scoring every query that probes a list while the list is in cache (a list is read once per
-    part, not once per query: 2-3x fewer cache misses at nprobe 1). The heap keeps the k
+    n_parts (numba.get_num_threads(), at most nq): each thread takes a contiguous part of the
+    queries and walks its probed lists list by list, scoring every query that probes a list
+    while the list is in cache (a list is read once per part, not once per query: 2-3x fewer
+    cache misses at nprobe 1). The heap keeps the k
     smallest (distance, id) keys whatever the order candidates arrive in, so results do not
     depend on the grouping or the number of threads.
     """

@@ -112,27 +112,23 @@ def heap_sort(hd, hi):
 
 
 @numba.njit(cache=True, nogil=True)
-def push_chunk(dis, j0, hd, hi):
-    """Offer candidates (dis[j], j0 + j) to heap (hd, hi), j ascending: one vectorised count
-    against the root first, so a chunk with no candidate costs a single SIMD pass."""
-    thr = hd[0]
-    n = 0
-    for j in range(dis.shape[0]):
-        n += np.int32(dis[j] < thr)
-    if n == 0:
-        return
-    for j in range(dis.shape[0]):
-        if dis[j] < hd[0]:  # ids only grow, so an equal distance never enters
-            heap_push(hd, hi, dis[j], j0 + j)
-
-
-@numba.njit(cache=True, nogil=True)
 def _count_at_most(vals, t):
     """How many of vals are <= t (vectorised)."""
     n = 0
     for j in range(vals.shape[0]):
         n += np.int32(vals[j] <= t)
     return n
+
+
+@numba.njit(cache=True, nogil=True)
+def push_chunk(dis, j0, hd, hi):
+    """Offer candidates (dis[j], j0 + j) to heap (hd, hi), j ascending: one vectorised count
+    against the root first, so a chunk with no candidate costs a single SIMD pass."""
+    if _count_at_most(dis, hd[0]) == 0:
+        return
+    for j in range(dis.shape[0]):
+        if dis[j] < hd[0]:  # ids only grow, so an equal distance never enters
+            heap_push(hd, hi, dis[j], j0 + j)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -239,10 +235,7 @@ def reservoir_push_chunk(dis, j0, bd, bi, count, sel):
     cap = bd.shape[0] - 1
     n = count[0]
     thr = bd[cap]
-    m = 0
-    for j in range(dis.shape[0]):  # vectorised count first: most chunks have no candidate
-        m += np.int32(dis[j] <= thr)
-    if m == 0:
+    if _count_at_most(dis, thr) == 0:  # vectorised count first: most chunks have no candidate
         return
     m = 0
     for j in range(dis.shape[0]):  # branch-free compaction of the candidates
