@@ -87,7 +87,7 @@ def test_regenerated_set_matches_the_committed_one(tmp_path, manifest):
     # another BLAS kernel: the manifest differs only in the kernels and the OPQ files' hashes ...
     drop = lambda m: {**m, "blas": None, "files": {f: h for f, h in m["files"].items() if f not in via_blas}}
     assert drop(regenerated) == drop(manifest), f"manifest changed; {REGENERATE}"
-    assert regenerated["blas"] == testing.blas_kernels(golden.BLAS_LIBRARIES)
+    assert regenerated["blas"] == testing.blas_kernels(golden.RECORDED_BLAS)
     # ... and the OPQ cases hold the same inputs and outputs within the manifest's tolerances
     for name, case in via_blas.items():
         with np.load(out / name) as new, np.load(GOLDEN / name) as old:
@@ -291,6 +291,7 @@ def test_an_array_the_manifest_does_not_describe_is_reported(copy):
     (lambda m: m["cases"][0]["outputs"]["centroids"].__setitem__("rtol", -1), "rtol must be a number >= 0"),
     (lambda m: m["files"].__setitem__("../escape.npz", "0" * 64), "plain file name"),
     (lambda m: m["files"].__setitem__("README.md", "xyz"), "64-hex-digit SHA-256"),
+    (lambda m: m.__setitem__("blas", {"numpy": "Haswell"}), "blas: must be an object"),
 ])
 def test_bad_manifest_raises_a_clear_error(copy, change, match):
     _edit_manifest(copy, change)
