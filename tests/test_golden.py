@@ -78,7 +78,8 @@ def test_regenerated_set_matches_the_committed_one(tmp_path, manifest):
     same_kernels = blas_kernels_match(manifest["blas"])
     via_blas = {c["file"]: c for c in manifest["cases"] if not c["exact_path"]}
     assert set(via_blas) == {"opq_rotation.npz", "pqindex_adanns_opq.npz", "ivfpq_adanns_opq_nbits4.npz"}
-    by_bytes = [f for f in sorted(os.listdir(GOLDEN)) if f != golden.MANIFEST and (same_kernels or f not in via_blas)]
+    by_bytes = [f for f in sorted(os.listdir(GOLDEN))
+                if f != golden.MANIFEST and (same_kernels or f not in via_blas)]
     changed = [f for f in by_bytes if (out / f).read_bytes() != (GOLDEN / f).read_bytes()]
     assert not changed, f"behaviour changed in {changed}; review, then {REGENERATE}"
     if same_kernels:

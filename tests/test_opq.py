@@ -3,7 +3,7 @@ import pytest
 
 from adanns_ref._mt19937 import rand_perm
 from adanns_ref.opq import OPQ, float_randn, random_rotation
-from adanns_ref.testing import ACROSS_BLAS_KERNELS, blas_kernels, blas_kernels_agree
+from adanns_ref.testing import QR_ATOL_ACROSS_KERNELS, blas_kernels, blas_kernels_agree
 
 faiss = pytest.importorskip("faiss")
 
@@ -42,7 +42,7 @@ def _assert_same_random_rotation(ours, ref):
     if blas_kernels_agree(("scipy", "faiss")):
         np.testing.assert_array_equal(ours, ref)
     else:
-        np.testing.assert_allclose(ours, ref, rtol=0, atol=ACROSS_BLAS_KERNELS["qr"],
+        np.testing.assert_allclose(ours, ref, rtol=0, atol=QR_ATOL_ACROSS_KERNELS,
                                    err_msg=f"BLAS kernels {blas_kernels()}")
     np.testing.assert_allclose(ours @ ours.T, np.eye(len(ours)), rtol=0, atol=1e-5)
 
