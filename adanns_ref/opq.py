@@ -95,7 +95,8 @@ class OPQ:
     iteration: niter_pq_0); max_train_points (subsample size); seed (subsample, inner PQ and
     random start; faiss uses 1234 for all three); init: start rotation of shape
     (d_out, max(d, d_out)) instead of the random one (faiss: fill ``opq.A`` before ``train``);
-    allow_small: passed to the inner ``ProductQuantizer`` (fewer than 39 * 256 training points).
+    allow_small: passed to the inner ``ProductQuantizer`` (True: no `SmallTrainingSetWarning`
+    for fewer than 39 * 256 training points; OPQ trains either way, faiss warns).
 
     After ``train``: ``A`` (d_out, d) float32, ``mse`` (per-iteration PQ reconstruction error
     sum_i ||y_i - y_hat_i||^2 / n, faiss's verbose "obj"), ``pq`` (the inner PQ of the last

@@ -149,8 +149,6 @@ def test_bad_inputs():
         opq.train(np.full((300, 8), np.nan, np.float32))
     with pytest.raises(ValueError, match="needs at least 256 points"):
         opq.train(_clustered(100, 8, 0))
-    with pytest.raises(ValueError, match="allow_small=True"):
-        OPQ(8, 2, niter=1).train(_clustered(600, 8, 0))
     opq.train(_clustered(400, 8, 0))
     with pytest.raises(ValueError, match="7 columns but 8 were expected"):
         opq.apply(np.zeros((2, 7), np.float32))
