@@ -44,6 +44,7 @@ also splits the *database* over threads when nq < threads; here a single query r
 thread (same results, lower single-query throughput).
 """
 from concurrent.futures import ThreadPoolExecutor
+from typing import NamedTuple
 
 import numba
 import numpy as np
@@ -412,7 +413,7 @@ def blas_single_thread():
     return _blas_controller.limit(limits=1, user_api="blas")
 
 
-def _blas_search(xq, xb, use_ip, hd, hi):
+def _blas_search(xq, xb, use_ip, hd, hi, q_block):
     """BLAS-form search filling heaps hd/hi (nq, k): GEMM block by block, then merge.
 
     Each worker thread takes whole query blocks and runs GEMM with single-threaded BLAS and the
@@ -426,8 +427,6 @@ def _blas_search(xq, xb, use_ip, hd, hi):
     q_norms = empty if use_ip else sq_norms(xq)
     k = hd.shape[1]
     workers = numba.get_num_threads()
-    n_blocks = workers * -(-nq // (workers * Q_BLOCK))  # a multiple of workers: balanced load
-    q_block = -(-nq // n_blocks)
     db_block = min(nb, DB_BLOCK)
 
     def search_block(i0):
@@ -451,21 +450,40 @@ def _blas_search(xq, xb, use_ip, hd, hi):
         list(pool.map(search_block, range(0, nq, q_block)))  # list() re-raises worker errors
 
 
-def knn_search(xq, xb, k, metric="l2"):
+class SearchPlan(NamedTuple):
+    """How `knn_search` computes a batch: BLAS form or direct sums, and the queries per GEMM
+    block. A GEMM's bits depend on its shape, so a part of the batch that starts at a multiple
+    of q_block and is searched with the batch's plan gets the batch's bits (`distributed`)."""
+    blas: bool
+    q_block: int
+
+
+def search_plan(nq, d):
+    """The `SearchPlan` of a batch of nq queries of d dims: BLAS form from nq * d >=
+    BLAS_THRESHOLD (faiss), query blocks of at most Q_BLOCK, as many as a multiple of
+    numba.get_num_threads() (a balanced load)."""
+    workers = numba.get_num_threads()
+    n_blocks = workers * max(1, -(-nq // (workers * Q_BLOCK)))
+    return SearchPlan(nq * d >= BLAS_THRESHOLD, max(1, -(-nq // n_blocks)))
+
+
+def knn_search(xq, xb, k, metric="l2", plan=None):
     """Exact k-NN of each row of xq among the rows of xb -> (D float32 (nq, k), I int64 (nq, k)).
 
     Inputs must already be validated: float32, C-contiguous, 2-D, equal widths; k >= 1, metric
     "l2" or "ip". Results are sorted best first; with fewer than k database rows the tail is
     padded with id -1 and distance +FLT_MAX ("l2") / -FLT_MAX ("ip"). Uses
-    numba.get_num_threads() threads.
+    numba.get_num_threads() threads. plan: the `search_plan` of the whole batch when xq is a
+    part of it (default: xq's own); database rows may be any DB_BLOCK-aligned part too.
     """
     nq, d = xq.shape
+    plan = search_plan(nq, d) if plan is None else plan
     hd, hi = new_heaps(nq, k)
     use_ip = metric == "ip"
     if nq == 0 or xb.shape[0] == 0:
         pass
-    elif nq * d < BLAS_THRESHOLD:
+    elif not plan.blas:
         _scan_direct(xq, xb, use_ip, hd, hi)
     else:
-        _blas_search(xq, xb, use_ip, hd, hi)
+        _blas_search(xq, xb, use_ip, hd, hi, plan.q_block)
     return finalize(hd, hi, metric)
