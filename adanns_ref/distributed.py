@@ -26,7 +26,7 @@ Why the bits are those of one process (faiss's distributed k-means idea, made ex
 Same bits assume the same BLAS kernel on the driver and the workers (one machine, or one
 build and CPU type across the cluster), as every GEMM-path result in this package does.
 
-Inputs (`row_count`, `map_rows`): an in-memory array; a path to a vector file that
+Inputs (`as_rows`, `map_rows`): an in-memory array; a path to a vector file that
 `io.load_vectors(path, mmap=True)` reads (.fbin, .npy, ...): each worker memory-maps it and
 reads its own rows, so the data does not pass through the driver (the path must name the same
 file on every worker); or a dask array (sliced per block on the workers).
@@ -74,9 +74,11 @@ def _is_dask_array(x):
     return type(x).__module__.startswith("dask.array")
 
 
-def row_count(x, d):
-    """Rows of x (array, vector file path or dask array) with d columns, without reading the
-    data; a wrong width or ndim raises ValueError (naming the file)."""
+def as_rows(x, d):
+    """(x, n) for an input of n rows of d columns: an in-memory x validated as float32 (the
+    in-process rule, `_validate.as_float32_matrix`); a vector file path or a dask array
+    unchanged, its shape read without reading the data (the workers validate their rows). A
+    wrong width or ndim raises ValueError (naming the file)."""
     if _is_path(x):
         shape = load_vectors(x, mmap=True).shape  # reads the header only
         where = f"{os.fspath(x)}: "
@@ -84,10 +86,11 @@ def row_count(x, d):
         shape = x.shape
         where = "dask array x: "
     else:
-        return as_float32_matrix(x, "x", d=d).shape[0]
+        x = as_float32_matrix(x, "x", d=d)
+        return x, x.shape[0]
     if len(shape) != 2 or shape[1] != d:
         raise ValueError(f"{where}shape {shape}, expected (n, {d})")
-    return int(shape[0])
+    return x, int(shape[0])
 
 
 def block_bounds(n, align, d, n_threads):
@@ -180,7 +183,8 @@ def map_rows(client, x, d, align, fn, *args, **kwargs):
     dask array; d columns), blocks starting at multiples of `align`, on the workers; returns
     [(i0, i1, result)] in input order. Array args should be `Executor.broadcast` futures."""
     ex = Executor(client)
-    bounds = block_bounds(row_count(x, d), align, d, ex.n_threads)
+    x, n = as_rows(x, d)
+    bounds = block_bounds(n, align, d, ex.n_threads)
     if _is_path(x):  # each task reads its own rows: no block stays in memory longer than its task
         results = ex.map(_on_file_rows, bounds, x, fn, args, kwargs)
     else:
@@ -190,6 +194,17 @@ def map_rows(client, x, d, align, fn, *args, **kwargs):
 
 def _on_file_rows(bounds, path, fn, args, kwargs):
     return fn(_read_rows(path, slice(*bounds)), *args, **kwargs)
+
+
+def _call_method(rows, obj, name, args):
+    return getattr(obj, name)(rows, *args)
+
+
+def map_method(client, obj, name, x, d, align, *args):
+    """[obj.name(block, *args) for each block of x] on the workers (`map_rows`), obj broadcast
+    once (an index, a quantizer); returns the results in input order."""
+    obj = Executor(client).broadcast(obj)
+    return [r for _, _, r in map_rows(client, x, d, align, _call_method, obj, name, args)]
 
 
 # ----------------------------------------------------------------------- algorithms' requests

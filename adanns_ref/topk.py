@@ -467,7 +467,7 @@ def search_plan(nq, d):
     return SearchPlan(nq * d >= BLAS_THRESHOLD, max(1, -(-nq // n_blocks)))
 
 
-def knn_search(xq, xb, k, metric="l2", plan=None):
+def knn_search(xq, xb, k, metric="l2", plan=None, client=None):
     """Exact k-NN of each row of xq among the rows of xb -> (D float32 (nq, k), I int64 (nq, k)).
 
     Inputs must already be validated: float32, C-contiguous, 2-D, equal widths; k >= 1, metric
@@ -475,7 +475,12 @@ def knn_search(xq, xb, k, metric="l2", plan=None):
     padded with id -1 and distance +FLT_MAX ("l2") / -FLT_MAX ("ip"). Uses
     numba.get_num_threads() threads. plan: the `search_plan` of the whole batch when xq is a
     part of it (default: xq's own); database rows may be any DB_BLOCK-aligned part too.
+    client: a ``distributed.Client``: blocks of the database (then also a vector file path or
+    a dask array) are searched on its workers and merged by the heaps' rule (same D and I).
     """
+    if client is not None:
+        from .distributed import knn_search as knn_search_on
+        return knn_search_on(xq, xb, k, metric, client)
     nq, d = xq.shape
     plan = search_plan(nq, d) if plan is None else plan
     hd, hi = new_heaps(nq, k)
