@@ -118,6 +118,10 @@ def _as_block(x):
     return as_float32_matrix(x, "x")
 
 
+def _identity(obj):
+    return obj
+
+
 def _call(fn, block, args, kwargs):
     return fn(block, *args, **kwargs)
 
@@ -131,9 +135,14 @@ class Executor:
         self.client = check_client(client)
         self.n_threads = max(1, sum(self.client.nthreads().values()))
 
-    def broadcast(self, obj):
-        """obj on every worker (a future a task can take as an argument)."""
-        return self.client.scatter(obj, broadcast=True, hash=False)
+    def put(self, obj):
+        """A future of obj that every task can take as an argument: one task holding obj, which
+        each worker fetches once (Dask's peer-to-peer transfer). Not ``client.scatter``:
+        scattered data has no recipe, so it is lost with its worker (and a broadcast scatter
+        to a worker that just died fails); a task is recomputed."""
+        with warnings.catch_warnings():  # obj is meant to travel inside its task
+            warnings.filterwarnings("ignore", message=".*[Ll]arge object.*")
+            return self.client.submit(_identity, obj, pure=False)
 
     def blocks(self, x, bounds):
         """One future per (i0, i1) holding rows i0..i1-1 of x as float32 on a worker. Each is
@@ -144,13 +153,11 @@ class Executor:
                     for i0, i1 in bounds]
         if _is_dask_array(x):
             return self.client.compute([x[i0:i1] for i0, i1 in bounds])
-        with warnings.catch_warnings():  # the block is meant to travel inside its task
-            warnings.filterwarnings("ignore", message=".*[Ll]arge object.*")
-            return [self.client.submit(_as_block, x[i0:i1], pure=False) for i0, i1 in bounds]
+        return [self.put(x[i0:i1]) for i0, i1 in bounds]
 
     def map(self, fn, blocks, *args, **kwargs):
         """[fn(block, *args, **kwargs) for block in blocks], run on the workers, in block
-        order. Futures among args (e.g. from `broadcast`) are resolved on the worker."""
+        order. Futures among args (e.g. from `put`) are resolved on the worker."""
         client = self.client
         futures = [client.submit(_call, fn, b, args, kwargs, pure=False) for b in blocks]
         out = [None] * len(futures)
@@ -181,7 +188,7 @@ def _read_rows_of(index, path):
 def map_rows(client, x, d, align, fn, *args, **kwargs):
     """fn(rows, *args, **kwargs) on every block of the rows of x (array, vector file path or
     dask array; d columns), blocks starting at multiples of `align`, on the workers; returns
-    [(i0, i1, result)] in input order. Array args should be `Executor.broadcast` futures."""
+    [(i0, i1, result)] in input order. Array args should be `Executor.put` futures."""
     ex = Executor(client)
     x, n = as_rows(x, d)
     bounds = block_bounds(n, align, d, ex.n_threads)
@@ -203,7 +210,7 @@ def _call_method(rows, obj, name, args):
 def map_method(client, obj, name, x, d, align, *args):
     """[obj.name(block, *args) for each block of x] on the workers (`map_rows`), obj broadcast
     once (an index, a quantizer); returns the results in input order."""
-    obj = Executor(client).broadcast(obj)
+    obj = Executor(client).put(obj)
     return [r for _, _, r in map_rows(client, x, d, align, _call_method, obj, name, args)]
 
 
@@ -228,7 +235,7 @@ class NearestCentroids:
         self.blocks = self.ex.blocks(x, block_bounds(x.shape[0], align, x.shape[1], self.ex.n_threads))
 
     def __call__(self, centroids):
-        parts = self.ex.map(_nearest_block, self.blocks, self.ex.broadcast(centroids), self.ip, self.gemm)
+        parts = self.ex.map(_nearest_block, self.blocks, self.ex.put(centroids), self.ip, self.gemm)
         dist = np.concatenate([p[0] for p in parts])
         idx = np.concatenate([p[1] for p in parts])
         if idx.size and idx.min() < 0:
@@ -254,7 +261,7 @@ def knn_search(xq, xb, k, metric, client):
     from .topk import DB_BLOCK, FLT_MAX, search_plan
     nq, d = xq.shape
     plan = search_plan(nq, d)
-    parts = map_rows(client, xb, d, DB_BLOCK, _knn_block, Executor(client).broadcast(xq), k, metric, plan)
+    parts = map_rows(client, xb, d, DB_BLOCK, _knn_block, Executor(client).put(xq), k, metric, plan)
     if not parts:
         D = np.full((nq, k), -FLT_MAX if metric == "ip" else FLT_MAX, np.float32)
         return D, np.full((nq, k), -1, np.int64)
