@@ -36,7 +36,6 @@ rows, the rows the update sums), the centroid update, splits and objective, the 
 (the index is built on the driver; IVF-Flat receives the added vectors from the workers), the
 merges. Shapes and dtypes are those of the in-process functions.
 """
-import math
 import os
 import warnings
 
@@ -294,16 +293,15 @@ def connect(spec):
                     f"{sum(workers.values())} threads")
 
 
-def map_configs(client, fn, configs):
-    """[fn(c) for c in configs] as one task per configuration, results in input order (fn a
-    module-level function, deterministic in its configuration: the results equal the serial
-    run's)."""
+def map_configs(client, fn, configs, *shared):
+    """[fn(c, *shared) for c in configs], one task per configuration, results in input order.
+    fn: a module-level function, deterministic in its arguments (then the results equal the
+    serial run's); shared: inputs every configuration reads (embeddings, ground truth), sent
+    once. For a sweep: ``python -m experiments.reproduce --dask local:4``."""
     ex = Executor(client)
-    futures = [ex.client.submit(fn, c, pure=False) for c in configs]
-    return ex.client.gather(futures)
+    shared = [ex.put(s) for s in shared]
+    return ex.map(_config_task, configs, fn, shared)
 
 
-def lcm(*values):
-    """Least common multiple of block alignments (a block must start where every stage of a
-    pipeline starts a GEMM block)."""
-    return math.lcm(*values)
+def _config_task(config, fn, shared):
+    return fn(config, *shared)

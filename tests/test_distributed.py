@@ -165,14 +165,16 @@ def test_ivfpq_build_and_search_are_bit_identical(client, ivf_data):
 
 
 def test_ivfpq_with_opq_refuses_a_client(client, ivf_data):
-    index = ar.IVFPQIndex(32, 16, 4, nbits=4, opq=True, allow_small=True, opq_niter=2)
-    index.train(ivf_data[:2000])
+    index = ar.IVFPQIndex(32, 8, 4, nbits=4, opq=True, allow_small=True, opq_niter=1)
+    index.train(ivf_data[:1000])
     with pytest.raises(ValueError, match="opq=True"):
         index.add(ivf_data[:100], client=client)
 
 
-@pytest.mark.parametrize("metric", ["l2", "ip"])
-@pytest.mark.parametrize("nq, k", [(200, 10), (5000, 10), (5000, 150)])  # direct, GEMM, reservoir
+@pytest.mark.parametrize("metric, nq, k", [
+    ("l2", 200, 10), ("ip", 200, 10),      # direct sums
+    ("l2", 4000, 10), ("ip", 4000, 120),   # GEMM blocks (nq * d >= 128000); heaps, reservoirs
+])
 def test_ground_truth_is_bit_identical(client, ivf_data, metric, nq, k):
     q = _data(nq, 32, seed=4)
     xb = np.concatenate([ivf_data, ivf_data[:50]])  # duplicates: ties across database blocks
@@ -185,6 +187,24 @@ def test_ground_truth_pads_and_reads_files(client, tmp_path):
     ar.io.write_fbin(path, xb)
     q = _data(3, 8, seed=9)
     _assert_same(*zip(knn_search(q, xb, 7, "ip"), knn_search(q, str(path), 7, "ip", client=client)))
+
+
+def _sweep_point(config, x):
+    """A module-level sweep task: k-means objective of one configuration."""
+    k, seed = config
+    return float(ar.KMeans(k, niter=3, seed=seed).fit(x).obj[-1])
+
+
+def test_sweep_configurations_run_as_tasks_in_order(client):
+    x = _data(2000, 8, seed=11)
+    configs = [(k, seed) for k in (4, 16, 32) for seed in (1, 2)]
+    assert dist.map_configs(client, _sweep_point, configs, x) == [_sweep_point(c, x) for c in configs]
+
+
+@pytest.mark.parametrize("spec", ["local:0", "local:two", "local:"])
+def test_connect_rejects_a_bad_local_spec(spec):
+    with pytest.raises(ValueError, match="local:N"):
+        dist.connect(spec)
 
 
 def _worker_pids(client):
