@@ -46,6 +46,7 @@ from .io import load_vectors
 
 BLOCK_BYTES = 64 << 20  # largest input block a task reads (float32 rows), bounds worker memory
 BLOCKS_PER_THREAD = 2  # blocks per worker thread when the data is small: a balanced load
+MERGE_GROUP = 4  # ground truth: database blocks per worker thread between two top-k merges
 
 
 def _distributed():
@@ -190,7 +191,11 @@ def map_rows(client, x, d, align, fn, *args, **kwargs):
     [(i0, i1, result)] in input order. Array args should be `Executor.put` futures."""
     ex = Executor(client)
     x, n = as_rows(x, d)
-    bounds = block_bounds(n, align, d, ex.n_threads)
+    return _map_bounds(ex, x, block_bounds(n, align, d, ex.n_threads), fn, args, kwargs)
+
+
+def _map_bounds(ex, x, bounds, fn, args, kwargs):
+    """`map_rows` on the blocks `bounds` of a checked input x."""
     if _is_path(x):  # each task reads its own rows: no block stays in memory longer than its task
         results = ex.map(_on_file_rows, bounds, x, fn, args, kwargs)
     else:
@@ -254,22 +259,28 @@ def _knn_block(xb, xq, k, metric, plan):
 
 def knn_search(xq, xb, k, metric, client):
     """Exact k-NN (`topk.knn_search`) with the database xb (array, vector file or dask array)
-    cut into DB_BLOCK-aligned blocks on the workers and xq broadcast; per-block results are
+    cut into DB_BLOCK-aligned blocks on the workers and xq sent once; the blocks' results are
     merged by the heaps' (distance, id) key, so D and I equal the in-process ones bit for bit.
-    xq validated float32 (nq, d)."""
+    Blocks run in groups of MERGE_GROUP per worker thread, each group merged into the running
+    top-k before the next starts: driver memory O(nq * k * group). xq validated float32 (nq, d)."""
     from .topk import DB_BLOCK, FLT_MAX, search_plan
     nq, d = xq.shape
+    ex = Executor(client)
+    xb, nb = as_rows(xb, d)
+    bounds = block_bounds(nb, DB_BLOCK, d, ex.n_threads)
     plan = search_plan(nq, d)
-    parts = map_rows(client, xb, d, DB_BLOCK, _knn_block, Executor(client).put(xq), k, metric, plan)
-    if not parts:
-        D = np.full((nq, k), -FLT_MAX if metric == "ip" else FLT_MAX, np.float32)
-        return D, np.full((nq, k), -1, np.int64)
-    D = np.concatenate([p[2][0] for p in parts], axis=1)
-    I = np.concatenate([np.where(p[2][1] >= 0, p[2][1] + p[0], -1) for p in parts], axis=1)
-    key = np.where(I >= 0, -D if metric == "ip" else D, np.inf)  # the heaps' internal key
-    order = np.lexsort((np.where(I >= 0, I, np.iinfo(np.int64).max), key), axis=1)[:, :k]
-    D = np.take_along_axis(D, order, axis=1)  # every block pads to k columns: >= k in all
-    I = np.take_along_axis(I, order, axis=1)
+    xq_future = ex.put(xq)
+    D = np.full((nq, k), -FLT_MAX if metric == "ip" else FLT_MAX, np.float32)  # empty: padding
+    I = np.full((nq, k), -1, np.int64)
+    group = MERGE_GROUP * ex.n_threads
+    for g in range(0, len(bounds), group):
+        parts = _map_bounds(ex, xb, bounds[g:g + group], _knn_block, (xq_future, k, metric, plan), {})
+        D = np.concatenate([D] + [r[0] for _, _, r in parts], axis=1)
+        I = np.concatenate([I] + [np.where(r[1] >= 0, r[1] + i0, -1) for i0, _, r in parts], axis=1)
+        key = np.where(I >= 0, -D if metric == "ip" else D, np.inf)  # the heaps' internal key
+        order = np.lexsort((np.where(I >= 0, I, np.iinfo(np.int64).max), key), axis=1)[:, :k]
+        D = np.take_along_axis(D, order, axis=1)
+        I = np.take_along_axis(I, order, axis=1)
     return np.ascontiguousarray(D), np.ascontiguousarray(I)
 
 

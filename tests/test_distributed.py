@@ -181,6 +181,16 @@ def test_ground_truth_is_bit_identical(client, ivf_data, metric, nq, k):
     _assert_same(*zip(knn_search(q, xb, k, metric), knn_search(q, xb, k, metric, client=client)))
 
 
+@pytest.mark.parametrize("metric, nq", [("ip", 300), ("l2", 4000)])
+def test_ground_truth_merges_block_groups_in_turn(client, ivf_data, monkeypatch, metric, nq):
+    monkeypatch.setattr(dist, "BLOCK_BYTES", 1024 * 32 * 4)  # one DB_BLOCK per block: 9 blocks
+    monkeypatch.setattr(dist, "MERGE_GROUP", 1)  # merged 2 at a time (2 worker threads)
+    q = _data(nq, 32, seed=6)
+    xb = np.concatenate([ivf_data[:4000], ivf_data[:4000], ivf_data[4000:5000]])  # ties
+    assert len(dist.block_bounds(xb.shape[0], 1024, 32, 2)) == 9
+    _assert_same(*zip(knn_search(q, xb, 20, metric), knn_search(q, xb, 20, metric, client=client)))
+
+
 def test_ground_truth_pads_and_reads_files(client, tmp_path):
     xb = _data(5, 8)
     path = tmp_path / "xb.fbin"
