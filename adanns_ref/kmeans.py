@@ -36,6 +36,10 @@ match faiss to ~1e-7 relative and assignments differ only at near-ties (see `ass
 update and split kernels use numba's threads when large enough; results do not depend on the
 number of threads.
 
+``fit(x, client=...)`` runs the assignment of each block of x on Dask workers (`distributed`,
+faiss's distributed k-means split: assignment on the workers; update, splits and objective on
+the driver in input order): the same bits as in-process.
+
 Not faiss-identical: ``init="k-means++"`` (classic D^2 sampling with a NumPy Generator seeded
 with seed + 1 + r * 15486557; faiss 1.15 has its own k-means++ with another RNG stream).
 No warning is printed when n < min_points_per_centroid * k (faiss writes one to stderr).
