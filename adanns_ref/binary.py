@@ -54,7 +54,7 @@ from numba.extending import intrinsic
 from ._persist import load_npz, save_npz
 from ._validate import as_float32_matrix, as_int, check_prefix_dim
 from .kmeans import KMeans
-from .topk import heap_push, new_heaps, sort_heaps
+from .topk import finalize, heap_push, new_heaps, sort_heaps
 
 INT32_MAX = np.int32(np.iinfo(np.int32).max)  # faiss's "no result" Hamming distance
 PRECISIONS = ("float32", "int8", "uint8", "binary", "ubinary")
@@ -106,6 +106,26 @@ def _scan_lists(qw, bw, ids, offsets, probes, hd, hi):
                 h = np.float32(hamming(qw[r], bw[j]))
                 if h < hd[r, 0]:
                     heap_push(hd[r], hi[r], h, ids[j])
+
+
+@numba.njit(cache=True, parallel=True)
+def _rerank_codes(qw, bw, I, hd, hi):
+    """Hamming distances of query r to its shortlist I[r] (-1 = empty) pushed into heap r; the
+    shortlist is unordered, so equal distances go through the heap's (distance, id) rule."""
+    for r in numba.prange(qw.shape[0]):
+        for j in range(I.shape[1]):
+            c = I[r, j]
+            if c >= 0:
+                heap_push(hd[r], hi[r], np.float32(hamming(qw[r], bw[c])), c)
+
+
+def hamming_rerank(I, qcodes, codes, k):
+    """Re-rank validated shortlists I (nq, s) int64 by Hamming distance -> (D float32, I int64),
+    k best per row, ties to the smaller id, padding +FLT_MAX / -1 (funnel stages' convention)."""
+    hd, hi = new_heaps(qcodes.shape[0], k)
+    _rerank_codes(to_words(qcodes), to_words(codes), I, hd, hi)
+    sort_heaps(hd, hi)
+    return finalize(hd, hi, "l2")
 
 
 def _finalize(hd, hi):
