@@ -50,7 +50,8 @@ from ._simd import inner, l2sqr
 from ._validate import as_bool, as_float32_matrix, as_ids, as_int, check_metric, check_prefix_dim
 from .binary import binarize, hamming_knn, hamming_rerank
 from .cost import funnel_flops, mixed_funnel_cost
-from .sq import DECODE_ROUNDED, DECODE_SIMD, ScalarQuantizer, SQIndex, simd_lanes
+from .sq import DECODE_ROUNDED, DECODE_SIMD, ScalarQuantizer, simd_lanes
+from .sqindex import SQIndex
 from .topk import FLT_MAX, finalize, heap_push, knn_search, new_heaps, sort_heaps
 from .truncate import prefix
 

@@ -186,7 +186,8 @@ from adanns_ref import funnel as funnel_mod  # noqa: E402
 from adanns_ref.binary import BinaryFlatIndex, binarize  # noqa: E402
 from adanns_ref.cost import mixed_funnel_cost  # noqa: E402
 from adanns_ref.funnel import mixed_funnel_search  # noqa: E402
-from adanns_ref.sq import DECODE_SIMD, ScalarQuantizer, SQIndex  # noqa: E402
+from adanns_ref.sq import DECODE_SIMD, ScalarQuantizer  # noqa: E402
+from adanns_ref.sqindex import SQIndex  # noqa: E402
 
 
 def _stage_scores(xb, xq, I, d, precision, metric, normalize=True):
