@@ -298,8 +298,14 @@ class BinaryIVFIndex:
         all_ids = np.concatenate([self._ids, ids])
         lists = np.concatenate([np.repeat(np.arange(self.nlist), self.list_sizes), assign])
         order = np.argsort(lists, kind="stable")  # insertion order inside each list
-        self._codes, self._ids = all_codes[order], all_ids[order]
-        self._offsets = np.concatenate([[0], np.cumsum(np.bincount(lists, minlength=self.nlist))])
+        self._set_lists(all_codes[order], all_ids[order],
+                        np.concatenate([[0], np.cumsum(np.bincount(lists, minlength=self.nlist))]))
+
+    def _set_lists(self, codes, ids, offsets):
+        """Install CSR lists: list l holds rows offsets[l]:offsets[l + 1] of codes / ids, scanned
+        in that order (the faiss bridge keeps faiss's order)."""
+        self._codes, self._ids = np.ascontiguousarray(codes), np.ascontiguousarray(ids, dtype=np.int64)
+        self._offsets = np.asarray(offsets, dtype=np.int64)
         self._words = to_words(self._codes)
 
     def search(self, qcodes, k, nprobe=1):
