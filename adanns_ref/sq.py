@@ -12,7 +12,9 @@ stored as the cell number c_t (b = 8 or 4 bits); the reconstruction is the centr
 pair for all dimensions (trained on the n * d values as one sample). "fp16" stores IEEE half
 floats rounded as faiss's `encode_fp16` does (to nearest, ties away from zero; numpy's float16
 rounds ties to even), "bf16" the high 16 bits of the float32 after adding 0x8000 (to nearest,
-ties away from zero); neither is trained. Codes: (n, code_size) uint8 with
+ties away from zero) or, at d % 16 == 0, rounded to nearest even (faiss's AVX512_SPR build, on
+CPUs with avx512_bf16, converts with vcvtneps2bf16; the two differ only at exact ties); neither
+is trained. Codes: (n, code_size) uint8 with
 code_size = d (8 bit), ceil(d / 2) (4 bit: component t in the low nibble of byte t / 2 when t is
 even, the high nibble when odd) or 2 d (fp16 / bf16, little-endian uint16).
 
@@ -270,7 +272,10 @@ class ScalarQuantizer:
         """Codes of the rows of x (n, d) -> (n, code_size) uint8 (faiss `compute_codes`)."""
         if self.bits == 16:
             x = as_float32_matrix(x, "x", d=self.d)
-            half = fp16_encode(x) if self.qtype == "fp16" else bf16_encode(x)
+            if self.qtype == "fp16":
+                half = fp16_encode(x)
+            else:
+                half = bf16_encode_rne(x) if self.d % 16 == 0 else bf16_encode(x)
             return np.ascontiguousarray(half).view(np.uint8).reshape(x.shape[0], self.code_size)
         vmin, vdiff = self._ranges()
         x = as_float32_matrix(x, "x", d=self.d)

@@ -94,10 +94,17 @@ def test_fp16_rounds_ties_away_from_zero(faiss):
     np.testing.assert_array_equal(ref.compute_codes(x).view(np.uint16)[0], codes)
 
 
-def test_bf16_rounds_by_adding_half():
-    x = np.array([[1 + 2 ** -8, 1 + 3 * 2 ** -8]], dtype=np.float32)  # exact halfway cases
-    codes = ScalarQuantizer(2, "bf16").encode(x).view(np.uint16)[0]
-    np.testing.assert_array_equal(codes, [0x3F81, 0x3F82])
+@pytest.mark.parametrize("d", [2, 8, 16, 24, 32])
+def test_bf16_ties_round_like_faiss(faiss, d):
+    """faiss adds half (ties away) except at d % 16 == 0, where its AVX512-BF16 build rounds
+    ties to even."""
+    x = np.tile(np.array([1 + 2 ** -8, 1 + 3 * 2 ** -8], np.float32), d // 2)[None]  # exact ties
+    codes = ScalarQuantizer(d, "bf16").encode(x).view(np.uint16)[0]
+    np.testing.assert_array_equal(codes[:2], [0x3F80, 0x3F82] if d % 16 == 0 else [0x3F81, 0x3F82])
+    if d % 16 == 0 and faiss.SIMDConfig.get_level_name() != "AVX512_SPR":
+        pytest.skip("faiss converts with vcvtneps2bf16 only at its AVX512_SPR level")
+    ref = faiss.ScalarQuantizer(d, faiss.ScalarQuantizer.QT_bf16)
+    np.testing.assert_array_equal(ref.compute_codes(x).view(np.uint16)[0], codes)
 
 
 def test_4bit_packs_even_components_in_low_nibble():
