@@ -52,7 +52,7 @@ from numba.core import cgutils, types
 from numba.extending import intrinsic
 
 from ._persist import load_npz, save_npz
-from ._validate import as_float32_matrix, as_int, check_prefix_dim
+from ._validate import as_float32_matrix, as_int, as_uint8_codes, check_prefix_dim
 from .kmeans import KMeans
 from .topk import finalize, heap_push, new_heaps, sort_heaps
 
@@ -153,13 +153,7 @@ def hamming_knn(qcodes, codes, k):
 
 def as_codes(codes, name, nbytes):
     """Validate binary codes: a uint8 array (n, nbytes) (C-contiguous copy if needed)."""
-    c = np.asarray(codes)
-    if c.dtype != np.uint8:
-        raise TypeError(f"{name} must be uint8 packed bits (binarize returns them), got dtype {c.dtype}")
-    if c.ndim != 2 or c.shape[1] != nbytes:
-        raise ValueError(f"{name} must have shape (n, {nbytes}) ({8 * nbytes} bits per code), "
-                         f"got {c.shape}")
-    return np.ascontiguousarray(c)
+    return as_uint8_codes(codes, name, nbytes, f"{8 * nbytes}-bit codes packed by binarize")
 
 
 def _check_bits(d_bits):

@@ -46,7 +46,7 @@ import numba
 import numpy as np
 
 from ._simd import fma
-from ._validate import as_float32_matrix, as_int
+from ._validate import as_float32_matrix, as_int, as_uint8_codes
 
 QTYPES = ("8bit", "8bit_uniform", "4bit", "4bit_uniform", "fp16", "bf16")
 RANGESTATS = ("minmax", "meanstd", "quantiles")
@@ -283,15 +283,6 @@ class ScalarQuantizer:
         _encode_cells(x, vmin, vdiff, self.per_dim, self.bits, codes)
         return codes
 
-    def _codes(self, codes):
-        c = np.asarray(codes)
-        if c.dtype != np.uint8:
-            raise TypeError(f"codes must be uint8 (as encode returns), got dtype {c.dtype}")
-        if c.ndim != 2 or c.shape[1] != self.code_size:
-            raise ValueError(f"codes must have shape (n, {self.code_size}) for qtype {self.qtype!r} "
-                             f"at d={self.d}, got {c.shape}")
-        return np.ascontiguousarray(c)
-
     def reconstruct(self, codes, mode=None):
         """Validated codes -> (n, d) float32 with decode formula `mode` (default: faiss's decode,
         fused where faiss's build at this d is the AVX2 / AVX-512 one)."""
@@ -308,7 +299,8 @@ class ScalarQuantizer:
 
     def decode(self, codes):
         """Reconstructions of codes (n, code_size) uint8 -> (n, d) float32 (faiss `decode`)."""
-        return self.reconstruct(self._codes(codes))
+        return self.reconstruct(as_uint8_codes(codes, "codes", self.code_size,
+                                               f"qtype {self.qtype!r} at d={self.d}"))
 
     def __repr__(self):
         return (f"ScalarQuantizer(d={self.d}, qtype={self.qtype!r}, rangestat={self.rangestat!r}, "

@@ -11,23 +11,11 @@ from adanns_ref.sq import QTYPES, bf16_decode, bf16_encode_rne, simd_lanes
 from adanns_ref.sqindex import SQIndex
 from adanns_ref.testing import assert_knn_equal
 from adanns_ref.truncate import prefix
+from test_sq import _data, _faiss_index  # tests/ is on sys.path (pytest's rootdir import)
 
 @pytest.fixture(scope="module")
 def faiss():
     return pytest.importorskip("faiss")
-
-
-def _data(n, d, seed):
-    rng = np.random.default_rng(seed)
-    return (rng.standard_normal((n, d)) * rng.uniform(0.5, 3, d) + rng.uniform(-1, 1, d)).astype(np.float32)
-
-
-def _faiss_index(faiss, d, qtype, metric, rangestat="minmax", arg=0.0):
-    mt = faiss.METRIC_L2 if metric == "l2" else faiss.METRIC_INNER_PRODUCT
-    index = faiss.IndexScalarQuantizer(d, getattr(faiss.ScalarQuantizer, "QT_" + qtype), mt)
-    index.sq.rangestat = getattr(faiss.ScalarQuantizer, "RS_" + rangestat)
-    index.sq.rangestat_arg = arg
-    return index
 
 
 @pytest.mark.parametrize("d", [32, 24, 13])
