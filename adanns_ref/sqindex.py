@@ -30,8 +30,8 @@ re-normalised d-prefixes (`truncate.prefix`); the default (prefix_dim = D, norma
 faiss's `IndexScalarQuantizer` on the vectors as given.
 
 Cost per query: N * d decode-and-multiply-adds over N * code_size bytes (`cost.mixed_funnel_cost`,
-precision "int8" for 8-bit codes). The reference decodes SCAN_CHUNK codes at a time, in faiss's
-formula, and lets every query scan the decoded chunk (faiss decodes per query and code: same
+precision "int8" for 8-bit codes). The reference decodes a chunk of codes at a time (SCAN_CHUNK_BYTES
+of float32, so the chunk stays in cache while every query scans it), in faiss's formula (faiss decodes per query and code: same
 values, fewer decodes here).
 """
 import numba
@@ -45,15 +45,16 @@ from .sq import (DECODE_RAW, DECODE_ROUNDED, DECODE_SIMD, ScalarQuantizer, bf16_
 from .topk import finalize, heap_push, new_heaps, sort_heaps
 from .truncate import prefix
 
-SCAN_CHUNK = 4096  # codes decoded at once before the queries scan them
+SCAN_CHUNK_BYTES = 1 << 20  # decoded float32 rows per chunk: about an L2 cache, re-read per query
 
 _KIND, _VERSION = "SQIndex", 1
 
 
 @numba.njit(cache=True, inline="always")
-def _lanes8_sum(q, x, l2):
-    """faiss's AVX2 SQ kernel: 8 lanes of fma chains, then its horizontal add."""
-    a = np.zeros(8, dtype=np.float32)
+def _lanes8_sum(q, x, l2, a):
+    """faiss's AVX2 SQ kernel: 8 lanes of fma chains, then its horizontal add (a: 8 floats of
+    scratch, so the hot loop does not allocate)."""
+    a[:] = 0
     for t0 in range(0, q.shape[0], 8):
         for l in range(8):
             if l2:
@@ -86,11 +87,12 @@ def _scan_chunk(xq, rec, j0, lanes, use_ip, scale, bias, hd, hi):
     affine = scale != np.float32(1.0)
     for r in numba.prange(xq.shape[0]):
         q = xq[r]
+        lanes8 = np.empty(8, dtype=np.float32)
         for j in range(rec.shape[0]):
             if lanes == 16:
                 dis = simd_sum(q, rec[j], l2)
             elif lanes == 8:
-                dis = _lanes8_sum(q, rec[j], l2)
+                dis = _lanes8_sum(q, rec[j], l2, lanes8)
             else:
                 dis = _scalar_sum(q, rec[j], l2)
             if affine:
@@ -102,11 +104,12 @@ def _scan_chunk(xq, rec, j0, lanes, use_ip, scale, bias, hd, hi):
 
 
 @numba.njit(cache=True, inline="always")
-def _bf16_dot(a, b):
+def _bf16_dot(a, b, acc):
     """faiss's SPR bf16 dot product: vdpbf16ps over 32-value blocks (lane l adds the product of
     pair 2l + 1, then of pair 2l, each add rounded; bf16 products are exact in float32), then
-    _mm512_reduce_add_ps. a, b: float32 holding bf16 values, len % 16 == 0."""
-    acc = np.zeros(16, dtype=np.float32)
+    _mm512_reduce_add_ps. a, b: float32 holding bf16 values, len % 16 == 0; acc: 16 floats of
+    scratch, so the hot loop does not allocate."""
+    acc[:] = 0
     for t0 in range(0, a.shape[0], 32):
         for l in range(16):
             t = t0 + 2 * l
@@ -122,13 +125,14 @@ def _scan_bf16(qb, rec, j0, use_ip, hd, hi):
     """faiss's SPR bf16 scan (query rounded to bf16): ip = dot(q, x), l2 = |q|^2 + (|x|^2 - 2 dot)."""
     for r in numba.prange(qb.shape[0]):
         q = qb[r]
-        qn = _bf16_dot(q, q)
+        acc = np.empty(16, dtype=np.float32)
+        qn = _bf16_dot(q, q, acc)
         for j in range(rec.shape[0]):
-            dot = _bf16_dot(q, rec[j])
+            dot = _bf16_dot(q, rec[j], acc)
             if use_ip:
                 dis = -dot
             else:
-                dis = qn + (np.float32(-2.0) * dot + _bf16_dot(rec[j], rec[j]))
+                dis = qn + (np.float32(-2.0) * dot + _bf16_dot(rec[j], rec[j], acc))
             if dis < hd[r, 0]:
                 heap_push(hd[r], hi[r], dis, j0 + j)
 
@@ -207,8 +211,9 @@ class SQIndex:
             else:
                 inv = np.float32(1) / vdiff if vdiff != 0 else np.float32(0)
                 scale, bias, q = vdiff * vdiff, np.zeros(q.shape[0], np.float32), (q - vmin) * inv
-        for j0 in range(0, self.ntotal, SCAN_CHUNK):
-            rec = sq.reconstruct(self.codes[j0:j0 + SCAN_CHUNK], mode)
+        chunk = max(64, SCAN_CHUNK_BYTES // (4 * self.dim))
+        for j0 in range(0, self.ntotal, chunk):
+            rec = sq.reconstruct(self.codes[j0:j0 + chunk], mode)
             if sq.qtype == "bf16" and lanes == 16:
                 _scan_bf16(q, rec, j0, use_ip, hd, hi)
             else:

@@ -172,3 +172,18 @@ def test_fp16_index_needs_no_training_and_converts_inputs_once():
     D, I = index.search(np.array([[1, 2, 3, 4]], np.float64), 2)
     np.testing.assert_array_equal(I, [[0, 1]])
     np.testing.assert_array_equal(D, [[0.0, 20.0]])
+
+
+@pytest.mark.parametrize("metric", ["l2", "ip"])
+def test_chunked_scan_equals_one_chunk(monkeypatch, metric):
+    """Codes are decoded chunk by chunk; chunk boundaries (here every 64 codes, with ties across
+    them) must not change the result."""
+    x = np.repeat(_data(150, 16, 12), 2, axis=0)
+    index = SQIndex(16, "8bit", metric)
+    index.train(x)
+    index.add(x)
+    whole = index.search(x[:20], 9)
+    monkeypatch.setattr("adanns_ref.sqindex.SCAN_CHUNK_BYTES", 256)
+    chunked = index.search(x[:20], 9)
+    for a, b in zip(whole, chunked):
+        np.testing.assert_array_equal(a, b)
