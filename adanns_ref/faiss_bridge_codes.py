@@ -14,7 +14,8 @@ codes through (`binary.binarize` makes them from vectors). A BinaryIVFIndex read
 faiss's list order (its scan order), so both search identically; faiss's ids must be 0..n-1
 (no add_with_ids). Training-only parameters (niter, seed, max_points_per_centroid) travel in
 faiss's ``cp`` in memory (faiss's index files do not store it: read back, they are faiss's
-defaults); faiss's RS_optim and its other qtypes have no counterpart here (ValueError).
+defaults); faiss's other qtypes (6bit, 8bit_direct, TurboQuant, EDEN, ...) have no counterpart
+here (ValueError).
 """
 import numpy as np
 
@@ -80,7 +81,7 @@ def sq_from_faiss(faiss, outer):
                          f"supported: {', '.join('QT_' + q for q in QTYPES)}")
     stats = {int(getattr(faiss.ScalarQuantizer, "RS_" + r)): r for r in RANGESTATS}
     if int(inner.sq.rangestat) not in stats:
-        raise ValueError(f"faiss rangestat {inner.sq.rangestat} (RS_optim?) has no adanns_ref counterpart")
+        raise ValueError(f"faiss rangestat {inner.sq.rangestat} has no adanns_ref counterpart")
     index = SQIndex(D, names[int(inner.sq.qtype)], _our_metric(faiss, inner.metric_type),
                     stats[int(inner.sq.rangestat)], float(inner.sq.rangestat_arg), prefix_dim=inner.d,
                     normalize=normalize)

@@ -24,6 +24,11 @@ Range statistics (faiss `RangeStat`, argument r = rangestat_arg), on a sample v 
     meanstd:   [mu - r sigma, mu + r sigma], mu, sigma^2 from float64 sums (sigma = 1 if <= 0)
     quantiles: [v_(o), v_(n-1-o)] of the sorted sample, o = int(float32(r) * float32(n)),
                o = n // 2 when o > n - o
+    optim:     [b, b + a (L - 1)] of the least-squares grid b + a i, i = 0 .. L - 1 (L = 2^b
+               levels; r unused), fitted in float32 by alternating cell assignment and the 2x2
+               normal equations from (a, b) = ((max - min) / (L - 1), min), at most 2000 rounds;
+               on large samples the float32 sums cancel and faiss gets NaN ranges, which faiss
+               keeps and `train` here refuses (ValueError)
 
 trained: vmin then vdiff (faiss's `trained` vector: [vmin, vdiff] uniform, [vmin_0..vmin_{d-1},
 vdiff_0..vdiff_{d-1}] per dimension).
@@ -49,17 +54,58 @@ from ._simd import fma
 from ._validate import as_float32_matrix, as_int, as_uint8_codes
 
 QTYPES = ("8bit", "8bit_uniform", "4bit", "4bit_uniform", "fp16", "bf16")
-RANGESTATS = ("minmax", "meanstd", "quantiles")
+RANGESTATS = ("minmax", "meanstd", "quantiles", "optim")
 _BITS = {"8bit": 8, "8bit_uniform": 8, "4bit": 4, "4bit_uniform": 4, "fp16": 16, "bf16": 16}
 
 # ------------------------------------------------------------------------------ training
 
-@numba.njit(cache=True)
-def _train_uniform(v, rs, arg, out):
-    """(vmin, vdiff) of the 1-D float32 sample v with range statistic rs (0 minmax, 1 meanstd,
-    2 quantiles) into out[0], out[1]: faiss `train_Uniform`."""
+@numba.njit(cache=True, error_model="numpy")  # x / 0 gives inf / nan, as in faiss's C++
+def _train_optim(v, k):
+    """faiss's RS_optim: least-squares fit of the k-level grid b + a * i to v, alternating the
+    cell assignment n_i = clip(floor((v_i - b) / a + 1/2), 0, k - 1) and the 2x2 normal
+    equations for (a, b), all in float32 as faiss (at most 2000 rounds; stops when the error
+    repeats 16 times). Returns (vmin, vmax) = (b, b + a (k - 1))."""
     n = v.shape[0]
-    if rs == 0:
+    lo, hi, sx = np.float32(np.inf), np.float32(-np.inf), np.float32(0.0)
+    for i in range(n):
+        lo = min(lo, v[i])
+        hi = max(hi, v[i])
+        sx = np.float32(sx + v[i])
+    b = lo
+    a = np.float32((hi - lo) / np.float32(k - 1))
+    top, nf = np.float32(k - 1), np.float32(n)
+    last_err, repeats = np.float32(-1.0), 0
+    for _ in range(2000):
+        sn, sn2, sxn, err = np.float32(0.0), np.float32(0.0), np.float32(0.0), np.float32(0.0)
+        for i in range(n):
+            xi = v[i]
+            ni = np.float32(np.floor(np.float64(np.float32((xi - b) / a)) + 0.5))
+            ni = min(max(ni, np.float32(0.0)), top)
+            r = np.float32(xi - np.float32(np.float32(ni * a) + b))
+            err = np.float32(err + np.float32(r * r))
+            sn = np.float32(sn + ni)
+            sn2 = np.float32(sn2 + np.float32(ni * ni))
+            sxn = np.float32(sxn + np.float32(ni * xi))
+        if err == last_err:
+            repeats += 1
+            if repeats == 16:
+                break
+        else:
+            last_err, repeats = err, 0
+        det = np.float32(np.float32(sn * sn) - np.float32(sn2 * nf))
+        b = np.float32(np.float32(np.float32(sn * sxn) - np.float32(sn2 * sx)) / det)
+        a = np.float32(np.float32(np.float32(sn * sx) - np.float32(nf * sxn)) / det)
+    return b, np.float32(b + np.float32(a * top))
+
+
+@numba.njit(cache=True)
+def _train_uniform(v, rs, arg, k, out):
+    """(vmin, vdiff) of the 1-D float32 sample v with range statistic rs (0 minmax, 1 meanstd,
+    2 quantiles, 3 optim with k levels) into out[0], out[1]: faiss `train_Uniform`."""
+    n = v.shape[0]
+    if rs == 3:
+        lo, hi = _train_optim(v, k)
+    elif rs == 0:
         lo, hi = v[0], v[0]
         for i in range(n):
             lo = min(lo, v[i])
@@ -89,7 +135,7 @@ def _train_uniform(v, rs, arg, out):
 
 
 @numba.njit(cache=True)
-def _train_per_dim(x, rs, arg, vmin, vdiff):
+def _train_per_dim(x, rs, arg, k, vmin, vdiff):
     """faiss `train_NonUniform`: one (vmin_t, vdiff_t) per column of x (n, d)."""
     n, d = x.shape
     col = np.zeros(n, dtype=np.float32)
@@ -99,7 +145,7 @@ def _train_per_dim(x, rs, arg, vmin, vdiff):
             col[:] = x[:, t]
         else:
             col[1:] = x[1:, t]  # faiss's transpose skips row 0, which stays 0.0
-        _train_uniform(col, rs, arg, pair)
+        _train_uniform(col, rs, arg, k, pair)
         vmin[t] = pair[0]
         vdiff[t] = pair[1]
 
@@ -243,11 +289,16 @@ class ScalarQuantizer:
             return self
         if self.per_dim:
             vmin, vdiff = np.empty(self.d, np.float32), np.empty(self.d, np.float32)
-            _train_per_dim(x, rs, self.rangestat_arg, vmin, vdiff)
-            self.trained = np.concatenate([vmin, vdiff])
+            _train_per_dim(x, rs, self.rangestat_arg, 1 << self.bits, vmin, vdiff)
+            trained = np.concatenate([vmin, vdiff])
         else:
-            self.trained = np.empty(2, np.float32)
-            _train_uniform(x.ravel(), rs, self.rangestat_arg, self.trained)
+            trained = np.empty(2, np.float32)
+            _train_uniform(x.ravel(), rs, self.rangestat_arg, 1 << self.bits, trained)
+        if not np.isfinite(trained).all():  # faiss would store them and encode garbage
+            raise ValueError(f"rangestat {self.rangestat!r} gave non-finite ranges on this data (its "
+                             f"float32 normal equations break down on large samples, in faiss too); "
+                             f"use 'minmax', 'meanstd' or 'quantiles'")
+        self.trained = trained
         return self
 
     def set_trained(self, trained):

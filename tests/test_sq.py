@@ -7,7 +7,7 @@ from hypothesis.extra.numpy import arrays
 
 from adanns_ref.sq import QTYPES, RANGESTATS, ScalarQuantizer
 
-RS_ARG = {"minmax": 0.05, "meanstd": 2.5, "quantiles": 0.02}
+RS_ARG = {"minmax": 0.05, "meanstd": 2.5, "quantiles": 0.02, "optim": 0.0}
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +45,12 @@ def test_trained_ranges_and_codes_equal_faiss(faiss, one_faiss_thread, qtype, ra
     ref = _faiss_index(faiss, 20, qtype, "l2", rangestat, RS_ARG[rangestat])
     ref.train(x[:300])
     ref.add(x)
-    sq = ScalarQuantizer(20, qtype, rangestat, RS_ARG[rangestat]).train(x[:300])
+    sq = ScalarQuantizer(20, qtype, rangestat, RS_ARG[rangestat])
+    if not np.isfinite(faiss.vector_to_array(ref.sq.trained)).all():  # optim broke down in faiss
+        with pytest.raises(ValueError, match="non-finite ranges"):
+            sq.train(x[:300])
+        return
+    sq.train(x[:300])
     np.testing.assert_array_equal(sq.trained, faiss.vector_to_array(ref.sq.trained))
     codes = sq.encode(x)
     np.testing.assert_array_equal(codes, faiss.vector_to_array(ref.codes).reshape(codes.shape))
@@ -142,7 +147,7 @@ def test_fp16_roundtrip_relative_error(x):
 @pytest.mark.parametrize("kwargs, exc, match", [
     ({"d": 0}, ValueError, "d must be >= 1"),
     ({"d": 4, "qtype": "3bit"}, ValueError, "qtype must be one of"),
-    ({"d": 4, "rangestat": "optim"}, ValueError, "rangestat must be one of"),
+    ({"d": 4, "rangestat": "mse"}, ValueError, "rangestat must be one of"),
     ({"d": 4, "rangestat_arg": float("nan")}, ValueError, "finite"),
     ({"d": 4, "rangestat_arg": "0.1"}, ValueError, "finite"),
     ({"d": 4.0}, TypeError, "integer"),

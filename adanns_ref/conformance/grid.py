@@ -99,6 +99,7 @@ def grid(quick=False):
               rangestat="meanstd", rangestat_arg=2.0),
         _case("sq", "n3000-d40-4bit-minmax-l2", n=3000, d=40, qtype="4bit", metric="l2", rangestat_arg=0.1),
         _case("sq", "n2000-d48-bf16-ip", n=2000, d=48, qtype="bf16", metric="ip"),
+        _case("sq", "n1500-d16-4bit-optim-l2", n=1500, d=16, qtype="4bit", metric="l2", rangestat="optim"),
         _case("sq", "n2000-d17-8bit-quantiles-l2-dups", n=2000, d=17, qtype="8bit", metric="l2",
               rangestat="quantiles", rangestat_arg=0.02, dup=300),
         _case("binary_flat", "n20000-b1024", n=20000, d_bits=1024, nq=100, k=50),
