@@ -16,13 +16,15 @@ import numpy as np
 from . import metrics
 from ._mt19937 import rand_uint32
 from .flat import FlatIndex
-from .funnel import funnel_search
+from .binary import BinaryFlatIndex, BinaryIVFIndex, binarize
+from .funnel import funnel_search, mixed_funnel_search
 from .ivf import IVFIndex
 from .ivfpq import IVFPQIndex
 from .kmeans import KMeans
 from .opq import OPQ
 from .pq import ProductQuantizer
 from .pqindex import PQIndex
+from .sqindex import SQIndex
 
 EXACT = {"compare": "exact"}
 FLOAT = {"compare": "close", "rtol": 1e-5, "atol": 1e-6}  # float32 sums in another order (faiss's SIMD levels)
@@ -167,9 +169,44 @@ def _run_metrics(p, a):
     return {name: np.float64(v) for name, v in out.items()}
 
 
+def _run_sq(p, a):
+    index = SQIndex(**p["index"])
+    index.train(a["xb"])
+    index.add(a["xb"])
+    D, I = index.search(a["xq"], p["k"])
+    return {"trained": index.sq.trained, "codes": index.codes,
+            "decoded": index.sq.decode(index.codes[:8]), "D": D, "I": I}
+
+
+def _run_binary_flat(p, a):
+    index = BinaryFlatIndex(p["d_bits"])
+    index.add(binarize(a["xb"], p["d_bits"]))
+    D, I = index.search(binarize(a["xq"], p["d_bits"]), p["k"])
+    return {"codes": index.codes, "D": D, "I": I}
+
+
+def _run_binary_ivf(p, a):
+    index = BinaryIVFIndex(**p["index"])
+    codes = binarize(a["xb"])
+    index.train(codes)
+    index.add(codes)
+    D, I = index.search(binarize(a["xq"]), **p["search"])
+    return {"centroids": index.centroids, "list_sizes": index.list_sizes,
+            "list_ids": np.concatenate([index.list_ids(l) for l in range(index.nlist)]), "D": D, "I": I}
+
+
+def _run_mixed_funnel(p, a):
+    D, I, cost = mixed_funnel_search(a["xb"], a["xq"], p["stages"], p["metric"], p["normalize"],
+                                     p["oversample"])
+    return {"D": D, "I": I, **{key: np.int64(cost[key]) for key in
+                               ("bytes", "popcounts", "int8_ops", "float_ops")}}
+
+
 COMPONENTS = {"kmeans": _run_kmeans, "flat": _run_flat, "ivf": _run_ivf, "pq": _run_pq,
               "opq": _run_opq, "pqindex": _run_pqindex, "ivfpq": _run_ivfpq,
-              "funnel": _run_funnel, "metrics": _run_metrics}
+              "funnel": _run_funnel, "metrics": _run_metrics, "sq": _run_sq,
+              "binary_flat": _run_binary_flat, "binary_ivf": _run_binary_ivf,
+              "mixed_funnel": _run_mixed_funnel}
 
 
 def tolerance(output, exact_path):
@@ -281,4 +318,30 @@ def cases():
         "items and one with none",
         {"ks": [1, 5, 10], "recall_k_n": [[1, 1], [5, 5], [5, 10], [10, 10]]},
         _metric_inputs(24, 10, 80, 6, 121))
+    add("sq_8bit_l2", "sq", "faiss IndexScalarQuantizer(d=16, QT_8bit), minmax ranges per "
+        "dimension: trained [vmin, vdiff], codes, decode, L2 search (16-lane AVX-512 order)",
+        {"index": {"d": 16, "qtype": "8bit", "metric": "l2", "rangestat": "minmax",
+                   "rangestat_arg": 0.0, "prefix_dim": 16, "normalize": False}, "k": 10},
+        _xb_xq(200, 8, 16, 10, 141))
+    add("sq_4bit_uniform_ip_quantiles", "sq", "QT_4bit_uniform, RS_quantiles 0.02, inner "
+        "product, d=20 (faiss's scalar kernel: d % 8 != 0)",
+        {"index": {"d": 20, "qtype": "4bit_uniform", "metric": "ip", "rangestat": "quantiles",
+                   "rangestat_arg": 0.02, "prefix_dim": 20, "normalize": False}, "k": 10},
+        _xb_xq(200, 8, 20, 10, 146))
+    add("sq_fp16_prefix", "sq", "QT_fp16 on the re-normalised d=16 prefix of D=24 (faiss's "
+        "ties-away half rounding)",
+        {"index": {"d": 24, "qtype": "fp16", "metric": "l2", "rangestat": "minmax",
+                   "rangestat_arg": 0.0, "prefix_dim": 16, "normalize": True}, "k": 10},
+        _xb_xq(150, 8, 24, 10, 151))
+    add("binary_flat", "binary_flat", "faiss IndexBinaryFlat over sign bits of the 24-dim prefix "
+        "(3-byte codes): Hamming distances, ties to the smaller id, k=30 cuts tie groups",
+        {"d_bits": 24, "k": 30}, _xb_xq(200, 8, 32, 6, 156))
+    add("binary_ivf", "binary_ivf", "faiss IndexBinaryIVF(64 bits, nlist=6): k-means on +-1 floats, "
+        "binary centroids, lists, search with nprobe=2",
+        {"index": {"d_bits": 64, "nlist": 6, "niter": 10, "seed": 1234, "max_points_per_centroid": 256},
+         "search": {"k": 10, "nprobe": 2}}, _xb_xq(240, 8, 64, 8, 161))
+    add("mixed_funnel", "mixed_funnel", "mixed-precision funnel binary@16 -> oversample 4 x 5, "
+        "int8@24 -> 10, float@32 -> 5 over re-normalised prefixes; bytes and operations per query",
+        {"stages": [[16, "binary", None], [24, "int8", 10], [32, "float", 5]], "metric": "l2",
+         "normalize": True, "oversample": 4}, _xb_xq(160, 8, 32, 10, 166))
     return c

@@ -12,6 +12,7 @@ from ..pq import ProductQuantizer
 from ..pqindex import PQIndex
 from ..truncate import prefix
 from . import compare as cmp
+from .checks_codes import CODE_CHECKS
 
 
 def check_kmeans(case, n, d, k, niter=25, spherical=False, dup=0, max_ppc=256, nredo=1, gemm=False):
@@ -297,4 +298,5 @@ def check_metrics(case, n, d, nq, k, n_classes):
 
 
 CHECKS = {"kmeans": check_kmeans, "flat": check_flat, "ivf": check_ivf, "adanns_ivf": check_adanns_ivf,
-          "pq": check_pq, "opq": check_opq, "ivfpq": check_ivfpq, "metrics": check_metrics}
+          "pq": check_pq, "opq": check_opq, "ivfpq": check_ivfpq, "metrics": check_metrics,
+          **CODE_CHECKS}
