@@ -397,3 +397,36 @@ def test_bad_inputs_raise():
         index.neighbors(0, index.levels[0] + 1)
     index.add(np.empty((0, 4), np.float32))  # no-op
     assert index.ntotal == 10
+
+
+# ----------------------------------------------------------------------- hnswlib peer
+
+@pytest.mark.parametrize("kind", ["gaussian", "clustered"])
+def test_recall_within_one_point_of_hnswlib(kind):
+    """Same data, M = 16, efConstruction = 100, ef 32 / 64 / 128: recall@10 within 1 pp of
+    hnswlib 0.8. The graphs differ (hnswlib inserts one point at a time and prunes a full list
+    to exactly M_l; faiss 1.15.1 inserts in batches and prunes to 80 %), so the gap depends on
+    the configuration. Measured on 10,000 x 32 (ours - hnswlib, pp): M 16 / efC 100 at ef 16:
+    +1.8 (gaussian), +0.2 (clustered); M 8 / efC 40: -0.2 to -2.2; M 32 / efC 40: +0.1 to +7."""
+    hnswlib = pytest.importorskip("hnswlib")
+    rng = np.random.default_rng(17)
+    n, d = 10000, 32
+    if kind == "gaussian":
+        x = rng.standard_normal((n + 1000, d)).astype(np.float32)
+    else:
+        centers = rng.standard_normal((50, d))
+        x = (centers[rng.integers(0, 50, n + 1000)] + 0.3 * rng.standard_normal((n + 1000, d))).astype(np.float32)
+    xb, xq = x[:n], x[n:]
+    _, I_true = knn_search(xq, xb, 10)
+    ours = HNSWIndex(d, M=16, ef_construction=100)
+    ours.add(xb)
+    peer = hnswlib.Index(space="l2", dim=d)
+    peer.init_index(max_elements=n, ef_construction=100, M=16, random_seed=100)
+    peer.add_items(xb, np.arange(n), num_threads=1)
+    recall = lambda I: np.mean([len(set(a) & set(b)) for a, b in zip(I, I_true)]) / 10
+    for ef in (32, 64, 128):
+        peer.set_ef(ef)
+        I_peer, _ = peer.knn_query(xq, k=10, num_threads=1)
+        _, I = ours.search(xq, 10, ef_search=ef)
+        assert abs(recall(I) - recall(I_peer)) <= 0.01, (ef, recall(I), recall(I_peer))
+        assert recall(I) > 0.8
