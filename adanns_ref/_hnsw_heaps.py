@@ -16,6 +16,10 @@ and int64 ids in caller-owned arrays; sizes are passed in and returned (numba ke
 3. ``mm_*``: ``MinimaxHeap`` (``impl/hnsw/MinimaxHeap.h``), the bounded candidate set of a
    search: a ``heap_*`` heap whose popped entries stay in place as ghosts with id -1
    (``pop_min`` scans linearly, ties to the largest slot; ``count_below`` counts the ghosts).
+
+The functions allocate nothing and are compiled without numba's reference counting
+(``_nrt=False``): with it, every call increments and decrements each array argument atomically,
+which cost 5x the work of a rejected push.
 """
 import numba
 import numpy as np
@@ -63,14 +67,14 @@ def _pq_sift_up(hd, hi, hole, top, d, i, best_on_top, ip):
     hi[hole] = i
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, _nrt=False)
 def pq_push(hd, hi, n, d, i, best_on_top, ip):
     """priority_queue::push on hd/hi[:n]; returns the new size."""
     _pq_sift_up(hd, hi, n, 0, d, i, best_on_top, ip)
     return n + 1
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, _nrt=False)
 def pq_pop(hd, hi, n, best_on_top, ip):
     """priority_queue::pop (libstdc++ __pop_heap + __adjust_heap); returns the new size."""
     if n > 1:
@@ -94,7 +98,7 @@ def pq_pop(hd, hi, n, best_on_top, ip):
 
 # ----------------------------------------------------------------------- 2. faiss array heap
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, _nrt=False)
 def heap_push(k, hd, hi, d, i, ip):
     """faiss heap_push: (d, i) enters a heap whose new size is k (slots 1..k, 1-based)."""
     j = k
@@ -127,7 +131,7 @@ def _sift_down(k, hd, hi, d, i, ip):
     return j
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, _nrt=False)
 def heap_pop(k, hd, hi, ip):
     """faiss heap_pop on a heap of size k: the last element walks down from the root (the walk
     may select slot k itself)."""
@@ -135,21 +139,21 @@ def heap_pop(k, hd, hi, ip):
     hd[j - 1], hi[j - 1] = hd[k - 1], hi[k - 1]
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, _nrt=False)
 def heap_replace_top(k, hd, hi, d, i, ip):
     """faiss heap_replace_top: (d, i) replaces the root of a heap of size k."""
     j = _sift_down(k, hd, hi, d, i, ip)
     hd[j - 1], hi[j - 1] = d, i
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, _nrt=False)
 def heap_heapify(k, hd, hi, ip):
     """faiss heap_heapify with no initial elements: k empty slots (neutral, -1)."""
     for j in range(k):
         hd[j], hi[j] = neutral(ip), -1
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, _nrt=False)
 def heap_reorder(k, hd, hi, ip):
     """faiss heap_reorder: sort a heap best first, slots with id -1 moved to the end as
     (neutral, -1). Returns the number of real entries."""
@@ -169,7 +173,7 @@ def heap_reorder(k, hd, hi, ip):
 
 # ----------------------------------------------------------------------- 3. MinimaxHeap
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, _nrt=False)
 def mm_push(cap, size, nvalid, hd, hi, i, d, ip):
     """MinimaxHeap::push of (i, d) into a heap of capacity cap holding `size` slots, `nvalid` of
     them not ghosts. When full, d must beat the root (which is dropped). Returns (size, nvalid)."""
@@ -187,7 +191,7 @@ def mm_push(cap, size, nvalid, hd, hi, i, d, ip):
     return size, nvalid + 1
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, _nrt=False)
 def mm_pop_min(size, hd, hi, ip):
     """MinimaxHeap::pop_min: the best non-ghost slot (ties: the largest slot) becomes a ghost in
     place; the caller decrements nvalid. Returns (id, d), or (-1, 0) if every slot is a ghost."""
@@ -205,7 +209,7 @@ def mm_pop_min(size, hd, hi, ip):
     return i, hd[best]
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, _nrt=False)
 def mm_count_below(size, hd, ip, t):
     """MinimaxHeap::count_below: slots (ghosts included) strictly better than t."""
     n = 0

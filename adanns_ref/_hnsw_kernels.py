@@ -11,15 +11,38 @@ node i at level l at ``nbrs[offsets[i] + cum[l] : offsets[i] + cum[l + 1]]``, va
 first -1 (faiss ``HNSW::neighbors / offsets / cum_nneighbor_per_level``). Vectors are rows of a
 C-contiguous float32 X; a query q is a 1-D array of d entries and dis(q, j) uses X[j, :d]. All
 distances are `_simd.simd_sum` (faiss's ``fvec_L2sqr`` / ``fvec_inner_product`` order), whose
-bits do not depend on the argument order, so ``symmetric_dis`` needs no care.
+bits do not depend on the argument order, so ``symmetric_dis`` needs no care. Kernels that
+allocate nothing are compiled with ``_nrt=False`` (see `_hnsw_heaps`); only the batch drivers,
+`random_levels`, `reverse_edges` and `merge_reverse` allocate.
 """
 import numba
 import numpy as np
+from llvmlite import ir
+from numba.core import cgutils, types
+from numba.extending import intrinsic
 
 from ._hnsw_heaps import (cmp, heap_heapify, heap_push, heap_reorder, heap_replace_top,
                           mm_count_below, mm_pop_min, mm_push, pq_pop, pq_push)
 from ._mt19937 import mt_next, mt_rand_float
 from ._simd import simd_sum
+
+
+@intrinsic
+def _prefetch(typingctx, row, t):
+    """Hint the cache to load row[t] (llvm.prefetch: read, high locality)."""
+    if not (isinstance(row, types.Array) and row.ndim == 1 and isinstance(t, types.Integer)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
+        ary = context.make_array(signature.args[0])(context, builder, args[0])
+        ptr = builder.bitcast(builder.gep(ary.data, [args[1]]), i8p)
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]), "llvm.prefetch.p0")
+        builder.call(fn, [ptr, ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])
+        return context.get_dummy_value()
+
+    return types.void(row, t), codegen
 
 
 @numba.njit(cache=True, inline="always")
@@ -31,6 +54,33 @@ def _dis(q, X, j, ip):
 def _range(g, i, l):
     nbrs, offsets, cum = g
     return offsets[i] + cum[l], offsets[i] + cum[l + 1]
+
+
+@numba.njit(cache=True, inline="always")
+def _new_neighbors(q, X, g, node, l, ip, vis, stamp, bi, bd):
+    """The neighbours of node at level l in list order, ids into bi and distances into bd; with
+    stamp > 0 only those not yet visited (vis[v] != stamp, then marked). Returns their number.
+    All distances are computed before any is used, as faiss's 4-wide batches do, so the row
+    loads overlap instead of waiting on each comparison."""
+    nbrs = g[0]
+    b, e = _range(g, node, l)
+    n = 0
+    for j in range(b, e):
+        v = nbrs[j]
+        if v < 0:
+            break
+        if stamp == 0 or vis[v] != stamp:
+            if stamp:
+                vis[v] = stamp
+            bi[n] = v
+            n += 1
+    for t in range(n):  # faiss prefetches too; here whole rows, so their misses overlap
+        row = X[bi[t]]
+        for c in range(0, q.shape[0], 16):
+            _prefetch(row, c)
+    for t in range(n):
+        bd[t] = _dis(q, X, bi[t], ip)
+    return n
 
 
 # ----------------------------------------------------------------------- levels and order
@@ -51,7 +101,7 @@ def random_levels(key, pos, probas, n):
     return out
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, _nrt=False)
 def shuffle_segment(order, i0, i1, key, pos):
     """faiss's bucket shuffle: for j in i0..i1-1, swap order[j] with order[j + rand_int(i1 - j)]
     (one draw per j, the last one included)."""
@@ -62,34 +112,28 @@ def shuffle_segment(order, i0, i1, key, pos):
 
 # ----------------------------------------------------------------------- graph walks
 
-@numba.njit(cache=True)
-def greedy_descent(q, X, g, l, nearest, dn, ip):
+@numba.njit(cache=True, _nrt=False)
+def greedy_descent(q, X, g, l, nearest, dn, ip, vis, bi, bd):
     """faiss greedy_update_nearest at level l: scan the list of the current node, move to every
-    strictly better neighbour seen, repeat until a pass does not move. Returns (nearest, dn,
-    number of distances)."""
-    nbrs = g[0]
+    strictly better neighbour seen, repeat until a pass does not move (no visited set).
+    Returns (nearest, dn, number of distances)."""
     ndis = 0
     while True:
         prev = nearest
-        b, e = _range(g, prev, l)
-        for j in range(b, e):
-            v = nbrs[j]
-            if v < 0:
-                break
-            ndis += 1
-            dv = _dis(q, X, v, ip)
-            if cmp(dn, dv, ip):
-                nearest, dn = v, dv
+        n = _new_neighbors(q, X, g, prev, l, ip, vis, 0, bi, bd)
+        ndis += n
+        for t in range(n):
+            if cmp(dn, bd[t], ip):
+                nearest, dn = bi[t], bd[t]
         if nearest == prev:
             return nearest, dn, ndis
 
 
-@numba.njit(cache=True)
-def search_layer(q, X, g, l, ep, dep, efc, ip, vis, stamp, cd, ci, rd, ri):
+@numba.njit(cache=True, _nrt=False)
+def search_layer(q, X, g, l, ep, dep, efc, ip, vis, stamp, bi, bd, cd, ci, rd, ri):
     """faiss search_neighbors_to_add: best-first search at level l from (ep, dep). Candidates
     C in cd/ci (best on top), results R in rd/ri (worst on top, at most efc); vis[v] == stamp
     marks visited nodes. Returns |R|."""
-    nbrs = g[0]
     nc = pq_push(cd, ci, 0, dep, ep, True, ip)
     nr = pq_push(rd, ri, 0, dep, ep, False, ip)
     vis[ep] = stamp
@@ -98,24 +142,16 @@ def search_layer(q, X, g, l, ep, dep, efc, ip, vis, stamp, cd, ci, rd, ri):
             break
         c = ci[0]
         nc = pq_pop(cd, ci, nc, True, ip)
-        b, e = _range(g, c, l)
-        for j in range(b, e):
-            v = nbrs[j]
-            if v < 0:
-                break
-            if vis[v] == stamp:
-                continue
-            vis[v] = stamp
-            dv = _dis(q, X, v, ip)
-            if nr < efc or cmp(rd[0], dv, ip):
-                nr = pq_push(rd, ri, nr, dv, v, False, ip)
-                nc = pq_push(cd, ci, nc, dv, v, True, ip)
+        for t in range(_new_neighbors(q, X, g, c, l, ip, vis, stamp, bi, bd)):
+            if nr < efc or cmp(rd[0], bd[t], ip):
+                nr = pq_push(rd, ri, nr, bd[t], bi[t], False, ip)
+                nc = pq_push(cd, ci, nc, bd[t], bi[t], True, ip)
                 if nr > efc:
                     nr = pq_pop(rd, ri, nr, False, ip)
     return nr
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, _nrt=False)
 def shrink_neighbors(X, rd, ri, nr, m, ip, fd, fi, od, oi):
     """faiss shrink_neighbor_list_inner: with |R| >= m, keep candidates best first unless a
     kept one is strictly closer to them than the query is, stopping at m kept; R (worst on top)
@@ -147,8 +183,8 @@ def shrink_neighbors(X, rd, ri, nr, m, ip, fd, fi, od, oi):
 
 # ----------------------------------------------------------------------- link update
 
-@numba.njit(cache=True)
-def forward_links(p, lp, X, g, ep, max_level, efc, ip, vis, stamp, cd, ci, rd, ri, fd, fi, od, oi):
+@numba.njit(cache=True, _nrt=False)
+def forward_links(p, lp, X, g, ep, max_level, efc, ip, vis, stamp, bi, bd, cd, ci, rd, ri, fd, fi, od, oi):
     """faiss compute_forward_links (Phase A): descend greedily to level lp + 1, then at each
     level min(lp, max_level)..0 search from the same (nearest, dn), shrink to the level's
     capacity and write p's own list worst first (p itself skipped). Returns the next stamp."""
@@ -157,9 +193,9 @@ def forward_links(p, lp, X, g, ep, max_level, efc, ip, vis, stamp, cd, ci, rd, r
     nearest = ep
     dn = _dis(q, X, nearest, ip)
     for l in range(max_level, lp, -1):
-        nearest, dn, _ = greedy_descent(q, X, g, l, nearest, dn, ip)
+        nearest, dn, _ = greedy_descent(q, X, g, l, nearest, dn, ip, vis, bi, bd)
     for l in range(min(lp, max_level), -1, -1):
-        nr = search_layer(q, X, g, l, nearest, dn, efc, ip, vis, stamp, cd, ci, rd, ri)
+        nr = search_layer(q, X, g, l, nearest, dn, efc, ip, vis, stamp, bi, bd, cd, ci, rd, ri)
         stamp += 1
         b, e = _range(g, p, l)
         nr = shrink_neighbors(X, rd, ri, nr, e - b, ip, fd, fi, od, oi)
@@ -231,11 +267,12 @@ def forward_links_batch(pts, levels, X, g, ep, max_level, efc, ip, n_parts):
         rd, ri = np.empty(efc + 2, np.float32), np.empty(efc + 2, np.int64)
         fd, fi = np.empty(efc + 2, np.float32), np.empty(efc + 2, np.int64)
         od, oi = np.empty(cap, np.float32), np.empty(cap, np.int64)
+        bd, bi = np.empty(cap, np.float32), np.empty(cap, np.int64)
         stamp = 1
         for t in range(part * n // n_parts, (part + 1) * n // n_parts):
             p = pts[t]
             stamp = forward_links(p, levels[p], X, g, ep, max_level, efc, ip, vis, stamp,
-                                  cd, ci, rd, ri, fd, fi, od, oi)
+                                  bi, bd, cd, ci, rd, ri, fd, fi, od, oi)
 
 
 @numba.njit(cache=True)
@@ -279,20 +316,19 @@ def merge_reverse_batch(starts, lvl, dest, srcs, keeps, X, g, ip):
 
 # ----------------------------------------------------------------------- search
 
-@numba.njit(cache=True)
-def search_one(q, X, g, ep, max_level, efs, ip, hd, hi, md, mi, vis, stamp):
+@numba.njit(cache=True, _nrt=False)
+def search_one(q, X, g, ep, max_level, efs, ip, hd, hi, md, mi, vis, stamp, bi, bd):
     """faiss HNSW::search for one query with a bounded queue and relative-distance check: greedy
     descent to level 1, then search_from_candidates at level 0 with a MinimaxHeap of capacity
     max(efs, k) (md/mi); the k results in hd/hi (faiss's result heap, sorted at the end).
     Returns the distance count faiss's hnsw_stats.ndis adds for this query."""
-    nbrs = g[0]
     k = hd.shape[0]
     heap_heapify(k, hd, hi, ip)
     if ep < 0:
         return 0
     nearest, dn, ndis = ep, _dis(q, X, ep, ip), 0
     for l in range(max_level, 0, -1):
-        nearest, dn, nd = greedy_descent(q, X, g, l, nearest, dn, ip)
+        nearest, dn, nd = greedy_descent(q, X, g, l, nearest, dn, ip, vis, bi, bd)
         ndis += nd
     cap = max(efs, k)
     size, nvalid = mm_push(cap, 0, 0, md, mi, nearest, dn, ip)
@@ -304,19 +340,12 @@ def search_one(q, X, g, ep, max_level, efs, ip, hd, hi, md, mi, vis, stamp):
         nvalid -= 1
         if mm_count_below(size, md, ip, d0) >= efs:
             break
-        b, e = _range(g, v0, 0)
-        for j in range(b, e):
-            v = nbrs[j]
-            if v < 0:
-                break
-            if vis[v] == stamp:
-                continue
-            vis[v] = stamp
-            dv = _dis(q, X, v, ip)
-            ndis += 1
-            if cmp(hd[0], dv, ip):
-                heap_replace_top(k, hd, hi, dv, v, ip)
-            size, nvalid = mm_push(cap, size, nvalid, md, mi, v, dv, ip)
+        n = _new_neighbors(q, X, g, v0, 0, ip, vis, stamp, bi, bd)
+        ndis += n
+        for t in range(n):
+            if cmp(hd[0], bd[t], ip):
+                heap_replace_top(k, hd, hi, bd[t], bi[t], ip)
+            size, nvalid = mm_push(cap, size, nvalid, md, mi, bi[t], bd[t], ip)
     heap_reorder(k, hd, hi, ip)
     return ndis
 
@@ -330,8 +359,10 @@ def search_batch(Q, X, g, ep, max_level, efs, ip, D, I, ndis, n_parts):
     for part in numba.prange(n_parts):
         vis = np.zeros(X.shape[0], dtype=np.int32)
         md, mi = np.empty(cap, np.float32), np.empty(cap, np.int64)
+        bd, bi = np.empty(g[2][1], np.float32), np.empty(g[2][1], np.int64)
         for r in range(part * nq // n_parts, (part + 1) * nq // n_parts):
-            ndis[r] = search_one(Q[r], X, g, ep, max_level, efs, ip, D[r], I[r], md, mi, vis, r + 1)
+            ndis[r] = search_one(Q[r], X, g, ep, max_level, efs, ip, D[r], I[r], md, mi, vis, r + 1,
+                                 bi, bd)
 
 
 @numba.njit(cache=True, parallel=True)
