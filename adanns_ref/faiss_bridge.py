@@ -12,6 +12,7 @@ rotation, inverted lists and codes, bit for bit.
     PQIndex(..., opq=True)                 [prefix chain] OPQMatrix(d, M) -> IndexPQ
     IVFPQIndex, d_c = d_s = d              [prefix chain] [OPQMatrix] IndexIVFPQ, precompute_table()
     IVFIndex / IVFPQIndex, d_c != d_s      FaissAdannsIVF: IndexFlat(d_c) + faiss IVF at d_s
+    HNSWIndex                              see `faiss_hnsw`: [prefix chain] IndexHNSWFlat(d_c, M)
 
 Prefix chain. Our indices take D-dim vectors and index their Matryoshka prefixes z_d =
 `truncate.prefix(x, d, normalize)`; faiss sees exactly those d-dim vectors. So that the faiss
@@ -48,7 +49,9 @@ absolute rounding of the cancelling terms); `adanns_ref.conformance` measures it
 import numpy as np
 
 from ._validate import as_float32_matrix, as_int
+from .faiss_hnsw import holds_hnsw, hnsw_from_faiss, hnsw_to_faiss
 from .flat import FlatIndex
+from .hnsw import HNSWIndex
 from .ivf import IVFIndex
 from .ivfpq import IVFPQIndex
 from .pqindex import PQIndex
@@ -275,7 +278,9 @@ def to_faiss(index):
         return FaissAdannsIVF(index.d, index.d_c, index.d_s, index.metric, index.normalize,
                               _flat(faiss, index.centroids, index.metric),
                               _pretransform(faiss, _opq_chain(faiss, index), ivf))
-    raise TypeError(f"to_faiss takes a FlatIndex, IVFIndex, PQIndex or IVFPQIndex, got "
+    if isinstance(index, HNSWIndex):
+        return hnsw_to_faiss(faiss, index)
+    raise TypeError(f"to_faiss takes a FlatIndex, IVFIndex, PQIndex, IVFPQIndex or HNSWIndex, got "
                     f"{type(index).__name__}")
 
 
@@ -441,6 +446,8 @@ def from_faiss(index, xb=None):
     if isinstance(index, FaissAdannsIVF):
         return _from_adanns(faiss, index, xb)
     outer = faiss.downcast_index(index)  # a non-owning view: `index` keeps the object alive
+    if holds_hnsw(faiss, outer):
+        return hnsw_from_faiss(faiss, outer, xb)
     D, normalize, opq, inner = _read_chain(faiss, outer)
     if type(inner) in (faiss.IndexFlat, faiss.IndexFlatL2, faiss.IndexFlatIP):
         if inner is not outer:
