@@ -466,8 +466,8 @@ def from_faiss(index, xb=None):
         # faiss routes rotated vectors against s_l = R c_l; ours routes c_l: recover it (rounding)
         centroids = scoring if opq is None else scoring @ _rotation(opq)
         return _ivfpq_index(faiss, inner, opq, centroids, scoring, D, inner.d, normalize)
-    raise TypeError(f"from_faiss reads IndexFlat, IndexIVFFlat, IndexPQ and IndexIVFPQ (optionally "
-                    f"behind the chains to_faiss writes) and FaissAdannsIVF, got "
+    raise TypeError(f"from_faiss reads IndexFlat, IndexIVFFlat, IndexPQ, IndexIVFPQ, IndexHNSWFlat "
+                    f"(optionally behind the chains to_faiss writes) and FaissAdannsIVF, got "
                     f"{type(inner).__name__}" + (" behind an OPQMatrix" if opq is not None else ""))
 
 
