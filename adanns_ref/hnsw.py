@@ -63,7 +63,7 @@ import numba
 import numpy as np
 
 from . import _hnsw_kernels as K
-from . import cost
+from . import cost, metrics
 from ._mt19937 import MTState
 from ._persist import load_npz, save_npz
 from ._validate import as_bool, as_float32_matrix, as_int, check_metric, check_prefix_dim
@@ -310,3 +310,27 @@ class HNSWIndex:
         return (f"HNSWIndex(d={self.d}, M={self.M}, ef_construction={self.ef_construction}, "
                 f"metric={self.metric!r}, normalize={self.normalize}, d_c={self.d_c}, "
                 f"d_s={self.d_s}, ntotal={self.ntotal})")
+
+
+def hnsw_rows(index, q, I_true, k, dims, ef_searches=(16, 64, 256)):
+    """Rows for `select` (pareto_front, best_under_budget, select_on_validation): one AdANNS-HNSW-D
+    search per (d_c, d_s, ef) of an index built once, dims a list of (d_c, d_s) pairs.
+
+    I_true (nq, >= k): exact neighbour ids of q (e.g. `topk.knn_search` at full D). Each row:
+    {"index": "hnsw" (d_c = d_s) or "adanns-hnsw", "d_c", "d_s", "ef_search", "flops" (mean
+    `cost.hnsw_flops` per query), "ndis" (mean distances per query), "recall" (k-recall@k)}.
+    """
+    if not isinstance(index, HNSWIndex):
+        raise TypeError(f"index must be an HNSWIndex, got {type(index).__name__}")
+    rows = []
+    for i, pair in enumerate(dims):
+        if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+            raise ValueError(f"dims[{i}] must be a (d_c, d_s) pair, got {pair!r}")
+        for ef in ef_searches:
+            _, I = index.search(q, k, ef_search=ef, d_c=pair[0], d_s=pair[1])
+            rows.append({"index": "hnsw" if pair[0] == pair[1] else "adanns-hnsw",
+                         "d_c": int(pair[0]), "d_s": int(pair[1]), "ef_search": int(ef),
+                         "flops": index.last_search_flops,
+                         "ndis": float(np.mean(index.last_search_ndis)) if len(q) else 0.0,
+                         "recall": metrics.knn_recall(I_true, I, k, k)})
+    return rows

@@ -430,3 +430,24 @@ def test_recall_within_one_point_of_hnswlib(kind):
         _, I = ours.search(xq, 10, ef_search=ef)
         assert abs(recall(I) - recall(I_peer)) <= 0.01, (ef, recall(I), recall(I_peer))
         assert recall(I) > 0.8
+
+
+def test_hnsw_rows_feed_select():
+    from adanns_ref.hnsw import hnsw_rows
+    from adanns_ref.select import best_under_budget, pareto_front
+    x, xq = _clustered(3000, 32, 21), _clustered(40, 32, 22)
+    index = HNSWIndex(32, M=8)
+    index.add(x)
+    _, I_true = knn_search(xq, x, 10)
+    rows = hnsw_rows(index, xq, I_true, 10, [(8, 8), (8, 32), (32, 32)], ef_searches=(16, 64))
+    assert [(r["index"], r["d_c"], r["d_s"], r["ef_search"]) for r in rows] == [
+        ("hnsw", 8, 8, 16), ("hnsw", 8, 8, 64), ("adanns-hnsw", 8, 32, 16), ("adanns-hnsw", 8, 32, 64),
+        ("hnsw", 32, 32, 16), ("hnsw", 32, 32, 64)]
+    index.search(xq, 10, ef_search=64, d_c=8, d_s=32)
+    assert rows[3]["flops"] == index.last_search_flops
+    assert rows[3]["recall"] > rows[1]["recall"]  # the re-score at 32 dims helps the 8-dim walk
+    best = best_under_budget(rows, rows[-1]["flops"], metric="recall")
+    assert best["recall"] == max(r["recall"] for r in rows)
+    assert rows[0] in pareto_front(rows, y="recall")  # the cheapest row is never dominated
+    with pytest.raises(ValueError, match=r"dims\[0\] must be a \(d_c, d_s\) pair"):
+        hnsw_rows(index, xq, I_true, 10, [8])
