@@ -3,6 +3,7 @@ import pytest
 
 from adanns_ref import from_faiss, to_faiss
 from adanns_ref._simd import faiss_runs_avx512
+from adanns_ref.conformance.compare import hnsw_search_with_ndis
 from adanns_ref.hnsw import HNSWIndex
 
 faiss = pytest.importorskip("faiss")
@@ -17,12 +18,7 @@ def _data(n, d, seed):
 
 
 def _ndis(obj, xq, k):
-    out = []
-    for q in xq:
-        faiss.cvar.hnsw_stats.reset()
-        obj.search(q[None], k)
-        out.append(faiss.cvar.hnsw_stats.ndis)
-    return np.array(out)
+    return hnsw_search_with_ndis(obj, xq, k)[1]
 
 
 def _inner(obj):

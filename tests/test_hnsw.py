@@ -6,6 +6,7 @@ from hypothesis import strategies as st
 
 from adanns_ref import cost
 from adanns_ref._simd import faiss_runs_avx512
+from adanns_ref.conformance.compare import hnsw_search_with_ndis
 from adanns_ref.hnsw import HNSWIndex, level_probabilities, pruned_size
 from adanns_ref.testing import assert_knn_equal
 from adanns_ref.topk import knn_search
@@ -63,15 +64,10 @@ def _assert_same_graph(faiss, ref, ours):
 
 
 def _faiss_search_with_ndis(faiss, ref, xq, k, ef):
-    """faiss's D, I and hnsw_stats.ndis per query (the stats are global: one query at a time)."""
+    """faiss's D, I and hnsw_stats.ndis per query at efSearch = ef."""
     ref.hnsw.efSearch = ef
-    D, I = ref.search(xq, k)
-    ndis = []
-    for q in xq:
-        faiss.cvar.hnsw_stats.reset()
-        ref.search(q[None], k)
-        ndis.append(faiss.cvar.hnsw_stats.ndis)
-    return D, I, np.array(ndis)
+    (D, I), ndis = hnsw_search_with_ndis(ref, xq, k)
+    return D, I, ndis
 
 
 def _build_both(faiss, x, batches, M, efc, metric, **kw):

@@ -297,18 +297,6 @@ def check_metrics(case, n, d, nq, k, n_classes):
     return results
 
 
-def _faiss_hnsw_ndis(index, xq, k):
-    """faiss's D, I and hnsw_stats.ndis per query (the stats are global: one query at a time)."""
-    faiss = cmp.import_faiss()
-    D, I = index.search(xq, k)
-    ndis = []
-    for q in xq:
-        faiss.cvar.hnsw_stats.reset()
-        index.search(q[None], k)
-        ndis.append(faiss.cvar.hnsw_stats.ndis)
-    return (D, I), np.array(ndis, np.int64)
-
-
 def check_hnsw(case, n, D, M, metric, searches, efc=40, batches=(), dup=0, d_c=None, nq=40):
     """IndexHNSWFlat built by faiss (1 thread, same M / efConstruction / adds) vs HNSWIndex:
     levels, entry point, every neighbour list (bit-identical distances needed: AVX-512), then
@@ -342,7 +330,7 @@ def check_hnsw(case, n, D, M, metric, searches, efc=40, batches=(), dup=0, d_c=N
         if d_c < D:
             ref.k_factor = exported.k_factor = max(ef, k) / k
         mine = ours.search(xq, k, ef_search=ef)
-        theirs, ndis = _faiss_hnsw_ndis(ref, xq, k)
+        theirs, ndis = cmp.hnsw_search_with_ndis(ref, xq, k)
         record(f"search k={k} ef={ef}", cmp.identical(theirs, mine))
         if d_c == D:  # IndexRefineFlat's base search runs with k * k_factor: other ndis
             record(f"ndis k={k} ef={ef}", cmp.arrays(ndis, ours.last_search_ndis))
