@@ -130,11 +130,15 @@ class HNSWIndex:
 
     # ----------------------------------------------------------------------- state
 
-    def _set_graph(self, data, levels, offsets, nbrs, entry_point, max_level):
+    def _set_graph(self, data, levels, offsets, nbrs, entry_point, max_level, xb=None):
+        """Install vectors and graph; xb: the d_c-prefixes of data if already known (prefix
+        works row by row, so add() prefixes only the new rows)."""
         self._data, self._levels, self._offsets, self._nbrs = data, levels, offsets, nbrs
         self.entry_point, self.max_level = int(entry_point), int(max_level)
-        same = self.d_c == self.d and not self.normalize
-        self._xb = data if same else prefix(data, self.d_c, self.normalize)
+        if self.d_c == self.d and not self.normalize:
+            self._xb = data
+        else:
+            self._xb = prefix(data, self.d_c, self.normalize) if xb is None else xb
         self._prefix_cache = {}
 
     @property
@@ -173,8 +177,9 @@ class HNSWIndex:
         slots = self._cum[new_levels + 1]
         offsets = np.concatenate([self._offsets, self._offsets[-1] + np.cumsum(slots)])
         nbrs = np.concatenate([self._nbrs, np.full(int(slots.sum()), -1, np.int32)])
+        xb = np.concatenate([self._xb, prefix(x, self.d_c, self.normalize)])
         self._set_graph(np.concatenate([self._data, x]), np.concatenate([self._levels, new_levels]),
-                        offsets, nbrs, self.entry_point, self.max_level)
+                        offsets, nbrs, self.entry_point, self.max_level, xb)
         self._add_vertices(n0, new_levels)
 
     def _add_vertices(self, n0, new_levels):
