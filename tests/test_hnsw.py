@@ -283,7 +283,8 @@ def test_graph_invariants_and_result_order(seed, n, d, M, metric, k, ef):
     valid = I >= 0
     assert (valid[:, :-1] >= valid[:, 1:]).all()  # -1 only at the end
     assert valid.sum(1).min() >= min(1, n)
-    exact = ((x[:4, None] - x[np.maximum(I, 0)]) ** 2).sum(-1) if metric == "l2" else np.einsum("qd,qkd->qk", x[:4], x[np.maximum(I, 0)])
+    found = x[np.maximum(I, 0)]
+    exact = ((x[:4, None] - found) ** 2).sum(-1) if metric == "l2" else np.einsum("qd,qkd->qk", x[:4], found)
     np.testing.assert_allclose(D[valid], exact[valid], rtol=1e-5, atol=1e-5)
     step = np.diff(np.where(valid, D, np.nan), axis=1)
     assert not ((step < 0) if metric == "l2" else (step > 0))[~np.isnan(step)].any()
