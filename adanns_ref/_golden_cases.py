@@ -18,6 +18,7 @@ from ._mt19937 import rand_uint32
 from .flat import FlatIndex
 from .binary import BinaryFlatIndex, BinaryIVFIndex, binarize
 from .funnel import funnel_search, mixed_funnel_search
+from .hnsw import HNSWIndex
 from .ivf import IVFIndex
 from .ivfpq import IVFPQIndex
 from .kmeans import KMeans
@@ -202,11 +203,22 @@ def _run_mixed_funnel(p, a):
                                ("bytes", "popcounts", "int8_ops", "float_ops")}}
 
 
+def _run_hnsw(p, a):
+    index = HNSWIndex(**p["index"])
+    for part in np.split(a["xb"], np.cumsum(p["batches"])):
+        index.add(part)
+    D, I = index.search(a["xq"], **p["search"])
+    return {"levels": index.levels, "entry_point": np.int64(index.entry_point),
+            "max_level": np.int64(index.max_level), "offsets": index._offsets,
+            "neighbors": index._nbrs, "D": D, "I": I, "ndis": index.last_search_ndis,
+            "flops": np.float64(index.last_search_flops)}
+
+
 COMPONENTS = {"kmeans": _run_kmeans, "flat": _run_flat, "ivf": _run_ivf, "pq": _run_pq,
               "opq": _run_opq, "pqindex": _run_pqindex, "ivfpq": _run_ivfpq,
               "funnel": _run_funnel, "metrics": _run_metrics, "sq": _run_sq,
               "binary_flat": _run_binary_flat, "binary_ivf": _run_binary_ivf,
-              "mixed_funnel": _run_mixed_funnel}
+              "mixed_funnel": _run_mixed_funnel, "hnsw": _run_hnsw}
 
 
 def tolerance(output, exact_path):
@@ -313,6 +325,20 @@ def cases():
     add("funnel_ip_adaptive", "funnel", "adaptive retrieval, inner product, plain truncation: "
         "shortlist 20 at d=8, re-rank at D=24", {"stages": [[8, 20], [24, 5]], "metric": "ip",
                                                  "normalize": False}, _xb_xq(120, 8, 24, 10, 116))
+    add("hnsw_l2_three_adds", "hnsw", "HNSW = faiss 1.15.1 IndexHNSWFlat(d=8, M=4), efConstruction "
+        "16, added as 1 + 40 + 159 points: levels, entry point, every neighbour list (faiss's "
+        "layout), search k=10 ef_search=16 with ndis per query",
+        {"index": {"d": 8, "M": 4, "ef_construction": 16}, "batches": [1, 40],
+         "search": {"k": 10, "ef_search": 16}}, _xb_xq(200, 12, 8, 6, 141))
+    add("hnsw_ip_duplicates_k_above_ef", "hnsw", "inner-product HNSW(d=6, M=3) over 150 rows drawn "
+        "from 30 distinct vectors (ties everywhere), k=12 > ef_search=4 (the relative-distance stop)",
+        {"index": {"d": 6, "M": 3, "ef_construction": 10, "metric": "ip"}, "batches": [],
+         "search": {"k": 12, "ef_search": 4}},
+        {"xb": _duplicates(150, 6, 30, 146)["x"], "xq": _blobs(8, 6, 4, 148, 149)[0]})
+    add("hnsw_adanns_dc8_ds24", "hnsw", "AdANNS-HNSW: graph on the re-normalised d_c=8 prefix of "
+        "D=24, walked at d_c, the ef_search=20 candidates re-scored at d_s=24",
+        {"index": {"d": 24, "M": 4, "ef_construction": 16, "normalize": True, "d_c": 8, "d_s": 24},
+         "batches": [], "search": {"k": 5, "ef_search": 20}}, _xb_xq(160, 10, 24, 8, 151))
     add("metrics", "metrics", "label metrics (standard and AdANNS compat: mAP divided by k, recall "
         "by 1300), k-recall@N and its tie-aware variant; -1 ids, a label with fewer than k database "
         "items and one with none",

@@ -17,6 +17,7 @@ the number of candidates it re-scores.
 - IVF (measured): d_c * N_C + d_s * sum(sizes of the probed lists)
 - IVF (balanced, the papers' plots): d_c * N_C + nprobe * d_s * N / N_C
 - funnel:        d_0 * N + sum_i k_i * r_i
+- HNSW (measured): ndis * d_c + n_rescored * d_s (graph distances, then the re-score)
 - PQ ADC:        table M * ksub * dsub * 3 (subtract, square, add) + N_scanned * M lookups;
                  lookups are table reads, not FLOPs, so they are reported separately.
 - mixed precision (`mixed_funnel_cost`): stage i at d_i dims and precision p_i scores n_i
@@ -156,3 +157,25 @@ def mixed_funnel_cost(N, stages):
         scored = min(as_int(k, f"stages[{i}] shortlist", 1), N)
     totals = {key: sum(r[key] for r in rows) for key in ("bytes", "popcounts", "int8_ops", "float_ops")}
     return {"stages": rows, **totals}
+
+
+def hnsw_flops(ndis, d_c, d_s=None, n_rescored=0):
+    """Measured HNSW / AdANNS-HNSW cost ndis * d_c + n_rescored * d_s.
+
+    ndis: distances computed by the graph search at d_c (`HNSWIndex.last_search_ndis`, faiss's
+    hnsw_stats.ndis), one int or one per query (nq,); n_rescored: candidates re-scored at d_s
+    (at most max(ef, k); 0 without re-scoring), an int or (nq,). Returns an int, or an int64
+    array (nq,) when either count is an array.
+    """
+    d_c = as_int(d_c, "d_c", 1)
+    d_s = d_c if d_s is None else as_int(d_s, "d_s", 1)
+    counts = []
+    for name, v in (("ndis", ndis), ("n_rescored", n_rescored)):
+        a = np.asarray(v)
+        if a.ndim > 1 or (a.size and a.dtype.kind not in "iu") or a.dtype == bool:
+            raise TypeError(f"{name} must be an integer count or a 1-D integer array, got {v!r}")
+        if a.size and a.min() < 0:
+            raise ValueError(f"{name} must be >= 0, got {int(a.min())}")
+        counts.append(a.astype(np.int64))
+    total = counts[0] * d_c + counts[1] * d_s
+    return int(total) if total.ndim == 0 else total

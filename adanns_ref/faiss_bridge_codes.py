@@ -66,7 +66,7 @@ def to_faiss_codes(faiss, index):
                 fivf.invlists.add_entries(l, int(b - a), faiss.swig_ptr(ids), faiss.swig_ptr(codes))
         fivf.ntotal = index.ntotal
         return fivf
-    raise TypeError(f"to_faiss takes a FlatIndex, IVFIndex, PQIndex, IVFPQIndex, SQIndex, "
+    raise TypeError(f"to_faiss takes a FlatIndex, IVFIndex, PQIndex, IVFPQIndex, HNSWIndex, SQIndex, "
                     f"BinaryFlatIndex or BinaryIVFIndex, got {type(index).__name__}")
 
 
