@@ -255,10 +255,12 @@ def faiss_search(index, q, k, nprobe=1):
 
 
 def _require_faiss_object(faiss, index, caller):
-    """TypeError unless `index` is a faiss Index or a FaissAdannsIVF; ValueError if untrained
-    (an untrained faiss index holds zero codebooks / centroids, which would read as trained)."""
-    if not isinstance(index, (faiss.Index, FaissAdannsIVF)):
-        raise TypeError(f"{caller} takes a faiss Index (or a FaissAdannsIVF from to_faiss), got "
+    """TypeError unless `index` is a faiss Index, IndexBinary or a FaissAdannsIVF; ValueError if
+    untrained (an untrained faiss index holds zero codebooks / centroids, which would read as
+    trained)."""
+    if not isinstance(index, (faiss.Index, faiss.IndexBinary, FaissAdannsIVF)):
+        raise TypeError(f"{caller} takes a faiss Index or IndexBinary (or a FaissAdannsIVF from "
+                        f"to_faiss), got "
                         f"{type(index).__name__}")
     trained = index.ivf.is_trained if isinstance(index, FaissAdannsIVF) else index.is_trained
     if not trained:

@@ -110,6 +110,9 @@ def test_bridge_rejects_what_has_no_counterpart():
         from_faiss(f)
     f = faiss.IndexScalarQuantizer(16, faiss.ScalarQuantizer.QT_8bit)
     f.sq.rangestat = faiss.ScalarQuantizer.RS_optim  # supported: comes back as "optim"
+    with pytest.raises(ValueError, match="untrained"):  # untrained: its ranges are zeros
+        from_faiss(f)
+    f.train(x)
     assert from_faiss(f).sq.rangestat == "optim"
     with pytest.raises(ValueError, match="train it first"):
         to_faiss(SQIndex(16))
