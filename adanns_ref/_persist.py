@@ -155,7 +155,7 @@ def read_npy_header(f, where):
         else:  # 3.0 only exists for non-latin-1 structured field names, which we never write
             raise ValueError(f"unsupported .npy format version {version}")
     except _READ_ERRORS as exc:
-        raise ValueError(f"{where}: not a readable .npy header ({type(exc).__name__}: {exc})") from exc
+        raise ValueError(f"{where}: not a readable .npy file: bad header ({type(exc).__name__}: {exc})") from exc
     if dtype.hasobject or dtype.fields is not None or dtype.subdtype is not None or dtype.kind not in "biufcSU":
         raise ValueError(f"{where}: dtype {dtype} is not a plain numeric or text array (object and "
                          f"structured arrays are refused; nothing is unpickled)")
