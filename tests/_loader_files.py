@@ -2,6 +2,7 @@
 
 Shared by tests/test_loader_regressions.py and tests/test_fuzz_loaders.py.
 """
+import contextlib
 import io
 import json
 import os
@@ -105,14 +106,35 @@ def with_params(entries, params_text):
     return out
 
 
+@contextlib.contextmanager
+def address_space_cap(extra):
+    """Cap this process's address space at its current size + `extra` bytes (Linux), so that a
+    loader regressing to a huge allocation gets MemoryError instead of exhausting the machine."""
+    try:
+        import resource
+        with open("/proc/self/status") as f:
+            vm = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize:"))
+    except (ImportError, OSError, StopIteration):
+        yield
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    cap = vm + extra if hard == resource.RLIM_INFINITY else min(hard, vm + extra)
+    resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
 def check_load(load, path):
     """Run load(path): it must succeed or raise ValueError naming the path, and allocate at most
-    the file size plus ALLOC_SLACK (traced by tracemalloc, which sees numpy's buffers).
-    Returns the exception or None."""
+    the file size plus ALLOC_SLACK (traced by tracemalloc, which sees numpy's buffers; the
+    address space is capped too, as a guard for the machine). Returns the exception or None."""
     size = os.path.getsize(path)
     tracemalloc.start()
     try:
-        load(path)
+        with address_space_cap(size + (1 << 30)):
+            load(path)
         error = None
     except ValueError as exc:
         error = exc
