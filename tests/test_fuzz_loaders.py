@@ -163,15 +163,20 @@ def _paths(obj, prefix=(), depth=0):
 @given(data=st.data())
 def test_golden_manifest_is_valid_or_a_manifest_error(tmp_path, golden_manifest, data):
     manifest = json.loads(json.dumps(golden_manifest))
-    how = data.draw(st.sampled_from(["path", "whole", "bytes"]))
+    how = data.draw(st.sampled_from(["path", "whole", "bytes", "deep"]))
     path = tmp_path / golden.MANIFEST
-    if how == "path":
+    if how == "deep":  # nesting beyond the recursion limit, in the document or in one case's params
+        deep = data.draw(st.integers(1, 3)) * 40_000
+        manifest["cases"][0]["params"] = "<deep>"
+        path.write_text(json.dumps(manifest).replace('"<deep>"', "[" * deep + "]" * deep)
+                        if data.draw(st.booleans()) else "[" * deep)
+    elif how == "path":
         _set_path(manifest, data.draw(st.sampled_from(_paths(manifest))), data.draw(JSON))
         path.write_text(json.dumps(manifest))
     elif how == "whole":
         path.write_text(json.dumps(data.draw(JSON)))
     else:
-        path.write_bytes(data.draw(st.binary(max_size=200)) + data.draw(st.sampled_from([b"", b"[" * 50_000])))
+        path.write_bytes(data.draw(st.binary(max_size=200)))
     try:
         golden.load_manifest(tmp_path)
     except golden.ManifestError as exc:
