@@ -164,11 +164,6 @@ def read_npy_header(f, where):
     return shape, fortran, dtype
 
 
-def native_c_order(arr):
-    """`arr` in native byte order and C order (no copy if it already is)."""
-    return np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("="))
-
-
 class NpzReader:
     """A checked .npz opened for reading member by member (use as a context manager).
 
