@@ -159,7 +159,9 @@ def read_npy_header(f, where):
     if dtype.hasobject or dtype.fields is not None or dtype.subdtype is not None or dtype.kind not in "biufcSU":
         raise ValueError(f"{where}: dtype {dtype} is not a plain numeric or text array (object and "
                          f"structured arrays are refused; nothing is unpickled)")
-    if dtype.itemsize == 0 or any(s < 0 for s in shape):
+    # numpy cannot even describe an array whose nonzero dims multiply past the address space
+    if dtype.itemsize == 0 or any(s < 0 for s in shape) or \
+            math.prod(max(s, 1) for s in shape) * dtype.itemsize > np.iinfo(np.intp).max:
         raise ValueError(f"{where}: invalid header shape {shape} with dtype {dtype}")
     return shape, fortran, dtype
 

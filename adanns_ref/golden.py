@@ -245,7 +245,7 @@ def load_manifest(directory):
                  f"name must be a unique lower-case identifier, got {name!r}")
         seen.add(name)
         where = f"case {name}"
-        _require(case["component"] in COMPONENTS, where,
+        _require(isinstance(case["component"], str) and case["component"] in COMPONENTS, where,
                  f"unknown component {case['component']!r}; known: {sorted(COMPONENTS)}")
         _require(case["file"] == name + ".npz" and case["file"] in files, where,
                  f"file must be {name + '.npz'!r} and listed in files, got {case['file']!r}")

@@ -132,7 +132,10 @@ def test_repro_cache_manifest_never_crashes_a_rerun(tmp_path, data):
     else:
         path.write_bytes(data.draw(st.binary(max_size=200)))
     result = _toy(out, calls)  # any exception fails the test
-    assert result.tables["toy"] == [{"v": 1}] and result.arrays["a"].tolist() == [0, 1, 2]
+    if len(calls) == 2:  # recomputed (a consistent edit, e.g. "tables": [], may be taken as it says)
+        assert result.tables["toy"] == [{"v": 1}] and result.arrays["a"].tolist() == [0, 1, 2]
+    if how != "key":  # a manifest that is not a valid object always recomputes
+        assert len(calls) == 2
 
 
 # ------------------------------------------------------------------ golden manifests and case files

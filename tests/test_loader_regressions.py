@@ -78,6 +78,17 @@ def test_ivf_nlist_is_checked_against_the_offsets(valid, tmp_path, cls):
 
 # ------------------------------------------------------------------ section 6: corrupt .npz
 
+@pytest.mark.parametrize("shape", [(0, 2 ** 62), (2 ** 62, 0, 3)])
+def test_empty_shape_beyond_the_address_space_is_a_value_error(valid, tmp_path, shape):
+    entries = members(valid["FlatIndex"])
+    entries["xb.npy"] = lying_npy(shape, np.float32, b"")  # 0 bytes, yet numpy cannot shape it
+    path = write_zip(tmp_path / "f.npz", entries)
+    _expect_error(LOADERS["FlatIndex"], path, f"invalid header shape {shape}")
+    npy = tmp_path / "x.npy"
+    npy.write_bytes(lying_npy(shape[:2], np.float32, b""))
+    _expect_error(io.read_npy, npy, "invalid header shape")
+
+
 def test_encrypted_entry_is_a_value_error(valid, tmp_path):
     path = write_zip(tmp_path / "e.npz", members(valid["FlatIndex"]), encrypt={"xb.npy"})
     _expect_error(LOADERS["FlatIndex"], path, "entry 'xb.npy' is encrypted")
@@ -186,6 +197,15 @@ def test_golden_check_of_a_deep_manifest_exits_2(tmp_path):
 def test_golden_unusable_manifests_are_manifest_errors(tmp_path, text):
     (tmp_path / golden.MANIFEST).write_bytes(text)
     with pytest.raises(golden.ManifestError):
+        golden.load_manifest(tmp_path)
+
+
+def test_golden_manifest_component_of_the_wrong_type_is_a_manifest_error(tmp_path):
+    with open(os.path.join(GOLDEN, golden.MANIFEST), encoding="utf-8") as f:
+        manifest = json.load(f)
+    manifest["cases"][0]["component"] = []  # once a TypeError (unhashable) from the lookup
+    (tmp_path / golden.MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(golden.ManifestError, match="unknown component"):
         golden.load_manifest(tmp_path)
 
 
