@@ -266,7 +266,8 @@ def load_manifest(directory):
         try:
             _params_json(case["params"])  # the check compares this text with the case file's
         except (ValueError, RecursionError) as exc:
-            raise ManifestError(f"manifest.json: {where}: params cannot be serialised ({type(exc).__name__})") from exc
+            raise ManifestError(f"manifest.json: {where}: params cannot be serialised "
+                                f"({type(exc).__name__})") from exc
         _check_arrays_spec(case["inputs"], f"{where} inputs", outputs=False)
         _check_arrays_spec(case["outputs"], f"{where} outputs", outputs=True)
     return manifest

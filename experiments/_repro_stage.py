@@ -184,7 +184,8 @@ class Pipeline:
         if not isinstance(manifest, dict) or manifest.get("config_hash") != digest:
             return None
         files, tables = manifest.get("files"), manifest.get("tables")
-        if not (isinstance(files, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in files.items())
+        if not (isinstance(files, dict)
+                and all(isinstance(k, str) and isinstance(v, str) for k, v in files.items())
                 and isinstance(tables, list) and all(isinstance(t, str) for t in tables)
                 and isinstance(manifest.get("has_arrays"), bool)
                 and isinstance(manifest.get("wall_s"), (int, float))

@@ -131,7 +131,8 @@ class MRLModel:
         for i, p in enumerate(model.parameters()):
             a = arrays[f"param_{i}"]
             if a.shape != p.data.shape or a.dtype != p.data.dtype:
-                raise ValueError(f"{path}: param_{i} is {a.dtype} {a.shape}, expected {p.data.dtype} {p.data.shape}")
+                raise ValueError(f"{path}: param_{i} is {a.dtype} {a.shape}, expected "
+                                 f"{p.data.dtype} {p.data.shape}")
             if not np.isfinite(a).all():
                 raise ValueError(f"{path}: param_{i} contains NaN or Inf")
             p.data = np.ascontiguousarray(a)

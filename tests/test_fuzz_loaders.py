@@ -197,11 +197,13 @@ def test_golden_case_file_is_valid_or_a_value_error(tmp_path, golden_manifest, d
     if how == "array":
         entries[member] = npy_bytes(data.draw(ARRAYS))
     elif how == "header":
-        entries[member] = lying_npy(data.draw(SHAPES), "<f4", entries[member][128:][:data.draw(st.integers(0, 64))])
+        payload = entries[member][128:][:data.draw(st.integers(0, 64))]
+        entries[member] = lying_npy(data.draw(SHAPES), "<f4", payload)
     else:
         entries["junk.npy"] = npy_bytes(np.zeros(1000))
     path = write_zip(tmp_path / f"{name}.npz", entries, zipfile.ZIP_STORED)
-    manifest = dict(golden_manifest, files=dict(golden_manifest["files"], **{f"{name}.npz": golden._sha256(path.read_bytes())}))
+    files = dict(golden_manifest["files"], **{f"{name}.npz": golden._sha256(path.read_bytes())})
+    manifest = dict(golden_manifest, files=files)
     (tmp_path / golden.MANIFEST).write_text(json.dumps(manifest))
     check_load(lambda p: golden.load_case(tmp_path, name), path)
     case = next(c for c in manifest["cases"] if c["name"] == name)
