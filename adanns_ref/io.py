@@ -14,18 +14,30 @@ Formats (all little-endian, n vectors of dimension d):
 Validation: every reader checks the whole structure before returning and raises ``ValueError``
 naming the file and the byte offset where it stops making sense (dim <= 0, a row whose dim
 differs from row 0, a truncated last record, a header n * d that disagrees with the payload,
-trailing bytes). It never returns part of a file. Edge cases, chosen deliberately:
+trailing bytes). It never returns part of a file and never allocates on the word of a header
+before checking it against the file size. A path that is not a regular file (``/dev/zero``, a
+pipe, a directory) is a ``ValueError``; a missing file is ``FileNotFoundError``. Every error
+names the path. Edge cases, chosen deliberately:
 
 - a 0-byte TEXMEX file is a valid file of 0 vectors and reads as shape (0, 0) (the format
   stores d only inside rows, so it is unknown); writing an (0, d) array gives a 0-byte file;
 - a big-ann file must have its 8-byte header, so a 0-byte ``.fbin`` is an error; n = 0 with
   d > 0 reads as (0, d); d = 0 is an error.
 
-``mmap=True`` maps the file read-only instead of loading it (``np.memmap``; ``.npy`` through
-``mmap_mode="r"``). For TEXMEX the result is a strided view that skips the per-row dims (not
-C-contiguous); checking that every row has the same d reads those 4-byte fields, which pages
-through the file once in O(1) extra memory. Without mmap, readers return C-contiguous arrays in
-native byte order: float32, int32 or uint8 for the binary formats, the stored dtype for ``.npy``.
+Non-finite values: the writers refuse NaN and Inf, and so do the readers: a float file (``.fvecs``,
+``.fbin``, a float ``.npy``, the float datasets of ``.hdf5``) holding NaN or Inf raises
+``ValueError`` naming the file and the first bad row. Pass ``check_finite=False`` to read such a
+file anyway (e.g. to find and clean the rows). The check reads the values once, in blocks
+(bounded extra memory, also under mmap).
+
+``mmap=True`` maps the file read-only instead of loading it (``np.memmap``). For TEXMEX the
+result is a strided view that skips the per-row dims (not C-contiguous); checking that every row
+has the same d reads those 4-byte fields, which pages through the file once in O(1) extra memory.
+Without mmap, readers return C-contiguous arrays in native byte order: float32, int32 or uint8
+for the binary formats, the stored dtype for ``.npy`` (a big-endian or Fortran-ordered ``.npy``
+is converted once, on reading). Such an ``.npy`` cannot be mapped as native C order, so
+``mmap=True`` refuses it with ``ValueError`` (read it with mmap=False, or rewrite it with
+``write_npy``) rather than silently copying it.
 
 Writers validate their input (2-D, at least one column, values representable in the format:
 finite floats, int32 range, 0..255 for bytes) and write atomically (temp file + rename).
@@ -33,17 +45,17 @@ finite floats, int32 range, 0..255 for bytes) and write atomically (temp file + 
 import dataclasses
 import math
 import os
-import tokenize
 
 import numpy as np
 
-from ._persist import atomic_write
+from ._persist import atomic_write, read_npy_header, regular_file_size
 from ._validate import as_float32_matrix
 
 _TEXMEX = {".fvecs": np.float32, ".ivecs": np.int32, ".bvecs": np.uint8}
 _BIN = {".fbin": np.float32, ".ibin": np.int32, ".u8bin": np.uint8}
 KNOWN_EXTENSIONS = (*_TEXMEX, *_BIN, ".npy", ".hdf5", ".h5")
 _DIM_CHECK_ROWS = 1 << 16  # rows per block when checking TEXMEX dims: bounded extra memory
+_FINITE_BLOCK_BYTES = 1 << 24  # bytes per block when checking values are finite
 _INT32 = (-(2 ** 31), 2 ** 31 - 1)
 _UINT8 = (0, 255)
 _UINT32_MAX = 2 ** 32 - 1
@@ -53,6 +65,20 @@ def _empty(shape, dtype, mmap):
     out = np.empty(shape, dtype=dtype)
     out.flags.writeable = not mmap  # a mapped result is read-only; keep the empty one consistent
     return out
+
+
+def _check_finite(x, path, check):
+    """Refuse NaN / Inf in a float (n, d) array, reading it in blocks of rows (x may be a map)."""
+    if not check or x.dtype.kind != "f" or x.size == 0:
+        return x
+    rows = max(1, _FINITE_BLOCK_BYTES // (x.shape[1] * x.dtype.itemsize))
+    for start in range(0, x.shape[0], rows):
+        ok = np.isfinite(x[start:start + rows]).all(axis=1)
+        if not ok.all():
+            bad = start + int(np.flatnonzero(~ok)[0])
+            raise ValueError(f"{path}: row {bad} holds NaN or Inf (the writers refuse them); pass "
+                             f"check_finite=False to read the file anyway")
+    return x
 
 
 def _as_int_matrix(x, name, bounds, dtype):
@@ -78,9 +104,9 @@ def _texmex_record(d, dtype):
     return np.dtype([("d", "<i4"), ("v", np.dtype(dtype).newbyteorder("<"), (d,))])
 
 
-def _read_texmex(path, dtype, mmap):
+def _read_texmex(path, dtype, mmap, check_finite=True):
     path = os.fspath(path)
-    size = os.path.getsize(path)
+    size = regular_file_size(path)
     if size == 0:
         return _empty((0, 0), dtype, mmap)
     if size < 4:
@@ -105,7 +131,7 @@ def _read_texmex(path, dtype, mmap):
                          f"whole record of {record} bytes (dim {d}); the file is truncated or corrupt")
     if n == 0:
         return _empty((0, d), dtype, mmap)
-    return rows["v"] if mmap else np.array(rows["v"], dtype=dtype)
+    return _check_finite(rows["v"] if mmap else np.array(rows["v"], dtype=dtype), path, check_finite)
 
 
 def _write_texmex(path, x, dtype):
@@ -119,9 +145,9 @@ def _write_texmex(path, x, dtype):
 
 
 # ---------------------------------------------------------------- big-ann: one n, d header
-def _read_bin(path, dtype, mmap):
+def _read_bin(path, dtype, mmap, check_finite=True):
     path = os.fspath(path)
-    size = os.path.getsize(path)
+    size = regular_file_size(path)
     if size < 8:
         raise ValueError(f"{path}: {size} bytes, too short for the 8-byte header (uint32 n, uint32 d) "
                          "at byte offset 0")
@@ -139,9 +165,10 @@ def _read_bin(path, dtype, mmap):
         return _empty((0, d), dtype, mmap)
     file_dtype = np.dtype(dtype).newbyteorder("<")
     if mmap:
-        return np.memmap(path, dtype=file_dtype, mode="r", offset=8, shape=(n, d))
+        return _check_finite(np.memmap(path, dtype=file_dtype, mode="r", offset=8, shape=(n, d)),
+                             path, check_finite)
     values = np.fromfile(path, dtype=file_dtype, count=n * d, offset=8).reshape(n, d)
-    return values.astype(dtype, copy=False)
+    return _check_finite(values.astype(dtype, copy=False), path, check_finite)
 
 
 def _write_bin(path, x, dtype):
@@ -156,9 +183,9 @@ def _write_bin(path, x, dtype):
     atomic_write(path, write)
 
 
-def read_fvecs(path, mmap=False):
-    """TEXMEX .fvecs -> float32 (n, d)."""
-    return _read_texmex(path, np.float32, mmap)
+def read_fvecs(path, mmap=False, check_finite=True):
+    """TEXMEX .fvecs -> float32 (n, d); NaN / Inf raise unless check_finite=False."""
+    return _read_texmex(path, np.float32, mmap, check_finite)
 
 
 def read_ivecs(path, mmap=False):
@@ -186,9 +213,9 @@ def write_bvecs(path, x):
     _write_texmex(path, _as_int_matrix(x, "x", _UINT8, np.uint8), np.uint8)
 
 
-def read_fbin(path, mmap=False):
-    """big-ann .fbin -> float32 (n, d)."""
-    return _read_bin(path, np.float32, mmap)
+def read_fbin(path, mmap=False, check_finite=True):
+    """big-ann .fbin -> float32 (n, d); NaN / Inf raise unless check_finite=False."""
+    return _read_bin(path, np.float32, mmap, check_finite)
 
 
 def read_ibin(path, mmap=False):
@@ -217,27 +244,14 @@ def write_u8bin(path, x):
 
 
 # ---------------------------------------------------------------- .npy
-def _npy_layout(path):
-    """(shape, dtype, payload offset) from an .npy header, checked before numpy reads anything."""
-    with open(path, "rb") as f:
-        try:
-            version = np.lib.format.read_magic(f)
-            if version == (1, 0):
-                shape, _, dtype = np.lib.format.read_array_header_1_0(f)
-            elif version == (2, 0):
-                shape, _, dtype = np.lib.format.read_array_header_2_0(f)
-            else:  # 3.0 only exists for non-latin-1 structured field names, never a vector file
-                raise ValueError(f"unsupported .npy format version {version}")
-        # numpy's header parser can raise any of these on malformed text
-        except (ValueError, EOFError, SyntaxError, tokenize.TokenError) as exc:
-            raise ValueError(f"{path}: not a readable .npy file: bad header ({exc})") from exc
-        return shape, dtype, f.tell()
-
-
-def read_npy(path, mmap=False):
-    """A 2-D real numeric .npy array (never unpickles); mmap=True maps it read-only."""
+def read_npy(path, mmap=False, check_finite=True):
+    """A 2-D real numeric .npy array (never unpickles) in native byte order and C order;
+    mmap=True maps it read-only (refused for a big-endian or Fortran-ordered file)."""
     path = os.fspath(path)
-    shape, dtype, offset = _npy_layout(path)
+    size = regular_file_size(path)
+    with open(path, "rb") as f:
+        shape, fortran, dtype = read_npy_header(f, path)
+        offset = f.tell()
     if dtype.kind not in "biuf":
         raise ValueError(f"{path}: dtype {dtype} is not a real numeric vector type")
     if len(shape) != 2:
@@ -245,15 +259,23 @@ def read_npy(path, mmap=False):
     # checking the size first means a lying header can neither trigger a huge allocation nor
     # be silently accepted
     expected = offset + math.prod(shape) * dtype.itemsize
-    size = os.path.getsize(path)
     if size != expected:
         raise ValueError(f"{path}: header shape {shape} {dtype} needs {expected} bytes but the file "
                          f"has {size}: {'truncated' if size < expected else 'trailing bytes'} at "
                          f"byte offset {min(size, expected)}")
-    try:
-        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
-    except (ValueError, EOFError, OSError) as exc:
-        raise ValueError(f"{path}: not a readable .npy file ({exc})") from exc
+    order = "F" if fortran else "C"
+    if mmap:
+        if not math.prod(shape):
+            return _empty(shape, dtype.newbyteorder("="), mmap)
+        out = np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape, order=order)
+        if not (out.dtype.isnative and out.flags.c_contiguous):
+            raise ValueError(f"{path}: stored {'big-endian' if not out.dtype.isnative else 'Fortran-ordered'}"
+                             f", so it cannot be mapped as a native C-order array; read it with "
+                             f"mmap=False (one converted copy) or rewrite it with write_npy")
+        return _check_finite(out, path, check_finite)
+    values = np.fromfile(path, dtype=dtype, count=math.prod(shape), offset=offset)
+    out = np.ascontiguousarray(values.reshape(shape, order=order), dtype=dtype.newbyteorder("="))
+    return _check_finite(out, path, check_finite)
 
 
 def write_npy(path, x):
@@ -295,28 +317,43 @@ def _h5py():
     return h5py
 
 
-def read_hdf5(path):
-    """An ann-benchmarks .hdf5 file -> AnnBenchmarksData (whole arrays in memory)."""
+def _h5_dataset(f, name, h5py, path, file_size):
+    """The ann-benchmarks dataset `name`, read only after its claimed size fits the file."""
+    dset = f.get(name)
+    if not isinstance(dset, h5py.Dataset):
+        raise ValueError(f"{path}: no dataset {name!r}; an ann-benchmarks file has "
+                         f"{', '.join(_HDF5_DATASETS)}")
+    if dset.ndim != 2 or dset.dtype.kind not in "iuf":
+        raise ValueError(f"{path}: {name!r} has shape {dset.shape} and dtype {dset.dtype}, expected "
+                         f"a 2-D numeric array")
+    nbytes = math.prod(dset.shape) * dset.dtype.itemsize
+    # uncompressed data must be stored in full; compressed data can expand by deflate's ratio at most
+    limit = file_size * (1032 if dset.compression is not None else 1)
+    if nbytes > limit or (dset.compression is None and nbytes > dset.id.get_storage_size()):
+        raise ValueError(f"{path}: dataset {name!r} claims shape {dset.shape} ({nbytes} bytes) but "
+                         f"the file stores {dset.id.get_storage_size()} bytes for it")
+    return np.asarray(dset[()])
+
+
+def read_hdf5(path, check_finite=True):
+    """An ann-benchmarks .hdf5 file -> AnnBenchmarksData (whole arrays in memory); NaN / Inf
+    in train, test or distances raise unless check_finite=False."""
     h5py = _h5py()
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: no such file")
+    size = regular_file_size(path)
     try:
         with h5py.File(path, "r") as f:
-            arrays = {}
-            for name in _HDF5_DATASETS:
-                if not isinstance(f.get(name), h5py.Dataset):
-                    raise ValueError(f"{path}: no dataset {name!r}; an ann-benchmarks file has "
-                                     f"{', '.join(_HDF5_DATASETS)}")
-                arrays[name] = np.asarray(f[name][()])
+            arrays = {name: _h5_dataset(f, name, h5py, path, size) for name in _HDF5_DATASETS}
             distance = f.attrs.get("distance")
-    except (OSError, KeyError, RuntimeError) as exc:
+    except (OSError, KeyError, RuntimeError, TypeError) as exc:
         raise ValueError(f"{path}: not a readable HDF5 file ({exc})") from exc
     if isinstance(distance, bytes):
         distance = distance.decode("utf-8", "replace")
     if not isinstance(distance, str):
         raise ValueError(f"{path}: missing or non-text attribute 'distance' (got {distance!r})")
     _check_ann_arrays(arrays, path)
+    for name in ("train", "test", "distances"):
+        _check_finite(arrays[name], f"{path}: {name}", check_finite)
     return AnnBenchmarksData(distance=distance, **arrays)
 
 
@@ -358,20 +395,24 @@ def write_hdf5(path, train, test, neighbors, distances, distance="euclidean"):
 # ---------------------------------------------------------------- dispatch
 _READERS = {".fvecs": read_fvecs, ".ivecs": read_ivecs, ".bvecs": read_bvecs,
             ".fbin": read_fbin, ".ibin": read_ibin, ".u8bin": read_u8bin, ".npy": read_npy}
+_FLOAT_READERS = (".fvecs", ".fbin", ".npy")
 
 
-def load_vectors(path, mmap=False):
+def load_vectors(path, mmap=False, check_finite=True):
     """Read vectors, choosing the reader by extension (case-insensitive).
 
     .fvecs .ivecs .bvecs .fbin .ibin .u8bin .npy -> the (n, d) array; .hdf5 / .h5 -> the
     ann-benchmarks ``train`` set (use read_hdf5 for test/neighbors/distances). mmap=True is
-    refused for HDF5 (h5py datasets are not numpy memory maps).
+    refused for HDF5 (h5py datasets are not numpy memory maps). check_finite: see the module
+    docstring (ignored by the integer formats).
     """
     ext = os.path.splitext(os.fspath(path))[1].lower()
     if ext in (".hdf5", ".h5"):
         if mmap:
             raise ValueError(f"{path}: mmap=True is not supported for HDF5; use mmap=False or read_hdf5")
-        return read_hdf5(path).train
+        return read_hdf5(path, check_finite=check_finite).train
     if ext not in _READERS:
         raise ValueError(f"{path}: unknown vector file extension {ext!r}; known: {', '.join(KNOWN_EXTENSIONS)}")
+    if ext in _FLOAT_READERS:
+        return _READERS[ext](path, mmap=mmap, check_finite=check_finite)
     return _READERS[ext](path, mmap=mmap)

@@ -386,14 +386,18 @@ class IVFIndex(InvertedLists):
         params, a = load_npz(path, _KIND, _VERSION, {
             "centroids": (np.float32, 2), "data": (np.float32, 2), "ids": (np.int64, 1),
             "offsets": (np.int64, 1)})
+        offsets, ids = a["offsets"], a["ids"]
+        # the constructor allocates nlist + 1 offsets: check nlist against the stored array first
+        if params.get("nlist") != offsets.shape[0] - 1:
+            raise ValueError(f"{path}: nlist={params.get('nlist')!r} but offsets has {offsets.shape[0]} "
+                             f"entries (nlist + 1 expected)")
         try:
             index = cls(**params)
-        except TypeError as exc:
-            raise ValueError(f"{path}: invalid IVFIndex parameters {params!r} ({exc})") from exc
-        if a["centroids"].shape[0]:
-            index.set_centroids(a["centroids"])
-        data = as_float32_matrix(a["data"], f"{path}: data", d=index.d)
-        offsets, ids = a["offsets"], a["ids"]
+            if a["centroids"].shape[0]:
+                index.set_centroids(a["centroids"])
+            data = as_float32_matrix(a["data"], "data", d=index.d)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{path}: invalid IVFIndex contents (params {params!r}: {exc})") from exc
         n = data.shape[0]
         if not lists_are_consistent(offsets, ids, n, index.nlist):
             raise ValueError(f"{path}: inconsistent inverted lists (offsets/ids do not describe "

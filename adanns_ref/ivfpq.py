@@ -427,6 +427,10 @@ class IVFPQIndex(InvertedLists):
             "centroids": (np.float32, 2), "scoring_centroids": (np.float32, 2),
             "codebooks": (np.float32, 3), "A": (np.float32, 2), "codes": (np.uint8, 2),
             "ids": (np.int64, 1), "offsets": (np.int64, 1)})
+        # the constructor allocates nlist + 1 offsets: check nlist against the stored array first
+        if params.get("nlist") != a["offsets"].shape[0] - 1:
+            raise ValueError(f"{path}: nlist={params.get('nlist')!r} but offsets has "
+                             f"{a['offsets'].shape[0]} entries (nlist + 1 expected)")
         try:
             index = cls(**params)
             if a["centroids"].shape[0]:

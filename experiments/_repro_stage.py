@@ -29,6 +29,7 @@ import importlib
 import io
 import json
 import os
+import re
 import sys
 import time
 
@@ -38,6 +39,7 @@ from adanns_ref._persist import atomic_write_text, load_npz, save_npz, sha256_fi
 
 ARRAYS_KIND = "ReproStageArrays"
 ARRAYS_VERSION = 1
+_ARRAY_NAME = re.compile(r"[A-Za-z0-9_]+")  # names of a stage's arrays (no "__" schema names)
 
 
 def log(msg):
@@ -166,36 +168,54 @@ class Pipeline:
         return files
 
     def _load_cached(self, name, digest, manifest_path):
+        """The cached StageResult and manifest, or None (recompute) when anything about the cache
+        is missing, of the wrong shape, unreadable or modified: a cache never crashes a run."""
         if not os.path.exists(manifest_path):
             return None
         try:
-            with open(manifest_path, encoding="utf-8") as f:
-                manifest = json.load(f)
-        except (OSError, json.JSONDecodeError):
+            return self._read_cache(name, digest, manifest_path)
+        except (OSError, ValueError, RecursionError) as exc:  # Unicode/JSON errors are ValueErrors
+            log(f"{name}: unusable cache ({type(exc).__name__}: {str(exc)[:200]}), recomputing")
             return None
-        if manifest.get("config_hash") != digest:
+
+    def _read_cache(self, name, digest, manifest_path):
+        with open(manifest_path, encoding="utf-8") as f:
+            manifest = json.load(f)
+        if not isinstance(manifest, dict) or manifest.get("config_hash") != digest:
             return None
-        for rel, sha in manifest["files"].items():
+        files, tables = manifest.get("files"), manifest.get("tables")
+        if not (isinstance(files, dict)
+                and all(isinstance(k, str) and isinstance(v, str) for k, v in files.items())
+                and isinstance(tables, list) and all(isinstance(t, str) for t in tables)
+                and isinstance(manifest.get("has_arrays"), bool)
+                and isinstance(manifest.get("wall_s"), (int, float))
+                and isinstance(manifest.get("info", {}), dict)):
+            raise ValueError(f"{manifest_path}: manifest of the wrong shape")
+        for rel, sha in files.items():
             p = os.path.join(self.out, rel)
-            if not os.path.exists(p) or sha256_file(p) != sha:
+            if not os.path.normpath(p).startswith(self.out + os.sep):
+                raise ValueError(f"{manifest_path}: file {rel!r} lies outside {self.out}")
+            if not os.path.isfile(p) or sha256_file(p) != sha:
                 log(f"{name}: cached output {rel} missing or modified, recomputing")
                 return None
         stage_dir = os.path.dirname(manifest_path)
-        tables = {}
-        for tname in manifest["tables"]:
+        rows = {}
+        for tname in tables:
             with open(os.path.join(stage_dir, f"{tname}.json"), encoding="utf-8") as f:
                 payload = json.load(f)
-            if payload.get("config_hash") != digest:
+            if not isinstance(payload, dict) or payload.get("config_hash") != digest:
                 return None
-            tables[tname] = payload["rows"]
+            if not isinstance(payload.get("rows"), list):
+                raise ValueError(f"{tname}.json: no list of rows")
+            rows[tname] = payload["rows"]
         arrays = {}
         if manifest["has_arrays"]:
             params, arrays = load_npz(os.path.join(stage_dir, "arrays.npz"), ARRAYS_KIND,
-                                      ARRAYS_VERSION, {})
+                                      ARRAYS_VERSION, {}, extra=_ARRAY_NAME)
             if params.get("config_hash") != digest:
                 return None
-        files = [os.path.join(self.out, rel) for rel in manifest["files"]]
-        return StageResult(tables, arrays, files, manifest.get("info")), manifest
+        files = [os.path.join(self.out, rel) for rel in files]
+        return StageResult(rows, arrays, files, manifest.get("info")), manifest
 
 
 def rows_to_csv(rows):

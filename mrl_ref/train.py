@@ -14,6 +14,7 @@ Seeds: one integer `seed` is expanded by numpy's SeedSequence into independent s
 backbone init, head init, shuffling and dropout, so changing e.g. dropout leaves the
 initial weights unchanged.
 """
+import re
 import sys
 import time
 
@@ -105,22 +106,33 @@ class MRLModel:
         """Read a file written by save(); any inconsistency raises ValueError."""
         params, arrays = load_npz(path, _FILE_KIND, _FILE_VERSION, {
             "history_loss": (np.float64, 1), "history_train_acc": (np.float64, 2),
-            "history_lr": (np.float64, 1), "history_seconds": (np.float64, 1)})
+            "history_lr": (np.float64, 1), "history_seconds": (np.float64, 1)},
+            optional=("history_val_acc",), extra=_PARAM_NAME)
+        # building the model allocates its weights: first check that the sizes in params describe
+        # exactly the weight arrays the file stores, so a lying header cannot allocate more
+        shapes = _weight_shapes(params)
+        if shapes is None:
+            raise ValueError(f"{path}: sizes and nesting must be lists of ints >= 1 and num_classes an "
+                             f"int >= 1, got {repr(_shape_params(params))[:300]}")
+        stored = [k for k in arrays if _PARAM_NAME.fullmatch(k)]
+        if len(stored) != len(shapes):
+            raise ValueError(f"{path}: {len(stored)} parameter arrays, the architecture needs {len(shapes)}")
+        for i, shape in enumerate(shapes):
+            a = arrays.get(f"param_{i}")
+            if a is None or a.shape != shape:
+                raise ValueError(f"{path}: param_{i} is {'missing' if a is None else a.shape}, the "
+                                 f"architecture {repr(_shape_params(params))[:300]} needs {shape}")
         try:
             model = cls(params["kind"], params["sizes"], params["nesting"], params["num_classes"],
                         dropout=params["dropout"], seed=params["seed"])
             config, has_val = dict(params["config"]), bool(params["has_val"])
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{path}: inconsistent model parameters ({exc})") from exc
-        expected = model.parameters()
-        stored = [k for k in arrays if k.startswith("param_")]
-        if len(stored) != len(expected):
-            raise ValueError(f"{path}: {len(stored)} parameter arrays, the architecture needs {len(expected)}")
-        for i, p in enumerate(expected):
-            a = arrays.get(f"param_{i}")
-            if a is None or a.shape != p.data.shape or a.dtype != p.data.dtype:
-                got = "missing" if a is None else f"{a.dtype} {a.shape}"
-                raise ValueError(f"{path}: param_{i} is {got}, expected {p.data.dtype} {p.data.shape}")
+        for i, p in enumerate(model.parameters()):
+            a = arrays[f"param_{i}"]
+            if a.shape != p.data.shape or a.dtype != p.data.dtype:
+                raise ValueError(f"{path}: param_{i} is {a.dtype} {a.shape}, expected "
+                                 f"{p.data.dtype} {p.data.shape}")
             if not np.isfinite(a).all():
                 raise ValueError(f"{path}: param_{i} contains NaN or Inf")
             p.data = np.ascontiguousarray(a)
@@ -138,6 +150,28 @@ class MRLModel:
                 row["val_acc"] = [float(v) for v in arrays["history_val_acc"][e]]
             model.history.append(row)
         return model
+
+
+_PARAM_NAME = re.compile(r"param_[0-9]{1,6}")
+
+
+def _shape_params(params):
+    return {k: params.get(k) for k in ("kind", "sizes", "nesting", "num_classes")}
+
+
+def _weight_shapes(params):
+    """Shapes of the weights (W (b, a) then bias (b,) of every Linear(a, b), body then heads) of
+    the architecture in `params`, or None when a size is not a positive int. The heads read
+    D = m_G: "mrl" has one Linear(m_g, C) per size, "mrl-e" and "ff" one Linear(D, C)."""
+    sizes, nesting, classes = params.get("sizes"), params.get("nesting"), params.get("num_classes")
+
+    def ints(v):
+        return isinstance(v, list) and v and all(type(s) is int and s >= 1 for s in v)
+    if not (ints(sizes) and ints(nesting) and type(classes) is int and classes >= 1):
+        return None
+    layers = list(zip(sizes[:-1], sizes[1:]))
+    layers += [(m, classes) for m in (nesting if params.get("kind") == "mrl" else nesting[-1:])]
+    return [shape for a, b in layers for shape in ((b, a), (b,))]
 
 
 def load_model(path):

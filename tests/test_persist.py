@@ -31,7 +31,7 @@ def test_wrong_kind_version_missing_and_dtype(tmp_path):
     with pytest.raises(ValueError, match="format version 1"):
         load_npz(p, "Thing", 2, REQ)
     with pytest.raises(ValueError, match="missing array 'codes'"):
-        load_npz(p, "Thing", 1, {"codes": (None, None)})
+        load_npz(p, "Thing", 1, {"codes": (None, None)}, optional=("a", "ids"))
     _save(p, ids=np.arange(4, dtype=np.int32))
     with pytest.raises(ValueError, match="dtype int32"):
         load_npz(p, "Thing", 1, REQ)
