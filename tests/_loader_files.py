@@ -11,7 +11,8 @@ import zipfile
 
 import numpy as np
 
-from adanns_ref import FlatIndex, IVFIndex, IVFPQIndex, PQIndex
+from adanns_ref import (BinaryFlatIndex, BinaryIVFIndex, FlatIndex, HNSWIndex, IVFIndex, IVFPQIndex,
+                        PQIndex, SQIndex, binarize)
 from adanns_ref._persist import load_npz, save_npz
 from mrl_ref.train import MRLModel
 
@@ -25,7 +26,9 @@ def _repro_arrays_load(path):
 
 # class name -> loader of its .npz
 LOADERS = {"FlatIndex": FlatIndex.load, "IVFIndex": IVFIndex.load, "PQIndex": PQIndex.load,
-           "IVFPQIndex": IVFPQIndex.load, "MRLModel": MRLModel.load,
+           "IVFPQIndex": IVFPQIndex.load, "MRLModel": MRLModel.load, "HNSWIndex": HNSWIndex.load,
+           "SQIndex": SQIndex.load, "BinaryFlatIndex": BinaryFlatIndex.load,
+           "BinaryIVFIndex": BinaryIVFIndex.load,
            "ReproStageArrays": _repro_arrays_load}
 
 
@@ -50,6 +53,21 @@ def write_valid_files(directory):
     ivfpq.add(x[:30])
     ivfpq.save(paths["IVFPQIndex"])
     MRLModel("mrl", (8, 6, 4), (2, 4), 3).save(paths["MRLModel"])
+    hnsw = HNSWIndex(8, M=4, ef_construction=10)
+    hnsw.add(x[:60])
+    hnsw.save(paths["HNSWIndex"])
+    sq = SQIndex(8, qtype="4bit")
+    sq.train(x)
+    sq.add(x[:30])
+    sq.save(paths["SQIndex"])
+    codes = binarize(x)
+    bflat = BinaryFlatIndex(8)
+    bflat.add(codes[:40])
+    bflat.save(paths["BinaryFlatIndex"])
+    bivf = BinaryIVFIndex(8, 2)
+    bivf.train(codes[:200])
+    bivf.add(codes[:40])
+    bivf.save(paths["BinaryIVFIndex"])
     from experiments._repro_stage import ARRAYS_KIND, ARRAYS_VERSION
     save_npz(paths["ReproStageArrays"], ARRAYS_KIND, ARRAYS_VERSION, {"config_hash": "0" * 16},
              {"ids": np.arange(12).reshape(3, 4), "emb": x[:3]})
