@@ -244,8 +244,12 @@ def faiss_search(index, q, k, nprobe=1):
 
 # --------------------------------------------------------------------------- to_faiss
 
-def to_faiss(index):
-    """The faiss object equivalent to our trained index (table in the module docstring)."""
+def to_faiss(index, writable=False):
+    """The faiss object equivalent to our trained index (table in the module docstring).
+
+    writable=True: an IVFIndex with d_c != d_s comes back as one faiss index that
+    ``faiss.write_index`` writes (`faiss_serve.adanns_ivf`: an IndexIVFIndependentQuantizer)
+    instead of a FaissAdannsIVF; the other types are already faiss indices."""
     faiss = import_faiss()
     if isinstance(index, FlatIndex):
         return _flat(faiss, index.xb, index.metric)
@@ -254,6 +258,9 @@ def to_faiss(index):
         if index.d_c == index.d_s:
             ivf = _ivf_flat(faiss, index, index.centroids)
             return _pretransform(faiss, _prefix_transforms(faiss, index.d, index.d_s, index.normalize), ivf)
+        if writable:
+            from .faiss_serve import adanns_ivf
+            return adanns_ivf(index)
         placeholder = np.zeros((index.nlist, index.d_s), np.float32)
         return FaissAdannsIVF(index.d, index.d_c, index.d_s, index.metric, index.normalize,
                               _flat(faiss, index.centroids, index.metric),
