@@ -60,12 +60,14 @@ def load_inputs(base=None, queries=None, hdf5=None, k=10, out=".", seed=0):
 
 
 def tune(xb, xq, out, k=10, metric="l2", normalize=True, dims=None, budgets=None, quick=False,
-         export=None, seed=0, gt=None, source="arrays", progress=sys.stderr,
+         export=None, seed=0, gt=None, source="arrays", progress=True,
          families=("flat", "funnel", "ivf", "pq", "ivfpq")):
     """Tune on base xb (N, D) and queries xq (nq, D); write DIR/tune.{md,json}, DIR/pareto.png
     and, with `export`, the overall choice as a faiss index file. Returns the result dict
     (rows, chosen per budget, overall). gt: exact top-k ids (nq, >= k), else computed and cached.
-    Bad input or an unmeetable budget raises ValueError."""
+    progress: True (lines on sys.stderr), a text stream, or None. Bad input or an unmeetable
+    budget raises ValueError."""
+    progress = sys.stderr if progress is True else progress
     t_start = time.perf_counter()
     metric = check_metric(metric)
     k = as_int(k, "k", 1)
