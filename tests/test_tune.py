@@ -68,13 +68,18 @@ def _check_run(out, export, xb, xq, gt, normalize, capsys):
     return result
 
 
-def test_npy_end_to_end(tmp_path, capsys):
-    write_npy(tmp_path / "base.npy", XB)
-    write_npy(tmp_path / "queries.npy", XQ)
+def _run_files(tmp_path, write, ext, dims):
+    write(tmp_path / f"base{ext}", XB)
+    write(tmp_path / f"queries{ext}", XQ)
     out, export = str(tmp_path / "out"), str(tmp_path / "index.faiss")
-    argv = ["--base", str(tmp_path / "base.npy"), "--queries", str(tmp_path / "queries.npy"),
-            "--dims", "4,8,16", "--quick", "--out", out, "--export", export] + _budget_args()
+    argv = ["--base", str(tmp_path / f"base{ext}"), "--queries", str(tmp_path / f"queries{ext}"),
+            "--dims", dims, "--quick", "--out", out, "--export", export] + _budget_args()
     assert main(argv) == 0
+    return out, export
+
+
+def test_npy_end_to_end(tmp_path, capsys):
+    out, export = _run_files(tmp_path, write_npy, ".npy", "4,8,16")
     gt = data.exact_topk(XB, XQ, K, "l2", True)
     result = _check_run(out, export, XB, XQ, gt, True, capsys)
     assert {r["family"] for r in result["rows"]} == {"flat", "funnel", "ivf", "pq", "ivfpq"}
@@ -83,12 +88,7 @@ def test_npy_end_to_end(tmp_path, capsys):
 
 
 def test_fbin_end_to_end(tmp_path, capsys):
-    write_fbin(tmp_path / "base.fbin", XB)
-    write_fbin(tmp_path / "queries.fbin", XQ)
-    out, export = str(tmp_path / "out"), str(tmp_path / "index.faiss")
-    argv = ["--base", str(tmp_path / "base.fbin"), "--queries", str(tmp_path / "queries.fbin"),
-            "--dims", "8,16", "--quick", "--out", out, "--export", export] + _budget_args()
-    assert main(argv) == 0
+    out, export = _run_files(tmp_path, write_fbin, ".fbin", "8,16")
     _check_run(out, export, XB, XQ, data.exact_topk(XB, XQ, K, "l2", True), True, capsys)
 
 
@@ -166,3 +166,39 @@ def test_budget_no_configuration_meets(tmp_path, capsys):
     with pytest.raises(ValueError, match=r"none meets it; the cheapest is flat d=16"):
         tune(XB, XQ, str(tmp_path / "out"), dims=[16], budgets={"ms": 1e-12}, families=("flat",),
              progress=None)
+
+
+def test_grid_scales_with_n_and_d():
+    from adanns_ref.tune import grid
+    assert grid.default_dims(768) == [8, 16, 32, 64, 128, 256, 512, 768]
+    assert grid.default_dims(6) == [6]
+    assert grid.nlists(1_000_000, quick=True) == [1024]
+    assert grid.nlists(1_000_000, quick=False) == [512, 1024, 2048, 4096]
+    assert grid.nlists(600, quick=False) == [15]  # 16, 32, 64, 128 all capped at N / 39
+    assert grid.nprobes(1024, quick=False) == [1, 2, 4, 8, 16, 32, 64]
+
+
+def test_budget_pruning_keeps_what_some_budget_accepts():
+    from adanns_ref.tune import grid
+    specs = grid.builds(N, D, K, [8, 16], quick=True)
+    total = sum(len(s["sweep"]) for s in specs)
+    kept, pruned = grid.prune_budget(specs, N, K, {"bytes": 40})
+    assert pruned > 0 and sum(len(s["sweep"]) for s in kept) == total - pruned
+    assert all(grid.bytes_per_vector(s["family"], {**s["build"], **w}) <= 40
+               for s in kept for w in s["sweep"])
+    # a second budget that cannot be checked in advance (ms) keeps everything
+    assert grid.prune_budget(specs, N, K, {"bytes": 40, "ms": 1.0})[1] == 0
+
+
+def test_choose_rules():
+    from adanns_ref.tune import choose
+    rows = [{"config": "a", "recall_val": 0.5, "ms_1t": 1.0, "mflops": 1.0, "bytes": 10},
+            {"config": "b", "recall_val": 0.9, "ms_1t": 2.0, "mflops": 3.0, "bytes": 40},
+            {"config": "c", "recall_val": 0.99, "ms_1t": 5.0, "mflops": 9.0, "bytes": 40}]
+    none = dict.fromkeys(("ms", "mflops", "bytes", "recall"))
+    assert choose.overall(rows, none)["config"] == "b"  # fastest with recall >= 0.9
+    assert choose.per_budget(rows, dict(none, ms=2.5))["ms"]["config"] == "b"
+    assert choose.per_budget(rows, dict(none, recall=0.95))["recall"]["config"] == "c"
+    assert choose.overall(rows, dict(none, bytes=40, recall=0.6))["config"] == "b"
+    with pytest.raises(ValueError, match=r"none meets it; the cheapest is a \(mflops=1\)"):
+        choose.per_budget(rows, dict(none, mflops=0.5))

@@ -1,7 +1,7 @@
 """Inputs of `tune`: the base and query vectors, the exact ground truth, the query split.
 
-- ``--base`` / ``--queries``: any file `io.load_vectors` reads, memory-mapped where the format
-  allows (the base is then read through the map, block by block, never copied whole by us).
+- ``--base`` / ``--queries``: any file `io.load_vectors` reads. A float32 .npy / .fbin base stays
+  memory-mapped (indices read it through the map); other formats are read into RAM once.
 - ``--hdf5``: an ann-benchmarks file; train / test / neighbors are used as they are, and its
   ``distance`` fixes the prefix rule: "angular" -> normalised prefixes, "euclidean" -> plain
   truncation (both searched with squared L2).
@@ -38,7 +38,9 @@ def load_files(base, queries):
     if xb.ndim != 2 or xb.shape[1] != xq.shape[1]:
         raise ValueError(f"dimension mismatch: base {base} has shape {xb.shape} but queries "
                          f"{queries} have {xq.shape[1]} dims; pass embeddings of the same model")
-    if xb.dtype != np.float32:
+    if xb.dtype != np.float32 or not xb.flags.c_contiguous:
+        # .fvecs/.bvecs maps interleave a dim header with each row, other dtypes need converting:
+        # read into RAM once here, so the indices do not each copy the map again
         xb = as_float32_matrix(xb, f"base ({base})")
     return xb, xq
 

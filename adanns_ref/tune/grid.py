@@ -24,22 +24,28 @@ Budgets prune before anything is built where the cost is known from the configur
 (bytes per vector of every family, MFLOPs of flat and funnels): a configuration every given
 budget rejects can be chosen under none of them. `prune_budget` counts them.
 
-Extension point: a new family (e.g. HNSW, scalar / binary quantization) adds one function
-here returning its builds, one entry in `measure.BUILDERS` (build -> searcher) and one in
-`export.EXPORTERS`; nothing else needs to know about it.
+Extension point (HNSW, scalar / binary quantization, ...): a new family adds its builds in
+`builds`, its storage in `bytes_per_vector`, and one searcher class in `measure.BUILDERS`
+(constructor = build, ``search(q, k, **sweep) -> (D, I, flops)``, ``to_faiss(sweep)`` = export);
+`choose`, `report` and the CLI take it from there.
 """
 import math
 
 from .. import cost
 
 
+def _doublings(start, top):
+    """start, 2 start, 4 start, ... below top, then top."""
+    out, v = [], start
+    while v < top:
+        out.append(v)
+        v *= 2
+    return out + [top]
+
+
 def default_dims(D):
-    """Powers of two from 8 (or D if smaller) up to D, plus D."""
-    dims, d = [], 8
-    while d < D:
-        dims.append(d)
-        d *= 2
-    return dims + [D]
+    """Powers of two from 8 up to D, plus D (just [D] if D <= 8)."""
+    return _doublings(8, D)
 
 
 def nlists(N, quick):
@@ -53,11 +59,7 @@ def nprobes(nlist, quick):
     top = min(nlist, 64)
     if quick:
         return sorted({min(p, top) for p in (1, 4, 16)})
-    out, p = [], 1
-    while p < top:
-        out.append(p)
-        p *= 2
-    return out + [top]
+    return _doublings(1, top)
 
 
 def pq_sizes(d, quick):

@@ -1,5 +1,6 @@
 """The outputs of `tune`: DIR/tune.json (every row), DIR/tune.md (Pareto tables, the choices,
-a serving snippet) and DIR/pareto.png (recall vs ms/query and vs bytes/vector).
+a serving snippet) and DIR/pareto.png (recall vs ms/query and vs bytes/vector). ``peak_mb`` is
+the numpy heap peak of the build it belongs to (tracemalloc).
 
 Pareto fronts (`select.pareto_front`) are taken on the validation recall; tables print the test
 recall beside it, which is the number to quote.
@@ -16,7 +17,8 @@ COLORS = {"flat": "tab:red", "funnel": "tab:green", "ivf": "tab:blue", "pq": "ta
           "ivfpq": "tab:purple"}
 BUDGET_LABELS = {"ms": "ms/query (1 thread) <= {:g}", "mflops": "MFLOPs/query <= {:g}",
                  "bytes": "bytes/vector <= {:g}", "recall": "recall >= {:g}, fastest"}
-COLUMNS = ("config", "recall_val", "recall_test", "ms_1t", "ms_all", "mflops", "bytes", "build_s")
+COLUMNS = ("config", "recall_val", "recall_test", "ms_1t", "ms_all", "mflops", "bytes", "build_s",
+           "peak_mb")
 
 
 def _fmt(v):
@@ -46,12 +48,12 @@ def snippet(export_path, k, chosen):
         "```python",
         "import faiss, numpy as np",
         f"index = faiss.read_index({p!r})  # {chosen['config']}",
+        "# faiss.omp_set_num_threads(1)  # the setting of column ms_1t",
         "# full-D float32 queries: the prefix / normalisation transforms are inside the index",
         "xq = np.load('queries.npy').astype(np.float32)",
         f"D, I = index.search(xq, {k})  # I: int64 ids in base order, -1 if fewer than k",
-        "print(I[:5])",
-        "faiss.omp_set_num_threads(1)  # latency as measured in column ms_1t",
         f"# expected k-recall@{k} on held-out queries: {chosen['recall_test']:.4f}",
+        "print(I[:5])",
         "```"])
 
 
@@ -91,6 +93,7 @@ def markdown(result):
 
 def plot(path, result):
     import matplotlib
+    import matplotlib.ticker
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     rows = result["rows"]
@@ -111,6 +114,7 @@ def plot(path, result):
             ax.annotate(name, (row[x], row["recall_val"]), textcoords="offset points",
                         xytext=(5, -12), fontsize=8)
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # labels would overlap
         ax.set_xlabel(label)
         ax.set_ylabel(f"k-recall@{result['info']['k']} (validation queries)")
         ax.grid(alpha=0.3)
