@@ -2,7 +2,8 @@
 
 The path out of one machine: study and train a configuration here, ``to_faiss`` it, serve it
 with faiss (``faiss.write_index`` works on every object below except `FaissAdannsIVF`, whose two
-faiss parts are written separately). Nothing is retrained: faiss gets our centroids, codebooks,
+faiss parts are written separately; ``to_faiss(ivf, writable=True)`` gives an IVFIndex with
+d_c != d_s as one writable faiss index instead, see `faiss_serve`). Nothing is retrained: faiss gets our centroids, codebooks,
 rotation, inverted lists and codes, bit for bit.
 
     ours                                   faiss
