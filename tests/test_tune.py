@@ -10,11 +10,13 @@ import pytest
 from adanns_ref.io import write_fbin, write_hdf5, write_npy
 from adanns_ref.metrics import knn_recall
 from adanns_ref.testing import assert_knn_equal
-from adanns_ref.tune import data, measure
+from adanns_ref.tune import data, export_faiss, measure
 from adanns_ref.tune.cli import main
 from adanns_ref.tune.run import tune
 
-faiss = pytest.importorskip("faiss")
+
+def _faiss():
+    return pytest.importorskip("faiss")
 
 N, D, NQ, K = 600, 16, 40, 10
 
@@ -59,7 +61,7 @@ def _check_run(out, export, xb, xq, gt, normalize, capsys):
     # the file faiss loads answers as our index does, with the recall tune.md states
     setting = measure.Setting(xb, "l2", normalize, K, 0, True)
     D_ours, I_ours, _ = measure.export_searcher(setting, overall).search(xq, K, **overall["sweep"])
-    D_f, I_f = faiss.read_index(export).search(xq, K)
+    D_f, I_f = _faiss().read_index(export).search(xq, K)
     assert_knn_equal(D_ours, I_ours, D_f, I_f, rtol=1e-4, atol=1e-5)
     test = np.array(result["split"]["test"])
     recall = knn_recall(gt[test], I_f[test], K, K)
@@ -79,6 +81,7 @@ def _run_files(tmp_path, write, ext, dims):
 
 
 def test_npy_end_to_end(tmp_path, capsys):
+    _faiss()
     out, export = _run_files(tmp_path, write_npy, ".npy", "4,8,16")
     gt = data.exact_topk(XB, XQ, K, "l2", True)
     result = _check_run(out, export, XB, XQ, gt, True, capsys)
@@ -88,11 +91,14 @@ def test_npy_end_to_end(tmp_path, capsys):
 
 
 def test_fbin_end_to_end(tmp_path, capsys):
+    _faiss()
     out, export = _run_files(tmp_path, write_fbin, ".fbin", "8,16")
     _check_run(out, export, XB, XQ, data.exact_topk(XB, XQ, K, "l2", True), True, capsys)
 
 
 def test_hdf5_end_to_end_uses_the_files_neighbors(tmp_path, capsys):
+    _faiss()
+    pytest.importorskip("h5py")
     gt = data.exact_topk(XB, XQ, K, "l2", True)
     # the file's ground truth is used as it is: one test query gets the 10 farthest points as its
     # "neighbours", which moves the stated test recall only if the file is read, not recomputed
@@ -110,6 +116,7 @@ def test_hdf5_end_to_end_uses_the_files_neighbors(tmp_path, capsys):
 
 
 def test_every_family_exports_a_faiss_file_equal_to_ours(tmp_path):
+    _faiss()
     result = tune(XB, XQ, str(tmp_path), k=K, dims=[4, 8, 16], quick=True, progress=None)
     setting = measure.Setting(XB, "l2", True, K, 0, True)
     rows = result["rows"]
@@ -118,10 +125,9 @@ def test_every_family_exports_a_faiss_file_equal_to_ours(tmp_path):
     for row in picks:
         path = str(tmp_path / "x.faiss")
         ours = measure.export_searcher(setting, row)
-        from adanns_ref.tune import export_faiss
         export_faiss(setting, row, path)
         D_o, I_o, _ = ours.search(XQ, K, **row["sweep"])
-        D_f, I_f = faiss.read_index(path).search(XQ, K)
+        D_f, I_f = _faiss().read_index(path).search(XQ, K)
         assert_knn_equal(D_o, I_o, D_f, I_f, rtol=1e-4, atol=1e-5)
 
 
