@@ -87,7 +87,8 @@ def builds(N, D, k, dims, quick=False, families=("flat", "funnel", "ivf", "pq", 
                 out.append({"family": "funnel", "build": {"d0": d0, "r": r},
                             "sweep": [{"k0": k0} for k0 in shortlists]})
     ivf_dcs = small[::2] + [D] if quick else dims
-    pq_dims = [D] if quick else dims
+    # quick: the largest dim the 8-byte code divides (D itself for the usual embedding sizes)
+    pq_dims = [max((d for d in dims if d % 8 == 0), default=D)] if quick else dims
     for nlist in nlists(N, quick):
         if "ivf" in families:
             for d_c in sorted(set(ivf_dcs)):

@@ -98,8 +98,14 @@ class IVFSearcher:
                               seed=s.seed)
         self.index.train(training_sample(s.xb, nlist * self.index.max_points_per_centroid, s.seed))
         self.index.add(s.xb)
+        self._last_d_s = None
 
     def search(self, q, k, d_s, nprobe):
+        if self._last_d_s not in (None, d_s):
+            # the sweep runs d_s by d_s: drop the N x d_s prefixes IVFIndex cached for the last
+            # one, so at most one cached copy lives beside the stored vectors (1M x 768: 3 GB)
+            self.index._prefix_cache.pop(("data", self._last_d_s), None)
+        self._last_d_s = d_s
         D, I = self.index.search(q, k, nprobe=nprobe, d_s=d_s)
         return D, I, self.index.last_search_flops
 
