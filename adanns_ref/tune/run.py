@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 
-from .._persist import atomic_write
+from .._persist import atomic_write, atomic_write_text
 from .._validate import as_int, check_metric
 from . import choose, data, grid, measure, report
 
@@ -121,7 +121,6 @@ def tune(xb, xq, out, k=10, metric="l2", normalize=True, dims=None, budgets=None
         export_faiss(setting, overall, export)
     result["info"]["wall_s"] = time.perf_counter() - t_start
     report.write_json(os.path.join(out, "tune.json"), result)
-    from .._persist import atomic_write_text
     atomic_write_text(os.path.join(out, "tune.md"), report.markdown(result))
     report.plot(os.path.join(out, "pareto.png"), result)
     return result
