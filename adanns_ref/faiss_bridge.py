@@ -2,7 +2,8 @@
 
 The path out of one machine: study and train a configuration here, ``to_faiss`` it, serve it
 with faiss (``faiss.write_index`` works on every object below except `FaissAdannsIVF`, whose two
-faiss parts are written separately). Nothing is retrained: faiss gets our centroids, codebooks,
+faiss parts are written separately; ``to_faiss(ivf, writable=True)`` gives an IVFIndex with
+d_c != d_s as one writable faiss index instead, see `faiss_serve`). Nothing is retrained: faiss gets our centroids, codebooks,
 rotation, inverted lists and codes, bit for bit.
 
     ours                                   faiss
@@ -270,8 +271,12 @@ def _require_faiss_object(faiss, index, caller):
 
 # --------------------------------------------------------------------------- to_faiss
 
-def to_faiss(index):
-    """The faiss object equivalent to our trained index (table in the module docstring)."""
+def to_faiss(index, writable=False):
+    """The faiss object equivalent to our trained index (table in the module docstring).
+
+    writable=True: an IVFIndex with d_c != d_s comes back as one faiss index that
+    ``faiss.write_index`` writes (`faiss_serve.adanns_ivf`: an IndexIVFIndependentQuantizer)
+    instead of a FaissAdannsIVF; the other types are already faiss indices."""
     faiss = import_faiss()
     if isinstance(index, FlatIndex):
         return _flat(faiss, index.xb, index.metric)
@@ -280,6 +285,9 @@ def to_faiss(index):
         if index.d_c == index.d_s:
             ivf = _ivf_flat(faiss, index, index.centroids)
             return _pretransform(faiss, _prefix_transforms(faiss, index.d, index.d_s, index.normalize), ivf)
+        if writable:
+            from .faiss_serve import adanns_ivf
+            return adanns_ivf(index)
         placeholder = np.zeros((index.nlist, index.d_s), np.float32)
         return FaissAdannsIVF(index.d, index.d_c, index.d_s, index.metric, index.normalize,
                               _flat(faiss, index.centroids, index.metric),

@@ -1,0 +1,104 @@
+"""Self-contained faiss indices for what `faiss_bridge.to_faiss` would return as a Python wrapper.
+
+``faiss.write_index`` only writes faiss objects, so a configuration meant to be served from a file
+must be *one* faiss index taking the full D-dim queries. Two shapes need more than the prefix
+chain of `faiss_bridge`:
+
+AdANNS-IVF (d_c != d_s), as ``IndexIVFIndependentQuantizer(quantizer, index_ivf, vt)``. faiss
+routes with ``quantizer.search(x, nprobe)`` on the input x, applies ``vt`` (one VectorTransform)
+to x, then calls ``index_ivf.search_preassigned``. With z_d = `truncate.prefix(., d, normalize)`:
+
+    normalize=False:  quantizer = [Remap(D, d_c)] Flat(d_c),  vt = Remap(D, d_s),  no outer chain
+    normalize=True:   outer chain Norm(D), Remap(D, d_s), Norm(d_s) gives z_{d_s};
+                      quantizer = [Remap(d_s, d_c), Norm(d_c)] Flat(d_c),  vt = None
+
+The normalized case needs d_c <= d_s: the payload side takes a single VectorTransform and
+z_{d_s} needs three, so z_{d_s} is computed once outside and z_{d_c} = z_{d_c}(z_{d_s}) (equal
+in exact arithmetic, since normalising before truncating only rescales) is derived from it.
+d_c > d_s with normalize=True raises ValueError. The lists, ids and d_s-prefixes are ours,
+bit for bit (`faiss_bridge._ivf_flat`).
+
+Funnel (shortlist k_0 at d_0, re-rank at r, keep k), as ``IndexRefine(base, refine)`` with
+``k_factor = k_0 / k``: base = [prefix chain D -> d_0] Flat(d_0), refine = [prefix chain D -> r]
+Flat(r). faiss asks the base for int(k * k_factor) candidates and re-scores them with refine's
+distance computer, so the exported index serves one k (the tuned one); another k changes k_0.
+
+Queries are prefixed by faiss (x * (1 / ||x||)) rather than by us (x / ||x||): distances agree
+to float32 rounding and ids except at near-ties, as everywhere in `faiss_bridge`.
+"""
+import numpy as np
+
+from ._validate import as_int, check_prefix_dim
+
+
+def adanns_ivf(index):
+    """faiss IndexIVFIndependentQuantizer (maybe behind a prefix chain) for an IVFIndex with
+    d_c != d_s; faiss.write_index writes it."""
+    from .faiss_bridge import _flat, _ivf_flat, _prefix_transforms, _pretransform, import_faiss
+    faiss = import_faiss()
+    if index.normalize and index.d_c > index.d_s:
+        raise ValueError(f"AdANNS-IVF with normalize=True and d_c={index.d_c} > d_s={index.d_s} "
+                         f"has no single faiss index (the payload side takes one transform); "
+                         f"use d_c <= d_s")
+    placeholder = np.zeros((index.nlist, index.d_s), np.float32)
+    ivf = _ivf_flat(faiss, index, placeholder)
+    ivf.nprobe = 1
+    if index.normalize:
+        outer = _prefix_transforms(faiss, index.d, index.d_s, True)
+        q_chain = _prefix_transforms(faiss, index.d_s, index.d_c, False) + \
+            [faiss.NormalizationTransform(index.d_c, 2.0)]
+        vt = None
+    else:
+        outer = []
+        q_chain = _prefix_transforms(faiss, index.d, index.d_c, False)
+        vt = faiss.RemapDimensionsTransform(index.d, index.d_s, False) if index.d_s < index.d else None
+    quantizer = _pretransform(faiss, q_chain, _flat(faiss, index.centroids, index.metric))
+    both = faiss.IndexIVFIndependentQuantizer(quantizer, ivf, vt)
+    # faiss frees the parts with `both` only when it owns them; the SWIG objects then must not
+    both.own_fields = True
+    for part in (quantizer, ivf) + ((vt,) if vt is not None else ()):
+        part.this.disown()
+    return _pretransform(faiss, outer, both)
+
+
+def set_nprobe(index, nprobe):
+    """Set the nprobe a faiss index from `to_faiss(..., writable=True)` searches with (saved with
+    the file). Non-IVF indices are left alone."""
+    from .faiss_bridge import import_faiss
+    faiss = import_faiss()
+    nprobe = as_int(nprobe, "nprobe", 1)
+    index = faiss.downcast_index(index)
+    while isinstance(index, faiss.IndexPreTransform):
+        index = faiss.downcast_index(index.index)
+    if isinstance(index, faiss.IndexIVFIndependentQuantizer):
+        faiss.downcast_index(index.index_ivf).nprobe = nprobe
+    elif faiss.try_extract_index_ivf(index) is not None:
+        faiss.extract_index_ivf(index).nprobe = nprobe
+
+
+def flat_prefix(xb, d, metric="l2", normalize=True):
+    """faiss Flat over the d-prefixes of xb (N, D), behind the prefix chain (D-dim queries)."""
+    from .faiss_bridge import _flat, _prefix_transforms, _pretransform, import_faiss
+    from .truncate import prefix
+    faiss = import_faiss()
+    d = check_prefix_dim(d, xb.shape[1], "d")
+    return _pretransform(faiss, _prefix_transforms(faiss, xb.shape[1], d, normalize),
+                         _flat(faiss, prefix(xb, d, normalize), metric))
+
+
+def funnel(xb, d0, k0, r, k, metric="l2", normalize=True):
+    """faiss IndexRefine serving the funnel [(d0, k0), (r, k)] over xb (N, D) for D-dim queries."""
+    from .faiss_bridge import import_faiss
+    faiss = import_faiss()
+    k0, k = as_int(k0, "k0", 1), as_int(k, "k", 1)
+    if k0 < k:
+        raise ValueError(f"the shortlist k0={k0} must hold at least k={k} candidates")
+    base = flat_prefix(xb, d0, metric, normalize)
+    refine = flat_prefix(xb, r, metric, normalize)
+    index = faiss.IndexRefine(base, refine)
+    index.own_fields = True
+    index.own_refine_index = True
+    base.this.disown()
+    refine.this.disown()
+    index.k_factor = k0 / k
+    return index

@@ -1,0 +1,154 @@
+"""The search space of `python -m adanns_ref.tune`: one list of index *builds*, each with the
+search-time settings swept on it (faiss AutoTune's split: build once, sweep the cheap knobs).
+
+A build is ``{"family", "build": {...}, "sweep": [{...}, ...]}``; one configuration is a build
+plus one sweep entry. Families and their axes (D the full dim, `dims` the nesting sizes):
+
+    flat     d                                    exact search on the d-prefix
+    funnel   d0, r | k0                           shortlist k0 at d0, re-rank at r > d0, keep k
+    ivf      nlist, d_c | d_s, nprobe             d_c = d_s: IVF at one prefix; d_c < d_s:
+                                                  AdANNS-IVF; d_s is a query-time choice
+                                                  (AdANNS-IVF-D) over the D-dim stored vectors
+    pq       d, M | -                             AdANNS-OPQ: OPQ + PQ with M bytes on the d-prefix
+    ivfpq    nlist, d, M | nprobe                 (AdANNS-)IVFOPQ on the d-prefix, d_c = d_s = d
+
+Defaults scale with the data: nlist = 2^round(log2 sqrt(N)) times {1/2, 1, 2, 4} ({1} in quick
+mode), capped at N / 39 (faiss's fewest training points per centroid) and at least 1; nprobe the
+powers of two up to min(nlist, 64); funnel shortlists k * {2, 5, 10, 20, 50}; PQ sizes
+M in {4, 8, 16, 32, 64} bytes with M <= d and d % M == 0. Quick mode: d_c every other dim, funnels
+re-rank at D only, shortlists k * {5, 20}, nprobe {1, 4, 16}, (IVF)OPQ at D with 8 bytes and 3
+OPQ iterations. AdANNS-IVF keeps d_c <= d_s, the
+shape a single faiss index serves (`faiss_serve.adanns_ivf`).
+
+Budgets prune before anything is built where the cost is known from the configuration alone
+(bytes per vector of every family, MFLOPs of flat and funnels): a configuration every given
+budget rejects can be chosen under none of them. `prune_budget` counts them.
+
+Extension point (HNSW, scalar / binary quantization, ...): a new family adds its builds in
+`builds`, its storage in `bytes_per_vector`, and one searcher class in `measure.BUILDERS`
+(constructor = build, ``search(q, k, **sweep) -> (D, I, flops)``, ``to_faiss(sweep)`` = export);
+`choose`, `report` and the CLI take it from there.
+"""
+import math
+
+from .. import cost
+
+
+def _doublings(start, top):
+    """start, 2 start, 4 start, ... below top, then top."""
+    out, v = [], start
+    while v < top:
+        out.append(v)
+        v *= 2
+    return out + [top]
+
+
+def default_dims(D):
+    """Powers of two from 8 up to D, plus D (just [D] if D <= 8)."""
+    return _doublings(8, D)
+
+
+def nlists(N, quick):
+    base = 2 ** round(math.log2(max(1.0, math.sqrt(N))))
+    factors = (1,) if quick else (0.5, 1, 2, 4)
+    cap = max(1, N // 39)
+    return sorted({max(1, min(cap, int(base * f))) for f in factors})
+
+
+def nprobes(nlist, quick):
+    top = min(nlist, 64)
+    if quick:
+        return sorted({min(p, top) for p in (1, 4, 16)})
+    return _doublings(1, top)
+
+
+def pq_sizes(d, quick):
+    sizes = (8,) if quick else (4, 8, 16, 32, 64)
+    return [M for M in sizes if M <= d and d % M == 0]
+
+
+def flat_bytes(d):
+    return cost.bytes_per_vector_flat(d)
+
+
+def builds(N, D, k, dims, quick=False, families=("flat", "funnel", "ivf", "pq", "ivfpq")):
+    """The list of builds (see the module docstring), cheapest family first."""
+    out = []
+    small = [d for d in dims if d < D]
+    if "flat" in families:
+        for d in dims:
+            out.append({"family": "flat", "build": {"d": d}, "sweep": [{}]})
+    if "funnel" in families:
+        factors = (5, 20) if quick else (2, 5, 10, 20, 50)
+        shortlists = sorted({min(N, k * f) for f in factors if k * f <= N and k * f > k})
+        for d0 in small:
+            rs = [D] if quick else [r for r in dims if r > d0]
+            for r in rs:
+                out.append({"family": "funnel", "build": {"d0": d0, "r": r},
+                            "sweep": [{"k0": k0} for k0 in shortlists]})
+    ivf_dcs = small[::2] + [D] if quick else dims
+    # quick: the largest dim the 8-byte code divides (D itself for the usual embedding sizes)
+    pq_dims = [max((d for d in dims if d % 8 == 0), default=D)] if quick else dims
+    for nlist in nlists(N, quick):
+        if "ivf" in families:
+            for d_c in sorted(set(ivf_dcs)):
+                sweep = [{"d_s": d_s, "nprobe": p} for d_s in dims if d_s >= d_c
+                         for p in nprobes(nlist, quick)]
+                out.append({"family": "ivf", "build": {"nlist": nlist, "d_c": d_c}, "sweep": sweep})
+        if "ivfpq" in families:
+            for d in pq_dims:
+                for M in pq_sizes(d, quick):
+                    out.append({"family": "ivfpq", "build": {"nlist": nlist, "d": d, "M": M},
+                                "sweep": [{"nprobe": p} for p in nprobes(nlist, quick)]})
+    if "pq" in families:
+        for d in pq_dims:
+            for M in pq_sizes(d, quick):
+                out.append({"family": "pq", "build": {"d": d, "M": M}, "sweep": [{}]})
+    return out
+
+
+def bytes_per_vector(family, params):
+    """Stored bytes per database vector of one configuration (ids of IVF lists included)."""
+    if family == "flat":
+        return cost.bytes_per_vector_flat(params["d"])
+    if family == "funnel":  # the faiss form keeps both prefixes (faiss_serve.funnel)
+        return cost.bytes_per_vector_flat(params["d0"]) + cost.bytes_per_vector_flat(params["r"])
+    if family == "ivf":
+        return cost.bytes_per_vector_flat(params["d_s"], ids=True)
+    if family == "pq":
+        return cost.bytes_per_vector_pq(params["M"])
+    if family == "ivfpq":
+        return cost.bytes_per_vector_pq(params["M"], ids=True)
+    raise ValueError(f"unknown family {family!r}")
+
+
+def known_mflops(family, params, N, k):
+    """MFLOPs per query when the configuration alone fixes them (flat, funnel), else None."""
+    if family == "flat":
+        return cost.exact_flops(params["d"], N) / 1e6
+    if family == "funnel":
+        return cost.funnel_flops(params["d0"], N, [(params["r"], params["k0"])]) / 1e6
+    return None
+
+
+def prune_budget(builds_, N, k, budgets):
+    """Drop sweep entries that every given budget rejects on cost known before building
+    -> (kept builds, number pruned). budgets: dict with "bytes", "mflops", "ms", "recall"
+    (None = not given). A configuration is dropped only when each given budget is known to
+    reject it (ms and recall are never known in advance), so no choice can need it."""
+    given = {name: v for name, v in budgets.items() if v is not None}
+    kept, pruned = [], 0
+    for b in builds_:
+        sweep = []
+        for s in b["sweep"]:
+            params = {**b["build"], **s}
+            mf = known_mflops(b["family"], params, N, k)
+            rejected = {"bytes": "bytes" in given and bytes_per_vector(b["family"], params) > given["bytes"],
+                        "mflops": "mflops" in given and mf is not None and mf > given["mflops"]}
+            if given and all(rejected.get(name, False) for name in given):
+                pruned += 1
+            else:
+                sweep.append(s)
+        if sweep:
+            kept.append({**b, "sweep": sweep})
+    return kept, pruned
