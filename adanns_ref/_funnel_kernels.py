@@ -118,6 +118,11 @@ def to_blocks(z):
     return np.ascontiguousarray(padded.reshape(nb, BLOCK, d).transpose(0, 2, 1))
 
 
+def from_blocks(blocks, n):
+    """The first n rows of a scan layout back as a C-contiguous (n, d) float32 prefix."""
+    return np.ascontiguousarray(blocks.transpose(0, 2, 1).reshape(-1, blocks.shape[1])[:n])
+
+
 @numba.njit(cache=True, parallel=True)
 def _scan_kernel(xq, blocks, n, use_ip, hd, hi, bd, bi, count):
     """Every (query, row) distance of the blocked prefix, offered chunk by chunk to query r's heap

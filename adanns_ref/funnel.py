@@ -33,7 +33,7 @@ the scales of chosen dims, for repeated searches of one database.
 """
 import numpy as np
 
-from ._funnel_kernels import SCAN_MAX_DIM, rerank_rows, scan_search, to_blocks
+from ._funnel_kernels import SCAN_MAX_DIM, from_blocks, rerank_rows, scan_search, to_blocks
 from ._validate import as_float32_matrix, as_ids, as_int, check_metric, check_prefix_dim
 from .cost import funnel_flops
 from .topk import finalize, knn_search, new_heaps, sort_heaps
@@ -87,7 +87,8 @@ def _stage0(q, db, d0, k0, metric, normalize, n_stages, blocks=None):
     fused scan over `blocks` (the `to_blocks` layout of the prefix; None: built here)."""
     xq = prefix(q, d0, normalize)
     if n_stages == 1 or d0 > SCAN_MAX_DIM:
-        return knn_search(xq, prefix(db, d0, normalize), k0, metric)
+        xb = prefix(db, d0, normalize) if blocks is None else from_blocks(blocks, db.shape[0])
+        return knn_search(xq, xb, k0, metric)
     if blocks is None:
         blocks = to_blocks(prefix(db, d0, normalize))
     return scan_search(xq, blocks, db.shape[0], k0, metric)
@@ -155,10 +156,16 @@ def funnel_search(db_full, q_full, stages, metric="l2", normalize=True):
     flops = d_0 * N + sum_{i>=1} d_i * min(k_{i-1}, N)  (`cost.funnel_flops`).
     """
     db, q, metric = _check_inputs(db_full, q_full, metric)
-    stages = _check_stages(stages, db.shape[1])
+    return _run_funnel(db, q, _check_stages(stages, db.shape[1]), metric, normalize)
+
+
+def _run_funnel(db, q, stages, metric, normalize, prepared=None):
+    """funnel_search on validated inputs; `prepared`: a FunnelIndex whose scan layouts
+    (`blocks`) and scales (`s1`, `s2`) are used for the dims it holds."""
+    blocks, s1, s2 = ({}, None, {}) if prepared is None else (prepared.blocks, prepared.s1, prepared.s2)
     d0, k0 = stages[0]
-    D, I = _stage0(q, db, d0, k0, metric, normalize, len(stages))
+    D, I = _stage0(q, db, d0, k0, metric, normalize, len(stages), blocks.get(d0))
     for d, k in stages[1:]:
-        D, I = _rerank(I, db, q, d, k, metric, normalize)
+        D, I = _rerank(I, db, q, d, k, metric, normalize, s1, s2.get(d))
     reranks = [(d, k_prev) for (d, _), (_, k_prev) in zip(stages[1:], stages[:-1])]
     return D, I, funnel_flops(d0, db.shape[0], reranks)
