@@ -193,16 +193,28 @@ def rerank_rows(xq, db, ids, s1, s2, use_ip, hd, hi):
     distance with a smaller id must still reach heap_push's tie rule."""
     d = xq.shape[1]
     normalize = s1.shape[0] > 0
+    one = np.float32(1.0)
     for r in numba.prange(ids.shape[0]):
         buf = np.empty(d, dtype=np.float32)
         for j in range(ids.shape[1]):
             c = ids[r, j]
             if c < 0:
                 continue
-            if normalize:
-                x, a, b = db[c], s1[c], s2[c]
+            a, b = (s1[c], s2[c]) if normalize else (one, one)
+            # A division by exactly 1 changes no bit: skipped (unit-norm rows often have
+            # s_2 == 1, sometimes s_1 == 1), for divisions cost ~10x a multiply-add.
+            if a != one:
+                x = db[c]
                 for t in range(d):
-                    buf[t] = np.float32(x[t] / a) / b
+                    buf[t] = np.float32(x[t] / a)
+                if b != one:
+                    for t in range(d):
+                        buf[t] = buf[t] / b
+            elif b != one:
+                x = db[c]
+                for t in range(d):
+                    buf[t] = x[t] / b
+            if a != one or b != one:
                 dis = -inner(xq[r], buf, d) if use_ip else l2sqr(xq[r], buf, d)
             else:  # a separate call: db may be a read-only memory map, buf is not
                 dis = -inner(xq[r], db[c], d) if use_ip else l2sqr(xq[r], db[c], d)

@@ -173,9 +173,13 @@ def test_rerank_rows_scores_the_prefix_rebuilt_in_place(metric, normalize, dim):
     rng = np.random.default_rng(dim)
     db = (rng.standard_normal((200, 30)) * rng.random((200, 1)) * 9).astype(np.float32)
     db[7] = 0  # a zero row stays zero
+    # rows whose scales are exactly 1 (divisions skipped): (s_1, s_2) = (1, 1), (3, 1), (1, 0.6)
+    db[8:11] = 0
+    db[8, 0], db[9, 0], db[10, 0], db[10, 29] = 1, 3, 0.6, 0.8
     q = rng.standard_normal((6, 30)).astype(np.float32)
     ids = np.stack([rng.permutation(200)[:25] for _ in range(6)])
     ids[0, :3] = [7, -1, -1]
+    ids[1] = np.concatenate(([8, 9, 10], np.setdiff1d(np.arange(11, 200), ids[1])[:22]))
     hd, hi = _rerank_rows(q, db, ids, dim, 25, metric, normalize)
     xb, xq = prefix(db, dim, normalize), prefix(q, dim, normalize)
     exact = _simd_sum_all(xq, xb, metric == "l2")
