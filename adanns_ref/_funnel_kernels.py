@@ -44,8 +44,10 @@ SCAN_MAX_DIM = 64  # above it, stage 0 is GEMM-bound and goes through topk.knn_s
 
 
 @intrinsic
-def sums16(typingctx, xq, r, blocks, b, l2, out, o):
-    """out[o + l] = simd_sum(xq[r], z_{16 b + l}, l2) for l < 16, where blocks[b, t, l] = z_{16b+l, t}.
+def sums16(typingctx, xq, r, blocks, b, l2, out, o, thr):
+    """out[o + l] = the distance key of row 16 b + l, where blocks[b, t, l] = z_{16b+l, t}:
+    simd_sum(xq[r], z, True) (l2) or -simd_sum(xq[r], z, False) (ip), for l < 16. Returns how
+    many of the 16 keys are <= thr (one vector compare: the top-k pre-test comes for free).
 
     xq: float32 (nq, d) C; blocks: float32 (nb, d, 16) C; out: float32 1-D C, o + 16 <= len.
     Indices instead of row views keep the hot loop free of array-struct traffic.
@@ -55,7 +57,7 @@ def sums16(typingctx, xq, r, blocks, b, l2, out, o):
         return isinstance(a, types.Array) and a.dtype == types.float32 and a.ndim == ndim and a.layout == "C"
 
     if not (f32_array(xq, 2) and f32_array(blocks, 3) and f32_array(out, 1) and isinstance(l2, types.Boolean)
-            and all(isinstance(i, types.Integer) for i in (r, b, o))):
+            and all(isinstance(i, types.Integer) for i in (r, b, o)) and thr == types.float32):
         return None  # not typed for these arguments: numba reports the mismatch
 
     def codegen(context, builder, signature, args):
@@ -102,11 +104,17 @@ def sums16(typingctx, xq, r, blocks, b, l2, out, o):
                                                             builder.fadd(c[1], c[3])))
         with cgutils.for_range_slice(builder, builder.load(tail), d, n(1)) as (t, _):
             builder.store(step(t, builder.load(s)), s)
+        key = builder.select(is_l2, builder.load(s), builder.fneg(builder.load(s)))
         out_p = builder.bitcast(builder.gep(oa.data, [o_]), vec.as_pointer())
-        builder.store(builder.load(s), out_p, align=4)
-        return context.get_dummy_value()
+        builder.store(key, out_p, align=4)
+        thr_v = builder.shuffle_vector(builder.insert_element(ir.Constant(vec, None), args[7], ir.Constant(i32, 0)),
+                                       ir.Constant(vec, None), ir.Constant(ir.VectorType(i32, 16), [0] * 16))
+        mask = builder.bitcast(builder.fcmp_ordered("<=", key, thr_v), ir.IntType(16))
+        ctpop = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.IntType(16), [ir.IntType(16)]),
+                                               "llvm.ctpop.i16")
+        return builder.zext(builder.call(ctpop, [mask]), ir.IntType(64))
 
-    return types.none(xq, r, blocks, b, l2, out, o), codegen
+    return types.int64(xq, r, blocks, b, l2, out, o, thr), codegen
 
 
 def to_blocks(z):
@@ -132,37 +140,25 @@ def _scan_kernel(xq, blocks, n, use_ip, hd, hi, bd, bi, count):
     cap = bd.shape[1] - 1  # a reservoir's threshold slot
     for g in numba.prange((nq + QUERY_GROUP - 1) // QUERY_GROUP):
         r0, r1 = g * QUERY_GROUP, min((g + 1) * QUERY_GROUP, nq)
-        buf = np.empty(CHUNK, dtype=np.float32)
+        buf = np.empty(BLOCK, dtype=np.float32)
         sel = np.empty(BLOCK, dtype=np.int32)
         for c0 in range(0, n, CHUNK):
             m = min(CHUNK, n - c0)
             b0 = c0 // BLOCK
-            dis = buf[:m]
             for r in range(r0, r1):
-                if use_ip:  # a literal flag: the compiler drops the other operation
-                    for s in range((m + BLOCK - 1) // BLOCK):
-                        sums16(xq, r, blocks, b0 + s, False, buf, s * BLOCK)
-                    for j in range(m):
-                        dis[j] = -dis[j]
-                else:
-                    for s in range((m + BLOCK - 1) // BLOCK):
-                        sums16(xq, r, blocks, b0 + s, True, buf, s * BLOCK)
-                # Offered 16 distances at a time, each group first counted against the
-                # threshold (one SIMD compare) before any row view is built: late in the scan
-                # only a few groups per query hold a candidate.
                 thr = bd[r, cap] if use_res else hd[r, 0]
-                for j0 in range(0, m, BLOCK):
-                    hits = 0
-                    for j in range(j0, min(j0 + BLOCK, m)):
-                        hits += np.int32(buf[j] <= thr)
-                    if hits == 0:
+                for s in range((m + BLOCK - 1) // BLOCK):
+                    # use_ip is passed as a literal: the compiler drops the other operation
+                    hits = (sums16(xq, r, blocks, b0 + s, False, buf, 0, thr) if use_ip else
+                            sums16(xq, r, blocks, b0 + s, True, buf, 0, thr))
+                    if hits == 0:  # late in the scan almost every block: no row view is built
                         continue
-                    part = dis[j0:j0 + BLOCK]
+                    part = buf[:min(BLOCK, m - s * BLOCK)]  # rows past n are never offered
                     if use_res:
-                        reservoir_push_chunk(part, c0 + j0, bd[r], bi[r], count[r], sel)
+                        reservoir_push_chunk(part, c0 + s * BLOCK, bd[r], bi[r], count[r], sel)
                         thr = bd[r, cap]
                     else:
-                        push_chunk(part, c0 + j0, hd[r], hi[r])
+                        push_chunk(part, c0 + s * BLOCK, hd[r], hi[r])
                         thr = hd[r, 0]
         for r in range(r0, r1):
             if use_res:

@@ -34,14 +34,15 @@ def _brute(xq, xb, k, metric):
 
 
 @numba.njit(cache=True)
-def _sums16_all(xq, blocks, l2):
-    """sums16 for every (query, block) -> (nq, 16 * nb)."""
+def _sums16_all(xq, blocks, l2, thr):
+    """sums16 for every (query, block) -> keys (nq, 16 * nb), counts (nq, nb)."""
     out = np.empty((xq.shape[0], blocks.shape[0] * BLOCK), dtype=np.float32)
+    hits = np.empty((xq.shape[0], blocks.shape[0]), dtype=np.int64)
     for r in range(xq.shape[0]):
         row = out[r]
         for b in range(blocks.shape[0]):
-            sums16(xq, r, blocks, b, l2, row, b * BLOCK)
-    return out
+            hits[r, b] = sums16(xq, r, blocks, b, l2, row, b * BLOCK, thr)
+    return out, hits
 
 
 @numba.njit(cache=True)
@@ -54,14 +55,18 @@ def _simd_sum_all(xq, xb, l2):
 
 
 @pytest.mark.parametrize("d", [1, 2, 7, 8, 9, 15, 16, 17, 23, 24, 31, 32, 33, 47, 64, 100])
-def test_sums16_has_the_bits_of_simd_sum_in_every_lane(d):
+def test_sums16_has_the_bits_of_simd_sum_in_every_lane_and_counts_keys_below_thr(d):
     rng = np.random.default_rng(d)
     xb = (rng.standard_normal((50, d)) * rng.random((50, 1)) * 30).astype(np.float32)
     xq = rng.standard_normal((3, d)).astype(np.float32)
     blocks = to_blocks(xb)
     for l2 in (True, False):
-        got = _sums16_all(xq, blocks, l2)[:, :len(xb)]
-        np.testing.assert_array_equal(got, _simd_sum_all(xq, xb, l2))
+        want = _simd_sum_all(xq, xb, l2) * (1 if l2 else -1)  # ip: the key is -<q, z>
+        thr = np.float32(np.median(want))
+        keys, hits = _sums16_all(xq, blocks, l2, thr)
+        np.testing.assert_array_equal(keys[:, :len(xb)], want)
+        np.testing.assert_array_equal(hits, (keys <= thr).reshape(len(xq), -1, BLOCK).sum(-1))
+        assert 0 < hits.sum() < keys.size
 
 
 def test_blocks_layout_round_trips_and_pads_with_zeros():
