@@ -34,8 +34,8 @@ from numba.core import cgutils, types
 from numba.extending import intrinsic
 
 from ._simd import inner, l2sqr
-from .topk import (RESERVOIR_MIN_K, finalize, heap_push, heap_sort, new_heaps, new_reservoirs,
-                   push_chunk, reservoir_push_chunk, reservoir_to_row)
+from .topk import (RESERVOIR_MIN_K, _shrink, _worse, finalize, heap_push, heap_sort, new_heaps,
+                   new_reservoirs, push_chunk, reservoir_to_row)
 
 BLOCK = 16  # database rows per SIMD vector (16 float32 lanes of AVX-512)
 CHUNK = 128  # database rows whose distances are offered to a top-k at once
@@ -131,6 +131,25 @@ def from_blocks(blocks, n):
     return np.ascontiguousarray(blocks.transpose(0, 2, 1).reshape(-1, blocks.shape[1])[:n])
 
 
+@numba.njit(cache=True, inline="always")
+def _reservoir_offer(keys, valid, j0, r, bd, bi, count):
+    """`topk.reservoir_push_chunk` for keys[:valid] (ids j0 + j) into reservoir row r, written
+    on the 2-D arrays: the same keys enter in the same order (same results), without building
+    the four row views per call that cost more than the few entries a block brings. Returns the
+    new threshold distance."""
+    cap = bd.shape[1] - 1
+    n = count[r, 0]
+    for j in range(valid):
+        d, i = keys[j], j0 + j
+        if d <= bd[r, cap] and _worse(bd[r, cap], bi[r, cap], d, i):
+            bd[r, n], bi[r, n] = d, i
+            n += 1
+            if n == cap:
+                n = _shrink(bd[r], bi[r], n, cap // 2)
+    count[r, 0] = n
+    return bd[r, cap]
+
+
 @numba.njit(cache=True, parallel=True)
 def _scan_kernel(xq, blocks, n, use_ip, hd, hi, bd, bi, count):
     """Every (query, row) distance of the blocked prefix, offered chunk by chunk to query r's heap
@@ -141,7 +160,6 @@ def _scan_kernel(xq, blocks, n, use_ip, hd, hi, bd, bi, count):
     for g in numba.prange((nq + QUERY_GROUP - 1) // QUERY_GROUP):
         r0, r1 = g * QUERY_GROUP, min((g + 1) * QUERY_GROUP, nq)
         buf = np.empty(BLOCK, dtype=np.float32)
-        sel = np.empty(BLOCK, dtype=np.int32)
         for c0 in range(0, n, CHUNK):
             m = min(CHUNK, n - c0)
             b0 = c0 // BLOCK
@@ -153,12 +171,11 @@ def _scan_kernel(xq, blocks, n, use_ip, hd, hi, bd, bi, count):
                             sums16(xq, r, blocks, b0 + s, True, buf, 0, thr))
                     if hits == 0:  # late in the scan almost every block: no row view is built
                         continue
-                    part = buf[:min(BLOCK, m - s * BLOCK)]  # rows past n are never offered
+                    valid = min(BLOCK, m - s * BLOCK)  # rows past n are never offered
                     if use_res:
-                        reservoir_push_chunk(part, c0 + s * BLOCK, bd[r], bi[r], count[r], sel)
-                        thr = bd[r, cap]
+                        thr = _reservoir_offer(buf, valid, c0 + s * BLOCK, r, bd, bi, count)
                     else:
-                        push_chunk(part, c0 + s * BLOCK, hd[r], hi[r])
+                        push_chunk(buf[:valid], c0 + s * BLOCK, hd[r], hi[r])
                         thr = hd[r, 0]
         for r in range(r0, r1):
             if use_res:

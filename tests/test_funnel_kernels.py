@@ -210,3 +210,16 @@ def test_rerank_rows_reads_a_read_only_memory_map(tmp_path):
         want = _rerank_rows(q, db, ids, 12, 4, "l2", normalize)
         np.testing.assert_array_equal(got[0], want[0])
         np.testing.assert_array_equal(got[1], want[1])
+
+
+@pytest.mark.parametrize("metric", ["l2", "ip"])
+def test_scan_reservoir_with_many_shrinks_and_ties_equals_knn_search(metric):
+    """k = 101 over 6,000 rows of 3 small integers: every distance is shared by hundreds of rows,
+    so reservoirs fill and shrink many times, cutting inside tie groups."""
+    rng = np.random.default_rng(9)
+    xb = rng.integers(-2, 3, size=(6000, 3)).astype(np.float32)
+    xq = rng.integers(-2, 3, size=(QUERY_GROUP + 5, 3)).astype(np.float32)
+    D, I = scan_search(xq, to_blocks(xb), len(xb), 101, metric)
+    D_ref, I_ref = knn_search(xq, xb, 101, metric)
+    np.testing.assert_array_equal(I, I_ref)
+    np.testing.assert_array_equal(D, D_ref)
