@@ -6,6 +6,7 @@ Every index follows faiss's verbs (train / add / search -> (D, I)) and conventio
 from .faiss_bridge import from_faiss, to_faiss
 from .flat import FlatIndex
 from .funnel import funnel_search, rerank
+from .funnel_index import FunnelIndex
 from .io import load_vectors
 from .ivf import IVFIndex
 from .ivfpq import IVFPQIndex
@@ -18,7 +19,7 @@ from .select import best_under_budget, pareto_front
 from .topk import knn_search
 from .truncate import prefix
 
-__all__ = ["FlatIndex", "IVFIndex", "IVFPQIndex", "KMeans", "OPQ", "PQIndex", "ProductQuantizer",
+__all__ = ["FlatIndex", "FunnelIndex", "IVFIndex", "IVFPQIndex", "KMeans", "OPQ", "PQIndex", "ProductQuantizer",
            "adannsopq_sweep", "best_under_budget", "from_faiss", "funnel_search", "knn_recall",
            "knn_search", "load_vectors", "map_at_k", "pareto_front", "prefix", "recall_at_k",
            "rerank", "to_faiss", "top1_accuracy"]

@@ -2,16 +2,23 @@
 0, and a re-rank that reads only the shortlisted database rows.
 
 Stage 0 at a small prefix d_0 (8, 16, 32) reads N * d_0 floats and does 2 d_0 FLOPs per row and
-query: as a GEMM with a 16-deep inner product it runs at ~11 % of the machine's sgemm, and the
-merge of the GEMM block into the heaps costs as much as the GEMM. `scan_search` instead computes
+query: as a GEMM with a 16-deep inner product it ran at ~11 % of the machine's sgemm, and the
+merge of each GEMM block into the heaps cost as much as the GEMM. `scan_search` instead computes
 every distance directly and feeds it straight into the top-k of `topk` (heaps, or reservoirs for
-k > RESERVOIR_MIN_K):
+k > RESERVOIR_MIN_K, as faiss switches):
 
     layout   the prefix z (N, d) is stored in blocks of BLOCK = 16 rows, transposed:
              blocks[b, t, l] = z[16 b + l, t]   (`to_blocks`; rows past N are zero, never offered)
     scan     per group of QUERY_GROUP queries and chunk of CHUNK rows (CHUNK * d floats, in L1):
-             for each query, `sums16` gives the distances to 16 rows at once, one row per SIMD
-             lane; the chunk's CHUNK distances go through `push_chunk` / `reservoir_push_chunk`
+             for each query and block, `sums16` gives the keys of 16 rows at once, one row per
+             SIMD lane, and counts those <= the query's threshold in the same register; only a
+             block with such a key is offered, in id order, to `push_chunk` (heaps) or to the
+             reservoir's append + `_shrink` (`_reservoir_offer`), so the results are the k
+             smallest (distance, id) keys, ties to the smaller id, exactly as knn_search's
+
+Cost per query: N / 16 blocks of d loads, 2d + 15 vector operations (l2) each; the top-k work is
+O(k log(N / k)) offers. Parallel over query groups (numba prange); results do not depend on the
+thread count.
 
 Distances are the direct form of faiss's small-batch path (`topk._scan_direct`):
 l2 sum_t (q_t - z_t)^2, ip -sum_t q_t z_t, summed in `_simd` order 1 (16 partial sums s_l over
@@ -25,7 +32,12 @@ from knn_search's where the distances at ranks k_0 and k_0 + 1 are within float3
 Re-ranking (`rerank_rows`): candidate c of query r is scored against the d-prefix rebuilt from
 the raw database row in place, (x_ct / s_1[c]) / s_2[c] for t < d (`truncate.prefix_scales`;
 bit-identical to `truncate.prefix`), so only k' * d floats per query are read from a database
-that may be a memory map, and nothing of size N * D is ever copied.
+that may be a memory map, and nothing of size N * D is ever copied. The two divisions per entry
+(skipped where a scale is exactly 1, which changes no bit) cost about as much as reading the row
+at D = 2048; multiplying by reciprocals would be faster but changes the bits.
+
+The <16 x float> vectors are plain LLVM vectors: on a CPU without AVX-512 they are split into
+narrower registers, with the same bits (every fma is llvm.fma, rounded once).
 """
 import numba
 import numpy as np
@@ -38,7 +50,7 @@ from .topk import (RESERVOIR_MIN_K, _shrink, _worse, finalize, heap_push, heap_s
                    new_reservoirs, push_chunk, reservoir_to_row)
 
 BLOCK = 16  # database rows per SIMD vector (16 float32 lanes of AVX-512)
-CHUNK = 128  # database rows whose distances are offered to a top-k at once
+CHUNK = 128  # database rows a query group scans before moving on
 QUERY_GROUP = 16  # queries that scan one CHUNK while it sits in L1
 SCAN_MAX_DIM = 64  # above it, stage 0 is GEMM-bound and goes through topk.knn_search
 
