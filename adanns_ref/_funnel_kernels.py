@@ -14,7 +14,7 @@ k > RESERVOIR_MIN_K, as faiss switches):
              SIMD lane, and counts those <= the query's threshold in the same register; only a
              block with such a key is offered, in id order, to `push_chunk` (heaps) or to the
              reservoir's append + `_shrink` (`_reservoir_offer`), so the results are the k
-             smallest (distance, id) keys, ties to the smaller id, exactly as knn_search's
+             smallest (distance, id) keys, ties to the smaller id, exactly as exact_search's
 
 Cost per query: N / 16 blocks of d loads, 2d + 15 vector operations (l2) each; the top-k work is
 O(k log(N / k)) offers. Parallel over query groups (numba prange); results do not depend on the
@@ -24,13 +24,13 @@ Distances are the direct form of faiss's small-batch path (`topk._scan_direct`):
 l2 sum_t (q_t - z_t)^2, ip -sum_t q_t z_t, summed in `_simd` order 1 (16 partial sums s_l over
 t = l mod 16, then the 8/4-lane tree and the tail; each term an fma). `sums16` runs that order
 on 16 rows at once with the 16 partial sums of each row as 16 vector registers, so every
-distance has the bits of `simd_sum(q, z_j)` (tested). Exact search `topk.knn_search` uses the
+distance has the bits of `simd_sum(q, z_j)` (tested). Exact search `topk.exact_search` uses the
 same direct form when nq * d < BLAS_THRESHOLD; above it, it uses the BLAS form
 ||q||^2 + ||z||^2 - 2 <q, z>, whose last bits differ, so a stage-0 shortlist can then differ
-from knn_search's where the distances at ranks k_0 and k_0 + 1 are within float32 rounding.
+from exact_search's where the distances at ranks k_0 and k_0 + 1 are within float32 rounding.
 
 Re-ranking (`rerank_rows`): candidate c of query r is scored against the d-prefix rebuilt from
-the raw database row in place, (x_ct / s_1[c]) / s_2[c] for t < d (`truncate.prefix_scales`;
+the raw database row in place, (x_ct / n_1[c]) / n_2[c] for t < d (`truncate.prefix_scales`;
 bit-identical to `truncate.prefix`), so only k' * d floats per query are read from a database
 that may be a memory map, and nothing of size N * D is ever copied. The two divisions per entry
 (skipped where a scale is exactly 1, which changes no bit) cost about as much as reading the row
@@ -52,7 +52,7 @@ from .topk import (RESERVOIR_MIN_K, _shrink, _worse, finalize, heap_push, heap_s
 BLOCK = 16  # database rows per SIMD vector (16 float32 lanes of AVX-512)
 CHUNK = 128  # database rows a query group scans before moving on
 QUERY_GROUP = 16  # queries that scan one CHUNK while it sits in L1
-SCAN_MAX_DIM = 64  # above it, stage 0 is GEMM-bound and goes through topk.knn_search
+SCAN_MAX_DIM = 64  # above it, stage 0 is GEMM-bound and goes through topk.exact_search
 
 
 @intrinsic
@@ -213,7 +213,9 @@ def rerank_rows(xq, db, ids, s1, s2, use_ip, hd, hi):
     """Push (dist(xq[r], prefix of db[c]), c) into heap r for every id c = ids[r, j] >= 0.
 
     xq (nq, d) query prefixes; db (N, D) raw rows (a memory map is read in place); s1, s2 (N,)
-    the `truncate.prefix_scales` at d (empty arrays: no normalisation, the prefix is db[c, :d]).
+    float64, the `truncate.prefix_scales` at d (empty: no normalisation, the prefix is db[c, :d]);
+    each division is rounded once to float32 (float32 division where the scale is a float32
+    value, as `truncate.divide_rows`).
     Heaps are left unsorted. No `dis < root` shortcut: shortlist ids are unordered, so an equal
     distance with a smaller id must still reach heap_push's tie rule."""
     d = xq.shape[1]
@@ -225,10 +227,16 @@ def rerank_rows(xq, db, ids, s1, s2, use_ip, hd, hi):
             c = ids[r, j]
             if c < 0:
                 continue
-            a, b = (s1[c], s2[c]) if normalize else (one, one)
+            a64, b64 = (s1[c], s2[c]) if normalize else (1.0, 1.0)
+            a, b = np.float32(a64), np.float32(b64)
+            if a != a64 or b != b64:  # a scale of an out-of-range row: float64 divisions
+                x = db[c]
+                for t in range(d):
+                    buf[t] = np.float32(np.float64(np.float32(np.float64(x[t]) / a64)) / b64)
+                a = np.float32(0.0)  # buf holds the prefix
             # A division by exactly 1 changes no bit: skipped (unit-norm rows often have
             # s_2 == 1, sometimes s_1 == 1), for divisions cost ~10x a multiply-add.
-            if a != one:
+            elif a != one:
                 x = db[c]
                 for t in range(d):
                     buf[t] = np.float32(x[t] / a)

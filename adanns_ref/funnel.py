@@ -19,10 +19,10 @@ Shapes and dtypes: db_full (N, D), q_full (nq, D) real arrays (converted once to
 returns D float32 (nq, k), I int64 (nq, k), best first, ties to the smaller id, missing results
 id -1 with +FLT_MAX ("l2") / -FLT_MAX ("ip").
 
-faiss: a one-stage funnel is `topk.knn_search` (faiss's exact search). With more stages, stage 0
+faiss: a one-stage funnel is `topk.exact_search` (faiss's exact search). With more stages, stage 0
 at d_0 <= SCAN_MAX_DIM is the fused scan + top-k of `_funnel_kernels` (direct-form distances in
-faiss's order, bit-identical to knn_search's small-batch path; see there for the large-batch
-difference); larger d_0 go through knn_search. Re-ranking computes each candidate's distance
+faiss's order, bit-identical to exact_search's small-batch path; see there for the large-batch
+difference); larger d_0 go through exact_search. Re-ranking computes each candidate's distance
 directly (sum_t (q_t - x_t)^2, or sum_t q_t x_t), as faiss's IndexRefineFlat does, on the
 prefix rebuilt from the candidate's raw row in place (`_funnel_kernels.rerank_rows`): only the
 shortlisted rows are read, so the database may be a memory map. faiss has no Matryoshka
@@ -34,10 +34,10 @@ the scales of chosen dims, for repeated searches of one database.
 import numpy as np
 
 from ._funnel_kernels import SCAN_MAX_DIM, from_blocks, rerank_rows, scan_search, to_blocks
-from ._validate import as_float32_matrix, as_ids, as_int, check_metric, check_prefix_dim
+from ._validate import as_float32_matrix, as_ids, as_k, check_metric, check_prefix_dim
 from .cost import funnel_flops
-from .topk import finalize, knn_search, new_heaps, sort_heaps
-from .truncate import prefix, row_norms
+from .topk import exact_search, finalize, new_heaps, sort_heaps
+from .truncate import divide_rows, prefix, row_scales
 
 RERANK_BLOCK = 1 << 24  # float32 values of gathered rows when scales are computed (64 MiB)
 
@@ -49,21 +49,21 @@ def _sorted_unique(a):
 
 
 def _shortlist_scales(I, db, dim, s1=None):
-    """(s1, s2) float32 (N,) `truncate.prefix_scales` of db at `dim`, filled only at the ids in I
+    """(s1, s2) float64 (N,) `truncate.prefix_scales` of db at `dim`, filled only at the ids in I
     (the rest is never read); s1 given: only s2 is computed. Rows are gathered RERANK_BLOCK
     floats at a time (only the first `dim` columns once s1 is known)."""
     rows = _sorted_unique(I[I >= 0])
     if s1 is None:
-        s1 = np.ones(db.shape[0], dtype=np.float32)
+        s1 = np.ones(db.shape[0], dtype=np.float64)
         step = max(1, RERANK_BLOCK // db.shape[1])
         for i0 in range(0, rows.size, step):
             r = rows[i0:i0 + step]
-            s1[r] = row_norms(db[r])
-    s2 = np.ones(db.shape[0], dtype=np.float32)
+            s1[r] = row_scales(db[r])
+    s2 = np.ones(db.shape[0], dtype=np.float64)
     step = max(1, RERANK_BLOCK // dim)
     for i0 in range(0, rows.size, step):
         r = rows[i0:i0 + step]
-        s2[r] = row_norms(db[r, :dim] / s1[r, None])
+        s2[r] = row_scales(divide_rows(db[r, :dim], s1[r]))
     return s1, s2
 
 
@@ -75,7 +75,7 @@ def _rerank(I, db, q, dim, k, metric, normalize, s1=None, s2=None):
     if normalize and s2 is None:
         s1, s2 = _shortlist_scales(I, db, dim, s1)
     elif not normalize:
-        s1 = s2 = np.empty(0, dtype=np.float32)
+        s1 = s2 = np.empty(0, dtype=np.float64)
     rerank_rows(prefix(q, dim, normalize), db, I, s1, s2, metric == "ip", hd, hi)
     sort_heaps(hd, hi)
     return finalize(hd, hi, metric)
@@ -83,12 +83,12 @@ def _rerank(I, db, q, dim, k, metric, normalize, s1=None, s2=None):
 
 def _stage0(q, db, d0, k0, metric, normalize, n_stages, blocks=None):
     """The first stage's (D, I): exact search at prefix d0 for k0 results. A one-stage funnel is
-    plain exact search (knn_search, bits included); a shortlist at a small d0 comes from the
+    plain exact search (exact_search, bits included); a shortlist at a small d0 comes from the
     fused scan over `blocks` (the `to_blocks` layout of the prefix; None: built here)."""
     xq = prefix(q, d0, normalize)
     if n_stages == 1 or d0 > SCAN_MAX_DIM:
         xb = prefix(db, d0, normalize) if blocks is None else from_blocks(blocks, db.shape[0])
-        return knn_search(xq, xb, k0, metric)
+        return exact_search(xq, xb, k0, metric)
     if blocks is None:
         blocks = to_blocks(prefix(db, d0, normalize))
     return scan_search(xq, blocks, db.shape[0], k0, metric)
@@ -114,7 +114,7 @@ def rerank(I, db_full, q_full, dim, k, metric="l2", normalize=True):
         raise ValueError(f"I has {I.shape[0]} rows but q_full has {q.shape[0]} queries; pass one "
                          f"shortlist row per query")
     dim = check_prefix_dim(dim, db.shape[1], "dim")
-    k = as_int(k, "k", 1)
+    k = as_k(k, q.shape[0])
     if I.shape[1] > 1:
         srt = np.sort(I, axis=1)
         dup = (srt[:, 1:] == srt[:, :-1]) & (srt[:, 1:] >= 0)
@@ -125,7 +125,7 @@ def rerank(I, db_full, q_full, dim, k, metric="l2", normalize=True):
     return _rerank(I, db, q, dim, k, metric, normalize)
 
 
-def _check_stages(stages, full_dim):
+def _check_stages(stages, full_dim, nq):
     """stages -> list of (d_i, k_i) ints with 1 <= d_i <= D, k_i >= 1, k_i non-increasing."""
     try:
         stages = [tuple(s) for s in stages]
@@ -138,7 +138,7 @@ def _check_stages(stages, full_dim):
         if len(stage) != 2:
             raise ValueError(f"stages[{i}] must be a (dim, k) pair, got {stage!r}")
         d = check_prefix_dim(stage[0], full_dim, f"stages[{i}] dim")
-        k = as_int(stage[1], f"stages[{i}] k", 1)
+        k = as_k(stage[1], nq, f"stages[{i}] k")
         if checked and k > checked[-1][1]:
             raise ValueError(f"stages[{i}] keeps k={k} but the previous stage only kept "
                              f"{checked[-1][1]}; shortlists must not grow along the funnel")
@@ -156,7 +156,7 @@ def funnel_search(db_full, q_full, stages, metric="l2", normalize=True):
     flops = d_0 * N + sum_{i>=1} d_i * min(k_{i-1}, N)  (`cost.funnel_flops`).
     """
     db, q, metric = _check_inputs(db_full, q_full, metric)
-    return _run_funnel(db, q, _check_stages(stages, db.shape[1]), metric, normalize)
+    return _run_funnel(db, q, _check_stages(stages, db.shape[1], q.shape[0]), metric, normalize)
 
 
 def _run_funnel(db, q, stages, metric, normalize, prepared=None):

@@ -5,15 +5,15 @@ the d_0-prefix of all N rows for stage 0 (with normalize=True each row's full-D 
 so all N x D floats are read) and, per re-rank stage, the scales of the shortlisted rows. A
 FunnelIndex does this once, for the prefix sizes `dims` it is given:
 
-    s_1 (N,)                 full-D norms of the rows (normalize=True)
-    s_2^(d) (N,)             norms of the truncated, once-normalised rows, per prepared d
+    s_1 (N,) float64         full-D norms of the rows (normalize=True; `truncate.row_scales`)
+    s_2^(d) (N,) float64     norms of the truncated, once-normalised rows, per prepared d
     blocks^(d) (N/16, d, 16) the d-prefix z_d = t_d(x / s_1) / s_2^(d) in the scan layout of
                              `_funnel_kernels` (prepared d <= SCAN_MAX_DIM only)
 
 so that `search` reads N x d_0 floats for stage 0 (16 MB at N = 250,000, d_0 = 16, against 2 GB
 for the full database) and k_{i-1} x d_i floats per query for re-rank stage i, straight from the
 rows of the database, which is kept by reference: a memory map stays on disk and only
-shortlisted rows are paged in. Memory: 4 N (1 + #dims) bytes of scales plus 4 N d per scan
+shortlisted rows are paged in. Memory: 8 N (1 + #dims) bytes of scales plus 4 N d per scan
 layout (`nbytes`).
 
 search(q, stages) returns exactly what funnel_search(db, q, stages) returns with the same metric
@@ -29,7 +29,7 @@ import numpy as np
 from ._funnel_kernels import BLOCK, SCAN_MAX_DIM, to_blocks
 from ._validate import as_float32_matrix, as_int, check_metric
 from .funnel import _check_stages, _run_funnel
-from .truncate import row_norms
+from .truncate import divide_rows, row_scales
 
 PREPARE_BLOCK = 1 << 22  # float32 values of the database read per preparation step (16 MiB)
 
@@ -59,8 +59,8 @@ class FunnelIndex:
             raise ValueError("dims is empty; give the prefix sizes to prepare, e.g. [16, 2048]")
         self.dims = tuple(sorted(set(dims)))
         n = self.ntotal
-        self.s1 = np.empty(n, dtype=np.float32) if self.normalize else None
-        self.s2 = {d: np.empty(n, dtype=np.float32) for d in self.dims} if self.normalize else {}
+        self.s1 = np.empty(n, dtype=np.float64) if self.normalize else None
+        self.s2 = {d: np.empty(n, dtype=np.float64) for d in self.dims} if self.normalize else {}
         self.blocks = {d: np.empty((-(-n // BLOCK), d, BLOCK), dtype=np.float32)
                        for d in self.dims if d <= SCAN_MAX_DIM}
         rows = max(BLOCK, PREPARE_BLOCK // self.d // BLOCK * BLOCK)  # a multiple of BLOCK
@@ -76,13 +76,13 @@ class FunnelIndex:
             raise ValueError(f"db_full contains NaN or Inf (first in row {i0 + int(np.argmin(finite))}); "
                              f"clean or drop those rows")
         if self.normalize:
-            self.s1[i0:i1] = row_norms(x)
+            self.s1[i0:i1] = row_scales(x)
         for d in self.dims:
             if self.normalize:
-                head = x[:, :d] / self.s1[i0:i1, None]
-                self.s2[d][i0:i1] = row_norms(head)
+                head = divide_rows(x[:, :d], self.s1[i0:i1])
+                self.s2[d][i0:i1] = row_scales(head)
             if d in self.blocks:
-                z = head / self.s2[d][i0:i1, None] if self.normalize else x[:, :d]
+                z = divide_rows(head, self.s2[d][i0:i1]) if self.normalize else x[:, :d]
                 b0 = i0 // BLOCK
                 self.blocks[d][b0:b0 + -(-(i1 - i0) // BLOCK)] = to_blocks(z)
 
@@ -95,7 +95,7 @@ class FunnelIndex:
         """Run a funnel -> (D, I, flops), as `funnel.funnel_search(db_full, q_full, stages,
         metric, normalize)` does on the prepared database."""
         q = as_float32_matrix(q_full, "q_full", d=self.d)
-        return _run_funnel(self.db, q, _check_stages(stages, self.d), self.metric, self.normalize, self)
+        return _run_funnel(self.db, q, _check_stages(stages, self.d, q.shape[0]), self.metric, self.normalize, self)
 
     def __repr__(self):
         return (f"FunnelIndex(ntotal={self.ntotal}, d={self.d}, dims={list(self.dims)}, "

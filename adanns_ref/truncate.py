@@ -8,45 +8,74 @@ i.e. L2-normalise at full D, truncate, L2-normalise again (SPEC §2). Forgetting
 normalisation is the most common bug in Matryoshka tooling. A zero vector stays zero (no NaN).
 Squared L2 between unit vectors is 2 - 2 cos, so L2 search on prefixes ranks like cosine.
 
-In float32 the two scales s_1 = ||z|| and s_2 = ||t_d(z / s_1)|| are the NumPy `einsum` norms
-of `row_norms`, and each entry is divided twice, (z_t / s_1) / s_2 (two roundings, never one
-multiplication by 1 / (s_1 s_2)). Only the first d entries of z / s_1 are ever formed, block by
-block: the same bits as normalising the whole row first (tested), for a read of the input and a
-write of the (n, d) output. `prefix_scales` returns s_1 and s_2 so that a kernel can rebuild any
-row's prefix bit for bit from the raw row (funnel re-ranking reads rows in place).
+Range. ||z|| is computed as sqrt of the float32 sum of squares, so ||z||^2 overflows to inf for
+norms above ~1.8e19 and loses its bits (subnormal or 0) below ~1.1e-19; faiss's
+``fvec_renorm_L2`` has the same limits (it would return a zero or an unscaled vector). Rows
+whose float32 ||z||^2 falls outside [FLT_MIN, inf) are normalised in float64 instead, where
+the squares of float32 values neither overflow nor underflow; every other row takes the
+float32 route, bit for bit what it always was (golden files and faiss comparisons rely on it).
+
+Scales. Each normalisation divides row i by one scale n_i (`row_scales`: the float32 norm, or
+the float64 one for out-of-range rows), each quotient rounded once (`divide_rows`), so
+z_d = (t_d(z) / n_1) / n_2 with n_1, n_2 from `prefix_scales`: a funnel re-rank rebuilds a
+candidate's prefix bit for bit from its raw row (`_funnel_kernels.rerank_rows`).
 """
 import numpy as np
 
 from ._validate import as_float32_matrix, check_prefix_dim
 
-PREFIX_BLOCK = 1 << 22  # float32 values of one row block of the input (16 MiB of temporaries)
+_FLT_MIN = np.finfo(np.float32).tiny  # smallest normal float32, ~1.2e-38
+PREFIX_BLOCK = 1 << 22  # float32 values of one row block in prefix_scales (16 MiB)
 
 
-def row_norms(x):
-    """||x_i|| per row of x (n, d) float32 (NumPy einsum order), zero norms replaced by 1."""
-    norms = np.sqrt(np.einsum("ij,ij->i", x, x, dtype=np.float32))
-    return np.where(norms > 0, norms, np.float32(1)).astype(np.float32)
+def row_scales(x):
+    """The scale n_i (float64, (n,)) by which `normalize_rows` divides row i of x (n, d) float32:
+    its float32 norm (exactly representable), its float64 norm where the float32 squared norm
+    over- or underflows, 1 for a zero row."""
+    with np.errstate(over="ignore", under="ignore"):
+        sq = np.einsum("ij,ij->i", x, x, dtype=np.float32)
+    norms = np.sqrt(sq)
+    scales = np.where(norms > 0, norms, np.float32(1)).astype(np.float64)
+    out_of_range = ~((sq >= _FLT_MIN) & (sq < np.inf))
+    if out_of_range.any():
+        rows = np.flatnonzero(out_of_range & (x != 0).any(axis=1))  # zero rows stay zero
+        x64 = x[rows].astype(np.float64)
+        scales[rows] = np.sqrt(np.einsum("ij,ij->i", x64, x64))
+    return scales
+
+
+def divide_rows(x, scales):
+    """float32 x[i] / scales[i], each quotient rounded once to float32: a float32 division where
+    the scale is a float32 value, a float64 one (then rounded) elsewhere; both give the correctly
+    rounded quotient, so the bits do not depend on the route."""
+    s32 = scales.astype(np.float32)
+    out = np.ascontiguousarray(x / s32[:, None], dtype=np.float32)
+    wide = np.flatnonzero(s32.astype(np.float64) != scales)
+    if wide.size:
+        out[wide] = x[wide].astype(np.float64) / scales[wide, None]
+    return out
 
 
 def normalize_rows(x):
-    """Row-wise L2 normalisation in float32; zero rows stay zero. Returns a new array."""
-    return np.ascontiguousarray(x / row_norms(x)[:, None], dtype=np.float32)
+    """Row-wise L2 normalisation of x (n, d) float32; zero rows stay zero. Returns a new array.
 
-
-def _row_blocks(n, width):
-    rows = max(1, PREFIX_BLOCK // max(1, width))
-    return ((i0, min(i0 + rows, n)) for i0 in range(0, n, rows))
+    float32 (x / sqrt(sum x^2)) for rows whose squared norm is a normal float32, float64 for the
+    rows whose squared norm over- or underflows in float32 (see the module docstring)."""
+    return divide_rows(x, row_scales(x))
 
 
 def prefix_scales(x, d):
-    """(s_1, s_2) float32 (n,) each: the two normalisation scales of the d-prefix of every row of
-    x (n, D) float32 (validated), so that prefix(x, d)[i, t] == (x[i, t] / s_1[i]) / s_2[i]."""
-    s1 = np.empty(x.shape[0], dtype=np.float32)
-    s2 = np.empty(x.shape[0], dtype=np.float32)
-    for i0, i1 in _row_blocks(x.shape[0], x.shape[1]):
-        s1[i0:i1] = row_norms(x[i0:i1])
-        s2[i0:i1] = row_norms(x[i0:i1, :d] / s1[i0:i1, None])
-    return s1, s2
+    """(n_1, n_2) float64 (n,) each: the two scales of the d-prefix of every row of x (n, D)
+    float32 (validated): prefix(x, d)[i] == divide_rows(divide_rows(x[:, :d], n_1), n_2)[i],
+    so a kernel can rebuild any row's prefix bit for bit from the raw row. Row blocks of
+    PREFIX_BLOCK floats keep the temporaries small."""
+    n1 = np.empty(x.shape[0], dtype=np.float64)
+    n2 = np.empty(x.shape[0], dtype=np.float64)
+    rows = max(1, PREFIX_BLOCK // x.shape[1])
+    for i0 in range(0, x.shape[0], rows):
+        n1[i0:i0 + rows] = row_scales(x[i0:i0 + rows])
+        n2[i0:i0 + rows] = row_scales(divide_rows(x[i0:i0 + rows, :d], n1[i0:i0 + rows]))
+    return n1, n2
 
 
 def prefix(x, d, normalize=True):
@@ -59,8 +88,4 @@ def prefix(x, d, normalize=True):
     d = check_prefix_dim(d, x.shape[1], "d")
     if not normalize:
         return np.ascontiguousarray(x[:, :d])
-    out = np.empty((x.shape[0], d), dtype=np.float32)
-    for i0, i1 in _row_blocks(x.shape[0], x.shape[1]):
-        head = x[i0:i1, :d] / row_norms(x[i0:i1])[:, None]
-        out[i0:i1] = head / row_norms(head)[:, None]
-    return out
+    return normalize_rows(normalize_rows(x)[:, :d])

@@ -111,7 +111,7 @@ def test_index_over_a_memory_mapped_fbin_keeps_it_on_disk(tmp_path):
     for a, b in zip(index.search(q, stages), funnel_search(db, q, stages)):
         np.testing.assert_array_equal(a, b)
     n_pad = 16 * -(-len(db) // 16)  # scan layouts for both dims (<= SCAN_MAX_DIM), padded
-    assert index.nbytes == 4 * len(db) * 3 + 4 * (8 + 48) * n_pad
+    assert index.nbytes == 8 * len(db) * 3 + 4 * (8 + 48) * n_pad  # float64 scales
 
 
 def test_recall_of_a_funnel_on_informative_prefixes():

@@ -164,7 +164,7 @@ def test_scan_search_properties(seed, n, d, nq, k, n_dup, metric):
 
 def _rerank_rows(xq_full, db, ids, dim, k, metric, normalize):
     hd, hi = new_heaps(len(xq_full), k)
-    s1, s2 = prefix_scales(db, dim) if normalize else (np.empty(0, np.float32),) * 2
+    s1, s2 = prefix_scales(db, dim) if normalize else (np.empty(0, np.float64),) * 2
     rerank_rows(prefix(xq_full, dim, normalize), db, ids, s1, s2, metric == "ip", hd, hi)
     sort_heaps(hd, hi)
     return hd, hi
@@ -181,10 +181,16 @@ def test_rerank_rows_scores_the_prefix_rebuilt_in_place(metric, normalize, dim):
     # rows whose scales are exactly 1 (divisions skipped): (s_1, s_2) = (1, 1), (3, 1), (1, 0.6)
     db[8:11] = 0
     db[8, 0], db[9, 0], db[10, 0], db[10, 29] = 1, 3, 0.6, 0.8
+    if normalize:  # (unnormalised, a 1e25 row's distance overflows to inf: never a result)
+        # rows whose float32 squared norm over- or underflows: normalised in float64 (scales
+        # not float32 values), and one whose prefix alone underflows
+        db[11] *= np.float32(1e25)
+        db[12] *= np.float32(1e-25)
+        db[13, :dim] *= np.float32(1e-24)
     q = rng.standard_normal((6, 30)).astype(np.float32)
     ids = np.stack([rng.permutation(200)[:25] for _ in range(6)])
     ids[0, :3] = [7, -1, -1]
-    ids[1] = np.concatenate(([8, 9, 10], np.setdiff1d(np.arange(11, 200), ids[1])[:22]))
+    ids[1] = np.concatenate(([8, 9, 10, 11, 12, 13], np.setdiff1d(np.arange(14, 200), ids[1])[:19]))
     hd, hi = _rerank_rows(q, db, ids, dim, 25, metric, normalize)
     xb, xq = prefix(db, dim, normalize), prefix(q, dim, normalize)
     exact = _simd_sum_all(xq, xb, metric == "l2")
