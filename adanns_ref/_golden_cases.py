@@ -16,13 +16,16 @@ import numpy as np
 from . import metrics
 from ._mt19937 import rand_uint32
 from .flat import FlatIndex
-from .funnel import funnel_search
+from .binary import BinaryFlatIndex, BinaryIVFIndex, binarize
+from .funnel import funnel_search, mixed_funnel_search
+from .hnsw import HNSWIndex
 from .ivf import IVFIndex
 from .ivfpq import IVFPQIndex
 from .kmeans import KMeans
 from .opq import OPQ
 from .pq import ProductQuantizer
 from .pqindex import PQIndex
+from .sqindex import SQIndex
 
 EXACT = {"compare": "exact"}
 FLOAT = {"compare": "close", "rtol": 1e-5, "atol": 1e-6}  # float32 sums in another order (faiss's SIMD levels)
@@ -167,9 +170,55 @@ def _run_metrics(p, a):
     return {name: np.float64(v) for name, v in out.items()}
 
 
+def _run_sq(p, a):
+    index = SQIndex(**p["index"])
+    index.train(a["xb"])
+    index.add(a["xb"])
+    D, I = index.search(a["xq"], p["k"])
+    return {"trained": index.sq.trained, "codes": index.codes,
+            "decoded": index.sq.decode(index.codes[:8]), "D": D, "I": I}
+
+
+def _run_binary_flat(p, a):
+    index = BinaryFlatIndex(p["d_bits"])
+    index.add(binarize(a["xb"], p["d_bits"]))
+    D, I = index.search(binarize(a["xq"], p["d_bits"]), p["k"])
+    return {"codes": index.codes, "D": D, "I": I}
+
+
+def _run_binary_ivf(p, a):
+    index = BinaryIVFIndex(**p["index"])
+    codes = binarize(a["xb"])
+    index.train(codes)
+    index.add(codes)
+    D, I = index.search(binarize(a["xq"]), **p["search"])
+    return {"centroids": index.centroids, "list_sizes": index.list_sizes,
+            "list_ids": np.concatenate([index.list_ids(l) for l in range(index.nlist)]), "D": D, "I": I}
+
+
+def _run_mixed_funnel(p, a):
+    D, I, cost = mixed_funnel_search(a["xb"], a["xq"], p["stages"], p["metric"], p["normalize"],
+                                     p["oversample"])
+    return {"D": D, "I": I, **{key: np.int64(cost[key]) for key in
+                               ("bytes", "popcounts", "int8_ops", "float_ops")}}
+
+
+def _run_hnsw(p, a):
+    index = HNSWIndex(**p["index"])
+    for part in np.split(a["xb"], np.cumsum(p["batches"])):
+        index.add(part)
+    D, I = index.search(a["xq"], **p["search"])
+    return {"levels": index.levels, "entry_point": np.int64(index.entry_point),
+            "max_level": np.int64(index.max_level), "offsets": index._offsets,
+            "neighbors": index._nbrs, "D": D, "I": I, "ndis": index.last_search_ndis,
+            "flops": np.float64(index.last_search_flops)}
+
+
 COMPONENTS = {"kmeans": _run_kmeans, "flat": _run_flat, "ivf": _run_ivf, "pq": _run_pq,
               "opq": _run_opq, "pqindex": _run_pqindex, "ivfpq": _run_ivfpq,
-              "funnel": _run_funnel, "metrics": _run_metrics}
+              "funnel": _run_funnel, "metrics": _run_metrics, "sq": _run_sq,
+              "binary_flat": _run_binary_flat, "binary_ivf": _run_binary_ivf,
+              "mixed_funnel": _run_mixed_funnel, "hnsw": _run_hnsw}
 
 
 def tolerance(output, exact_path):
@@ -276,9 +325,49 @@ def cases():
     add("funnel_ip_adaptive", "funnel", "adaptive retrieval, inner product, plain truncation: "
         "shortlist 20 at d=8, re-rank at D=24", {"stages": [[8, 20], [24, 5]], "metric": "ip",
                                                  "normalize": False}, _xb_xq(120, 8, 24, 10, 116))
+    add("hnsw_l2_three_adds", "hnsw", "HNSW = faiss 1.15.1 IndexHNSWFlat(d=8, M=4), efConstruction "
+        "16, added as 1 + 40 + 159 points: levels, entry point, every neighbour list (faiss's "
+        "layout), search k=10 ef_search=16 with ndis per query",
+        {"index": {"d": 8, "M": 4, "ef_construction": 16}, "batches": [1, 40],
+         "search": {"k": 10, "ef_search": 16}}, _xb_xq(200, 12, 8, 6, 141))
+    add("hnsw_ip_duplicates_k_above_ef", "hnsw", "inner-product HNSW(d=6, M=3) over 150 rows drawn "
+        "from 30 distinct vectors (ties everywhere), k=12 > ef_search=4 (the relative-distance stop)",
+        {"index": {"d": 6, "M": 3, "ef_construction": 10, "metric": "ip"}, "batches": [],
+         "search": {"k": 12, "ef_search": 4}},
+        {"xb": _duplicates(150, 6, 30, 146)["x"], "xq": _blobs(8, 6, 4, 148, 149)[0]})
+    add("hnsw_adanns_dc8_ds24", "hnsw", "AdANNS-HNSW: graph on the re-normalised d_c=8 prefix of "
+        "D=24, walked at d_c, the ef_search=20 candidates re-scored at d_s=24",
+        {"index": {"d": 24, "M": 4, "ef_construction": 16, "normalize": True, "d_c": 8, "d_s": 24},
+         "batches": [], "search": {"k": 5, "ef_search": 20}}, _xb_xq(160, 10, 24, 8, 151))
     add("metrics", "metrics", "label metrics (standard and AdANNS compat: mAP divided by k, recall "
         "by 1300), k-recall@N and its tie-aware variant; -1 ids, a label with fewer than k database "
         "items and one with none",
         {"ks": [1, 5, 10], "recall_k_n": [[1, 1], [5, 5], [5, 10], [10, 10]]},
         _metric_inputs(24, 10, 80, 6, 121))
+    add("sq_8bit_l2", "sq", "faiss IndexScalarQuantizer(d=16, QT_8bit), minmax ranges per "
+        "dimension: trained [vmin, vdiff], codes, decode, L2 search (16-lane AVX-512 order)",
+        {"index": {"d": 16, "qtype": "8bit", "metric": "l2", "rangestat": "minmax",
+                   "rangestat_arg": 0.0, "prefix_dim": 16, "normalize": False}, "k": 10},
+        _xb_xq(200, 8, 16, 10, 141))
+    add("sq_4bit_uniform_ip_quantiles", "sq", "QT_4bit_uniform, RS_quantiles 0.02, inner "
+        "product, d=20 (faiss's scalar kernel: d % 8 != 0)",
+        {"index": {"d": 20, "qtype": "4bit_uniform", "metric": "ip", "rangestat": "quantiles",
+                   "rangestat_arg": 0.02, "prefix_dim": 20, "normalize": False}, "k": 10},
+        _xb_xq(200, 8, 20, 10, 146))
+    add("sq_fp16_prefix", "sq", "QT_fp16 on the re-normalised d=16 prefix of D=24 (faiss's "
+        "ties-away half rounding)",
+        {"index": {"d": 24, "qtype": "fp16", "metric": "l2", "rangestat": "minmax",
+                   "rangestat_arg": 0.0, "prefix_dim": 16, "normalize": True}, "k": 10},
+        _xb_xq(150, 8, 24, 10, 151))
+    add("binary_flat", "binary_flat", "faiss IndexBinaryFlat over sign bits of the 24-dim prefix "
+        "(3-byte codes): Hamming distances, ties to the smaller id, k=30 cuts tie groups",
+        {"d_bits": 24, "k": 30}, _xb_xq(200, 8, 32, 6, 156))
+    add("binary_ivf", "binary_ivf", "faiss IndexBinaryIVF(64 bits, nlist=6): k-means on +-1 floats, "
+        "binary centroids, lists, search with nprobe=2",
+        {"index": {"d_bits": 64, "nlist": 6, "niter": 10, "seed": 1234, "max_points_per_centroid": 256},
+         "search": {"k": 10, "nprobe": 2}}, _xb_xq(240, 8, 64, 8, 161))
+    add("mixed_funnel", "mixed_funnel", "mixed-precision funnel binary@16 -> oversample 4 x 5, "
+        "int8@24 -> 10, float@32 -> 5 over re-normalised prefixes; bytes and operations per query",
+        {"stages": [[16, "binary", None], [24, "int8", 10], [32, "float", 5]], "metric": "l2",
+         "normalize": True, "oversample": 4}, _xb_xq(160, 8, 32, 10, 166))
     return c

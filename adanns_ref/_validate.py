@@ -89,6 +89,18 @@ def check_metric(metric):
     return metric
 
 
+def as_uint8_codes(codes, name, code_size, hint=""):
+    """Validate code rows: a uint8 array (n, code_size), returned C-contiguous (copied if needed).
+    `hint` says what determines code_size, e.g. "qtype '8bit' at d=16"."""
+    c = np.asarray(codes)
+    if c.dtype != np.uint8:
+        raise TypeError(f"{name} must be uint8 codes (as encode returns), got dtype {c.dtype}")
+    if c.ndim != 2 or c.shape[1] != code_size:
+        raise ValueError(f"{name} must have shape (n, {code_size}){' for ' + hint if hint else ''}, "
+                         f"got {c.shape}")
+    return np.ascontiguousarray(c)
+
+
 def as_labels(y, name="labels", n=None):
     """1-D integer label array (int64), optionally of length n."""
     arr = np.asarray(y)

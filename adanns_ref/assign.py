@@ -27,7 +27,7 @@ import numba
 import numpy as np
 
 from ._simd import simd_sums, sq_norms
-from .topk import BLAS_THRESHOLD, FLT_MAX, blas_single_thread, exact_search
+from .topk import BLAS_THRESHOLD, FLT_MAX, blas_single_thread, exact_search, search_plan
 
 GEMM_COLS = 1024  # faiss distance_compute_blas_database_bs: its top-1 column blocks
 GEMM_BLOCK_ELEMS = 1 << 18  # scores per GEMM block (1 MB: stays in cache for the merge)
@@ -165,37 +165,61 @@ class threads_for:
         numba.set_num_threads(self.previous)
 
 
-def nearest_centroids(x, c, ip=False, x_norms=None):
+def uses_gemm(n, d):
+    """Whether a batch of n rows of d dims takes the GEMM path (faiss decides per batch)."""
+    return n * d >= BLAS_THRESHOLD
+
+
+def gemm_block_rows(k):
+    """Rows per GEMM block against k centroids. Blocks start at multiples of it, and a GEMM's
+    bits depend on its shape, so a caller that splits a batch (`distributed`) cuts it there."""
+    return max(1, GEMM_BLOCK_ELEMS // min(k, GEMM_COLS))
+
+
+def nearest_centroids(x, c, ip=False, x_norms=None, gemm=None):
     """faiss ``IndexFlat{L2,IP}.search(x, 1)`` on centroids c: (D (n,) float32, I (n,) int64).
 
     x (n, d), c (k, d): C-contiguous float32, already validated. Direct sums when
     n * d < BLAS_THRESHOLD, else blocked GEMM (see the module docstring). x_norms: optional
-    precomputed ``sq_norms(x)`` (k-means reuses it across iterations).
+    precomputed ``sq_norms(x)`` (k-means reuses it across iterations). gemm: force the path
+    (`uses_gemm` of the whole batch when x is one part of it, cut at `gemm_block_rows`); then
+    each row gets the bits it gets in the whole batch.
     """
+    gemm = uses_gemm(*x.shape) if gemm is None else gemm
     with threads_for(x.shape[0] * x.shape[1] * c.shape[0]):
-        if x.shape[0] * x.shape[1] < BLAS_THRESHOLD:
+        if not gemm:
             dist, idx = _assign_direct(x, np.ascontiguousarray(c.T), ip)
         else:
             xn = cn = np.empty(0, np.float32)
             if not ip:
                 xn = sq_norms(x) if x_norms is None else x_norms
                 cn = sq_norms(c)
-            block_rows = max(1, GEMM_BLOCK_ELEMS // min(c.shape[0], GEMM_COLS))
             with blas_single_thread():
-                dist, idx = _assign_gemm(x, c, xn, cn, ip, block_rows)
+                dist, idx = _assign_gemm(x, c, xn, cn, ip, gemm_block_rows(c.shape[0]))
     if idx.size and idx.min() < 0:
         raise ValueError("squared distances overflow float32 (inf) for some rows; rescale x")
     return dist, idx
 
 
-def search_centroids(x, c, nprobe, metric):
+def routing_plan(n, d, k, nprobe):
+    """How `search_centroids` cuts a batch of n rows (d dims, k centroids): (plan, rows), where
+    plan fixes the path of the whole batch and a part starting at a multiple of `rows` gets the
+    same bits as inside the batch (`distributed` splits batches there)."""
+    if nprobe == 1:
+        return uses_gemm(n, d), gemm_block_rows(k)
+    plan = search_plan(n, d)
+    return plan, plan.q_block
+
+
+def search_centroids(x, c, nprobe, metric, plan=None):
     """faiss ``quantizer.search(x, nprobe)`` for IVF routing: (D, I), both (n, nprobe).
 
     nprobe == 1 goes through `nearest_centroids`, faiss's top-1 rule (its Top1 result handler:
     the same distances, bit for bit on the direct path, and half the time of a k-NN search);
     nprobe > 1 is the exact k-NN `topk.exact_search`. x, c validated float32; metric "l2" / "ip".
+    plan: `routing_plan(...)[0]` of the whole batch when x is a part of it (default: x's own).
     """
     if nprobe == 1:
-        D, I = nearest_centroids(x, c, ip=metric == "ip")
+        D, I = nearest_centroids(x, c, ip=metric == "ip", gemm=plan)
         return D[:, None], I[:, None]
-    return exact_search(x, c, nprobe, metric)
+    return exact_search(x, c, nprobe, metric, plan=plan)

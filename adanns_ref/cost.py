@@ -17,8 +17,16 @@ the number of candidates it re-scores.
 - IVF (measured): d_c * N_C + d_s * sum(sizes of the probed lists)
 - IVF (balanced, the papers' plots): d_c * N_C + nprobe * d_s * N / N_C
 - funnel:        d_0 * N + sum_i k_i * r_i
+- HNSW (measured): ndis * d_c + n_rescored * d_s (graph distances, then the re-score)
 - PQ ADC:        table M * ksub * dsub * 3 (subtract, square, add) + N_scanned * M lookups;
                  lookups are table reads, not FLOPs, so they are reported separately.
+- mixed precision (`mixed_funnel_cost`): stage i at d_i dims and precision p_i scores n_i
+                 candidates (n_0 = N, n_i = k_{i-1}), reading n_i * bytes(d_i, p_i) bytes with
+                 bytes = ceil(d / 8) (binary), d (int8), 4 d (float); its operations are
+                 n_i * ceil(d_i / 64) popcounts on uint64 words (binary), n_i * d_i int8
+                 multiply-adds (int8: faiss's SQ8 decode-and-accumulate) or n_i * d_i float
+                 multiply-adds (float). Each kind is reported separately: they cost different
+                 cycles on every CPU.
 """
 import math
 
@@ -111,3 +119,63 @@ def bytes_per_vector_pq(M, nbits=8, ids=False):
     """Storage of one PQ code: ceil(M * nbits / 8) bytes (+ 8 for the int64 id of an IVF list)."""
     M, nbits = as_int(M, "M", 1), as_int(nbits, "nbits", 1, 24)
     return math.ceil(M * nbits / 8) + (8 if ids else 0)
+
+
+PRECISION_BYTES = {"binary": None, "int8": 1, "float": 4}  # bytes per dim (binary: 1 bit)
+
+
+def bytes_per_vector(d, precision):
+    """Storage of one d-dim code: ceil(d / 8) (binary), d (int8) or 4 d (float) bytes."""
+    d = as_int(d, "d", 1)
+    if precision not in PRECISION_BYTES:
+        raise ValueError(f"precision must be one of {tuple(PRECISION_BYTES)}, got {precision!r}")
+    return math.ceil(d / 8) if precision == "binary" else PRECISION_BYTES[precision] * d
+
+
+def mixed_funnel_cost(N, stages):
+    """Per-query cost of a mixed-precision funnel -> dict(stages=[...], bytes, popcounts,
+    int8_ops, float_ops), totals over the stages.
+
+    stages: (d_i, precision_i, k_i) triples as ``funnel.mixed_funnel_search`` takes them; stage 0
+    scans all N vectors, stage i re-scores min(k_{i-1}, N) candidates. Each stage's dict holds
+    dim, precision, candidates, bytes, popcounts, int8_ops, float_ops.
+    """
+    N = as_int(N, "N", 0)
+    rows, scored = [], N
+    for i, stage in enumerate(stages):
+        if not isinstance(stage, (tuple, list)) or len(stage) != 3:
+            raise ValueError(f"stages[{i}] must be a (dim, precision, shortlist) triple, got {stage!r}")
+        d, precision, k = stage
+        row = {"dim": as_int(d, f"stages[{i}] dim", 1), "precision": precision, "candidates": scored,
+               "bytes": scored * bytes_per_vector(d, precision), "popcounts": 0, "int8_ops": 0,
+               "float_ops": 0}
+        if precision == "binary":
+            row["popcounts"] = scored * math.ceil(d / 64)
+        else:
+            row["int8_ops" if precision == "int8" else "float_ops"] = scored * d
+        rows.append(row)
+        scored = min(as_int(k, f"stages[{i}] shortlist", 1), N)
+    totals = {key: sum(r[key] for r in rows) for key in ("bytes", "popcounts", "int8_ops", "float_ops")}
+    return {"stages": rows, **totals}
+
+
+def hnsw_flops(ndis, d_c, d_s=None, n_rescored=0):
+    """Measured HNSW / AdANNS-HNSW cost ndis * d_c + n_rescored * d_s.
+
+    ndis: distances computed by the graph search at d_c (`HNSWIndex.last_search_ndis`, faiss's
+    hnsw_stats.ndis), one int or one per query (nq,); n_rescored: candidates re-scored at d_s
+    (at most max(ef, k); 0 without re-scoring), an int or (nq,). Returns an int, or an int64
+    array (nq,) when either count is an array.
+    """
+    d_c = as_int(d_c, "d_c", 1)
+    d_s = d_c if d_s is None else as_int(d_s, "d_s", 1)
+    counts = []
+    for name, v in (("ndis", ndis), ("n_rescored", n_rescored)):
+        a = np.asarray(v)
+        if a.ndim > 1 or (a.size and a.dtype.kind not in "iu") or a.dtype == bool:
+            raise TypeError(f"{name} must be an integer count or a 1-D integer array, got {v!r}")
+        if a.size and a.min() < 0:
+            raise ValueError(f"{name} must be >= 0, got {int(a.min())}")
+        counts.append(a.astype(np.int64))
+    total = counts[0] * d_c + counts[1] * d_s
+    return int(total) if total.ndim == 0 else total

@@ -12,6 +12,8 @@ rotation, inverted lists and codes, bit for bit.
     PQIndex(..., opq=True)                 [prefix chain] OPQMatrix(d, M) -> IndexPQ
     IVFPQIndex, d_c = d_s = d              [prefix chain] [OPQMatrix] IndexIVFPQ, precompute_table()
     IVFIndex / IVFPQIndex, d_c != d_s      FaissAdannsIVF: IndexFlat(d_c) + faiss IVF at d_s
+    SQIndex, BinaryFlatIndex, BinaryIVFIndex   see `faiss_bridge_codes`
+    HNSWIndex                              see `faiss_hnsw`: [prefix chain] IndexHNSWFlat(d_c, M)
 
 Prefix chain. Our indices take D-dim vectors and index their Matryoshka prefixes z_d =
 `truncate.prefix(x, d, normalize)`; faiss sees exactly those d-dim vectors. So that the faiss
@@ -48,7 +50,9 @@ absolute rounding of the cancelling terms); `adanns_ref.conformance` measures it
 import numpy as np
 
 from ._validate import as_float32_matrix, as_int, as_k
+from .faiss_hnsw import holds_hnsw, hnsw_from_faiss, hnsw_to_faiss
 from .flat import FlatIndex
+from .hnsw import HNSWIndex
 from .ivf import IVFIndex
 from .ivfpq import IVFPQIndex
 from .pqindex import PQIndex
@@ -237,6 +241,9 @@ def faiss_search(index, q, k, nprobe=1):
     results exceed `_validate.MAX_RESULT_BYTES`) or nprobe < 1 raise ValueError."""
     faiss = import_faiss()
     _require_faiss_object(faiss, index, "faiss_search")
+    if isinstance(index, faiss.IndexBinary):
+        from .faiss_bridge_codes import faiss_search_codes  # imports this module: no cycle at load
+        return faiss_search_codes(faiss, index, q, as_k(k, len(q)), as_int(nprobe, "nprobe", 1))
     q = as_float32_matrix(q, "q", d=index.d)
     k = as_k(k, q.shape[0])
     nprobe = as_int(nprobe, "nprobe", 1)
@@ -292,8 +299,10 @@ def to_faiss(index):
         return FaissAdannsIVF(index.d, index.d_c, index.d_s, index.metric, index.normalize,
                               _flat(faiss, index.centroids, index.metric),
                               _pretransform(faiss, _opq_chain(faiss, index), ivf))
-    raise TypeError(f"to_faiss takes a FlatIndex, IVFIndex, PQIndex or IVFPQIndex, got "
-                    f"{type(index).__name__}")
+    if isinstance(index, HNSWIndex):
+        return hnsw_to_faiss(faiss, index)
+    from .faiss_bridge_codes import to_faiss_codes  # SQ and binary indices; TypeError otherwise
+    return to_faiss_codes(faiss, index)
 
 
 def _require(trained, index):
@@ -459,7 +468,12 @@ def from_faiss(index, xb=None):
     _require_faiss_object(faiss, index, "from_faiss")
     if isinstance(index, FaissAdannsIVF):
         return _from_adanns(faiss, index, xb)
+    from . import faiss_bridge_codes as codes_bridge  # SQ and binary indices
+    if isinstance(index, faiss.IndexBinary):
+        return codes_bridge.binary_from_faiss(faiss, index)
     outer = faiss.downcast_index(index)  # a non-owning view: `index` keeps the object alive
+    if holds_hnsw(faiss, outer):
+        return hnsw_from_faiss(faiss, outer, xb)
     D, normalize, opq, inner = _read_chain(faiss, outer)
     if type(inner) in (faiss.IndexFlat, faiss.IndexFlatL2, faiss.IndexFlatIP):
         if inner is not outer:
@@ -473,13 +487,16 @@ def from_faiss(index, xb=None):
         return _ivf_index(faiss, inner, _quantizer_centroids(faiss, inner), D, inner.d, normalize, xb)
     if type(inner) is faiss.IndexPQ:
         return _pq_index(faiss, inner, D, normalize, opq)
+    if type(inner) is faiss.IndexScalarQuantizer:
+        return codes_bridge.sq_from_faiss(faiss, outer)
     if type(inner) is faiss.IndexIVFPQ:
         scoring = _quantizer_centroids(faiss, inner)
         # faiss routes rotated vectors against s_l = R c_l; ours routes c_l: recover it (rounding)
         centroids = scoring if opq is None else scoring @ _rotation(opq)
         return _ivfpq_index(faiss, inner, opq, centroids, scoring, D, inner.d, normalize)
-    raise TypeError(f"from_faiss reads IndexFlat, IndexIVFFlat, IndexPQ and IndexIVFPQ (optionally "
-                    f"behind the chains to_faiss writes) and FaissAdannsIVF, got "
+    raise TypeError(f"from_faiss reads IndexFlat, IndexIVFFlat, IndexPQ, IndexIVFPQ, IndexHNSWFlat, "
+                    f"IndexScalarQuantizer, IndexBinaryFlat and IndexBinaryIVF (optionally behind "
+                    f"the chains to_faiss writes) and FaissAdannsIVF, got "
                     f"{type(inner).__name__}" + (" behind an OPQMatrix" if opq is not None else ""))
 
 

@@ -19,6 +19,23 @@ Shapes and dtypes: db_full (N, D), q_full (nq, D) real arrays (converted once to
 returns D float32 (nq, k), I int64 (nq, k), best first, ties to the smaller id, missing results
 id -1 with +FLT_MAX ("l2") / -FLT_MAX ("ip").
 
+Mixed precision (`mixed_funnel_search`): each stage also names the precision its candidates are
+scored at, stages (d_i, p_i, k_i), e.g. binary@256 -> 200, int8@1024 -> 50, float@2048 -> 10,
+as vector databases run Matryoshka embeddings (truncate, quantize, rescore):
+
+    binary: Hamming distance between sign bits of the d-prefixes (`binary.binarize`; lower is
+            better whatever the metric), stage 0 is faiss's IndexBinaryFlat
+    int8:   faiss SQ8 (`sq`, qtype "8bit", minmax ranges trained on the database d-prefixes):
+            distance of the float query prefix to each candidate's reconstruction; stage 0 is
+            faiss's IndexScalarQuantizer
+    float:  the float prefixes, as `funnel_search`
+
+`oversample` has the vector databases' meaning (Qdrant's `oversampling`, sentence-transformers'
+`rescore_multiplier`): a stage given shortlist None keeps ceil(oversample * k) candidates, k the
+last stage's shortlist. Every stage returns each score with its own id (heap entries move as
+pairs), so the scores always belong to the returned ids; sentence-transformers once returned
+re-ranked ids next to scores in the old order. Cost per query: `cost.mixed_funnel_cost`.
+
 faiss: a one-stage funnel is `topk.exact_search` (faiss's exact search). With more stages, stage 0
 at d_0 <= SCAN_MAX_DIM is the fused scan + top-k of `_funnel_kernels` (direct-form distances in
 faiss's order, bit-identical to exact_search's small-batch path; see there for the large-batch
@@ -34,11 +51,15 @@ the scales of chosen dims, for repeated searches of one database.
 import numpy as np
 
 from ._funnel_kernels import SCAN_MAX_DIM, from_blocks, rerank_rows, scan_search, to_blocks
-from ._validate import as_float32_matrix, as_ids, as_k, check_metric, check_prefix_dim
-from .cost import funnel_flops
-from .topk import exact_search, finalize, new_heaps, sort_heaps
+from ._validate import as_bool, as_float32_matrix, as_ids, as_int, as_k, check_metric, check_prefix_dim
+from .binary import binarize, hamming_knn, hamming_rerank
+from .cost import funnel_flops, mixed_funnel_cost
+from .sq import DECODE_ROUNDED, DECODE_SIMD, ScalarQuantizer, simd_lanes
+from .sqindex import SQIndex
+from .topk import FLT_MAX, exact_search, finalize, new_heaps, sort_heaps
 from .truncate import divide_rows, prefix, row_scales
 
+PRECISIONS = ("binary", "int8", "float")
 RERANK_BLOCK = 1 << 24  # float32 values of gathered rows when scales are computed (64 MiB)
 
 
@@ -169,3 +190,82 @@ def _run_funnel(db, q, stages, metric, normalize, prepared=None):
         D, I = _rerank(I, db, q, d, k, metric, normalize, s1, s2.get(d))
     reranks = [(d, k_prev) for (d, _), (_, k_prev) in zip(stages[1:], stages[:-1])]
     return D, I, funnel_flops(d0, db.shape[0], reranks)
+
+
+def _check_mixed_stages(stages, full_dim, oversample):
+    """stages -> list of (d_i, precision_i, k_i); None shortlists filled from oversample."""
+    try:
+        stages = [tuple(s) for s in stages]
+    except TypeError:
+        raise TypeError(f"stages must be a sequence of (dim, precision, shortlist) triples, got {stages!r}") from None
+    if not stages:
+        raise ValueError("stages is empty; give e.g. [(256, 'binary', 200), (2048, 'float', 10)]")
+    if oversample is not None:
+        if isinstance(oversample, (bool, np.bool_)) or not np.isscalar(oversample) \
+                or not np.isreal(oversample) or not oversample >= 1:
+            raise ValueError(f"oversample must be a number >= 1 (shortlist = oversample * k), got {oversample!r}")
+    for i, stage in enumerate(stages):
+        if len(stage) != 3:
+            raise ValueError(f"stages[{i}] must be a (dim, precision, shortlist) triple, got {stage!r}")
+        if stage[1] not in PRECISIONS:
+            raise ValueError(f"stages[{i}] precision must be one of {PRECISIONS}, got {stage[1]!r}")
+    if stages[-1][2] is None:
+        raise ValueError("the last stage's shortlist is k, the number of results; it cannot be None")
+    k_last = as_int(stages[-1][2], f"stages[{len(stages) - 1}] shortlist", 1)
+    checked = []
+    for i, (d, precision, k) in enumerate(stages):
+        if k is None:
+            if oversample is None:
+                raise ValueError(f"stages[{i}] shortlist is None but no oversample was given")
+            k = int(np.ceil(float(oversample) * k_last))
+        d = check_prefix_dim(d, full_dim, f"stages[{i}] dim")
+        k = as_int(k, f"stages[{i}] shortlist", 1)
+        if checked and k > checked[-1][2]:
+            raise ValueError(f"stages[{i}] keeps {k} but the previous stage only kept "
+                             f"{checked[-1][2]}; shortlists must not grow along the funnel")
+        checked.append((d, precision, k))
+    return checked
+
+
+def _sq8(zb, d):
+    """faiss SQ8 of the database prefixes: the quantizer and the reconstructions its scan uses."""
+    sq = ScalarQuantizer(d, "8bit").train(zb)
+    mode = DECODE_SIMD if simd_lanes(d) > 1 else DECODE_ROUNDED
+    return sq.reconstruct(sq.encode(zb), mode)
+
+
+def mixed_funnel_search(db_full, q_full, stages, metric="l2", normalize=True, oversample=None):
+    """Run a mixed-precision funnel -> (D float32 (nq, k), I int64 (nq, k), cost dict).
+
+    stages: [(d_0, p_0, k_0), (d_1, p_1, k_1), ...] with precisions "binary", "int8", "float"
+    (see the module docstring); a shortlist k_i may be None when `oversample` is given (then
+    ceil(oversample * k_last)). D holds the last stage's scores (Hamming distances for a binary
+    last stage), I their ids; -1 / +-FLT_MAX pad rows with fewer results. cost is
+    `cost.mixed_funnel_cost(N, stages)` with the filled-in shortlists.
+    """
+    db, q, metric = _check_inputs(db_full, q_full, metric)
+    normalize = as_bool(normalize, "normalize")
+    stages = _check_mixed_stages(stages, db.shape[1], oversample)
+    D = I = None
+    for i, (d, precision, k) in enumerate(stages):
+        if precision == "binary":
+            qc, bc = binarize(q, d), binarize(db, d)
+            if i == 0:
+                Dh, I = hamming_knn(qc, bc, k)
+                D = np.where(I < 0, FLT_MAX, Dh).astype(np.float32)
+            else:
+                D, I = hamming_rerank(I, qc, bc, k)
+        elif precision == "int8":
+            zq, zb = prefix(q, d, normalize), prefix(db, d, normalize)
+            if i == 0:
+                index = SQIndex(d, "8bit", metric)
+                index.train(zb)
+                index.add(zb)
+                D, I = index.search(zq, k)
+            else:
+                D, I = _rerank(I, _sq8(zb, d), zq, d, k, metric, False)
+        elif i == 0:
+            D, I = exact_search(prefix(q, d, normalize), prefix(db, d, normalize), k, metric)
+        else:
+            D, I = _rerank(I, db, q, d, k, metric, normalize)
+    return D, I, mixed_funnel_cost(db.shape[0], stages)

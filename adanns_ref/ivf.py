@@ -39,6 +39,8 @@ equidistant from two centroids can probe a different list. Like faiss, training 
 39 * nlist points warns (`kmeans.SmallTrainingSetWarning`, faiss's text) and trains; fewer than
 nlist points raise ValueError.
 """
+import copy
+
 import numba
 import numpy as np
 
@@ -46,7 +48,7 @@ from . import cost
 from ._persist import load_npz, save_npz
 from ._simd import simd_sum
 from ._validate import as_bool, as_float32_matrix, as_int, as_k, check_metric, check_prefix_dim
-from .assign import search_centroids
+from .assign import routing_plan, search_centroids
 from .kmeans import KMeans
 from .topk import finalize, heap_push, heap_sort, new_heaps
 from .truncate import prefix
@@ -203,16 +205,32 @@ class IVFIndex(InvertedLists):
 
     # ----------------------------------------------------------------------- build
 
-    def train(self, x):
-        """k-means on the d_c prefixes of x (n, D), n >= nlist; sets `centroids`."""
-        x = as_float32_matrix(x, "x", d=self.d)
-        if x.shape[0] < self.nlist:
-            raise ValueError(f"training needs at least nlist={self.nlist} vectors, got {x.shape[0]}; "
-                             f"lower nlist or train on more data")
+    def train(self, x, client=None):
+        """k-means on the d_c prefixes of x (n, D), n >= nlist; sets `centroids`.
+        client: a ``distributed.Client``: x may then also be a vector file path or a dask
+        array; the workers read the k-means training rows and assign them (`distributed`;
+        same centroids as in-process)."""
         km = KMeans(self.nlist, niter=self.niter, seed=self.seed,
                     max_points_per_centroid=self.max_points_per_centroid,
                     spherical=self.metric == "ip", metric=self.metric)
-        self.set_centroids(km.fit(prefix(x, self.d_c, self.normalize)).centroids)
+        if client is None:
+            x = as_float32_matrix(x, "x", d=self.d)
+            n = x.shape[0]
+        else:
+            from .distributed import as_rows
+            x, n = as_rows(x, self.d)
+        if n < self.nlist:
+            raise ValueError(f"training needs at least nlist={self.nlist} vectors, got {n}; "
+                             f"lower nlist or train on more data")
+        if client is None:
+            km.fit(prefix(x, self.d_c, self.normalize))
+        else:  # prefix is per row: the prefixes of the training rows are the rows of the prefixes
+            from .distributed import Executor
+            rows = km.training_rows(n)
+            sample = Executor(client).rows(x, np.arange(n) if rows is None else rows)
+            km.fit_training_rows(prefix(sample, self.d_c, self.normalize), client=client,
+                                 n_total=n)
+        self.set_centroids(km.centroids)
 
     def set_centroids(self, c):
         """Use given centroids c (nlist, d_c) instead of training (e.g. faiss's, for conformance)."""
@@ -225,15 +243,42 @@ class IVFIndex(InvertedLists):
         self._centroids = c.copy()
         self._prefix_cache = {}
 
-    def add(self, x):
+    def add(self, x, client=None):
         """Assign each row of x (n, D) to the list of its nearest centroid (at d_c) and store it;
-        ids continue from ntotal. Repacks the CSR arrays: O(ntotal) per call, so add in batches."""
+        ids continue from ntotal. Repacks the CSR arrays: O(ntotal) per call, so add in batches.
+        client: a ``distributed.Client``: x may then also be a vector file path or a dask array;
+        blocks of rows are assigned on the workers and merged in input order (same lists)."""
+        if client is not None:
+            self._require_trained("add")
+            from .distributed import as_rows, map_method
+            x, n = as_rows(x, self.d)
+            plan, align = routing_plan(n, self.d_c, self.nlist, 1)
+            local = isinstance(x, np.ndarray)
+            parts = map_method(client, self._without_lists(), "_lists_of", x, self.d, align, plan,
+                               not local)
+            if n:
+                self._append(x if local else np.concatenate([p[1] for p in parts]),
+                             np.concatenate([p[0] for p in parts]))
+            return
         x = as_float32_matrix(x, "x", d=self.d)
         self._require_trained("add")
         if x.shape[0] == 0:
             return
-        assign = search_centroids(prefix(x, self.d_c, self.normalize), self._centroids, 1, self.metric)[1][:, 0]
-        self._append(x, assign)
+        self._append(x, self._lists_of(x)[0])
+
+    def _lists_of(self, x, plan=None, with_rows=False):
+        """(list of each row of validated x (n, D): its nearest centroid at d_c, x or None);
+        plan: the routing plan of the whole batch when x is a block of it (`distributed`)."""
+        lists = search_centroids(prefix(x, self.d_c, self.normalize), self._centroids, 1,
+                                 self.metric, plan)[1][:, 0]
+        return lists, (x if with_rows else None)
+
+    def _without_lists(self):
+        """A copy sharing the trained state but holding no vectors (what a worker needs to
+        assign rows)."""
+        index = copy.copy(self)
+        index.reset()
+        return index
 
     def add_preassigned(self, x, lists):
         """Store row i of x (n, D) in list lists[i] (n,) instead of its nearest centroid's (faiss
@@ -282,12 +327,13 @@ class IVFIndex(InvertedLists):
             return self._data
         return self._cached(("data", d_s), lambda: prefix(self._data, d_s, True))
 
-    def search(self, q, k, nprobe=1, d_c=None, d_s=None):
+    def search(self, q, k, nprobe=1, d_c=None, d_s=None, client=None):
         """k best ids of each query row -> (D float32 (nq, k), I int64 (nq, k)).
 
         nprobe: lists probed per query (>= 1; values above nlist are clamped, as in faiss).
         d_c / d_s: query-time overrides (AdANNS-IVF-D), default the build values;
-        1 <= d_c <= build d_c, 1 <= d_s <= D.
+        1 <= d_c <= build d_c, 1 <= d_s <= D. client: a ``distributed.Client``: shards of the
+        queries are searched on the workers against a broadcast copy of the index (same results).
         """
         q = as_float32_matrix(q, "q", d=self.d)
         k = as_k(k, q.shape[0])
@@ -298,15 +344,27 @@ class IVFIndex(InvertedLists):
             raise ValueError(f"d_c={d_c} exceeds the d_c={self.d_c} the centroids were trained at; "
                              f"build the index with d_c=D (the default) to search at any d_c <= D")
         self._require_trained("search")
+        if client is None or q.shape[0] == 0:
+            D, I, probes = self._search_rows(q, k, nprobe, d_c, d_s)
+        else:
+            from .distributed import map_method
+            plan, align = routing_plan(q.shape[0], d_c, self.nlist, nprobe)
+            parts = map_method(client, self, "_search_rows", q, self.d, align, k, nprobe, d_c, d_s, plan)
+            D, I, probes = (np.concatenate([p[t] for p in parts]) for t in range(3))
+        flops = cost.ivf_flops(d_c, self.nlist, d_s, self.list_sizes()[probes])
+        self.last_search_flops = float(np.mean(flops)) if q.shape[0] else 0.0
+        return D, I
+
+    def _search_rows(self, q, k, nprobe, d_c, d_s, plan=None):
+        """`search` of validated queries q -> (D, I, probes (nq, nprobe)); plan: the routing
+        plan of the whole batch when q is a block of it (`distributed`)."""
         probes = search_centroids(prefix(q, d_c, self.normalize), self._centroids_at(d_c), nprobe,
-                                  self.metric)[1]
+                                  self.metric, plan)[1]
         hd, hi = new_heaps(q.shape[0], k)
         _scan_lists(prefix(q, d_s, self.normalize), self._database_at(d_s), d_s, self._ids,
                     self._offsets, probes, self.metric == "ip", hd, hi,
                     max(1, min(numba.get_num_threads(), q.shape[0])))
-        flops = cost.ivf_flops(d_c, self.nlist, d_s, self.list_sizes()[probes])
-        self.last_search_flops = float(np.mean(flops)) if q.shape[0] else 0.0
-        return finalize(hd, hi, self.metric)
+        return (*finalize(hd, hi, self.metric), probes)
 
     # ----------------------------------------------------------------------- persistence
 

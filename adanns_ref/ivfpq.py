@@ -67,6 +67,9 @@ codes (measured bit-identical on 3000-5000 x 32 Gaussian data, nbits 4 and 8; se
     loaded, codes and ids were identical;
 (4) ties at rank k and routing near-ties, as in `ivf`.
 """
+import copy
+import math
+
 import numba
 import numpy as np
 
@@ -75,7 +78,7 @@ from ._mt19937 import rand_perm
 from ._persist import load_npz, save_npz
 from ._simd import code_distance, simd_sum, sq_norms, table_into
 from ._validate import as_bool, as_float32_matrix, as_int, as_k, check_metric, check_prefix_dim
-from .assign import search_centroids
+from .assign import routing_plan, search_centroids
 from .ivf import InvertedLists, IVFIndex, append_to_lists, lists_are_consistent
 from .opq import OPQ
 from .pq import ProductQuantizer
@@ -226,9 +229,11 @@ class IVFPQIndex(InvertedLists):
 
     # ----------------------------------------------------------------------- transforms
 
-    def _route(self, x, nprobe):
-        """(distances, list numbers), both (n, nprobe), of the nprobe nearest centroids of z_{d_c}(x)."""
-        return search_centroids(prefix(x, self.d_c, self.normalize), self._centroids, nprobe, self.metric)
+    def _route(self, x, nprobe, plan=None):
+        """(distances, list numbers), both (n, nprobe), of the nprobe nearest centroids of
+        z_{d_c}(x); plan: the routing plan of the whole batch when x is a block of it."""
+        return search_centroids(prefix(x, self.d_c, self.normalize), self._centroids, nprobe,
+                                self.metric, plan)
 
     def _encoded_space(self, x):
         """y = R z_{d_s}(x), (n, d_s) float32."""
@@ -237,16 +242,17 @@ class IVFPQIndex(InvertedLists):
 
     # ----------------------------------------------------------------------- build
 
-    def train(self, x):
+    def train(self, x, client=None):
         """Learn centroids, d_s-centroids, rotation (opq) and codebooks from x (n, D), n >= nlist.
-        The index is only modified once every step has succeeded."""
+        The index is only modified once every step has succeeded. client: a
+        ``distributed.Client`` for the coarse k-means (`IVFIndex.train`); the rest runs here."""
         x = as_float32_matrix(x, "x", d=self.d)
         if self.ntotal:
             raise ValueError(f"the index holds {self.ntotal} vectors encoded with the old "
                              f"parameters; call reset() before re-training")
         coarse = IVFIndex(self.d, self.nlist, d_c=self.d_c, metric=self.metric,
                           normalize=self.normalize, niter=self.niter, seed=self.seed)
-        coarse.train(x)  # checks n >= nlist
+        coarse.train(x, client=client)  # checks n >= nlist
         centroids = coarse.centroids
 
         def route(rows):
@@ -280,20 +286,55 @@ class IVFPQIndex(InvertedLists):
         # happen in the same space against the same centroids
         self._route_scores = opq is None and np.array_equal(centroids, scoring)
 
-    def add(self, x):
+    def add(self, x, client=None):
         """Route, encode and store the rows of x (n, D); ids continue from ntotal.
-        Repacks the CSR arrays: O(ntotal) per call, so add in batches."""
-        x = as_float32_matrix(x, "x", d=self.d)
+        Repacks the CSR arrays: O(ntotal) per call, so add in batches. client: a
+        ``distributed.Client``: x may then also be a vector file path or a dask array; blocks
+        are routed and encoded on the workers and merged in input order (same lists and codes)."""
         self._require_trained("add")
-        if x.shape[0] == 0:
+        if client is None:
+            x = as_float32_matrix(x, "x", d=self.d)
+            if x.shape[0] == 0:
+                return
+            lists, codes = self._encode_rows(x)
+        else:
+            from .distributed import as_rows, map_method
+            x, n = as_rows(x, self.d)
+            plan, align = routing_plan(n, self.d_c, self.nlist, 1)
+            parts = map_method(client, self._for_workers(), "_encode_rows", x, self.d,
+                               math.lcm(align, self.pq.encode_alignment), plan)
+            lists = np.concatenate([p[0] for p in parts]) if parts else np.empty(0, np.int64)
+            codes = (np.concatenate([p[1] for p in parts]) if parts
+                     else np.empty((0, self.code_size), np.uint8))
+        if lists.shape[0] == 0:
             return
-        lists = self._route(x, 1)[1][:, 0]
-        y = self._encoded_space(x)
-        codes = self.pq.encode(y - self._scoring[lists] if self.by_residual else y)
-        new_ids = np.arange(self.ntotal, self.ntotal + x.shape[0], dtype=np.int64)
+        new_ids = np.arange(self.ntotal, self.ntotal + lists.shape[0], dtype=np.int64)
         (codes, ids), offsets = append_to_lists(self._offsets, (self._codes, self._ids),
                                                 lists, (codes, new_ids))
         self._set_lists(codes, ids, offsets)
+
+    def _encode_rows(self, x, plan=None):
+        """(lists (n,) int64, codes (n, code_size) uint8) of validated rows x; plan: the
+        routing plan of the whole batch when x is a block of it (`distributed`)."""
+        lists = self._route(x, 1, plan)[1][:, 0]
+        y = self._encoded_space(x)
+        return lists, self.pq.encode(y - self._scoring[lists] if self.by_residual else y)
+
+    def _for_workers(self, with_lists=False):
+        """The index to broadcast to Dask workers: a copy without lists for add, or self with
+        its precomputed table built (once, here). OPQ is refused: its rotation is one GEMM over
+        the whole batch, whose bits depend on how the batch is cut."""
+        if self.opq is not None:
+            raise ValueError("client= with opq=True is not supported for add/search: the OPQ "
+                             "rotation is one GEMM over the batch, whose last bits depend on how "
+                             "the batch is cut; run it in-process (client=None)")
+        if with_lists:
+            if self._uses_precomputed():
+                self._precomputed_table()
+            return self
+        index = copy.copy(self)
+        index.reset()
+        return index
 
     # ----------------------------------------------------------------------- search
 
@@ -311,17 +352,33 @@ class IVFPQIndex(InvertedLists):
             self._term2 = r_norms + np.float32(2) * pq._ip_tables(self._scoring)
         return self._term2
 
-    def search(self, q, k, nprobe=1):
+    def search(self, q, k, nprobe=1, client=None):
         """k best ids of each query row (nq, D) -> (D float32 (nq, k), I int64 (nq, k)).
 
         nprobe: lists probed per query (>= 1; values above nlist are clamped, as in faiss).
         "l2": squared distances to the reconstructions, ascending; "ip": similarities, descending.
+        client: a ``distributed.Client``: shards of the queries are searched on the workers
+        against a broadcast copy of the index (same results; not with opq=True).
         """
         q = as_float32_matrix(q, "q", d=self.d)
         k = as_k(k, q.shape[0])
         nprobe = min(as_int(nprobe, "nprobe", 1), self.nlist)
         self._require_trained("search")
-        coarse, probes = self._route(q, nprobe)
+        if client is None or q.shape[0] == 0:
+            D, I, probes = self._search_rows(q, k, nprobe)
+        else:
+            from .distributed import map_method
+            plan, align = routing_plan(q.shape[0], self.d_c, self.nlist, nprobe)
+            parts = map_method(client, self._for_workers(with_lists=True), "_search_rows", q,
+                               self.d, align, k, nprobe, plan)
+            D, I, probes = (np.concatenate([p[t] for p in parts]) for t in range(3))
+        self._record_cost(probes)
+        return D, I
+
+    def _search_rows(self, q, k, nprobe, plan=None):
+        """`search` of validated queries q -> (D, I, probes (nq, nprobe)); plan: the routing
+        plan of the whole batch when q is a block of it (`distributed`)."""
+        coarse, probes = self._route(q, nprobe, plan)
         y = self._encoded_space(q)
         hd, hi = new_heaps(q.shape[0], k)
         pq = self.pq
@@ -330,8 +387,7 @@ class IVFPQIndex(InvertedLists):
         _search_lists(y, coarse, probes, self._scoring, pq._cbT, term2, self._sub, self._ids,
                       self._offsets, self.metric == "l2", self.by_residual, self._route_scores,
                       pq._sum_order, hd, hi)
-        self._record_cost(probes)
-        return finalize(hd, hi, self.metric)
+        return (*finalize(hd, hi, self.metric), probes)
 
     def _record_cost(self, probes):
         nq, nprobe = probes.shape

@@ -36,6 +36,10 @@ match faiss to ~1e-7 relative and assignments differ only at near-ties (see `ass
 update and split kernels use numba's threads when large enough; results do not depend on the
 number of threads.
 
+``fit(x, client=...)`` runs the assignment of each block of x on Dask workers (`distributed`,
+faiss's distributed k-means split: assignment on the workers; update, splits and objective on
+the driver in input order): the same bits as in-process.
+
 Not faiss-identical: ``init="k-means++"`` (classic D^2 sampling with a NumPy Generator seeded
 with seed + 1 + r * 15486557; faiss 1.15 has its own k-means++ with another RNG stream).
 Small training sets: when k <= n < min_points_per_centroid * k, faiss prints "WARNING clustering
@@ -229,12 +233,33 @@ class KMeans:
     def _ip(self):
         return self.spherical or self.metric == "ip"
 
-    def fit(self, x, init_centroids=None):
+    def fit(self, x, init_centroids=None, client=None):
         """Train on x (n, d). init_centroids: optional (m, d) warm start, 1 <= m <= k (faiss
         ``Kmeans.train(x, init_centroids=...)``): rows 0..m-1 start there, the rest at random.
-        Returns self."""
+        client: a ``distributed.Client`` to run the assignment of each block of x on its
+        workers (`distributed`; same bits), None (default) in-process. Returns self."""
         x_in = as_float32_matrix(x, "x")
-        n, d = x_in.shape
+        rows = self.training_rows(x_in.shape[0])
+        return self.fit_training_rows(x_in if rows is None else np.ascontiguousarray(x_in[rows]),
+                                      init_centroids, client, n_total=x_in.shape[0])
+
+    def training_rows(self, n):
+        """The rows of an n-row x (n >= k) that `fit` trains on, in order, or None for all n:
+        faiss's subsample rand_perm(n, seed)[:k * max_points_per_centroid] when n is larger,
+        and the first k rows when that leaves exactly k (faiss then copies the caller's first k
+        rows, not the subsample)."""
+        if n <= self.k * self.max_points_per_centroid:
+            return None
+        keep = rand_perm(n, self.seed)[: self.k * self.max_points_per_centroid]
+        return keep if keep.shape[0] > self.k else np.arange(self.k)
+
+    def fit_training_rows(self, x, init_centroids=None, client=None, n_total=None):
+        """`fit` on x = the rows `training_rows(n_total)` of the data (all rows if None), in
+        that order: lets a caller gather only those rows (`distributed`). n_total: the rows of
+        the data before subsampling (default: x's), for faiss's small-training-set warning,
+        which faiss gives only when it does not subsample. Returns self."""
+        x = as_float32_matrix(x, "x")
+        n, d = x.shape
         k = self.k
         if n < k:
             raise ValueError(f"k-means with k={k} needs at least {k} training points, got n={n}; "
@@ -244,26 +269,35 @@ class KMeans:
             warm = as_float32_matrix(init_centroids, "init_centroids", d=d, min_rows=1)
             if warm.shape[0] > k:
                 raise ValueError(f"init_centroids has {warm.shape[0]} rows but k={k}; pass at most k")
-        x = x_in
-        if n > k * self.max_points_per_centroid:
-            keep = rand_perm(n, self.seed)[: k * self.max_points_per_centroid]
-            x = np.ascontiguousarray(x_in[keep])
-        elif n < k * self.min_points_per_centroid:  # faiss: the same text on stderr, then trains
+        n_total = n if n_total is None else n_total
+        if n_total <= k * self.max_points_per_centroid and n_total < k * self.min_points_per_centroid:
+            # faiss: the same text on stderr, then trains
             warnings.warn(f"WARNING clustering {n} points to {k} centroids: please provide at least "
                           f"{k * self.min_points_per_centroid} training points",
-                          SmallTrainingSetWarning, stacklevel=2)
-        self.n_train_ = x.shape[0]
-        if x.shape[0] == k:  # faiss copies the caller's first k rows, not the subsample
-            self.centroids = x_in[:k].copy()
+                          SmallTrainingSetWarning, stacklevel=3)
+        self.n_train_ = n
+        if n == k:  # faiss copies the caller's first k rows (`training_rows` gave those)
+            self.centroids = x[:k].copy()
             self.obj = np.zeros(1, dtype=np.float32)
             self.nsplit = np.zeros(1, dtype=np.int64)
             self.imbalance = np.ones(1)
             self.n_iter_ = 0
             return self
-        self._lloyd(x, warm)
+        if client is None:
+            x_norms = None if self._ip or n * d < BLAS_THRESHOLD else sq_norms(x)
+            self._lloyd(x, warm, lambda c: nearest_centroids(x, c, self._ip, x_norms))
+        else:
+            from .distributed import NearestCentroids
+            assign = NearestCentroids(client, x, k, self._ip)
+            try:
+                self._lloyd(x, warm, assign)
+            finally:
+                assign.close()
         return self
 
-    def _lloyd(self, x, warm):
+    def _lloyd(self, x, warm, assign_all):
+        """Lloyd's iterations on x; assign_all(c) -> (dist, idx), `nearest_centroids` of all of x
+        (in-process, or block by block on a Dask cluster)."""
         n, d = x.shape
         k = self.k
         ip = self._ip
@@ -272,7 +306,6 @@ class KMeans:
         cent = np.zeros((k, d), dtype=np.float32)
         if m:
             cent[:m] = warm
-        x_norms = None if ip or n * d < BLAS_THRESHOLD else sq_norms(x)
         obj_hist, split_hist, imb_hist = [], [], []
         best = None  # (obj, centroids, len(history), n_iter)
         for redo in range(self.nredo):
@@ -290,7 +323,7 @@ class KMeans:
             obj = np.float32(0)
             it = 0
             for it in range(self.niter):
-                dist, assign = nearest_centroids(x, cent, ip, x_norms)
+                dist, assign = assign_all(cent)
                 obj = _sum_sequential(dist)
                 with threads_for(4 * n * d):
                     cent, counts = _compute_centroids(x, assign, k)

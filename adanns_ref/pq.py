@@ -238,9 +238,15 @@ class ProductQuantizer:
             raise ValueError(f"ProductQuantizer.{what} called before train(); train it first "
                              f"(or set_codebooks)")
 
-    def encode(self, x):
-        """codes (n, code_size) uint8 of x (n, d): nearest centroid per subspace, bit-packed."""
+    def encode(self, x, client=None):
+        """codes (n, code_size) uint8 of x (n, d): nearest centroid per subspace, bit-packed.
+        client: a ``distributed.Client``: x may then also be a vector file path or a dask array;
+        blocks are encoded on the workers, cut where the table blocks start (same codes)."""
         self._require_trained("encode")
+        if client is not None:
+            from .distributed import map_method
+            parts = map_method(client, self, "encode", x, self.d, self.encode_alignment)
+            return np.concatenate(parts) if parts else np.empty((0, self.code_size), np.uint8)
         x = as_float32_matrix(x, "x", d=self.d)
         sub = np.empty((x.shape[0], self.M), dtype=np.uint16)
         if self.dsub <= DIRECT_MAX_DSUB:
@@ -250,6 +256,12 @@ class ProductQuantizer:
             for i0 in range(0, x.shape[0], b):
                 sub[i0:i0 + b] = _tables_blas(x[i0:i0 + b], self.codebooks, self._c_norms).argmin(axis=2)
         return self._pack(sub)
+
+    @property
+    def encode_alignment(self):
+        """Rows of x whose codes `encode` computes together (its BLAS table blocks; 1 for the
+        direct form): a part of x starting at a multiple of it gets the codes it gets in x."""
+        return self._block_rows if self.dsub > DIRECT_MAX_DSUB else 1
 
     def _pack(self, sub):
         if self.nbits == 8:

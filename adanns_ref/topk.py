@@ -44,6 +44,7 @@ also splits the *database* over threads when nq < threads; here a single query r
 thread (same results, lower single-query throughput).
 """
 from concurrent.futures import ThreadPoolExecutor
+from typing import NamedTuple
 
 import numba
 import numpy as np
@@ -413,7 +414,7 @@ def blas_single_thread():
     return _blas_controller.limit(limits=1, user_api="blas")
 
 
-def _blas_search(xq, xb, use_ip, hd, hi):
+def _blas_search(xq, xb, use_ip, hd, hi, q_block):
     """BLAS-form search filling heaps hd/hi (nq, k): GEMM block by block, then merge.
 
     Each worker thread takes whole query blocks and runs GEMM with single-threaded BLAS and the
@@ -427,8 +428,6 @@ def _blas_search(xq, xb, use_ip, hd, hi):
     q_norms = empty if use_ip else sq_norms(xq)
     k = hd.shape[1]
     workers = numba.get_num_threads()
-    n_blocks = workers * -(-nq // (workers * Q_BLOCK))  # a multiple of workers: balanced load
-    q_block = -(-nq // n_blocks)
     db_block = min(nb, DB_BLOCK)
 
     def search_block(i0):
@@ -452,7 +451,24 @@ def _blas_search(xq, xb, use_ip, hd, hi):
         list(pool.map(search_block, range(0, nq, q_block)))  # list() re-raises worker errors
 
 
-def knn_search(xq, xb, k, metric="l2"):
+class SearchPlan(NamedTuple):
+    """How `exact_search` computes a batch: BLAS form or direct sums, and the queries per GEMM
+    block. A GEMM's bits depend on its shape, so a part of the batch that starts at a multiple
+    of q_block and is searched with the batch's plan gets the batch's bits (`distributed`)."""
+    blas: bool
+    q_block: int
+
+
+def search_plan(nq, d):
+    """The `SearchPlan` of a batch of nq queries of d dims: BLAS form from nq * d >=
+    BLAS_THRESHOLD (faiss), query blocks of at most Q_BLOCK, as many as a multiple of
+    numba.get_num_threads() (a balanced load)."""
+    workers = numba.get_num_threads()
+    n_blocks = workers * max(1, -(-nq // (workers * Q_BLOCK)))
+    return SearchPlan(nq * d >= BLAS_THRESHOLD, max(1, -(-nq // n_blocks)))
+
+
+def knn_search(xq, xb, k, metric="l2", client=None):
     """Exact k-NN of each row of xq (nq, d) among the rows of xb (nb, d) -> (D float32 (nq, k),
     I int64 (nq, k)), faiss ``knn`` / ``IndexFlat.search``: the public, validated entry point.
 
@@ -460,28 +476,37 @@ def knn_search(xq, xb, k, metric="l2"):
     converted once, `_validate.as_float32_matrix`); NaN / Inf, a width mismatch or a non-numeric
     array raise ValueError / TypeError. k: int >= 1 (`_validate.as_k` refuses a k whose results
     would exceed MAX_RESULT_BYTES); metric: "l2" or "ip". Results as `exact_search`.
+    client: a ``distributed.Client``: blocks of the database (then also a vector file path or
+    a dask array) are searched on its workers and merged by the heaps' rule (same D and I).
     """
     metric = check_metric(metric)
+    if client is not None:
+        from .distributed import knn_search as knn_search_on
+        xq = as_float32_matrix(xq, "xq")
+        return knn_search_on(xq, xb, as_k(k, xq.shape[0]), metric, client)
     xb = as_float32_matrix(xb, "xb")
     xq = as_float32_matrix(xq, "xq", d=xb.shape[1])
     return exact_search(xq, xb, as_k(k, xq.shape[0]), metric)
 
 
-def exact_search(xq, xb, k, metric="l2"):
+def exact_search(xq, xb, k, metric="l2", plan=None):
     """Exact k-NN of each row of xq among the rows of xb -> (D float32 (nq, k), I int64 (nq, k)).
 
     Inputs must already be validated (`knn_search` is the checked entry point): float32,
-    C-contiguous, 2-D, equal widths, finite; k >= 1, metric "l2" or "ip". Results are sorted best first; with fewer than k database rows the tail is
-    padded with id -1 and distance +FLT_MAX ("l2") / -FLT_MAX ("ip"). Uses
-    numba.get_num_threads() threads.
+    C-contiguous, 2-D, equal widths, finite; k >= 1, metric "l2" or "ip". Results are sorted
+    best first; with fewer than k database rows the tail is padded with id -1 and distance
+    +FLT_MAX ("l2") / -FLT_MAX ("ip"). Uses numba.get_num_threads() threads. plan: the
+    `search_plan` of the whole batch when xq is a part of it (default: xq's own); database rows
+    may be any DB_BLOCK-aligned part too.
     """
     nq, d = xq.shape
+    plan = search_plan(nq, d) if plan is None else plan
     hd, hi = new_heaps(nq, k)
     use_ip = metric == "ip"
     if nq == 0 or xb.shape[0] == 0:
         pass
-    elif nq * d < BLAS_THRESHOLD:
+    elif not plan.blas:
         _scan_direct(xq, xb, use_ip, hd, hi)
     else:
-        _blas_search(xq, xb, use_ip, hd, hi)
+        _blas_search(xq, xb, use_ip, hd, hi, plan.q_block)
     return finalize(hd, hi, metric)

@@ -103,3 +103,13 @@ def test_bytes_match_faiss_code_size(d, M, nbits):
 def test_bad_inputs(call, exc, match):
     with pytest.raises(exc, match=match):
         call()
+
+
+def test_bytes_per_vector_by_precision():
+    from adanns_ref.cost import bytes_per_vector
+    assert [bytes_per_vector(1024, p) for p in ("binary", "int8", "float")] == [128, 1024, 4096]
+    assert bytes_per_vector(12, "binary") == 2  # 12 bits still take two whole bytes
+    with pytest.raises(ValueError, match="precision"):
+        bytes_per_vector(8, "int4")
+    with pytest.raises(ValueError, match="d must be >= 1"):
+        bytes_per_vector(0, "int8")

@@ -178,3 +178,158 @@ def test_bad_inputs(call, exc, match):
     db, q = _data()
     with pytest.raises(exc, match=match):
         call(db, q)
+
+
+# ----------------------------------------------------------------- mixed-precision funnels
+
+from adanns_ref import funnel as funnel_mod  # noqa: E402
+from adanns_ref.binary import BinaryFlatIndex, binarize  # noqa: E402
+from adanns_ref.cost import mixed_funnel_cost  # noqa: E402
+from adanns_ref.funnel import mixed_funnel_search  # noqa: E402
+from adanns_ref.sq import DECODE_SIMD, ScalarQuantizer  # noqa: E402
+from adanns_ref.sqindex import SQIndex  # noqa: E402
+
+
+def _stage_scores(xb, xq, I, d, precision, metric, normalize=True):
+    """Independent scores of ids I (nq, k) at one stage, float64 (-1 ids -> nan)."""
+    out = np.full(I.shape, np.nan)
+    if precision == "binary":
+        qb, bb = binarize(xq, d), binarize(xb, d)
+        for r in range(len(xq)):
+            ids = I[r][I[r] >= 0]
+            out[r, :len(ids)] = np.unpackbits(qb[r] ^ bb[ids], axis=1).sum(1)
+        return out
+    zq, zb = prefix(xq, d, normalize).astype(np.float64), prefix(xb, d, normalize)
+    if precision == "int8":
+        sq = ScalarQuantizer(d, "8bit").train(zb)
+        zb = sq.reconstruct(sq.encode(zb), DECODE_SIMD)
+    zb = zb.astype(np.float64)
+    for r in range(len(xq)):
+        ids = I[r][I[r] >= 0]
+        diff = zb[ids] - zq[r]
+        out[r, :len(ids)] = (diff ** 2).sum(1) if metric == "l2" else zb[ids] @ zq[r]
+    return out
+
+
+def _assert_scores_belong_to_ids(D, I, xb, xq, stage, metric):
+    ref = _stage_scores(xb, xq, I, *stage, metric)
+    valid = I >= 0
+    np.testing.assert_allclose(D[valid], ref[valid], rtol=1e-4, atol=1e-4)
+
+
+MIXED = [(16, "binary", 60), (24, "int8", 20), (32, "float", 5)]
+
+
+@pytest.mark.parametrize("metric", ["l2", "ip"])
+def test_mixed_funnel_scores_belong_to_the_returned_ids(metric):
+    xb, xq = _data(3, n=500, nq=15)
+    D, I, cost = mixed_funnel_search(xb, xq, MIXED, metric)
+    _assert_scores_belong_to_ids(D, I, xb, xq, MIXED[-1][:2], metric)
+    best_first = np.diff(D, axis=1) >= 0 if metric == "l2" else np.diff(D, axis=1) <= 0
+    assert best_first.all()
+    assert cost["stages"][0]["candidates"] == 500 and cost["stages"][2]["candidates"] == 20
+
+
+def test_misordered_rescoring_is_caught(monkeypatch):
+    """The sentence-transformers bug: ids re-ranked but scores left in shortlist order. A funnel
+    whose rescoring does that must fail the scores-belong-to-ids check."""
+    xb, xq = _data(4, n=500, nq=15)
+    good = funnel_mod._rerank
+
+    def misordered(I, *args):
+        D, I_new = good(I, *args)
+        # scores of the new ranking, but paired with the shortlist's ids in their old order
+        return D, np.ascontiguousarray(I[:, :I_new.shape[1]])
+
+    monkeypatch.setattr(funnel_mod, "_rerank", misordered)
+    D, I, _ = mixed_funnel_search(xb, xq, MIXED, "l2")
+    with pytest.raises(AssertionError):
+        _assert_scores_belong_to_ids(D, I, xb, xq, MIXED[-1][:2], "l2")
+
+
+def test_each_stage_equals_its_index_search():
+    """Stage 0 of each precision is the faiss-style index of that precision; a lone last stage
+    re-ranks the previous stage's ids with that index's scores."""
+    xb, xq = _data(5, n=400, nq=10)
+    zb, zq = prefix(xb, 16), prefix(xq, 16)
+    D, I, _ = mixed_funnel_search(xb, xq, [(16, "int8", 7)])
+    sq = SQIndex(16, "8bit")
+    sq.train(zb)
+    sq.add(zb)
+    D_ref, I_ref = sq.search(zq, 7)
+    np.testing.assert_array_equal(I, I_ref)
+    np.testing.assert_array_equal(D, D_ref)
+    D, I, _ = mixed_funnel_search(xb, xq, [(24, "binary", 9)])
+    flat = BinaryFlatIndex(24)
+    flat.add(binarize(xb, 24))
+    D_ref, I_ref = flat.search(binarize(xq, 24), 9)
+    np.testing.assert_array_equal(I, I_ref)
+    np.testing.assert_array_equal(D, D_ref.astype(np.float32))
+    # float-only mixed funnel = the float funnel
+    D, I, _ = mixed_funnel_search(xb, xq, [(8, "float", 50), (32, "float", 5)])
+    D_ref, I_ref, _ = funnel_search(xb, xq, [(8, 50), (32, 5)])
+    np.testing.assert_array_equal(I, I_ref)
+    np.testing.assert_array_equal(D, D_ref)
+
+
+def test_binary_then_rescore_keeps_the_float_order_of_the_shortlist():
+    xb, xq = _data(6, n=300, nq=8)
+    _, I0, _ = mixed_funnel_search(xb, xq, [(32, "binary", 40)])
+    D, I, _ = mixed_funnel_search(xb, xq, [(32, "binary", 40), (32, "float", 10)], "ip")
+    D_ref, I_ref = rerank(I0, xb, xq, 32, 10, "ip")
+    np.testing.assert_array_equal(I, I_ref)
+    np.testing.assert_array_equal(D, D_ref)
+
+
+def test_oversample_sets_the_shortlists_like_vector_databases():
+    xb, xq = _data(7, n=300, nq=5)
+    a = mixed_funnel_search(xb, xq, [(32, "binary", None), (32, "float", 10)], oversample=4)
+    b = mixed_funnel_search(xb, xq, [(32, "binary", 40), (32, "float", 10)])
+    np.testing.assert_array_equal(a[1], b[1])
+    assert a[2]["stages"][1]["candidates"] == 40
+    c = mixed_funnel_search(xb, xq, [(32, "binary", None), (32, "float", 10)], oversample=2.5)
+    assert c[2]["stages"][1]["candidates"] == 25
+
+
+def test_mixed_funnel_cost_counts_bytes_and_operations():
+    cost = mixed_funnel_cost(60000, [(256, "binary", 200), (1024, "int8", 50), (2048, "float", 10)])
+    s0, s1, s2 = cost["stages"]
+    assert (s0["bytes"], s0["popcounts"]) == (60000 * 32, 60000 * 4)
+    assert (s1["bytes"], s1["int8_ops"]) == (200 * 1024, 200 * 1024)
+    assert (s2["bytes"], s2["float_ops"]) == (50 * 2048 * 4, 50 * 2048)
+    assert cost["bytes"] == s0["bytes"] + s1["bytes"] + s2["bytes"]
+    assert mixed_funnel_cost(30, [(8, "binary", 100), (8, "float", 5)])["stages"][1]["candidates"] == 30
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.integers(0, 10 ** 6), st.sampled_from(["binary", "int8", "float"]),
+       st.sampled_from(["binary", "int8", "float"]), st.sampled_from(["l2", "ip"]))
+def test_mixed_funnel_properties(seed, p0, p1, metric):
+    xb, xq = _data(seed, n=120, nq=4, D=16)
+    stages = [(8, p0, 30), (16, p1, 6)]
+    D, I, _ = mixed_funnel_search(xb, xq, stages, metric)
+    _, I0, _ = mixed_funnel_search(xb, xq, stages[:1], metric)
+    for r in range(len(xq)):
+        assert set(I[r]) <= set(I0[r])  # the last stage only re-ranks the shortlist
+        assert len(set(I[r])) == 6
+    _assert_scores_belong_to_ids(D, I, xb, xq, stages[-1][:2], metric)
+
+
+@pytest.mark.parametrize("kwargs, exc, match", [
+    ({"stages": []}, ValueError, "empty"),
+    ({"stages": [(8, "int4", 5)]}, ValueError, "precision must be one of"),
+    ({"stages": [(8, "float")]}, ValueError, "triple"),
+    ({"stages": [(8, "float", None)]}, ValueError, "cannot be None"),
+    ({"stages": [(8, "binary", None), (8, "float", 5)]}, ValueError, "no oversample"),
+    ({"stages": [(8, "binary", None), (8, "float", 5)], "oversample": 0.5}, ValueError, "oversample"),
+    ({"stages": [(8, "binary", 5), (8, "float", 10)]}, ValueError, "must not grow"),
+    ({"stages": [(64, "float", 5)]}, ValueError, "dim must be <= 32"),
+    ({"stages": [(8, "float", 5)], "metric": "cos"}, ValueError, "metric"),
+    ({"stages": 5}, TypeError, "triples"),
+])
+def test_mixed_funnel_bad_inputs(kwargs, exc, match):
+    xb, xq = _data(0, n=50, nq=2)
+    with pytest.raises(exc, match=match):
+        mixed_funnel_search(xb, xq, **kwargs)
+    with pytest.raises(ValueError, match="precision"):
+        mixed_funnel_cost(10, [(8, "fp8", 5)])

@@ -285,7 +285,7 @@ def test_an_array_the_manifest_does_not_describe_is_reported(copy):
     (lambda m: m.__setitem__("format", "other"), "format: expected 'adanns-ref-golden'"),
     (lambda m: m.pop("files"), "files: must be a non-empty object"),
     (lambda m: m["cases"][0].pop("component"), r"cases\[0\]: missing fields \['component'\]"),
-    (lambda m: m["cases"][1].__setitem__("component", "hnsw"), "unknown component 'hnsw'"),
+    (lambda m: m["cases"][1].__setitem__("component", "lsh"), "unknown component 'lsh'"),
     (lambda m: m["cases"][1].__setitem__("name", m["cases"][0]["name"]), "unique"),
     (lambda m: m["cases"][0]["outputs"]["centroids"].__setitem__("compare", "fuzzy"),
      "compare must be 'exact' or 'close'"),

@@ -20,7 +20,9 @@ Components: kmeans (exact path bit for bit; GEMM path n * d >= 128000 to roundin
 (faiss training, lists, search at several nprobe; the bridge), adanns_ivf (d_c != d_s via
 ``ivf_tools.search_preassigned``), pq (codebooks, codes, ADC tables and search, nbits 4 and 8),
 opq (rotation trained from the same start A), ivfpq, metrics (k-recall@N against faiss's
-intersection count; label metrics against a per-query loop, faiss has none).
+intersection count; label metrics against a per-query loop, faiss has none), sq (ranges, codes,
+decode, search bit for bit), binary_flat and binary_ivf (Hamming results identical, ties
+included; `checks_codes`).
 """
 from .checks import CHECKS
 from .cli import format_table, main, summary

@@ -4,6 +4,7 @@ import numpy as np
 
 from .. import faiss_bridge, metrics
 from ..flat import FlatIndex
+from ..hnsw import HNSWIndex
 from ..ivf import IVFIndex
 from ..ivfpq import IVFPQIndex
 from ..kmeans import KMeans
@@ -12,6 +13,7 @@ from ..pq import ProductQuantizer
 from ..pqindex import PQIndex
 from ..truncate import prefix
 from . import compare as cmp
+from .checks_codes import CODE_CHECKS
 
 
 def check_kmeans(case, n, d, k, niter=25, spherical=False, dup=0, max_ppc=256, nredo=1, gemm=False):
@@ -296,5 +298,48 @@ def check_metrics(case, n, d, nq, k, n_classes):
     return results
 
 
+def check_hnsw(case, n, D, M, metric, searches, efc=40, batches=(), dup=0, d_c=None, nq=40):
+    """IndexHNSWFlat built by faiss (1 thread, same M / efConstruction / adds) vs HNSWIndex:
+    levels, entry point, every neighbour list (bit-identical distances needed: AVX-512), then
+    per (k, ef): ids and distances identical and hnsw_stats.ndis per query; with d_c < D the
+    faiss side is IndexRefineFlat over an HNSW on the d_c-prefix (AdANNS-HNSW, d_s = D, ef
+    candidates re-scored). Then the bridge: to_faiss search and from_faiss round trip."""
+    faiss = cmp.import_faiss()
+    faiss.omp_set_num_threads(1)
+    d_c = D if d_c is None else d_c
+    xb, xq = cmp.blobs(n, D, n + D, dup), cmp.queries(nq, D, D)
+    ours = HNSWIndex(D, M=M, ef_construction=efc, metric=metric, d_c=d_c, d_s=D)
+    inner = faiss.IndexHNSWFlat(d_c, M, faiss_bridge._faiss_metric(faiss, metric))
+    inner.hnsw.efConstruction = efc
+    ref = inner if d_c == D else faiss.IndexRefineFlat(
+        faiss.IndexPreTransform(faiss.RemapDimensionsTransform(D, d_c, False), inner))
+    for part in np.split(xb, np.cumsum(batches)):
+        ref.add(part)
+        ours.add(part)
+    results, record = cmp.recorder("hnsw" if d_c == D else "adanns_hnsw", case)
+    levels = faiss.vector_to_array(inner.hnsw.levels).astype(np.int64) - 1
+    record("levels", cmp.arrays(levels, ours.levels))
+    record("entry point, max_level", cmp.arrays([inner.hnsw.entry_point, inner.hnsw.max_level],
+                                                [ours.entry_point, ours.max_level]))
+    record("neighbour lists", cmp.arrays(faiss.vector_to_array(inner.hnsw.neighbors), ours._nbrs))
+    exported = faiss_bridge.to_faiss(ours)
+    back = faiss_bridge.from_faiss(exported)
+    for k, ef in searches:
+        inner.hnsw.efSearch = ef
+        outer = faiss.downcast_index(exported.base_index) if d_c < D else exported
+        faiss.downcast_index(getattr(outer, "index", outer)).hnsw.efSearch = ef
+        if d_c < D:
+            ref.k_factor = exported.k_factor = max(ef, k) / k
+        mine = ours.search(xq, k, ef_search=ef)
+        theirs, ndis = cmp.hnsw_search_with_ndis(ref, xq, k)
+        record(f"search k={k} ef={ef}", cmp.identical(theirs, mine))
+        if d_c == D:  # IndexRefineFlat's base search runs with k * k_factor: other ndis
+            record(f"ndis k={k} ef={ef}", cmp.arrays(ndis, ours.last_search_ndis))
+        record(f"to_faiss search k={k} ef={ef}", cmp.identical(exported.search(xq, k), mine))
+        record(f"round trip search k={k} ef={ef}", cmp.identical(mine, back.search(xq, k, ef_search=ef)))
+    return results
+
+
 CHECKS = {"kmeans": check_kmeans, "flat": check_flat, "ivf": check_ivf, "adanns_ivf": check_adanns_ivf,
-          "pq": check_pq, "opq": check_opq, "ivfpq": check_ivfpq, "metrics": check_metrics}
+          "pq": check_pq, "opq": check_opq, "ivfpq": check_ivfpq, "metrics": check_metrics,
+          "hnsw": check_hnsw, "adanns_hnsw": check_hnsw, **CODE_CHECKS}

@@ -119,3 +119,16 @@ def form_atol(q, x):
 
 def ivf_search(index, q, k, nprobe):
     return index.search(q, k, params=import_faiss().SearchParametersIVF(nprobe=nprobe))
+
+
+def hnsw_search_with_ndis(index, q, k):
+    """faiss HNSW search (any index wrapping an IndexHNSW) -> ((D, I), ndis (nq,) int64): the
+    hnsw_stats.ndis of each query; the stats are global, so the queries run one at a time."""
+    faiss = import_faiss()
+    D, I = index.search(q, k)
+    ndis = []
+    for row in q:
+        faiss.cvar.hnsw_stats.reset()
+        index.search(row[None], k)
+        ndis.append(faiss.cvar.hnsw_stats.ndis)
+    return (D, I), np.array(ndis, np.int64)

@@ -52,6 +52,19 @@ def grid(quick=False):
         _case("ivfpq", "n2000-D24-dc8-ds24-M4", n=2000, d=24, nlist=10, M=4, nbits=8, metric="l2",
               nprobes=(2,), d_c=8, normalize=True),
         _case("metrics", "n600-d14", n=600, d=14, nq=50, k=10, n_classes=5),
+        _case("sq", "n800-d32-8bit-l2", n=800, d=32, qtype="8bit", metric="l2"),
+        _case("sq", "n800-d24-4bit-uniform-ip-quantiles", n=800, d=24, qtype="4bit_uniform", metric="ip",
+              rangestat="quantiles", rangestat_arg=0.01),
+        _case("sq", "n600-d13-fp16-dups", n=600, d=13, qtype="fp16", metric="l2", dup=100),
+        _case("binary_flat", "n2000-b64-dups", n=2000, d_bits=64, dup=300, k=20),
+        _case("binary_flat", "n500-b8-k100", n=500, d_bits=8, k=100),
+        _case("binary_ivf", "n3000-b128-nl16", n=3000, d_bits=128, nlist=16, nprobes=(1, 4, 16)),
+        _case("hnsw", "n2000-d16-M8-l2-3adds", n=2000, D=16, M=8, metric="l2", batches=(1, 700),
+              searches=((10, 16), (40, 16))),
+        _case("hnsw", "n1500-d21-M6-ip-dups", n=1500, D=21, M=6, efc=20, metric="ip", dup=300,
+              searches=((10, 16), (20, 8))),
+        _case("adanns_hnsw", "D32-dc8-ds32", n=2000, D=32, M=8, metric="l2", d_c=8,
+              searches=((10, 32), (10, 8))),
     ]
     if quick:
         return cases
@@ -88,6 +101,22 @@ def grid(quick=False):
         _case("ivfpq", "n3000-D32-dc24-ds8-opq", n=3000, d=32, nlist=12, M=2, nbits=8, metric="l2",
               nprobes=(1, 4), d_c=24, d_s=8, opq=True, normalize=True),
         _case("metrics", "n3000-d30", n=3000, d=30, nq=200, k=50, n_classes=20),
+        _case("sq", "n3000-d64-8bit-uniform-meanstd-ip", n=3000, d=64, qtype="8bit_uniform", metric="ip",
+              rangestat="meanstd", rangestat_arg=2.0),
+        _case("sq", "n3000-d40-4bit-minmax-l2", n=3000, d=40, qtype="4bit", metric="l2", rangestat_arg=0.1),
+        _case("sq", "n2000-d48-bf16-ip", n=2000, d=48, qtype="bf16", metric="ip"),
+        _case("sq", "n1500-d16-4bit-optim-l2", n=1500, d=16, qtype="4bit", metric="l2", rangestat="optim"),
+        _case("sq", "n2000-d17-8bit-quantiles-l2-dups", n=2000, d=17, qtype="8bit", metric="l2",
+              rangestat="quantiles", rangestat_arg=0.02, dup=300),
+        _case("binary_flat", "n20000-b1024", n=20000, d_bits=1024, nq=100, k=50),
+        _case("binary_ivf", "n10000-b256-nl64-dups", n=10000, d_bits=256, nlist=64, nprobes=(1, 8), dup=1000),
+        _case("hnsw", "n6000-d64-M16-l2", n=6000, D=64, M=16, metric="l2", batches=(2, 3000),
+              searches=((10, 16), (10, 64), (100, 64))),
+        _case("hnsw", "n5000-d100-M32-ip", n=5000, D=100, M=32, metric="ip", searches=((10, 16), (10, 128))),
+        _case("hnsw", "n3000-d8-M4-efc10-dups", n=3000, D=8, M=4, efc=10, metric="l2", dup=1500,
+              searches=((10, 16), (30, 4))),
+        _case("adanns_hnsw", "D48-dc12-ds48-ip", n=4000, D=48, M=12, metric="ip", d_c=12,
+              searches=((10, 16), (5, 64))),
     ]
 
 
