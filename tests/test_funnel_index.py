@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import adanns_ref.funnel_index as funnel_index
+from adanns_ref._funnel_kernels import SCAN_MAX_DIM
 from adanns_ref.funnel import funnel_search, rerank
 from adanns_ref.funnel_index import FunnelIndex
 from adanns_ref.testing import assert_knn_equal
@@ -49,7 +50,7 @@ def _data(seed=0, n=600, nq=20, D=48):
 
 
 STAGES = [[(8, 60), (48, 10)], [(4, 100), (16, 40), (48, 5)], [(16, 150), (32, 150), (8, 3)],
-          [(64 // 2, 30), (48, 30)], [(12, 7)]]
+          [(32, 30), (48, 30)], [(40, 30), (48, 5)], [(12, 7)]]  # 40 > SCAN_MAX_DIM: a GEMM
 
 
 @pytest.mark.parametrize("metric", ["l2", "ip"])
@@ -70,10 +71,10 @@ def test_funnel_search_and_index_equal_the_previous_implementation(metric, norma
 def test_large_batches_agree_with_the_previous_blas_stage0_up_to_ties():
     """With nq * d_0 >= BLAS_THRESHOLD the old stage 0 used the BLAS form: shortlists may differ
     only where distances tie within rounding, so the final top-10 agrees tie-aware."""
-    db, q = _data(seed=1, n=2000, nq=BLAS_THRESHOLD // 64 + 10, D=96)
-    stages = [(64, 50), (96, 10)]
+    db, q = _data(seed=1, n=1000, nq=BLAS_THRESHOLD // SCAN_MAX_DIM + 10, D=48)
+    stages = [(SCAN_MAX_DIM, 50), (48, 10)]
     D_old, I_old = _old_funnel(db, q, stages, "l2", True)
-    D, I, _ = FunnelIndex(db, [64, 96]).search(q, stages)
+    D, I, _ = FunnelIndex(db, [SCAN_MAX_DIM, 48]).search(q, stages)
     assert_knn_equal(D_old, I_old, D, I, rtol=1e-5, atol=1e-6)
 
 
@@ -110,8 +111,9 @@ def test_index_over_a_memory_mapped_fbin_keeps_it_on_disk(tmp_path):
     stages = [(8, 60), (48, 10)]
     for a, b in zip(index.search(q, stages), funnel_search(db, q, stages)):
         np.testing.assert_array_equal(a, b)
-    n_pad = 16 * -(-len(db) // 16)  # scan layouts for both dims (<= SCAN_MAX_DIM), padded
-    assert index.nbytes == 8 * len(db) * 3 + 4 * (8 + 48) * n_pad  # float64 scales
+    n_pad = 16 * -(-len(db) // 16)  # scan layouts for the dims <= SCAN_MAX_DIM, padded
+    scanned = sum(d for d in (8, 48) if d <= SCAN_MAX_DIM)
+    assert index.nbytes == 8 * len(db) * 3 + 4 * scanned * n_pad  # float64 scales
 
 
 def test_recall_of_a_funnel_on_informative_prefixes():
