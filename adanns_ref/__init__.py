@@ -7,6 +7,7 @@ from .binary import BinaryFlatIndex, BinaryIVFIndex, binarize, quantize_embeddin
 from .faiss_bridge import from_faiss, to_faiss
 from .flat import FlatIndex
 from .funnel import funnel_search, mixed_funnel_search, rerank
+from .funnel_index import FunnelIndex
 from .hnsw import HNSWIndex
 from .io import load_vectors
 from .ivf import IVFIndex
@@ -22,7 +23,7 @@ from .sqindex import SQIndex
 from .topk import knn_search
 from .truncate import prefix
 
-__all__ = ["BinaryFlatIndex", "BinaryIVFIndex", "FlatIndex", "HNSWIndex", "IVFIndex",
+__all__ = ["BinaryFlatIndex", "BinaryIVFIndex", "FlatIndex", "FunnelIndex", "HNSWIndex", "IVFIndex",
            "IVFPQIndex", "KMeans", "OPQ", "PQIndex", "ProductQuantizer", "SQIndex",
            "ScalarQuantizer", "adannsopq_sweep", "best_under_budget", "binarize", "from_faiss",
            "funnel_search", "knn_recall", "knn_search", "load_vectors", "map_at_k",

@@ -36,46 +36,31 @@ last stage's shortlist. Every stage returns each score with its own id (heap ent
 pairs), so the scores always belong to the returned ids; sentence-transformers once returned
 re-ranked ids next to scores in the old order. Cost per query: `cost.mixed_funnel_cost`.
 
-faiss: stage 0 is `topk.exact_search` (faiss's exact search). Re-ranking computes each candidate's
-distance directly (sum_t (q_t - x_t)^2, or sum_t q_t x_t), as faiss's IndexRefineFlat does;
-faiss has no Matryoshka re-normalisation, so only the flat, normalize=False case has a faiss
-counterpart. When N * dim <= RERANK_BLOCK the whole database is prefixed once; otherwise the
-candidate rows are gathered and normalised per block of queries, so memory stays bounded by
-RERANK_BLOCK floats rather than N * D.
+faiss: a one-stage funnel is `topk.exact_search` (faiss's exact search). With more stages, stage 0
+at d_0 <= SCAN_MAX_DIM is the fused scan + top-k of `_funnel_kernels` (direct-form distances in
+faiss's order, bit-identical to exact_search's small-batch path; see there for the large-batch
+difference); larger d_0 go through exact_search. Re-ranking computes each candidate's distance
+directly (sum_t (q_t - x_t)^2, or sum_t q_t x_t), as faiss's IndexRefineFlat does, on the
+prefix rebuilt from the candidate's raw row in place (`_funnel_kernels.rerank_rows`): only the
+shortlisted rows are read, so the database may be a memory map. faiss has no Matryoshka
+re-normalisation, so only the flat, normalize=False case has a faiss counterpart. The scales of
+the shortlisted rows are computed from gathered blocks of at most RERANK_BLOCK floats, unless a
+`FunnelIndex` has them prepared. `FunnelIndex` (funnel_index.py) keeps the stage-0 prefix and
+the scales of chosen dims, for repeated searches of one database.
 """
-import numba
 import numpy as np
 
-from ._simd import inner, l2sqr
+from ._funnel_kernels import SCAN_MAX_DIM, from_blocks, rerank_rows, scan_search, to_blocks
 from ._validate import as_bool, as_float32_matrix, as_ids, as_int, as_k, check_metric, check_prefix_dim
 from .binary import binarize, hamming_knn, hamming_rerank
 from .cost import funnel_flops, mixed_funnel_cost
 from .sq import DECODE_ROUNDED, DECODE_SIMD, ScalarQuantizer, simd_lanes
 from .sqindex import SQIndex
-from .topk import FLT_MAX, exact_search, finalize, heap_push, new_heaps, sort_heaps
-from .truncate import prefix
+from .topk import FLT_MAX, exact_search, finalize, new_heaps, sort_heaps
+from .truncate import divide_rows, prefix, row_scales
 
 PRECISIONS = ("binary", "int8", "float")
-RERANK_BLOCK = 1 << 24  # float32 values of gathered candidate rows per query block (64 MiB)
-
-
-@numba.njit(cache=True, parallel=True)
-def _rerank_kernel(xq, xc, local, ids, use_ip, hd, hi):
-    """Score candidate rows xc[local[r, j]] against xq[r]; push (distance, ids[r, j]) into heap r."""
-    d = xq.shape[1]
-    for r in numba.prange(local.shape[0]):
-        rd, ri = hd[r], hi[r]
-        for j in range(local.shape[1]):
-            c = local[r, j]
-            if c < 0:
-                continue
-            if use_ip:
-                dis = -inner(xq[r], xc[c], d)
-            else:
-                dis = l2sqr(xq[r], xc[c], d)
-            # No `dis < rd[0]` shortcut: shortlist ids are unordered, so an equal distance with a
-            # smaller id must still reach heap_push's tie rule.
-            heap_push(rd, ri, dis, ids[r, j])
+RERANK_BLOCK = 1 << 24  # float32 values of gathered rows when scales are computed (64 MiB)
 
 
 def _sorted_unique(a):
@@ -84,29 +69,50 @@ def _sorted_unique(a):
     return srt[np.concatenate(([True], srt[1:] != srt[:-1]))] if srt.size else srt
 
 
-def _rerank(I, db, q, dim, k, metric, normalize):
-    """rerank on validated inputs: I int64 (nq, s) in [-1, N), db (N, D), q (nq, D) float32."""
-    nq, s = I.shape
-    hd, hi = new_heaps(nq, k)
-    if db.shape[0] * dim <= RERANK_BLOCK:
-        # The whole database prefix fits the budget: one pass over db is cheaper than gathering
-        # and re-normalising the candidate rows of every block (which overlap across blocks).
-        _rerank_kernel(prefix(q, dim, normalize), prefix(db, dim, normalize), I, I,
-                       metric == "ip", hd, hi)
-        sort_heaps(hd, hi)
-        return finalize(hd, hi, metric)
-    block = max(1, RERANK_BLOCK // max(1, s * db.shape[1]))
-    for i0 in range(0, nq, block):
-        ids = I[i0:i0 + block]
-        present = ids >= 0
-        rows = _sorted_unique(ids[present])
-        # Shortlist entry j of query r is gathered row local[r, j] (or -1: an empty slot, skipped).
-        local = np.where(present, np.searchsorted(rows, ids), -1)
-        xc = prefix(db[rows], dim, normalize)
-        xq = prefix(q[i0:i0 + block], dim, normalize)
-        _rerank_kernel(xq, xc, local, ids, metric == "ip", hd[i0:i0 + block], hi[i0:i0 + block])
+def _shortlist_scales(I, db, dim, s1=None):
+    """(s1, s2) float64 (N,) `truncate.prefix_scales` of db at `dim`, filled only at the ids in I
+    (the rest is never read); s1 given: only s2 is computed. Rows are gathered RERANK_BLOCK
+    floats at a time (only the first `dim` columns once s1 is known)."""
+    rows = _sorted_unique(I[I >= 0])
+    if s1 is None:
+        s1 = np.ones(db.shape[0], dtype=np.float64)
+        step = max(1, RERANK_BLOCK // db.shape[1])
+        for i0 in range(0, rows.size, step):
+            r = rows[i0:i0 + step]
+            s1[r] = row_scales(db[r])
+    s2 = np.ones(db.shape[0], dtype=np.float64)
+    step = max(1, RERANK_BLOCK // dim)
+    for i0 in range(0, rows.size, step):
+        r = rows[i0:i0 + step]
+        s2[r] = row_scales(divide_rows(db[r, :dim], s1[r]))
+    return s1, s2
+
+
+def _rerank(I, db, q, dim, k, metric, normalize, s1=None, s2=None):
+    """rerank on validated inputs: I int64 (nq, s) in [-1, N), db (N, D), q (nq, D) float32;
+    s1, s2: prepared `truncate.prefix_scales` of all of db at `dim` (None: computed here for
+    the shortlisted rows)."""
+    hd, hi = new_heaps(q.shape[0], k)
+    if normalize and s2 is None:
+        s1, s2 = _shortlist_scales(I, db, dim, s1)
+    elif not normalize:
+        s1 = s2 = np.empty(0, dtype=np.float64)
+    rerank_rows(prefix(q, dim, normalize), db, I, s1, s2, metric == "ip", hd, hi)
     sort_heaps(hd, hi)
     return finalize(hd, hi, metric)
+
+
+def _stage0(q, db, d0, k0, metric, normalize, n_stages, blocks=None):
+    """The first stage's (D, I): exact search at prefix d0 for k0 results. A one-stage funnel is
+    plain exact search (exact_search, bits included); a shortlist at a small d0 comes from the
+    fused scan over `blocks` (the `to_blocks` layout of the prefix; None: built here)."""
+    xq = prefix(q, d0, normalize)
+    if n_stages == 1 or d0 > SCAN_MAX_DIM:
+        xb = prefix(db, d0, normalize) if blocks is None else from_blocks(blocks, db.shape[0])
+        return exact_search(xq, xb, k0, metric)
+    if blocks is None:
+        blocks = to_blocks(prefix(db, d0, normalize))
+    return scan_search(xq, blocks, db.shape[0], k0, metric)
 
 
 def _check_inputs(db_full, q_full, metric):
@@ -171,11 +177,17 @@ def funnel_search(db_full, q_full, stages, metric="l2", normalize=True):
     flops = d_0 * N + sum_{i>=1} d_i * min(k_{i-1}, N)  (`cost.funnel_flops`).
     """
     db, q, metric = _check_inputs(db_full, q_full, metric)
-    stages = _check_stages(stages, db.shape[1], q.shape[0])
+    return _run_funnel(db, q, _check_stages(stages, db.shape[1], q.shape[0]), metric, normalize)
+
+
+def _run_funnel(db, q, stages, metric, normalize, prepared=None):
+    """funnel_search on validated inputs; `prepared`: a FunnelIndex whose scan layouts
+    (`blocks`) and scales (`s1`, `s2`) are used for the dims it holds."""
+    blocks, s1, s2 = ({}, None, {}) if prepared is None else (prepared.blocks, prepared.s1, prepared.s2)
     d0, k0 = stages[0]
-    D, I = exact_search(prefix(q, d0, normalize), prefix(db, d0, normalize), k0, metric)
+    D, I = _stage0(q, db, d0, k0, metric, normalize, len(stages), blocks.get(d0))
     for d, k in stages[1:]:
-        D, I = _rerank(I, db, q, d, k, metric, normalize)
+        D, I = _rerank(I, db, q, d, k, metric, normalize, s1, s2.get(d))
     reranks = [(d, k_prev) for (d, _), (_, k_prev) in zip(stages[1:], stages[:-1])]
     return D, I, funnel_flops(d0, db.shape[0], reranks)
 

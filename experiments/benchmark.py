@@ -38,6 +38,7 @@ from experiments import _bench_data
 from experiments._bench_contention import bench_contention
 from experiments._bench_ann import (bench_adanns_ivf, bench_exact_knn, bench_funnel, bench_ivf_flat,
                                     bench_ivfpq, bench_kmeans, bench_opq, bench_pq, bench_pq_nanopq)
+from experiments._bench_funnel import bench_funnel_paper, bench_funnel_paper_faiss
 from experiments._bench_measure import Context, NotAvailable, ThreadPin, Workload, log, machine_reference
 from experiments._bench_mrl import bench_mrl_epoch
 from experiments._bench_report import _json_default, _one_line, to_markdown
@@ -48,15 +49,17 @@ from experiments._bench_report import _json_default, _one_line, to_markdown
 _FULL = dict(n_db=60000, n_query=10000, dim=128, nlist=1024, k=10, k_funnel=100, shortlist=200,
              M=16, pq_niter=25, kmeans_niter=10, opq_niter=10, opq_niter_pq_0=40, ivfpq_nprobe=8,
              n_query_nanopq=500, mrl_rows=60000, runs=5, ref_sgemm_n=2048, ref_sgemv_mib=256,
+             funnel_n_db=250000, funnel_dim=2048, funnel_n_query=1000,
              n_query_contention=2000, mrl_rows_contention=6000)
 SIZES = {
     "full": _FULL,
     "quick": dict(_FULL, n_db=5000, n_query=500, nlist=64, pq_niter=10, opq_niter=2,
-                  opq_niter_pq_0=10, n_query_nanopq=100, mrl_rows=5000, runs=1),
+                  opq_niter_pq_0=10, n_query_nanopq=100, mrl_rows=5000, runs=1,
+                  funnel_n_db=20000, funnel_dim=512, funnel_n_query=200),
     "tiny": dict(_FULL, n_db=1200, n_query=60, nlist=16, k_funnel=20, shortlist=40, pq_niter=2,
                  kmeans_niter=3, opq_niter=1, opq_niter_pq_0=2, ivfpq_nprobe=4, n_query_nanopq=20,
                  mrl_rows=512, runs=1, ref_sgemm_n=1024, ref_sgemv_mib=64, n_query_contention=60,
-                 mrl_rows_contention=512),
+                 mrl_rows_contention=512, funnel_n_db=2000, funnel_dim=256, funnel_n_query=40),
 }
 
 ENV_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
@@ -87,6 +90,13 @@ WORKLOADS = [
     Workload("funnel", lambda c: f"funnel 16 -> {c['dim']}, shortlist {c['shortlist']}, "
              f"k={c['k_funnel']}", "our exact search at full dim", None,
              ["adanns_ref.funnel", "adanns_ref.flat"], bench_funnel),
+    Workload("funnel_paper", lambda c: f"funnel 16 -> {c['funnel_dim']}, shortlist 200, k=10, "
+             f"{c['funnel_n_db']} x {c['funnel_dim']} memory-mapped",
+             "our exact search at the full dim (FlatIndex)", None,
+             ["adanns_ref.funnel_index"], bench_funnel_paper),
+    Workload("funnel_paper_faiss", lambda c: f"funnel 16 -> {c['funnel_dim']}, shortlist 200, k=10 "
+             f"(same data)", "faiss IndexFlatL2(16) + knn_L2sqr_by_idx", None,
+             ["adanns_ref.funnel_index"], bench_funnel_paper_faiss),
     Workload("mrl_epoch", lambda c: f"MRL training epoch, MLP 784-512-512-256, 6 heads, "
              f"batch 256, {c['mrl_rows']} rows", "PyTorch CPU, same model", 1.5,
              ["mrl_ref.train"], bench_mrl_epoch),
@@ -233,6 +243,8 @@ def main(argv=None):
                    help="size preset (default full; --quick = quick; tiny is for the tests)")
     p.add_argument("--runs", type=int, default=None, help="timed runs per side (default by size)")
     p.add_argument("--out-dir", default="experiments")
+    p.add_argument("--cache-dir", default=None,
+                   help="where generated benchmark data (.fbin) is kept (default OUT_DIR/cache)")
     p.add_argument("--embeddings", default=None,
                    help=".npy (n >= n_db + n_query, D >= 128) of MRL embeddings instead of synthetic")
     p.add_argument("--mrl-data", choices=("auto", "fashion-mnist", "synthetic"), default="auto",
@@ -243,6 +255,7 @@ def main(argv=None):
     if args.quick and args.size not in (None, "quick"):
         p.error("--quick and --size contradict each other; pass one of them")
     cfg = dict(SIZES[args.size or ("quick" if args.quick else "full")])
+    cfg["funnel_cache"] = args.cache_dir or os.path.join(args.out_dir, "cache")
     if args.runs is not None:
         if args.runs < 1:
             p.error(f"--runs must be >= 1, got {args.runs}")

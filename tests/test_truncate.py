@@ -144,3 +144,25 @@ def test_normalize_paths_are_scale_invariant_beyond_float32_squares():
             index.add(xb * scale)
             ids.append(index.search(xq * scale, 5)[1])
         np.testing.assert_array_equal(ids[0], ids[1])
+
+
+@pytest.mark.parametrize("block", [1 << 22, 7 * 33])
+def test_prefix_scales_rebuild_every_prefix_bit_for_bit(block, monkeypatch):
+    """divide_rows(divide_rows(x[:, :d], n_1), n_2) == prefix(x, d) for ordinary rows, zero rows,
+    rows normalised in float64 (squares over- or underflow) and rows whose prefix underflows."""
+    import adanns_ref.truncate as truncate
+    monkeypatch.setattr(truncate, "PREFIX_BLOCK", block)  # several row blocks
+    rng = np.random.default_rng(4)
+    x = (rng.standard_normal((500, 33)) * rng.random((500, 1)) * 10).astype(np.float32)
+    x[3] = 0
+    x[4] *= np.float32(1e25)
+    x[5] *= np.float32(1e-25)
+    x[6, :20] *= np.float32(1e-24)
+    wide = 0
+    for d in (1, 5, 16, 20, 33):
+        n1, n2 = truncate.prefix_scales(x, d)
+        assert n1.dtype == n2.dtype == np.float64
+        rebuilt = truncate.divide_rows(truncate.divide_rows(x[:, :d], n1), n2)
+        np.testing.assert_array_equal(rebuilt, prefix(x, d))
+        wide += int((n1 != n1.astype(np.float32)).sum() + (n2 != n2.astype(np.float32)).sum())
+    assert wide >= 10  # the float64 route was exercised
