@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from experiments._repro_stage import Pipeline, StageResult
+from experiments.reproduce.stage import Pipeline, StageResult
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXPERIMENTS = ["exp1_dims", "exp2_adaptive_cls", "exp3_retrieval", "exp4_ivf", "exp5_opq", "exp6_budget"]
@@ -120,7 +120,7 @@ def test_report_environment_does_not_need_faiss(monkeypatch):
     import builtins
     import importlib.metadata
 
-    from experiments import _repro_report
+    from experiments.reproduce import report as _repro_report
 
     real_import, real_version = builtins.__import__, importlib.metadata.version
 

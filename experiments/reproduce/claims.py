@@ -247,7 +247,7 @@ def claim_ivfopq(rows, test_idx, available):
 
 def all_claims(tables, test_idx, ivfpq_available):
     """tables: dict name -> rows carrying their per-query arrays under "_pq"
-    (`_repro_rows.attach_evidence`); test_idx: the test half of the queries.
+    (`rows.attach_evidence`); test_idx: the test half of the queries.
     Returns one claim row per headline claim."""
     dims, ret = tables.get("exp1_dims", []), tables.get("exp3_retrieval", [])
     ivf, opq = tables.get("exp4_ivf", []), tables.get("exp5_opq", [])

@@ -16,12 +16,12 @@ import numpy as np
 from adanns_ref.topk import knn_search
 from adanns_ref.truncate import prefix
 
-from ._repro_rows import MAP_K, RowCollector
-from ._repro_stage import StageResult
+from .rows import MAP_K, RowCollector
+from .stage import StageResult
 
 TRAIN_CODE = ["mrl_ref.train", "mrl_ref.nn", "mrl_ref.heads", "mrl_ref.autograd", "mrl_ref.optim"]
-EVAL_CODE = ["adanns_ref.metrics", "adanns_ref.truncate", "experiments._repro_rows",
-             "experiments._repro_mrl"]
+EVAL_CODE = ["adanns_ref.metrics", "adanns_ref.truncate", "experiments.reproduce.rows",
+             "experiments.reproduce.mrl"]
 
 
 def _train_config(cfg, kind, nesting):
@@ -132,7 +132,7 @@ def exp2_adaptive_cls(pipe, cfg, data, models, val_idx, test_idx):
         return StageResult(tables={"exp2_adaptive_cls": rows})
 
     return pipe.run("exp2_adaptive_cls", {"seed": cfg["seed"]}, compute,
-                    deps=model_stages(models), code=["mrl_ref.evaluate", "experiments._repro_mrl"])
+                    deps=model_stages(models), code=["mrl_ref.evaluate", "experiments.reproduce.mrl"])
 
 
 def retrieval_configs(cfg):

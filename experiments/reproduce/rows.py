@@ -16,7 +16,7 @@ import numpy as np
 
 from adanns_ref.metrics import map_at_k, top1_accuracy
 
-from ._repro_stage import StageResult
+from .stage import StageResult
 
 MAP_K = 10
 MAP_BATCHES = 10  # per half of the queries

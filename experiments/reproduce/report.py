@@ -7,8 +7,8 @@ import numpy as np
 
 from adanns_ref.select import pareto_front
 
-from . import _repro_claims
-from ._repro_ann import RERANK_SHORTLIST as RERANK
+from . import claims as claim_rules
+from .ann import RERANK_SHORTLIST as RERANK
 
 
 def fmt_pct(v):
@@ -190,9 +190,9 @@ def write_report(path, meta, tables, claims, timings, infos):
              "## Claims\n",
              md_table(claims, [("id", "id", str), ("claim", "claim", str), ("paper", "paper", str),
                                ("measured", "ours", str), ("verdict", "verdict", str)]),
-             "\nVerdict rules (computed in `experiments/_repro_claims.py`, never by hand):\n"]
+             "\nVerdict rules (computed in `experiments/reproduce/claims.py`, never by hand):\n"]
     lines += [f"- `{c['id']}`: {c['rule']}." for c in claims]
-    doc = _repro_claims.__doc__.split("\n\n", 1)[1]
+    doc = claim_rules.__doc__.split("\n\n", 1)[1]
     lines.append("\nGeneral rules:\n\n" + doc.strip() + "\n")
     sections = [("exp1_dims", _section_dims), ("exp2_adaptive_cls", _section_adaptive_cls),
                 ("exp3_retrieval", _section_retrieval), ("exp4_ivf", _section_ivf)]

@@ -3,7 +3,7 @@
     python -m experiments.reproduce [--preset small|full|tiny] [--out DIR] [--seed S] [--force]
 
 Pipeline (each stage cached under DIR/cache/<stage> by a hash of its configuration, its inputs'
-hashes and the source of the code it calls; see `experiments/_repro_stage.py`):
+hashes and the source of the code it calls; see `experiments/reproduce/stage.py`):
 
     train_mrl, train_mrl-e, train_ff-<d>   MLP encoders 784-h-h-D: MRL (separate heads), MRL-E
                                            (tied heads) and one fixed-feature model per size d
@@ -17,7 +17,7 @@ hashes and the source of the code it calls; see `experiments/_repro_stage.py`):
     figures            one PNG per experiment
 
 Outputs under --out: report.md (tables, figures, the claims table with verdicts computed by
-`_repro_claims`, environment, stage wall times), claims.json, tables/<experiment>.csv,
+`experiments.reproduce.claims`, environment, stage wall times), claims.json, tables/<experiment>.csv,
 figures/<experiment>.png, and cache/<stage>/ (models, embeddings, rows with per-query outcomes,
 manifests). A rerun recomputes only the stages whose configuration, inputs or code changed
 (stderr says "cached" for the others); --force recomputes everything.
@@ -39,9 +39,9 @@ import numpy as np
 
 from adanns_ref._persist import atomic_write_text
 
-from . import _repro_ann, _repro_claims, _repro_mrl, _repro_plots, _repro_report
-from ._repro_rows import attach_evidence
-from ._repro_stage import Pipeline, StageResult, log
+from . import ann, claims as claim_rules, mrl, plots, report as report_md
+from .rows import attach_evidence
+from .stage import Pipeline, StageResult, log
 
 # Training recipe: SGD momentum 0.9, weight decay 1e-4, label smoothing 0.1, linear warm-up then
 # linear decay (the MRL recipe, `mrl_ref.train`), identical for MRL, MRL-E and every FF model.
@@ -106,7 +106,7 @@ def make_figures(pipe, preset, names):
     def compute(ctx):
         files = []
         for name in names:
-            plot, title = _repro_plots.FIGURES[name]
+            plot, title = plots.FIGURES[name]
             path = os.path.join(pipe.out, "figures", f"{name}.png")
             plot(ctx.inputs[name].tables[name], path, pipe.hashes[name],
                  f"{title} - Fashion-MNIST ({preset} preset)")
@@ -114,7 +114,7 @@ def make_figures(pipe, preset, names):
         return StageResult(files=files)
 
     return pipe.run("figures", {"names": names, "preset": preset}, compute, deps=names,
-                    code=["experiments._repro_plots"])
+                    code=["experiments.reproduce.plots"])
 
 
 def main(argv=None):
@@ -139,20 +139,20 @@ def main(argv=None):
     log(f"data: {len(data[0])} train / {len(data[2])} test images in {time.perf_counter() - t0:.1f} s")
     val_idx, test_idx = split_queries(len(data[2]), args.seed)
 
-    models = _repro_mrl.train_all(pipe, cfg, data)
-    _repro_mrl.exp1_dims(pipe, cfg, data, models, val_idx, test_idx)
-    _repro_mrl.exp2_adaptive_cls(pipe, cfg, data, models, val_idx, test_idx)
-    _repro_mrl.exp3_retrieval(pipe, cfg, data, models, val_idx, test_idx)
-    _repro_ann.exp4_ivf(pipe, cfg, data, models, val_idx, test_idx)
-    _repro_ann.exp5_opq(pipe, cfg, data, models, val_idx, test_idx)
-    _repro_ann.exp6_budget(pipe, cfg, val_idx, test_idx)
-    names = list(_repro_plots.FIGURES)
+    models = mrl.train_all(pipe, cfg, data)
+    mrl.exp1_dims(pipe, cfg, data, models, val_idx, test_idx)
+    mrl.exp2_adaptive_cls(pipe, cfg, data, models, val_idx, test_idx)
+    mrl.exp3_retrieval(pipe, cfg, data, models, val_idx, test_idx)
+    ann.exp4_ivf(pipe, cfg, data, models, val_idx, test_idx)
+    ann.exp5_opq(pipe, cfg, data, models, val_idx, test_idx)
+    ann.exp6_budget(pipe, cfg, val_idx, test_idx)
+    names = list(plots.FIGURES)
     make_figures(pipe, args.preset, names)
 
     tables = {n: pipe.results[n].tables[n] for n in names}
     infos = {n: pipe.results[n].info for n in names}
     evidence = {n: attach_evidence(tables[n], pipe.results[n].arrays) for n in names}
-    claims = _repro_claims.all_claims(evidence, test_idx, _repro_ann.ivfpq_available())
+    claims = claim_rules.all_claims(evidence, test_idx, ann.ivfpq_available())
     meta = {"preset": args.preset, "seed": args.seed, "D": cfg["D"], "nesting": cfg["nesting"],
             "n_train": len(data[0]), "n_test": len(data[2]),
             "command": "python -m experiments.reproduce " + shlex.join(sys.argv[1:] if argv is None else argv),
@@ -160,12 +160,9 @@ def main(argv=None):
     atomic_write_text(os.path.join(pipe.out, "claims.json"),
                       json.dumps({"preset": args.preset, "claims": claims}, indent=1))
     report = os.path.join(pipe.out, "report.md")
-    _repro_report.write_report(report, meta, tables, claims, pipe.timings, infos)
+    report_md.write_report(report, meta, tables, claims, pipe.timings, infos)
     for c in claims:
         log(f"claim {c['id']}: {c['verdict']}")
     log(f"report written to {report} ({time.perf_counter() - t_start:.1f} s in total)")
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

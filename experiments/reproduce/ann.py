@@ -18,9 +18,9 @@ from adanns_ref.metrics import knn_recall
 from adanns_ref.topk import knn_search
 from adanns_ref.truncate import prefix
 
-from ._repro_mrl import ff_models, model_stages
-from ._repro_rows import RowCollector
-from ._repro_stage import StageResult, log
+from .mrl import ff_models, model_stages
+from .rows import RowCollector
+from .stage import StageResult, log
 
 ANN_K = 10          # results per query (10-recall@10 against exact search)
 TIMING_REPEATS = 3  # ms/query = the fastest of this many identical runs
@@ -106,7 +106,7 @@ def exp4_ivf(pipe, cfg, data, models, val_idx, test_idx):
     conf = {k: cfg[k] for k in ("ivf_nlists", "ivf_nprobes", "nesting", "seed")}
     return pipe.run("exp4_ivf", conf, compute, deps=model_stages(models),
                     code=["adanns_ref.ivf", "adanns_ref.kmeans", "adanns_ref.topk", "adanns_ref.metrics",
-                          "adanns_ref.cost", "experiments._repro_rows", "experiments._repro_ann"])
+                          "adanns_ref.cost", "experiments.reproduce.rows", "experiments.reproduce.ann"])
 
 
 def pq_training_rows(n, cfg):
@@ -191,8 +191,8 @@ def exp5_opq(pipe, cfg, data, models, val_idx, test_idx):
     conf = {k: cfg[k] for k in ("opq_budgets", "opq_niter", "nesting", "seed", "ivfpq_nlist",
                                 "ivfopq_budgets", "ivfopq_dcs", "ivfopq_nprobes", "pq_train_size")}
     code = ["adanns_ref.pqindex", "adanns_ref.pq", "adanns_ref.opq", "adanns_ref.kmeans",
-            "adanns_ref.funnel", "adanns_ref.metrics", "experiments._repro_rows",
-            "experiments._repro_ann"]
+            "adanns_ref.funnel", "adanns_ref.metrics", "experiments.reproduce.rows",
+            "experiments.reproduce.ann"]
     if ivfpq_available():
         code.append("adanns_ref.ivfpq")
     return pipe.run("exp5_opq", conf, compute, deps=model_stages(models), code=code)
@@ -261,5 +261,5 @@ def exp6_budget(pipe, cfg, val_idx, test_idx):
 
     conf = {k: cfg[k] for k in ("opq_budgets", "seed")}
     return pipe.run("exp6_budget", conf, compute, deps=["exp3_retrieval", "exp4_ivf", "exp5_opq"],
-                    code=["adanns_ref.select", "experiments._repro_ann"])
+                    code=["adanns_ref.select", "experiments.reproduce.ann"])
 
