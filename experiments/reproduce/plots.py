@@ -1,8 +1,10 @@
 """Figures of the reproduction, one function per experiment, each from that experiment's rows.
 
 Every figure is a PNG written atomically with the stage's config hash in its "Comment" text
-chunk. Styles follow the papers: MRL Fig. 2/3 (top-1 vs dims on a log2 axis), AdANNS Fig. 2
-(top-1 vs MFLOPs/query with the Pareto front of each method).
+chunk. Each function receives its stage's tables (rows per seed) and plots the mean over seeds
+(`rows.seed_mean`; error bars = sd over seeds where shown). Styles follow the papers: MRL
+Fig. 2/3 (accuracy vs dims on a log2 axis), AdANNS Fig. 2 (accuracy vs MFLOPs/query with the
+Pareto front of each method).
 """
 import matplotlib
 
@@ -12,7 +14,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 from adanns_ref._persist import atomic_write  # noqa: E402
 from adanns_ref.select import pareto_front  # noqa: E402
 
-COLORS = {"MRL": "tab:blue", "MRL-E": "tab:green", "FF": "tab:red",
+from .rows import seed_mean  # noqa: E402
+
+COLORS = {"MRL": "tab:blue", "MRL-E": "tab:green", "FF": "tab:red", "SVD": "tab:olive",
+          "RP": "tab:gray",
           "AdANNS-IVF": "tab:blue", "MR-IVF": "tab:orange", "FF-IVF": "tab:red",
           "AdANNS-IVF-D": "tab:purple", "AdANNS-OPQ": "tab:blue", "MR-OPQ": "tab:orange",
           "FF-OPQ": "tab:red", "AdANNS-IVFOPQ": "tab:cyan", "FF-IVFOPQ": "tab:brown",
@@ -51,29 +56,35 @@ def _pct_axis(ax, label):
     ax.grid(True, alpha=0.3)
 
 
-def fig_dims(rows, path, config_hash, title):
-    """Exp. 1: linear top-1, 1-NN top-1, mAP@10 vs representation size (log2)."""
+def fig_dims(tables, path, config_hash, title):
+    """Exp. 1: linear top-1, 1-NN top-1, mAP@10 and 10-recall@10 vs representation size (log2),
+    mean ± sd over seeds; SVD and random projection (RP) of FF-D as MRL Fig. 2's baselines."""
+    rows = seed_mean(tables["exp1_dims"], key=("model", "dim"),
+                     metrics=("linear_top1", "knn_top1", "map10", "recall10"))
     dims = sorted({r["dim"] for r in rows})
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4.2), layout="constrained")
-    for ax, metric, label in zip(axes, ("linear_top1", "knn_top1", "map10"),
-                                 ("linear top-1", "1-NN top-1", "mAP@10")):
-        for model, marker in (("MRL", "o"), ("MRL-E", "s"), ("FF", "^")):
-            pts = sorted((r["dim"], r[metric]) for r in rows if r["model"] == model
-                         and r.get(metric) is not None)
+    fig, axes = plt.subplots(2, 2, figsize=(12, 8.4), layout="constrained")
+    panels = (("linear_top1", "linear top-1"), ("knn_top1", "1-NN top-1 (secondary)"),
+              ("map10", "mAP@10"), ("recall10", "10-recall@10 vs exact search at full D"))
+    for ax, (metric, label) in zip(axes.ravel(), panels):
+        for model, marker in (("MRL", "o"), ("MRL-E", "s"), ("FF", "^"), ("SVD", "v"), ("RP", "x")):
+            pts = sorted((r["dim"], r[metric], r.get(metric + "_sd", 0.0)) for r in rows
+                         if r["model"] == model and r.get(metric) is not None)
             if pts:
-                ax.plot(*zip(*pts), marker=marker, color=COLORS[model], label=model)
+                ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts],
+                            marker=marker, color=COLORS[model], label=model, capsize=3)
         _log2_dims(ax, dims)
         ax.set_xlabel("representation size d (log2)")
         _pct_axis(ax, label)
         ax.set_title(label)
-        ax.legend()
-    fig.suptitle(title)
+        ax.legend(fontsize=8)
+    fig.suptitle(title + " (mean ± sd over seeds)")
     save_figure(fig, path, config_hash)
 
 
-def fig_adaptive_classification(rows, path, config_hash, title):
+def fig_adaptive_classification(tables, path, config_hash, title):
     """Exp. 2: cascade accuracy vs expected dim (one star per cascade), against fixed-size MRL
-    and FF."""
+    and FF (means over seeds)."""
+    rows = seed_mean(tables["exp2_adaptive_cls"])
     fig, ax = plt.subplots(figsize=(7, 4.5), layout="constrained")
     for method, style in (("FF", dict(marker="^", linestyle="--")),
                           ("MRL fixed", dict(marker="o", linestyle=":")),
@@ -86,17 +97,19 @@ def fig_adaptive_classification(rows, path, config_hash, title):
     if dims:
         _log2_dims(ax, dims)
     ax.set_xlabel("expected representation size (log2)")
-    _pct_axis(ax, "linear top-1 (test half)")
+    _pct_axis(ax, "linear top-1 (cross-fitted, all queries)")
     ax.legend()
     ax.set_title(title)
     save_figure(fig, path, config_hash)
 
 
-def fig_retrieval(rows, path, config_hash, title):
-    """Exp. 3: top-1 and mAP@10 vs MFLOPs/query for single-shot, adaptive (shortlist dim x
-    re-rank dim) and funnels."""
+def fig_retrieval(tables, path, config_hash, title):
+    """Exp. 3: 10-recall@10 and mAP@10 vs MFLOPs/query for single-shot, adaptive (shortlist dim
+    x re-rank dim) and funnels (means over seeds)."""
+    rows = seed_mean(tables["exp3_retrieval"])
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.6), layout="constrained")
-    for ax, metric, label in zip(axes, ("top1", "map10"), ("1-NN top-1", "mAP@10")):
+    for ax, metric, label in zip(axes, ("recall10", "map10"),
+                                 ("10-recall@10 vs exact search at full D", "mAP@10")):
         single = sorted((r["mflops"], r[metric], r["d_rerank"]) for r in rows if r["method"] == "single-shot")
         if single:
             ax.plot([s[0] for s in single], [s[1] for s in single], "-^", color=COLORS["single-shot"],
@@ -129,91 +142,128 @@ FRONT_STYLE = {"AdANNS-IVF": dict(linestyle="-", marker="o", linewidth=2.2),
                "AdANNS-IVF-D": dict(linestyle=":", marker="D", linewidth=1.6)}
 
 
-def _fronts(ax, rows, x, methods):
+def _fronts(ax, rows, x, y, methods):
     for method in methods:
         pts = [r for r in rows if r["method"] == method and r.get(x) is not None]
         if not pts:
             continue
         if method != "MR-IVF":  # MR-IVF rows are a subset of the AdANNS-IVF cloud
-            ax.scatter([r[x] for r in pts], [r["top1"] for r in pts], s=7, alpha=0.2,
+            ax.scatter([r[x] for r in pts], [r[y] for r in pts], s=7, alpha=0.2,
                        color=COLORS[method])
-        front = pareto_front(pts, x=x, y="top1")
-        ax.plot([r[x] for r in front], [r["top1"] for r in front], markersize=4,
+        front = pareto_front(pts, x=x, y=y)
+        ax.plot([r[x] for r in front], [r[y] for r in front], markersize=4,
                 color=COLORS[method], label=f"{method} (Pareto front)", **FRONT_STYLE[method])
 
 
-IVF_ZOOM = 0.15  # exp. 4 shows the top 15 points of accuracy, where the methods differ
+def _zoom(ax, rows, y, methods):
+    """y range from the best Pareto-front value down to the worst point of any front that is
+    within IVF_ZOOM of it (cheap, useless configurations fall below)."""
+    top = max(r[y] for r in rows if r["method"] in methods)
+    ax.set_ylim(max(0.0, top - IVF_ZOOM), min(1.0, top) + 0.01)
 
 
-def fig_ivf(rows, path, config_hash, title):
-    """Exp. 4 (AdANNS Fig. 2): top-1 vs MFLOPs/query and vs measured ms/query, Pareto fronts;
-    the y axis is zoomed to the best IVF_ZOOM of accuracy (cheap, useless configurations such
-    as d_s = 2 with one probe fall below it)."""
+IVF_ZOOM = 0.3  # exp. 4 shows the top 30 points of each metric, where the methods differ
+
+
+def fig_ivf(tables, path, config_hash, title):
+    """Exp. 4 (AdANNS Fig. 2): 10-recall@10, mAP@10 and 1-NN top-1 vs MFLOPs/query, and mAP@10 vs
+    measured ms/query, Pareto fronts of the means over seeds; the top-1 panel shows the exact
+    search ceiling and the majority-label-of-probed-lists baseline (best over nprobe per nlist)."""
+    rows = seed_mean(tables["exp4_ivf"])
+    base = seed_mean(tables.get("exp4_baselines", []), key=("baseline", "nlist", "nprobe", "d_c"),
+                     metrics=("top1", "map10"))
     methods = ("AdANNS-IVF", "MR-IVF", "FF-IVF", "AdANNS-IVF-D")
-    top = max(r["top1"] for r in rows)
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.8), layout="constrained")
-    for ax, x, label in zip(axes, ("mflops", "ms_per_query"),
-                            ("MFLOPs / query (log)", "measured ms / query (log)")):
-        _fronts(ax, rows, x, methods)
+    fig, axes = plt.subplots(2, 2, figsize=(13, 9), layout="constrained")
+    panels = (("mflops", "recall10", "10-recall@10 vs exact at full D"), ("mflops", "map10", "mAP@10"),
+              ("mflops", "top1", "1-NN top-1 (secondary)"), ("ms_per_query", "map10", "mAP@10"))
+    for ax, (x, y, label) in zip(axes.ravel(), panels):
+        sub = [r for r in rows if r.get(y) is not None]
+        if y == "recall10":   # FF-IVF recall is against FF-d itself, not comparable
+            sub = [r for r in sub if r["method"] != "FF-IVF"]
+        _fronts(ax, sub, x, y, methods)
         _log_x(ax)
-        ax.set_xlabel(label)
-        ax.set_ylim(top - IVF_ZOOM, top + 0.01)
-        _pct_axis(ax, "1-NN top-1")
-        ax.legend(fontsize=8, loc="lower right")
-    axes[0].set_title(f"top-1 vs compute (dots: all configurations; top {100 * IVF_ZOOM:.0f} pp)")
-    axes[1].set_title("top-1 vs measured wall time (fastest of 3 runs)")
+        ax.set_xlabel("MFLOPs / query (log)" if x == "mflops" else "measured ms / query (log)")
+        _zoom(ax, sub, y, methods)
+        _pct_axis(ax, label)
+        ax.set_title(f"{label} vs {'compute' if x == 'mflops' else 'measured wall time'}")
+        if y == "top1" and base:
+            ceiling = [b["top1"] for b in base if b["nlist"] is None]
+            if ceiling:
+                ax.axhline(ceiling[0], color="black", linestyle="-.", linewidth=1,
+                           label=f"exact search at full D ({100 * ceiling[0]:.1f}%)")
+            for nlist, style in zip(sorted({b["nlist"] for b in base if b["nlist"] is not None}),
+                                    (":", "--", "-")):
+                best = max(b["top1"] for b in base if b["nlist"] == nlist)
+                ax.axhline(best, color="tab:brown", linestyle=style, linewidth=1,
+                           label=f"majority label of probed lists, nlist {nlist} ({100 * best:.1f}%)")
+        ax.legend(fontsize=7, loc="lower right")
+    fig.suptitle(title + " (means over seeds; dots: all configurations)")
+    save_figure(fig, path, config_hash)
+
+
+def select_per_budget(rows, method):
+    """{M: row} of `method` with the best half-A mAP@10 per byte budget (ties: smaller d)."""
+    best = {}
+    for r in rows:
+        if r["method"] == method and (r["M"] not in best or
+                                      (r["map10_val"], -r["d"]) > (best[r["M"]]["map10_val"], -best[r["M"]]["d"])):
+            best[r["M"]] = r
+    return best
+
+
+def fig_opq(tables, path, config_hash, title):
+    """Exp. 5: mAP@10 and 10-recall@10 (half B) vs bytes/vector for AdANNS-OPQ (d chosen on half
+    A, label = d), OPQ on rigid FF-D and full MR, IVFOPQ and PQ-then-re-rank; faint dots: every
+    prefix d. Means over seeds."""
+    rows = seed_mean(tables["exp5_opq"])
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5), layout="constrained")
+    budgets = sorted({r["M"] for r in rows})
+    for ax, metric, label in zip(axes, ("map10_test", "recall10_test"),
+                                 ("mAP@10 (half B)", "10-recall@10 vs exact at full D (half B)")):
+        cand = [r for r in rows if r["method"] == "AdANNS-OPQ"]
+        if cand:
+            ax.scatter([r["M"] for r in cand], [r[metric] for r in cand], s=12, alpha=0.3,
+                       color=COLORS["AdANNS-OPQ"], label="MR prefix d (all candidates)")
+        for method, marker in (("AdANNS-OPQ", "o"), ("MR-OPQ", "s"), ("FF-OPQ", "^"),
+                               ("AdANNS-IVFOPQ", "P"), ("FF-IVFOPQ", "X"), ("PQ+rerank", "D")):
+            sel = sorted((m, r[metric], r["d"]) for m, r in select_per_budget(rows, method).items())
+            if not sel:
+                continue
+            ax.plot([s_[0] for s_ in sel], [s_[1] for s_ in sel], marker=marker, color=COLORS[method],
+                    label=method)
+            if method == "AdANNS-OPQ":
+                for m, y, d in sel:
+                    ax.annotate(f"d={d}", (m, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        if budgets:
+            _log2_dims(ax, budgets)
+        ax.set_xlabel("bytes / vector M (log2)")
+        _pct_axis(ax, label)
+        ax.set_title(label)
+        ax.legend(fontsize=7)
     fig.suptitle(title)
     save_figure(fig, path, config_hash)
 
 
-def fig_opq(rows, path, config_hash, title):
-    """Exp. 5: top-1 (test half) vs bytes/vector for AdANNS-OPQ (d chosen on validation, label =
-    d), OPQ on rigid FF-D and full MR, IVFOPQ and PQ-then-re-rank; faint dots: every prefix d."""
-    fig, ax = plt.subplots(figsize=(8, 5), layout="constrained")
-    budgets = sorted({r["M"] for r in rows})
-    cand = [r for r in rows if r["method"] == "AdANNS-OPQ"]
-    if cand:
-        ax.scatter([r["M"] for r in cand], [r["top1_test"] for r in cand], s=12, alpha=0.3,
-                   color=COLORS["AdANNS-OPQ"], label="MR prefix d (all candidates)")
-    for method, marker in (("AdANNS-OPQ", "o"), ("MR-OPQ", "s"), ("FF-OPQ", "^"),
-                           ("AdANNS-IVFOPQ", "P"), ("FF-IVFOPQ", "X"), ("PQ+rerank", "D")):
-        sel = sorted((r["M"], r["top1_test"], r["d"]) for r in rows
-                     if r["method"] == method and r["selected"])
-        if not sel:
-            continue
-        ax.plot([s[0] for s in sel], [s[1] for s in sel], marker=marker, color=COLORS[method],
-                label=method)
-        if method == "AdANNS-OPQ":
-            for m, y, d in sel:
-                ax.annotate(f"d={d}", (m, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
-    if budgets:
-        _log2_dims(ax, budgets)
-    ax.set_xlabel("bytes / vector M (log2)")
-    _pct_axis(ax, "1-NN top-1 (test half)")
-    ax.legend(fontsize=8)
-    ax.set_title(title)
-    save_figure(fig, path, config_hash)
-
-
-def fig_budget(rows, path, config_hash, title):
-    """Exp. 6: accuracy of the configuration chosen on the validation half, per budget."""
+def fig_budget(tables, path, config_hash, title):
+    """Exp. 6: mAP@10 of the configuration chosen on half A, per budget."""
+    rows = tables["exp6_budget"]
     ons = sorted({r["on"] for r in rows})
     n = max(len(ons), 1)
     fig, axes = plt.subplots(1, n, figsize=(6.5 * n, 4.5), squeeze=False, layout="constrained")
     for ax, on in zip(axes[0], ons):
-        pts = sorted((r["budget"], r["val_top1"], r["test_top1"], r["oracle_test_top1"])
-                     for r in rows if r["on"] == on and r["test_top1"] is not None)
+        pts = sorted((r["budget"], r["val_map10"], r["test_map10"], r["oracle_test_map10"])
+                     for r in rows if r["on"] == on and r["test_map10"] is not None)
         if pts:
             b = [p[0] for p in pts]
-            ax.plot(b, [p[1] for p in pts], "o--", color="tab:gray", label="chosen on validation: val top-1")
-            ax.plot(b, [p[2] for p in pts], "o-", color="tab:blue", label="chosen on validation: test top-1")
-            ax.plot(b, [p[3] for p in pts], "x:", color="tab:red", label="best on test (oracle)")
+            ax.plot(b, [p[1] for p in pts], "o--", color="tab:gray", label="chosen on half A: A mAP@10")
+            ax.plot(b, [p[2] for p in pts], "o-", color="tab:blue", label="chosen on half A: B mAP@10")
+            ax.plot(b, [p[3] for p in pts], "x:", color="tab:red", label="best on B (oracle)")
         if on == "bytes":
             _log2_dims(ax, sorted({p[0] for p in pts}))
         else:
             _log_x(ax)
         ax.set_xlabel({"mflops": "MFLOPs / query budget (log)", "bytes": "bytes / vector budget (log2)"}.get(on, on))
-        _pct_axis(ax, "1-NN top-1")
+        _pct_axis(ax, "mAP@10")
         ax.legend(fontsize=8)
         ax.set_title(f"budget on {on}")
     fig.suptitle(title)
@@ -227,5 +277,5 @@ FIGURES = {
     "exp3_retrieval": (fig_retrieval, "adaptive retrieval and funnels vs single-shot search"),
     "exp4_ivf": (fig_ivf, "AdANNS-IVF vs rigid IVF"),
     "exp5_opq": (fig_opq, "AdANNS-OPQ vs rigid OPQ"),
-    "exp6_budget": (fig_budget, "compute-aware selection (validation -> test)"),
+    "exp6_budget": (fig_budget, "compute-aware selection (half A -> half B)"),
 }

@@ -7,8 +7,10 @@ import numpy as np
 
 from adanns_ref.select import pareto_front
 
-from . import claims as claim_rules
+from . import claims as claim_rules, rules
 from .ann import RERANK_SHORTLIST as RERANK
+from .plots import select_per_budget
+from .rows import seed_mean
 
 
 def fmt_pct(v):
@@ -21,6 +23,22 @@ def fmt_num(v):
     if isinstance(v, float):
         return f"{v:.3g}"
     return str(v)
+
+
+def fmt_pm(key):
+    """Formatter of the column `key` of a seed_mean row: mean ± sd over seeds, in %."""
+    def fmt(r):
+        v = r.get(key)
+        if v is None:
+            return ""
+        sd = r.get(key + "_sd")
+        return f"{100 * v:.2f}" + ("" if not sd else f" ± {100 * sd:.2f}")
+    return fmt
+
+
+def with_pm(rows, keys):
+    """Rows with a "<key>_pm" text column (mean ± sd) for each key."""
+    return [dict(r, **{k + "_pm": fmt_pm(k)(r) for k in keys}) for r in rows]
 
 
 def md_table(rows, columns):
@@ -74,107 +92,154 @@ def environment():
 
 
 def _section_dims(t):
-    rows = t["exp1_dims"]
+    rows = seed_mean(t["exp1_dims"], key=("model", "dim"),
+                     metrics=("linear_top1", "knn_top1", "map10", "recall10", "zero_prefix"))
     dims = sorted({r["dim"] for r in rows})
     by = {(r["model"], r["dim"]): r for r in rows}
-    wide = []
-    for d in dims:
-        w = {"dim": d}
-        for m in ("MRL", "MRL-E", "FF"):
-            for metric in ("linear_top1", "knn_top1", "map10"):
-                w[f"{m}:{metric}"] = by.get((m, d), {}).get(metric)
-        wide.append(w)
-    cols = [("dim", "d", fmt_num)]
-    for metric, name in (("linear_top1", "linear"), ("knn_top1", "1-NN"), ("map10", "mAP@10")):
-        cols += [(f"{m}:{metric}", f"{m} {name}", fmt_pct) for m in ("MRL", "MRL-E", "FF")]
+    models = ("MRL", "MRL-E", "FF", "SVD", "RP")
+    tables = []
+    for metric, name, which in (("linear_top1", "linear top-1", models[:3]), ("map10", "mAP@10", models),
+                                ("recall10", "10-recall@10 vs exact at full D", models),
+                                ("knn_top1", "1-NN top-1 (secondary)", models),
+                                ("zero_prefix", "share of database rows with an all-zero d-prefix", models[:3])):
+        wide = [dict({"dim": d}, **{m: fmt_pm(metric)(by[(m, d)]) if (m, d) in by else "" for m in which})
+                for d in dims]
+        tables.append(f"**{name}** (%, mean ± sd over {rows[0]['n_seeds']} seeds)\n\n" +
+                      md_table(wide, [("dim", "d", fmt_num)] + [(m, m, str) for m in which]))
     return ("## 1. MRL vs MRL-E vs FF (per representation size)\n\n"
-            "Linear top-1 from each model's own head(s); 1-NN top-1 and mAP@10 on the normalised, "
-            "truncated, re-normalised embeddings (database = train, queries = test). All numbers "
-            "in %.\n\n" + md_table(wide, cols) +
-            "\n\n![MRL vs FF](figures/exp1_dims.png)\n\nFull table: `tables/exp1_dims.csv`.\n")
+            "Linear top-1 from each model's own head(s); 1-NN top-1, mAP@10 and 10-recall@10 on "
+            "the normalised, truncated, re-normalised embeddings (database = train, queries = "
+            "test). 10-recall@10 is against exact search at full D on the same representation "
+            "(FF-d, SVD and RP against FF-D). SVD / RP: MRL Fig. 2's post-hoc baselines, the top-d "
+            "singular directions / a random Gaussian projection of the FF-D embedding. A collapse "
+            "(dead ReLU units in the first dims) shows as a non-zero share of all-zero prefixes.\n\n"
+            + "\n\n".join(tables) +
+            "\n\n![MRL vs FF](figures/exp1_dims.png)\n\nPer seed: `tables/exp1_dims.csv`.\n")
 
 
 def _section_adaptive_cls(t):
-    rows = t["exp2_adaptive_cls"]
-    cols = [("method", "method", str), ("expected_dim", "expected dim", fmt_num),
-            ("top1", "top-1 (test half)", fmt_pct), ("target", "threshold rule", str)]
+    rows = with_pm(seed_mean(t["exp2_adaptive_cls"]), ["top1"])
+    cols = [("method", "method", str), ("config", "configuration", str),
+            ("expected_dim", "expected dim", fmt_num), ("top1_pm", "top-1 (%)", str),
+            ("target", "thresholds (first seed)", str)]
     return ("## 2. Adaptive classification (MRL cascade)\n\n"
-            "Per-size softmax-confidence thresholds fitted on the validation half of the test "
-            "queries (SPEC §7, `mrl_ref.evaluate.adaptive_classification`), accuracy and expected "
-            "dimension measured on the other half, for cascades over prefixes and suffixes of the "
-            "nesting list; FF and fixed-size MRL heads on the same half for reference.\n\n" + md_table(rows, cols) +
+            "Per-size softmax-confidence thresholds (SPEC §7, `mrl_ref.evaluate`) fitted on one "
+            "half of the test queries and applied to the other, both ways (cross-fitting), for "
+            "cascades over prefixes and suffixes of the nesting list; FF and fixed-size MRL heads "
+            "on the same queries. Mean ± sd over seeds.\n\n" + md_table(rows, cols) +
             "\n\n![adaptive classification](figures/exp2_adaptive_cls.png)\n")
 
 
+ANN_COLS = [("recall10_pm", "10-recall@10", str), ("map10_pm", "mAP@10", str),
+            ("top1_pm", "top-1 (secondary)", str), ("mflops", "MFLOPs/query", fmt_num),
+            ("ms_per_query", "ms/query", fmt_num)]
+
+
 def _section_retrieval(t):
-    rows = t["exp3_retrieval"]
+    rows = with_pm(seed_mean(t["exp3_retrieval"]), ["top1", "map10", "recall10"])
     single = sorted((r for r in rows if r["method"] == "single-shot"), key=lambda r: r["mflops"])
     others = [r for r in rows if r["method"] != "single-shot"]
-    front = pareto_front(others, x="mflops", y="map10") if others else []
-    cols = [("method", "method", str), ("config", "configuration", str),
-            ("mflops", "MFLOPs/query", fmt_num), ("top1", "top-1", fmt_pct),
-            ("map10", "mAP@10", fmt_pct), ("ms_per_query", "ms/query", fmt_num)]
+    front = pareto_front(others, x="mflops", y="recall10") if others else []
+    cols = [("method", "method", str), ("config", "configuration", str)] + ANN_COLS
     return ("## 3. Adaptive retrieval and funnels\n\n"
             "Shortlist by exact search at a small dim, re-rank at a larger dim (cost model "
-            "`adanns_ref.cost.funnel_flops`: d_0 N + sum k_i r_i). Single-shot exact search at each "
-            "dim:\n\n" + md_table(single, cols) +
-            "\n\nAdaptive/funnel configurations on the mAP@10-vs-MFLOPs Pareto front:\n\n" +
+            "`adanns_ref.cost.funnel_flops`: d_0 N + sum k_i r_i). 10-recall@10 is against exact "
+            "search at full D. Mean ± sd over seeds (%). Single-shot exact search at each dim:\n\n" +
+            md_table(single, cols) +
+            "\n\nAdaptive/funnel configurations on the 10-recall@10-vs-MFLOPs Pareto front:\n\n" +
             md_table(front, cols) +
             "\n\n![adaptive retrieval](figures/exp3_retrieval.png)\n\nFull grid: `tables/exp3_retrieval.csv`.\n")
 
 
 def _section_ivf(t):
-    rows = t["exp4_ivf"]
+    rows = with_pm(seed_mean(t["exp4_ivf"]), ["top1", "map10", "recall10"])
     cols = [("method", "method", str), ("d_c", "d_c", fmt_num), ("d_s", "d_s", fmt_num),
             ("nlist", "nlist", fmt_num), ("nprobe", "nprobe", fmt_num),
-            ("mflops", "MFLOPs/query", fmt_num), ("mflops_balanced", "balanced MFLOPs", fmt_num),
-            ("ms_per_query", "ms/query", fmt_num), ("top1", "top-1", fmt_pct),
-            ("recall10", "10-recall@10", fmt_pct)]
+            ("mflops_balanced", "balanced MFLOPs", fmt_num)] + ANN_COLS
     parts = []
     for m in ("AdANNS-IVF", "MR-IVF", "FF-IVF", "AdANNS-IVF-D"):
         sub = [r for r in rows if r["method"] == m]
         if sub:
-            parts.append(f"**{m}** ({len(sub)} configurations; Pareto front in MFLOPs):\n\n" +
-                         md_table(pareto_front(sub, x="mflops", y="top1"), cols))
+            parts.append(f"**{m}** ({len(sub)} configurations; Pareto front of mAP@10 in MFLOPs):\n\n" +
+                         md_table(pareto_front(sub, x="mflops", y="map10"), cols))
+    base = seed_mean(t.get("exp4_baselines", []), key=("baseline", "nlist", "nprobe", "d_c"),
+                     metrics=("top1", "map10"))
+    best = {}
+    for b in base:
+        k = (b["baseline"], b["nlist"])
+        if k not in best or b["top1"] > best[k]["top1"]:
+            best[k] = b
+    base_rows = with_pm(list(best.values()), ["top1"])
+    base_table = md_table(base_rows, [("baseline", "baseline", str), ("nlist", "nlist", fmt_num),
+                                      ("d_c", "d_c", fmt_num), ("nprobe", "nprobe", fmt_num),
+                                      ("top1_pm", "top-1 (%)", str)])
     return ("## 4. AdANNS-IVF vs rigid IVF\n\n"
             "AdANNS-IVF: clusters built and queries routed with the first d_c dims of the MR, "
             "candidates scored with the first d_s dims. MR-IVF: the same with d_c = d_s. FF-IVF: "
             "IVF on each fixed-feature model (d_c = d_s = its size). AdANNS-IVF-D: one index built "
             "at full D, dims reduced at query time. MFLOPs use the measured list sizes "
             "(`cost.ivf_flops`); the papers' balanced approximation is shown too. 10-recall@10 "
-            "is against exact search at full D on the same representation.\n\n" +
-            "\n\n".join(parts) +
+            "is against exact search at full D on the same representation (for FF-IVF: FF-d "
+            "itself). Mean ± sd over seeds (%).\n\n"
+            "Top-1 has little headroom here: the exact-search ceiling and a classifier that "
+            "returns the majority label of the probed lists (no search at all; best nprobe and "
+            "d_c per nlist) are\n\n" + base_table + "\n\n" + "\n\n".join(parts) +
             "\n\n![AdANNS-IVF](figures/exp4_ivf.png)\n\nFull grid: `tables/exp4_ivf.csv`.\n")
 
 
 def _section_opq(t, info):
-    rows = t["exp5_opq"]
+    rows = with_pm(seed_mean(t["exp5_opq"]), ["map10_test", "recall10_test", "top1_test"])
+    table = []
+    for method in ("AdANNS-OPQ", "MR-OPQ", "FF-OPQ", "PQ+rerank", "AdANNS-IVFOPQ", "FF-IVFOPQ"):
+        table += [r for _, r in sorted(select_per_budget(rows, method).items())]
     cols = [("method", "method", str), ("M", "bytes M", fmt_num), ("d", "d", fmt_num),
-            ("config", "configuration", str), ("top1_val", "val top-1", fmt_pct),
-            ("top1_test", "test top-1", fmt_pct)]
-    table = sorted((r for r in rows if r["selected"]), key=lambda r: (r["method"], r["M"]))
+            ("config", "configuration", str), ("recall10_test_pm", "10-recall@10", str),
+            ("map10_test_pm", "mAP@10", str), ("top1_test_pm", "top-1 (secondary)", str)]
     note = info.get("notes", "")
     return ("## 5. AdANNS-OPQ vs OPQ on rigid / full representations\n\n"
             "Exhaustive OPQ+PQ search at M bytes/vector (nbits 8). AdANNS-OPQ: OPQ on the best MR "
-            "prefix d per budget, d chosen on the validation half. MR-OPQ: OPQ on the full-D MR. "
+            "prefix d per budget, d chosen on half A by mAP@10. MR-OPQ: OPQ on the full-D MR. "
             "FF-OPQ: OPQ on the rigid full-D FF model. PQ+rerank: the MR-OPQ shortlist of "
             f"{RERANK} re-ranked exactly at full D (`funnel.rerank`; needs the float32 vectors "
             f"at query time, not counted in bytes). {note}\nSelected configuration per method and "
-            "budget (accuracy on the test half):\n\n" + md_table(table, cols) +
+            "budget, scored on half B (%, mean ± sd over seeds):\n\n" + md_table(table, cols) +
             "\n\n![AdANNS-OPQ](figures/exp5_opq.png)\n\nEvery candidate: `tables/exp5_opq.csv`.\n")
 
 
 def _section_budget(t):
     rows = t["exp6_budget"]
-    cols = [("on", "budget on", str), ("budget", "budget", fmt_num), ("chosen", "chosen on validation", str),
-            ("cost", "its cost", fmt_num), ("val_top1", "val top-1", fmt_pct),
-            ("test_top1", "test top-1", fmt_pct), ("oracle_test_top1", "best on test (oracle)", fmt_pct)]
-    return ("## 6. Compute-aware search (choose on validation, report on test)\n\n"
-            "Test queries split in two seeded halves. For each budget the best configuration "
-            "(top-1) on the validation half among all exp. 3/4 rows (MFLOPs) or exp. 5 rows "
-            "(bytes) is chosen with `select.select_on_validation`; its accuracy on the test half "
-            "is reported next to the best achievable on test.\n\n" + md_table(rows, cols) +
+    cols = [("on", "budget on", str), ("budget", "budget", fmt_num), ("chosen", "chosen on half A", str),
+            ("cost", "its cost", fmt_num), ("val_map10", "A mAP@10", fmt_pct),
+            ("test_map10", "B mAP@10", fmt_pct), ("oracle_test_map10", "best on B (oracle)", fmt_pct)]
+    return ("## 6. Compute-aware search (choose on half A, report on half B)\n\n"
+            "For each budget the best configuration (mAP@10, mean over seeds) on half A among all "
+            "exp. 3/4 rows (MFLOPs) or exp. 5 rows (bytes) is chosen with "
+            "`select.select_on_validation`; its mAP@10 on half B is reported next to the best "
+            "achievable on B.\n\n" + md_table(rows, cols) +
             "\n\n![budgets](figures/exp6_budget.png)\n")
+
+
+def _claims_section(claims):
+    verdict = [dict(c, shown=c["verdict"] + (f" ({c['verdict_note']})" if c.get("verdict_note") else ""),
+                    ctrl=c.get("control_verdict", "")) for c in claims]
+    lines = ["## Claims\n",
+             md_table(verdict, [("id", "id", str), ("claim", "claim", str), ("paper", "paper", str),
+                                ("measured", "ours (X vs Y, gain, interval)", str),
+                                ("shown", "verdict", str), ("ctrl", "control", str)]),
+             "\nPer claim (rules in `experiments/reproduce/rules.py`, declarations in "
+             "`experiments/reproduce/claims.py`; nothing is judged by hand):\n"]
+    for c in claims:
+        margins = ", ".join(f"{m} ±{100 * v:.2f} pp" for m, v in c["margins"].items() if v)
+        lines.append(f"- `{c['id']}`: rule **{c['rule']}**{' (margin ' + margins + ')' if margins else ''}; "
+                     f"control: {c['control']} -> {c.get('control_verdict', 'n/a')}; "
+                     f"{c.get('points', '')}; seeds {c['seeds']}.")
+    why = [c for c in claims if c.get("why_not")]
+    if why:
+        lines.append("\n### Why not\n")
+        lines += [f"- `{c['id']}` ({c['verdict']}): {c['why_not']}" for c in why]
+    lines.append("\n**Rules.** " + rules.__doc__.split("\n\n", 1)[1].strip() + "\n")
+    lines.append("**Claims.** " + claim_rules.__doc__.split("\n\n", 2)[2].strip() + "\n")
+    return lines
 
 
 def write_report(path, meta, tables, claims, timings, infos):
@@ -184,16 +249,10 @@ def write_report(path, meta, tables, claims, timings, infos):
     lines = [f"# Reproduction of MRL and AdANNS on Fashion-MNIST (preset `{meta['preset']}`)\n",
              f"Command: `{meta['command']}`  \nDatabase (train): {meta['n_train']} images; "
              f"queries (test): {meta['n_test']} images; embedding D = {meta['D']}, nesting "
-             f"{meta['nesting']}; seed {meta['seed']}.\n",
+             f"{meta['nesting']}; seeds {meta['seeds']}.\n",
              "All numbers are measured by this run (or its cache); the papers' ImageNet / NQ "
-             "numbers are for orientation only (SPEC §8).\n",
-             "## Claims\n",
-             md_table(claims, [("id", "id", str), ("claim", "claim", str), ("paper", "paper", str),
-                               ("measured", "ours", str), ("verdict", "verdict", str)]),
-             "\nVerdict rules (computed in `experiments/reproduce/claims.py`, never by hand):\n"]
-    lines += [f"- `{c['id']}`: {c['rule']}." for c in claims]
-    doc = claim_rules.__doc__.split("\n\n", 1)[1]
-    lines.append("\nGeneral rules:\n\n" + doc.strip() + "\n")
+             "numbers are for orientation only (SPEC §8).\n"]
+    lines += _claims_section(claims)
     sections = [("exp1_dims", _section_dims), ("exp2_adaptive_cls", _section_adaptive_cls),
                 ("exp3_retrieval", _section_retrieval), ("exp4_ivf", _section_ivf)]
     for name, fn in sections:
