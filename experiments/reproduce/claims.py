@@ -125,7 +125,9 @@ def _describe(chosen, label=lambda g: g[0].get("config", "")):
                      for h, pts in zip("AB", chosen))
 
 
-def _means(pairs):
+def _top1(choose, ctx):
+    """The secondary column: 1-NN top-1 of the same cross-fitted choices, {metric: (x, y)}."""
+    pairs = cross_fit(choose, {"1-NN top-1": ANN_VEC["top-1"]}, ctx["folds"], ctx["nq"])[0]
     return {m: (float(x.mean()), float(y.mean())) for m, (x, y) in pairs.items()}
 
 
@@ -224,8 +226,7 @@ def _adaptive_retrieval(tables, ctx):
     return Evidence(pairs=pairs, control=cpairs, folds=gains,
                     points=_describe(chosen) + "; control: single-shot " +
                     ", ".join(pts[0][0][0]["config"] for pts in cchosen),
-                    secondary=_means(cross_fit(choose, {"1-NN top-1": ANN_VEC["top-1"]},
-                                               ctx["folds"], ctx["nq"])[0]),
+                    secondary=_top1(choose, ctx),
                     saving=_savings(ref, xs))
 
 
@@ -259,8 +260,7 @@ def _ivf_equal_compute(baseline, vecs, decoupled):
         return Evidence(pairs=pairs, folds=gains,
                         points=f"{len(chosen[0])} / {len(chosen[1])} budgets of the {baseline} "
                                "Pareto front (chosen on half A / B)",
-                        secondary=_means(cross_fit(choose, {"1-NN top-1": ANN_VEC["top-1"]},
-                                                   ctx["folds"], ctx["nq"])[0]))
+                        secondary=_top1(choose, ctx))
     return evidence
 
 
@@ -297,8 +297,7 @@ def _ivf_less_compute(tables, ctx):
     return Evidence(pairs=pairs, control=cpairs, folds=gains,
                     points=_describe(chosen) + "; control: rigid " +
                     ", ".join(pts[0][0][0]["config"] for pts in cchosen),
-                    secondary=_means(cross_fit(choose, {"1-NN top-1": ANN_VEC["top-1"]},
-                                               ctx["folds"], ctx["nq"])[0]),
+                    secondary=_top1(choose, ctx),
                     saving=saving)
 
 
@@ -325,8 +324,7 @@ def _opq_half_bytes(tables, ctx):
                    np.mean([outcome(rigid[b], vec) for _, b in ctrl], axis=0)) for m, vec in vecs.items()}
     return Evidence(pairs=pairs, control=control, folds=gains,
                     points=_describe(chosen) + f"; control: rigid FF-OPQ at M vs 2M for {ctrl}",
-                    secondary=_means(cross_fit(choose, {"1-NN top-1": ANN_VEC["top-1"]},
-                                               ctx["folds"], ctx["nq"])[0]))
+                    secondary=_top1(choose, ctx))
 
 
 def _ivfopq(tables, ctx):
@@ -349,8 +347,7 @@ def _ivfopq(tables, ctx):
 
     pairs, gains, chosen = cross_fit(choose, vecs, ctx["folds"], ctx["nq"])
     return Evidence(pairs=pairs, folds=gains, points=_describe(chosen),
-                    secondary=_means(cross_fit(choose, {"1-NN top-1": ANN_VEC["top-1"]},
-                                               ctx["folds"], ctx["nq"])[0]))
+                    secondary=_top1(choose, ctx))
 
 
 SWAPPED = "the claim's own pair with X and Y swapped per query at random (true gain 0)"

@@ -1,6 +1,7 @@
 """Reproduce the MRL and AdANNS experiments on Fashion-MNIST, end to end.
 
-    python -m experiments.reproduce [--preset small|full|tiny] [--out DIR] [--seed S] [--force]
+    python -m experiments.reproduce [--preset small|full|tiny] [--out DIR] [--seed S] [--seeds N]
+                                    [--force]
 
 Pipeline (each stage cached under DIR/cache/<stage> by a hash of its configuration, its inputs'
 hashes and the source of the code it calls; see `experiments/reproduce/stage.py`):
@@ -131,13 +132,17 @@ def main(argv=None):
                              "Fashion-MNIST, < 30 min (default: small)")
     parser.add_argument("--out", default="results", help="output directory (default: results/)")
     parser.add_argument("--seed", type=int, default=0, help="seed of every random choice (default 0)")
+    parser.add_argument("--seeds", type=int, default=None,
+                        help="number of training seeds (default: the preset's, tiny 1, small 2, full 3)")
     parser.add_argument("--force", action="store_true", help="recompute every stage, ignoring the cache")
     args = parser.parse_args(argv)
 
     t_start = time.perf_counter()
     load_at_start = ", ".join(f"{v:.2f}" for v in os.getloadavg())
     cfg = dict(PRESETS[args.preset], seed=args.seed)
-    cfg["seeds"] = [args.seed + i for i in range(cfg["n_seeds"])]
+    if args.seeds is not None and args.seeds < 1:
+        parser.error(f"--seeds must be >= 1, got {args.seeds}")
+    cfg["seeds"] = [args.seed + i for i in range(args.seeds or cfg["n_seeds"])]
     cfg["D"] = cfg["nesting"][-1]
     pipe = Pipeline(args.out, force=args.force)
     log(f"preset {args.preset}, output {pipe.out}")

@@ -265,7 +265,7 @@ def fig_budget(tables, path, config_hash, title):
         ax.set_xlabel({"mflops": "MFLOPs / query budget (log)", "bytes": "bytes / vector budget (log2)"}.get(on, on))
         _pct_axis(ax, "mAP@10")
         ax.legend(fontsize=8)
-        ax.set_title(f"budget on {on}")
+        ax.set_title({"mflops": "budget on MFLOPs / query", "bytes": "budget on bytes / vector"}.get(on, on))
     fig.suptitle(title)
     save_figure(fig, path, config_hash)
 
