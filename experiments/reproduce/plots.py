@@ -155,10 +155,10 @@ def _fronts(ax, rows, x, y, methods):
                 color=COLORS[method], label=f"{method} (Pareto front)", **FRONT_STYLE[method])
 
 
-def _zoom(ax, rows, y, methods):
-    """y range from the best Pareto-front value down to the worst point of any front that is
-    within IVF_ZOOM of it (cheap, useless configurations fall below)."""
-    top = max(r[y] for r in rows if r["method"] in methods)
+def _zoom(ax, rows, y, methods, lines=()):
+    """y range: the IVF_ZOOM below the best value of any method or reference line (cheap,
+    useless configurations fall below)."""
+    top = max([r[y] for r in rows if r["method"] in methods] + list(lines))
     ax.set_ylim(max(0.0, top - IVF_ZOOM), min(1.0, top) + 0.01)
 
 
@@ -183,7 +183,7 @@ def fig_ivf(tables, path, config_hash, title):
         _fronts(ax, sub, x, y, methods)
         _log_x(ax)
         ax.set_xlabel("MFLOPs / query (log)" if x == "mflops" else "measured ms / query (log)")
-        _zoom(ax, sub, y, methods)
+        _zoom(ax, sub, y, methods, [b["top1"] for b in base] if y == "top1" else ())
         _pct_axis(ax, label)
         ax.set_title(f"{label} vs {'compute' if x == 'mflops' else 'measured wall time'}")
         if y == "top1" and base:

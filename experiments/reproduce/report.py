@@ -220,7 +220,7 @@ def _section_budget(t):
 
 
 def _claims_section(claims):
-    verdict = [dict(c, shown=c["verdict"] + (f" ({c['verdict_note']})" if c.get("verdict_note") else ""),
+    verdict = [dict(c, shown=c["verdict"] + (f"; {c['verdict_note']}" if c.get("verdict_note") else ""),
                     ctrl=c.get("control_verdict", "")) for c in claims]
     lines = ["## Claims\n",
              md_table(verdict, [("id", "id", str), ("claim", "claim", str), ("paper", "paper", str),
