@@ -74,3 +74,17 @@ def test_mrl_e_matches_unless_the_control_matches_too():
 def test_missing_rows_are_not_applicable():
     out = claims.judge_claim(_claim("adanns-ivf-vs-mr-ivf"), {"exp4_ivf": []}, _ctx())
     assert out["verdict"] == rules.NOT_APPLICABLE
+
+
+def test_changes_lists_changed_added_and_dropped_verdicts_under_renamed_ids():
+    old = [{"id": "knn_top1-small-dims", "verdict": "reproduced", "measured": "old"},
+           {"id": "mrl-e-full-dim", "verdict": "not reproduced", "measured": "x"},
+           {"id": "gone", "verdict": "reproduced", "measured": "y"}]
+    new = [{"id": "mrl-vs-ff-small-dims-map", "verdict": "not reproduced", "measured": "new"},
+           {"id": "mrl-e-full-dim", "verdict": "not reproduced", "measured": "z"},
+           {"id": "mrl-vs-svd", "verdict": "reproduced", "measured": "w"}]
+    rows = {r["id"]: r for r in claims.changes(old, new)}
+    assert set(rows) == {"mrl-vs-ff-small-dims-map", "mrl-vs-svd", "gone"}
+    assert rows["mrl-vs-ff-small-dims-map"]["before"] == "reproduced: old"
+    assert rows["mrl-vs-ff-small-dims-map"]["after"] == "not reproduced: new"
+    assert rows["mrl-vs-svd"]["before"] == "(no such claim)" and rows["gone"]["after"] == "(dropped)"

@@ -107,6 +107,26 @@ CLAIMS = [
 ]
 
 
+# ids of the same claims in runs before the rules of `rules.py` (for the report's changes list)
+RENAMED = {"knn_top1-small-dims": "mrl-vs-ff-small-dims-map",
+           "linear_top1-small-dims": "mrl-vs-ff-small-dims-linear"}
+
+
+def changes(previous, current):
+    """Rows {id, before, after} for every claim whose verdict differs from `previous` (the
+    claims of an earlier claims.json, ids renamed by RENAMED), including added / dropped ones."""
+    before = {RENAMED.get(c["id"], c["id"]): c for c in previous}
+    after = {c["id"]: c for c in current}
+    out = []
+    for cid in list(after) + [i for i in before if i not in after]:
+        b, a = before.get(cid), after.get(cid)
+        if b is None or a is None or b["verdict"] != a["verdict"]:
+            out.append({"id": cid,
+                        "before": "(no such claim)" if b is None else f"{b['verdict']}: {b.get('measured', '')}",
+                        "after": "(dropped)" if a is None else f"{a['verdict']}: {a.get('measured', '')}"})
+    return out
+
+
 # ---------------------------------------------------------------- one function judges all
 
 def judge_claim(claim, tables, ctx):

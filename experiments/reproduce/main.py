@@ -1,7 +1,7 @@
 """Reproduce the MRL and AdANNS experiments on Fashion-MNIST, end to end.
 
     python -m experiments.reproduce [--preset small|full|tiny] [--out DIR] [--seed S] [--seeds N]
-                                    [--force]
+                                    [--previous CLAIMS.json] [--force]
 
 Pipeline (each stage cached under DIR/cache/<stage> by a hash of its configuration, its inputs'
 hashes and the source of the code it calls; see `experiments/reproduce/stage.py`):
@@ -134,6 +134,9 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0, help="seed of every random choice (default 0)")
     parser.add_argument("--seeds", type=int, default=None,
                         help="number of training seeds (default: the preset's, tiny 1, small 2, full 3)")
+    parser.add_argument("--previous", default=None,
+                        help="claims.json of an earlier run, for the report's list of changed "
+                             "verdicts (default: DIR/claims.json if it exists)")
     parser.add_argument("--force", action="store_true", help="recompute every stage, ignoring the cache")
     args = parser.parse_args(argv)
 
@@ -172,10 +175,15 @@ def main(argv=None):
             "n_train": len(data[0]), "n_test": len(data[2]),
             "command": "python -m experiments.reproduce " + shlex.join(sys.argv[1:] if argv is None else argv),
             "total_wall_s": time.perf_counter() - t_start, "load_at_start": load_at_start}
+    previous = args.previous or os.path.join(pipe.out, "claims.json")
+    changed = None
+    if os.path.exists(previous):
+        with open(previous, encoding="utf-8") as f:
+            changed = claim_rules.changes(json.load(f)["claims"], claims)
     atomic_write_text(os.path.join(pipe.out, "claims.json"),
                       json.dumps({"preset": args.preset, "claims": claims}, indent=1))
     report = os.path.join(pipe.out, "report.md")
-    report_md.write_report(report, meta, tables, claims, pipe.timings, infos)
+    report_md.write_report(report, meta, tables, claims, pipe.timings, infos, changed)
     for c in claims:
         log(f"claim {c['id']}: {c['verdict']} (control: {c.get('control_verdict', '-')})")
     log(f"report written to {report} ({time.perf_counter() - t_start:.1f} s in total)")

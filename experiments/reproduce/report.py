@@ -242,7 +242,19 @@ def _claims_section(claims):
     return lines
 
 
-def write_report(path, meta, tables, claims, timings, infos):
+def _changes_section(changed, previous_note):
+    if changed is None:
+        return []
+    lines = ["### Changed since the previous run\n",
+             f"Claims whose verdict differs from {previous_note} (ids of older runs renamed by "
+             "`claims.RENAMED`):\n"]
+    if not changed:
+        return lines + ["none.\n"]
+    return lines + [md_table(changed, [("id", "id", str), ("before", "before", str),
+                                       ("after", "now", str)]) + "\n"]
+
+
+def write_report(path, meta, tables, claims, timings, infos, changed=None):
     """meta: dict(preset, command, config, n_train, n_test, ...); writes markdown atomically."""
     from adanns_ref._persist import atomic_write_text
 
@@ -253,6 +265,7 @@ def write_report(path, meta, tables, claims, timings, infos):
              "All numbers are measured by this run (or its cache); the papers' ImageNet / NQ "
              "numbers are for orientation only (SPEC §8).\n"]
     lines += _claims_section(claims)
+    lines += _changes_section(changed, "the claims.json this run replaced (or --previous)")
     sections = [("exp1_dims", _section_dims), ("exp2_adaptive_cls", _section_adaptive_cls),
                 ("exp3_retrieval", _section_retrieval), ("exp4_ivf", _section_ivf)]
     for name, fn in sections:
