@@ -51,6 +51,25 @@ def as_int(value, name, low=None, high=None):
     return value
 
 
+MAX_RESULT_BYTES = 1 << 32  # 4 GiB: the largest (D, I) result one search call may allocate
+RESULT_BYTES_PER_ENTRY = 12  # float32 distance + int64 id
+
+
+def as_k(k, nq, name="k"):
+    """Return k (>= 1) for a search of nq queries, refusing a k whose results (nq x k float32
+    distances + int64 ids = nq * k * 12 bytes; at least one query's worth, so a huge k is refused
+    even for nq = 0) would exceed MAX_RESULT_BYTES, instead of failing with MemoryError."""
+    k = as_int(k, name, low=1)
+    need = max(nq, 1) * k * RESULT_BYTES_PER_ENTRY
+    if need > MAX_RESULT_BYTES:
+        raise ValueError(f"{name}={k} for {nq} queries needs {need / 2**30:.3g} GiB for the results "
+                         f"(nq * k * {RESULT_BYTES_PER_ENTRY} bytes), above the "
+                         f"{MAX_RESULT_BYTES / 2**30:.3g} GiB limit "
+                         f"(adanns_ref._validate.MAX_RESULT_BYTES); lower {name} or search fewer "
+                         f"queries per call")
+    return k
+
+
 def as_bool(value, name):
     """Return `value` (a Python or numpy bool) as a Python bool; anything else raises TypeError,
     0 and 1 included: an int where a flag belongs is usually an argument in the wrong place."""

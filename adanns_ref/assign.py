@@ -27,7 +27,7 @@ import numba
 import numpy as np
 
 from ._simd import simd_sums, sq_norms
-from .topk import BLAS_THRESHOLD, FLT_MAX, blas_single_thread, knn_search
+from .topk import BLAS_THRESHOLD, FLT_MAX, blas_single_thread, exact_search
 
 GEMM_COLS = 1024  # faiss distance_compute_blas_database_bs: its top-1 column blocks
 GEMM_BLOCK_ELEMS = 1 << 18  # scores per GEMM block (1 MB: stays in cache for the merge)
@@ -193,9 +193,9 @@ def search_centroids(x, c, nprobe, metric):
 
     nprobe == 1 goes through `nearest_centroids`, faiss's top-1 rule (its Top1 result handler:
     the same distances, bit for bit on the direct path, and half the time of a k-NN search);
-    nprobe > 1 is the exact k-NN `topk.knn_search`. x, c validated float32; metric "l2" / "ip".
+    nprobe > 1 is the exact k-NN `topk.exact_search`. x, c validated float32; metric "l2" / "ip".
     """
     if nprobe == 1:
         D, I = nearest_centroids(x, c, ip=metric == "ip")
         return D[:, None], I[:, None]
-    return knn_search(x, c, nprobe, metric)
+    return exact_search(x, c, nprobe, metric)

@@ -30,8 +30,8 @@ D-dim vectors in id order, and checks that their prefixes are the stored vectors
 indices hold only codes and come back from faiss alone. Parameters that only steer training
 (niter, seed, max_points_per_centroid, opq_niter) travel in faiss's ``cp`` / ``OPQMatrix.niter``
 (opq_niter only with an OPQMatrix, else it comes back as the default 50; faiss's index files
-store an OPQMatrix as a plain LinearTransform, without niter); ``allow_small`` has no faiss
-counterpart (faiss only warns) and comes back False.
+store an OPQMatrix as a plain LinearTransform, without niter); ``allow_small`` (it only
+silences our `SmallTrainingSetWarning`) has no faiss counterpart and comes back False.
 
 IVFPQ with OPQ (d_c = d_s): faiss routes rotated vectors, so its quantizer holds s_l = R c_l
 (`IVFPQIndex.scoring_centroids`) while ours routes unrotated prefixes against c_l; ``from_faiss``
@@ -47,7 +47,7 @@ absolute rounding of the cancelling terms); `adanns_ref.conformance` measures it
 """
 import numpy as np
 
-from ._validate import as_float32_matrix, as_int
+from ._validate import as_float32_matrix, as_int, as_k
 from .flat import FlatIndex
 from .ivf import IVFIndex
 from .ivfpq import IVFPQIndex
@@ -209,7 +209,7 @@ class FaissAdannsIVF:
         """k best ids of each D-dim query row -> (D float32 (nq, k), I int64 (nq, k))."""
         from faiss.contrib.ivf_tools import search_preassigned
         q = as_float32_matrix(q, "q", d=self.d)
-        k = as_int(k, "k", 1)
+        k = as_k(k, q.shape[0])
         nprobe = min(as_int(nprobe, "nprobe", 1), self.nlist)
         coarse_dis, probes = self.quantizer.search(prefix(q, self.d_c, self.normalize), nprobe)
         z = prefix(q, self.d_s, self.normalize)
@@ -232,14 +232,31 @@ def faiss_search(index, q, k, nprobe=1):
     """Search any object `to_faiss` returns with our calling convention -> (D, I).
 
     nprobe is passed to IVF indices as ``SearchParametersIVF`` (the index is not modified, except
-    a FaissAdannsIVF, see there) and ignored by the others."""
+    a FaissAdannsIVF, see there) and ignored by the others. Checked like our searches: a
+    non-faiss object raises TypeError; an untrained index, bad queries, k < 1 (or a k whose
+    results exceed `_validate.MAX_RESULT_BYTES`) or nprobe < 1 raise ValueError."""
     faiss = import_faiss()
+    _require_faiss_object(faiss, index, "faiss_search")
     q = as_float32_matrix(q, "q", d=index.d)
+    k = as_k(k, q.shape[0])
+    nprobe = as_int(nprobe, "nprobe", 1)
     if isinstance(index, FaissAdannsIVF):
         return index.search(q, k, nprobe)
     if faiss.try_extract_index_ivf(index) is not None:
-        return index.search(q, k, params=faiss.SearchParametersIVF(nprobe=as_int(nprobe, "nprobe", 1)))
+        return index.search(q, k, params=faiss.SearchParametersIVF(nprobe=nprobe))
     return index.search(q, k)
+
+
+def _require_faiss_object(faiss, index, caller):
+    """TypeError unless `index` is a faiss Index or a FaissAdannsIVF; ValueError if untrained
+    (an untrained faiss index holds zero codebooks / centroids, which would read as trained)."""
+    if not isinstance(index, (faiss.Index, FaissAdannsIVF)):
+        raise TypeError(f"{caller} takes a faiss Index (or a FaissAdannsIVF from to_faiss), got "
+                        f"{type(index).__name__}")
+    trained = index.ivf.is_trained if isinstance(index, FaissAdannsIVF) else index.is_trained
+    if not trained:
+        raise ValueError(f"{caller} needs a trained faiss index, got an untrained "
+                         f"{type(index).__name__}; train it in faiss first (index.train(x))")
 
 
 # --------------------------------------------------------------------------- to_faiss
@@ -435,9 +452,11 @@ def from_faiss(index, xb=None):
 
     xb: the D-dim vectors in id order, needed only to rebuild an IVFIndex whose faiss side holds
     prefixes (normalize=True or d_s < D; see the module docstring). Unsupported faiss types or
-    settings raise TypeError / ValueError naming them.
+    settings raise TypeError / ValueError naming them; so do a non-faiss object (TypeError) and an
+    untrained faiss index (ValueError: its codebooks / centroids are zeros, not trained values).
     """
     faiss = import_faiss()
+    _require_faiss_object(faiss, index, "from_faiss")
     if isinstance(index, FaissAdannsIVF):
         return _from_adanns(faiss, index, xb)
     outer = faiss.downcast_index(index)  # a non-owning view: `index` keeps the object alive

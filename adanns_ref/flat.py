@@ -3,7 +3,7 @@
 The index stores N database vectors x_j (float32, d dims) in insertion order; id j is the
 position of x_j. A search returns, for each query q, the k ids with the smallest
 
-    l2:  ||q - x_j||^2      (float32, faiss's BLAS form, see `topk.knn_search`)
+    l2:  ||q - x_j||^2      (float32, faiss's BLAS form, see `topk.exact_search`)
     ip:  <q, x_j>            (largest first)
 
 Cost: d * N multiply-adds per query (`cost.exact_flops`), stored in `last_search_flops`.
@@ -17,8 +17,8 @@ import numpy as np
 
 from . import cost
 from ._persist import load_npz, save_npz
-from ._validate import as_float32_matrix, as_int, check_metric
-from .topk import knn_search
+from ._validate import as_float32_matrix, as_int, as_k, check_metric
+from .topk import exact_search
 
 _KIND, _VERSION = "FlatIndex", 1
 
@@ -57,8 +57,8 @@ class FlatIndex:
     def search(self, q, k):
         """k nearest stored vectors of each query row -> (D float32 (nq, k), I int64 (nq, k))."""
         q = as_float32_matrix(q, "q", d=self.d)
-        k = as_int(k, "k", 1)
-        D, I = knn_search(q, self._buf[:self.ntotal], k, self.metric)
+        k = as_k(k, q.shape[0])
+        D, I = exact_search(q, self._buf[:self.ntotal], k, self.metric)
         self.last_search_flops = cost.exact_flops(self.d, self.ntotal)
         return D, I
 

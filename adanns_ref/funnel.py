@@ -19,7 +19,7 @@ Shapes and dtypes: db_full (N, D), q_full (nq, D) real arrays (converted once to
 returns D float32 (nq, k), I int64 (nq, k), best first, ties to the smaller id, missing results
 id -1 with +FLT_MAX ("l2") / -FLT_MAX ("ip").
 
-faiss: stage 0 is `topk.knn_search` (faiss's exact search). Re-ranking computes each candidate's
+faiss: stage 0 is `topk.exact_search` (faiss's exact search). Re-ranking computes each candidate's
 distance directly (sum_t (q_t - x_t)^2, or sum_t q_t x_t), as faiss's IndexRefineFlat does;
 faiss has no Matryoshka re-normalisation, so only the flat, normalize=False case has a faiss
 counterpart. When N * dim <= RERANK_BLOCK the whole database is prefixed once; otherwise the
@@ -30,9 +30,9 @@ import numba
 import numpy as np
 
 from ._simd import inner, l2sqr
-from ._validate import as_float32_matrix, as_ids, as_int, check_metric, check_prefix_dim
+from ._validate import as_float32_matrix, as_ids, as_int, as_k, check_metric, check_prefix_dim
 from .cost import funnel_flops
-from .topk import finalize, heap_push, knn_search, new_heaps, sort_heaps
+from .topk import exact_search, finalize, heap_push, new_heaps, sort_heaps
 from .truncate import prefix
 
 RERANK_BLOCK = 1 << 24  # float32 values of gathered candidate rows per query block (64 MiB)
@@ -108,7 +108,7 @@ def rerank(I, db_full, q_full, dim, k, metric="l2", normalize=True):
         raise ValueError(f"I has {I.shape[0]} rows but q_full has {q.shape[0]} queries; pass one "
                          f"shortlist row per query")
     dim = check_prefix_dim(dim, db.shape[1], "dim")
-    k = as_int(k, "k", 1)
+    k = as_k(k, q.shape[0])
     if I.shape[1] > 1:
         srt = np.sort(I, axis=1)
         dup = (srt[:, 1:] == srt[:, :-1]) & (srt[:, 1:] >= 0)
@@ -119,7 +119,7 @@ def rerank(I, db_full, q_full, dim, k, metric="l2", normalize=True):
     return _rerank(I, db, q, dim, k, metric, normalize)
 
 
-def _check_stages(stages, full_dim):
+def _check_stages(stages, full_dim, nq):
     """stages -> list of (d_i, k_i) ints with 1 <= d_i <= D, k_i >= 1, k_i non-increasing."""
     try:
         stages = [tuple(s) for s in stages]
@@ -132,7 +132,7 @@ def _check_stages(stages, full_dim):
         if len(stage) != 2:
             raise ValueError(f"stages[{i}] must be a (dim, k) pair, got {stage!r}")
         d = check_prefix_dim(stage[0], full_dim, f"stages[{i}] dim")
-        k = as_int(stage[1], f"stages[{i}] k", 1)
+        k = as_k(stage[1], nq, f"stages[{i}] k")
         if checked and k > checked[-1][1]:
             raise ValueError(f"stages[{i}] keeps k={k} but the previous stage only kept "
                              f"{checked[-1][1]}; shortlists must not grow along the funnel")
@@ -150,9 +150,9 @@ def funnel_search(db_full, q_full, stages, metric="l2", normalize=True):
     flops = d_0 * N + sum_{i>=1} d_i * min(k_{i-1}, N)  (`cost.funnel_flops`).
     """
     db, q, metric = _check_inputs(db_full, q_full, metric)
-    stages = _check_stages(stages, db.shape[1])
+    stages = _check_stages(stages, db.shape[1], q.shape[0])
     d0, k0 = stages[0]
-    D, I = knn_search(prefix(q, d0, normalize), prefix(db, d0, normalize), k0, metric)
+    D, I = exact_search(prefix(q, d0, normalize), prefix(db, d0, normalize), k0, metric)
     for d, k in stages[1:]:
         D, I = _rerank(I, db, q, d, k, metric, normalize)
     reranks = [(d, k_prev) for (d, _), (_, k_prev) in zip(stages[1:], stages[:-1])]

@@ -10,8 +10,10 @@ Directory layout (format FORMAT, version VERSION):
   the bytes depend only on the arrays): ``in_<name>`` inputs, ``out_<name>`` expected outputs and
   ``params``, a 0-d unicode array holding the case parameters as JSON (the same object as in the
   manifest).
-- ``manifest.json`` (sorted keys): ``format``, ``version``, ``files`` {file: SHA-256}, and per
-  case ``name``, ``component``, ``file``, ``description``, ``exact_path``, ``params``, ``inputs``
+- ``manifest.json`` (sorted keys): ``format``, ``version``, ``files`` {file: SHA-256}, ``blas``
+  {library: {internal_api, version, architecture}} (the BLAS kernels of NumPy and SciPy that
+  computed the set, e.g. openblas 0.3.31 Haswell; null where unknown), and per case ``name``,
+  ``component``, ``file``, ``description``, ``exact_path``, ``params``, ``inputs``
   {name: {dtype, shape}} and ``outputs`` {name: {dtype, shape, compare, rtol, atol}} where
   compare is "exact" (ids, codes, list layout, counts) or "close" (|got - want| <= atol + rtol *
   |want| elementwise, for floating-point results).
@@ -25,10 +27,12 @@ BLAS threshold (128000), so k-means, IVF routing and scanning, flat search, PQ t
 and codes and the funnel all use the direct, fixed-order sums of ``topk.simd_sum`` / ``kmeans`` /
 ``pq``, and metrics are NumPy float64 reductions; their outputs are the same bits on any x86-64
 machine with AVX-512 (prefix normalisation uses NumPy's einsum, stable for a given NumPy build).
-OPQ (and anything rotated by it) uses GEMM and LAPACK (QR, SVD): those outputs are only
-reproducible to the stored tolerances across BLAS builds and CPUs, and its codes and ids can
-change at near-ties. The regeneration test (tests/test_golden.py) demands identical bytes, which
-holds on this machine and CI's (same CPU kind and wheels); ``--check`` applies the tolerances.
+OPQ (and anything rotated by it) uses GEMM and LAPACK (QR, SVD): those outputs are the same
+bits only for the BLAS kernels recorded in ``blas``; on another kernel they agree to the stored
+tolerances (measured: <= 1.2e-6 for these cases), and codes and ids could change at near-ties.
+``--check`` applies the tolerances, so it passes on any CPU. The regeneration test
+(tests/test_golden.py) demands identical bytes for the exact-path cases everywhere and for the
+OPQ cases where ``testing.blas_kernels_match(manifest["blas"])``, the tolerances otherwise.
 """
 import argparse
 import hashlib
@@ -43,8 +47,10 @@ import numpy as np
 
 from ._golden_cases import COMPONENTS, cases, tolerance
 from ._persist import atomic_write, atomic_write_text
+from .testing import blas_kernels
 
 FORMAT, VERSION = "adanns-ref-golden", 1
+RECORDED_BLAS = ("numpy", "scipy")  # whose kernels the OPQ cases' bits depend on (GEMM; QR, SVD)
 MANIFEST = "manifest.json"
 README = "README.md"
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # the earliest zip timestamp: bytes must not depend on the clock
@@ -117,7 +123,8 @@ expected outputs, and `params` (JSON text, identical to the case's `params` in t
 and how to compare each output: `exact` (ids, codes, inverted lists, counts) or `close`
 (|got - want| <= atol + rtol * |want| elementwise). Ids are int64 with -1 for a missing result
 (distance +FLT_MAX for L2, -FLT_MAX for inner product); ties rank the smaller id first.
-`exact_path: false` marks cases computed through GEMM/LAPACK (OPQ): expect last-bit differences.
+`exact_path: false` marks cases computed through GEMM/LAPACK (OPQ): expect last-bit differences
+unless your BLAS runs the kernels named in the manifest's `blas` (the tolerances cover them).
 The semantics of every component are documented in the adanns_ref module of the same name.
 """
 
@@ -160,7 +167,8 @@ def generate(directory):
         entries.append(entry)
     atomic_write_text(os.path.join(directory, README), _README_TEXT)
     files[README] = _sha256(_README_TEXT.encode("utf-8"))
-    manifest = {"format": FORMAT, "version": VERSION, "files": files, "cases": entries}
+    manifest = {"format": FORMAT, "version": VERSION, "files": files, "cases": entries,
+                "blas": blas_kernels(RECORDED_BLAS)}
     atomic_write_text(os.path.join(directory, MANIFEST), _manifest_text(manifest))
     return manifest
 
@@ -231,6 +239,10 @@ def load_manifest(directory):
                  f"files.{name}", "must be a plain file name inside the directory")
         _require(isinstance(sha, str) and _SHA.match(sha), f"files.{name}",
                  f"must be a 64-hex-digit SHA-256, got {sha!r}")
+    blas = manifest.get("blas", {})
+    _require(isinstance(blas, dict) and all(k is None or isinstance(k, dict) for k in blas.values()),
+             "blas", f"must be an object {{library: {{internal_api, version, architecture}} or null}}, "
+             f"got {blas!r}")
     cases_ = manifest.get("cases")
     _require(isinstance(cases_, list) and cases_, "cases", "must be a non-empty list")
     seen = set()

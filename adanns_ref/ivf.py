@@ -35,8 +35,9 @@ candidate that merely ties the current k-th result, so the member of a tie group
 rank k it keeps depends on list order; we always keep the smaller id. (2) Routing near-ties:
 faiss routes each thread's slice of the queries separately and picks direct or BLAS-form
 distances per slice (`topk.BLAS_THRESHOLD`), we decide for the whole batch, so a query almost
-equidistant from two centroids can probe a different list. (3) faiss prints a warning when
-n < 39 * nlist training points; we do not print.
+equidistant from two centroids can probe a different list. Like faiss, training on fewer than
+39 * nlist points warns (`kmeans.SmallTrainingSetWarning`, faiss's text) and trains; fewer than
+nlist points raise ValueError.
 """
 import numba
 import numpy as np
@@ -44,7 +45,7 @@ import numpy as np
 from . import cost
 from ._persist import load_npz, save_npz
 from ._simd import simd_sum
-from ._validate import as_bool, as_float32_matrix, as_int, check_metric, check_prefix_dim
+from ._validate import as_bool, as_float32_matrix, as_int, as_k, check_metric, check_prefix_dim
 from .assign import search_centroids
 from .kmeans import KMeans
 from .topk import finalize, heap_push, heap_sort, new_heaps
@@ -289,7 +290,7 @@ class IVFIndex(InvertedLists):
         1 <= d_c <= build d_c, 1 <= d_s <= D.
         """
         q = as_float32_matrix(q, "q", d=self.d)
-        k = as_int(k, "k", 1)
+        k = as_k(k, q.shape[0])
         nprobe = min(as_int(nprobe, "nprobe", 1), self.nlist)
         d_s = self.d_s if d_s is None else check_prefix_dim(d_s, self.d, "d_s")
         d_c = self.d_c if d_c is None else check_prefix_dim(d_c, self.d, "d_c")

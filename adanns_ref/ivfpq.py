@@ -74,7 +74,7 @@ from . import cost
 from ._mt19937 import rand_perm
 from ._persist import load_npz, save_npz
 from ._simd import code_distance, simd_sum, sq_norms, table_into
-from ._validate import as_bool, as_float32_matrix, as_int, check_metric, check_prefix_dim
+from ._validate import as_bool, as_float32_matrix, as_int, as_k, check_metric, check_prefix_dim
 from .assign import search_centroids
 from .ivf import InvertedLists, IVFIndex, append_to_lists, lists_are_consistent
 from .opq import OPQ
@@ -160,8 +160,10 @@ class IVFPQIndex(InvertedLists):
     ceil(M * nbits / 8) bytes); d_c routing dims and d_s encoding dims (default D); opq (learn a
     d_s x d_s rotation first); by_residual (encode y - s_l, faiss's default, or y itself); metric
     "l2" or "ip"; normalize (Matryoshka re-normalised prefixes); niter (coarse k-means); seed
-    (coarse k-means, PQ training sample, PQ and OPQ k-means); allow_small (train the PQ on fewer
-    than 39 * ksub points, which faiss only warns about); opq_niter (OPQ iterations, faiss 50);
+    (coarse k-means, PQ training sample, PQ and OPQ k-means); allow_small (no
+    `SmallTrainingSetWarning` when the PQ and OPQ train on fewer than 39 * ksub points; they
+    train either way, as faiss, which warns; the coarse k-means still warns below 39 * nlist
+    points); opq_niter (OPQ iterations, faiss 50);
     precomputed (L2 by_residual search with faiss's precomputed tables, its default, or with one
     residual table per probed list, faiss's ``use_precomputed_table = -1``).
 
@@ -316,7 +318,7 @@ class IVFPQIndex(InvertedLists):
         "l2": squared distances to the reconstructions, ascending; "ip": similarities, descending.
         """
         q = as_float32_matrix(q, "q", d=self.d)
-        k = as_int(k, "k", 1)
+        k = as_k(k, q.shape[0])
         nprobe = min(as_int(nprobe, "nprobe", 1), self.nlist)
         self._require_trained("search")
         coarse, probes = self._route(q, nprobe)

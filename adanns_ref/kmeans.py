@@ -38,11 +38,18 @@ number of threads.
 
 Not faiss-identical: ``init="k-means++"`` (classic D^2 sampling with a NumPy Generator seeded
 with seed + 1 + r * 15486557; faiss 1.15 has its own k-means++ with another RNG stream).
-No warning is printed when n < min_points_per_centroid * k (faiss writes one to stderr).
+Small training sets: when k <= n < min_points_per_centroid * k, faiss prints "WARNING clustering
+n points to k centroids: please provide at least ... training points" to stderr and trains; here
+the same text is a `SmallTrainingSetWarning` (``warnings.warn``) and training proceeds. Every
+trainer (IVF, PQ, OPQ, IVFPQ) clusters through this class, so this is the one place it is
+raised. faiss's note on subsampling (n > max_points_per_centroid * k, "Sampling a subset of
+...") is printed only with ``verbose``, so no warning is raised for it.
 
 Shapes: x (n, d) float32; centroids (k, d) float32; assign returns D (n,) float32 and
 I (n,) int64, like ``faiss.Kmeans.assign`` (which ravels ``index.search(x, 1)``).
 """
+import warnings
+
 import numba
 import numpy as np
 
@@ -55,6 +62,14 @@ from .topk import BLAS_THRESHOLD
 REDO_SEED_STRIDE = 15486557  # faiss: init seed of redo r is seed + 1 + r * 15486557
 SPLIT_EPS = np.float32(1.0 / 1024)  # faiss's "a bit above machine epsilon for float16"
 _INITS = ("random", "k-means++")
+
+
+class SmallTrainingSetWarning(UserWarning):
+    """k-means trained on fewer than min_points_per_centroid * k points (faiss's stderr warning).
+
+    Silence it with ``warnings.filterwarnings("ignore", category=SmallTrainingSetWarning)``, or
+    per quantizer with ``allow_small=True`` (`pq.ProductQuantizer`, `opq.OPQ`, the PQ indices).
+    """
 
 
 @numba.njit(cache=True)
@@ -179,11 +194,12 @@ class KMeans:
 
     Parameters: k clusters; niter Lloyd iterations per run; seed (0 <= seed < 2**31, faiss's
     `int seed`; negative seeds mean "clock" in faiss and are refused here); faiss's
-    max_points_per_centroid / min_points_per_centroid (the latter only triggers a faiss warning,
-    kept for parity); nredo runs keeping the best; spherical (inner-product assignment and
-    L2-normalised centroids, as ``faiss.Kmeans(spherical=True)``; implies metric "ip");
-    init "random" (faiss) or "k-means++" (not faiss-identical); early_stop (faiss >= 1.14 stops
-    when the objective is exactly unchanged); metric "l2" or "ip".
+    max_points_per_centroid / min_points_per_centroid (fewer than min_points_per_centroid * k
+    points raise a `SmallTrainingSetWarning`, as faiss warns; 0 never warns); nredo runs keeping
+    the best; spherical (inner-product assignment and L2-normalised centroids, as
+    ``faiss.Kmeans(spherical=True)``; implies metric "ip"); init "random" (faiss) or
+    "k-means++" (not faiss-identical); early_stop (faiss >= 1.14 stops when the objective is
+    exactly unchanged); metric "l2" or "ip".
 
     After ``fit``: ``centroids`` (k, d) float32, ``obj`` (float32 array of per-iteration
     objectives, faiss's ``Kmeans.obj``), ``nsplit`` (int64 per iteration), ``imbalance``
@@ -232,6 +248,10 @@ class KMeans:
         if n > k * self.max_points_per_centroid:
             keep = rand_perm(n, self.seed)[: k * self.max_points_per_centroid]
             x = np.ascontiguousarray(x_in[keep])
+        elif n < k * self.min_points_per_centroid:  # faiss: the same text on stderr, then trains
+            warnings.warn(f"WARNING clustering {n} points to {k} centroids: please provide at least "
+                          f"{k * self.min_points_per_centroid} training points",
+                          SmallTrainingSetWarning, stacklevel=2)
         self.n_train_ = x.shape[0]
         if x.shape[0] == k:  # faiss copies the caller's first k rows, not the subsample
             self.centroids = x_in[:k].copy()

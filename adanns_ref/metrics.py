@@ -140,23 +140,24 @@ def knn_recall(I_exact, I_ann, k, n):
                          f"fewer than k items); lower k")
     nq = truth.shape[0]
     _require_queries(nq, "I_exact")
-    # Encode (row, id) as one int64 so a single sorted search serves all rows at once; row-wise
-    # sorting keeps the encoded keys globally sorted.
-    stride = max(int(truth.max()), int(returned.max())) + 1
-    truth_keys = _row_keys(truth, stride)
-    returned_keys = _row_keys(returned, stride)
-    if returned_keys.size == 0:
-        return 0.0
-    pos = np.minimum(np.searchsorted(returned_keys, truth_keys), returned_keys.size - 1)
-    return float((returned_keys[pos] == truth_keys).sum() / (nq * k))
+    # Each row's distinct ids from both sides, as (row, id) pairs; a pair present in both sets
+    # appears exactly twice and sorts next to its twin. No arithmetic on ids (any int64 id works).
+    rows_t, ids_t = _row_sets(truth)
+    rows_r, ids_r = _row_sets(returned)
+    rows, ids = np.concatenate([rows_t, rows_r]), np.concatenate([ids_t, ids_r])
+    order = np.lexsort((ids, rows))
+    rows, ids = rows[order], ids[order]
+    found = int(((rows[1:] == rows[:-1]) & (ids[1:] == ids[:-1])).sum())
+    return float(found / (nq * k))
 
 
-def _row_keys(ids, stride):
-    """Sorted distinct keys row * stride + id over the ids >= 0 of each row (set semantics)."""
+def _row_sets(ids):
+    """(row, id) of the distinct ids >= 0 of each row (set semantics), as two 1-D int64 arrays."""
     srt = np.sort(ids, axis=1)
     keep = srt >= 0
     keep[:, 1:] &= srt[:, 1:] != srt[:, :-1]
-    return (srt + np.arange(len(ids), dtype=np.int64)[:, None] * stride)[keep]
+    rows = np.broadcast_to(np.arange(len(ids), dtype=np.int64)[:, None], srt.shape)
+    return rows[keep], srt[keep]
 
 
 def knn_recall_tie_aware(D_exact, D_ann, k, n, metric="l2", rtol=1e-5, atol=1e-6):

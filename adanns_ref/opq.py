@@ -19,10 +19,11 @@ Shapes: x (n, d_in) float32; A (d_out, d_in) float32; apply -> (n, d_out); rever
 
 faiss-identical (faiss 1.15 ``VectorTransform.cpp``): the subsample (rows perm[:max_train_points]
 of rand_perm(n, seed)), the float32 column mean, the zero padding to max(d_in, d_out), the
-random start (faiss's ``float_randn`` Marsaglia generator and LAPACK QR: bit-identical up to
-d = 64, ~3e-6 max-abs at d = 128 where the two LAPACK builds block the QR differently), the PQ
-steps (``ProductQuantizer`` reproduces faiss's codebooks and codes) and the Procrustes SVD
-(LAPACK ``gesvd`` in float32, as faiss). Not identical: the GEMMs and the SVD run in another
+random start (faiss's ``float_randn`` Marsaglia generator, bit for bit, and LAPACK QR: the same
+bits where SciPy's and faiss's OpenBLAS run one kernel, ``testing.blas_kernels_agree``, within
+2.7e-6 max-abs up to d = 128 on other kernels), the PQ steps (``ProductQuantizer`` reproduces
+faiss's codebooks and codes) and the Procrustes SVD (LAPACK ``gesvd`` in float32, as faiss).
+Not identical: the GEMMs and the SVD run in another
 OpenBLAS build, so one iteration leaves A within ~1e-6 of faiss's, but the next k-means can
 resolve a near-tie differently and the two trajectories then drift apart (measured on blob data
 with 2-10 points per centroid: 1e-6..3e-6 max-abs after 5-10 iterations at d = 16, up to ~1e-3
@@ -94,7 +95,8 @@ class OPQ:
     iteration: niter_pq_0); max_train_points (subsample size); seed (subsample, inner PQ and
     random start; faiss uses 1234 for all three); init: start rotation of shape
     (d_out, max(d, d_out)) instead of the random one (faiss: fill ``opq.A`` before ``train``);
-    allow_small: passed to the inner ``ProductQuantizer`` (fewer than 39 * 256 training points).
+    allow_small: passed to the inner ``ProductQuantizer`` (True: no `SmallTrainingSetWarning`
+    for fewer than 39 * 256 training points; OPQ trains either way, faiss warns).
 
     After ``train``: ``A`` (d_out, d) float32, ``mse`` (per-iteration PQ reconstruction error
     sum_i ||y_i - y_hat_i||^2 / n, faiss's verbose "obj"), ``pq`` (the inner PQ of the last

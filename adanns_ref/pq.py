@@ -26,8 +26,11 @@ wheel dispatches to on such CPUs):
   are; LSB-first packing.
 Not identical: BLAS tables (and dsub 12) differ in the last bits, so near-ties may resolve
 differently; on an *exact* tie between two centroids faiss's SIMD argmin may keep the larger
-index, we keep the smaller. faiss warns when training on fewer than 39 * ksub points; here that
-raises ValueError unless ``allow_small=True``.
+index, we keep the smaller.
+
+Small training sets, as faiss: n < ksub raises ValueError; ksub <= n < 39 * ksub trains and
+emits `kmeans.SmallTrainingSetWarning` (faiss's stderr text, once per subspace k-means) unless
+``allow_small=True``, which trains silently (faiss: ``pq.cp.min_points_per_centroid = 0``).
 """
 import sys
 
@@ -35,7 +38,7 @@ import numba
 import numpy as np
 
 from ._simd import SUM_GROUPS4, SUM_LANES16, SUM_SEQUENTIAL, code_distance, code_distances_words, table_into
-from ._validate import as_bool, as_float32_matrix, as_int
+from ._validate import as_bool, as_float32_matrix, as_int, as_k
 from .kmeans import KMeans
 from .topk import finalize, heap_push, new_heaps, push_chunk, sort_heaps
 
@@ -169,7 +172,8 @@ class ProductQuantizer:
 
     Parameters: d = M * dsub; nbits in 1..16 (ksub = 2^nbits); seed, niter and
     max_points_per_centroid of each subspace's k-means (faiss ``pq.cp`` defaults); allow_small:
-    accept ksub <= n < 39 * ksub training points (faiss warns); n < ksub always raises.
+    train on ksub <= n < 39 * ksub points without the `SmallTrainingSetWarning` faiss's text
+    gives (training happens either way); n < ksub always raises.
     After ``train``: ``codebooks`` (M, ksub, dsub) float32.
     """
 
@@ -203,15 +207,11 @@ class ProductQuantizer:
         if n < self.ksub:
             raise ValueError(f"PQ training needs at least ksub = 2^{self.nbits} = {self.ksub} points "
                              f"(faiss refuses fewer too), got n={n}; add points or lower nbits")
-        if n < MIN_POINTS_PER_CENTROID * self.ksub and not self.allow_small:
-            raise ValueError(f"PQ training with n={n} points for ksub={self.ksub} centroids is below "
-                             f"faiss's {MIN_POINTS_PER_CENTROID} points per centroid "
-                             f"({MIN_POINTS_PER_CENTROID * self.ksub}); add points, lower nbits, or "
-                             f"pass allow_small=True to train anyway (faiss only warns)")
         codebooks = np.empty((self.M, self.ksub, self.dsub), dtype=np.float32)
         for m in range(self.M):
             km = KMeans(self.ksub, niter=self.niter, seed=self.seed,
-                        max_points_per_centroid=self.max_points_per_centroid)
+                        max_points_per_centroid=self.max_points_per_centroid,
+                        min_points_per_centroid=0 if self.allow_small else MIN_POINTS_PER_CENTROID)
             xm = np.ascontiguousarray(x[:, m * self.dsub:(m + 1) * self.dsub])
             km.fit(xm, init_centroids=None if init_codebooks is None else init_codebooks[m])
             codebooks[m] = km.centroids
@@ -328,7 +328,7 @@ class ProductQuantizer:
         self._require_trained("search")
         sub = self.unpack(codes)
         q = as_float32_matrix(q, "q", d=self.d)
-        k = as_int(k, "k", low=1)
+        k = as_k(k, q.shape[0])
         hd, hi = new_heaps(q.shape[0], k)
         words = self._as_words(sub)
         b = self._block_rows

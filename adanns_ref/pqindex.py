@@ -27,7 +27,7 @@ import numpy as np
 
 from . import cost, metrics, select
 from ._persist import load_npz, save_npz
-from ._validate import as_bool, as_float32_matrix, as_int, as_labels, check_prefix_dim
+from ._validate import as_bool, as_float32_matrix, as_int, as_k, as_labels, check_prefix_dim
 from .opq import OPQ
 from .pq import ProductQuantizer
 from .truncate import prefix
@@ -41,8 +41,9 @@ class PQIndex:
 
     Parameters: d = D (input width); M sub-quantizers (code bytes at nbits = 8); nbits; opq
     (learn a rotation first); prefix_dim (default D); normalize (Matryoshka re-normalised
-    prefixes); seed (k-means, OPQ); allow_small (train on fewer than 39 * ksub points, see `pq`);
-    opq_niter (OPQ outer iterations, faiss's default 50).
+    prefixes); seed (k-means, OPQ); allow_small (no `SmallTrainingSetWarning` when training on
+    fewer than 39 * ksub points, see `pq`; training happens either way); opq_niter (OPQ outer
+    iterations, faiss's default 50).
 
     Attributes: `dim` (= prefix_dim), `pq` (ProductQuantizer), `opq` (OPQ or None), `codes`
     (ntotal, code_size) uint8, `ntotal`, `code_size`, `is_trained`, `last_search_flops` (int,
@@ -94,14 +95,29 @@ class PQIndex:
             raise ValueError(f"PQIndex.{verb} called before train(); call train(x) first")
 
     def train(self, x):
-        """Learn the OPQ rotation (opq=True) and the PQ codebooks from x (n, D). Returns self."""
+        """Learn the OPQ rotation (opq=True) and the PQ codebooks from x (n, D). Returns self.
+
+        An index holding codes refuses (they were encoded with the old codebooks): reset() first.
+        The index is only modified once every step has succeeded."""
         z = self._prefix(x, "x")
+        if self.ntotal:
+            raise ValueError(f"the index holds {self.ntotal} vectors encoded with the old "
+                             f"parameters; call reset() before re-training")
+        opq = None
         if self.use_opq:
-            self.opq = OPQ(self.dim, self.M, niter=self.opq_niter, seed=self.seed,
-                           allow_small=self.allow_small).train(z)
-            z = self.opq.apply(z)
-        self.pq.train(z)
+            opq = OPQ(self.dim, self.M, niter=self.opq_niter, seed=self.seed,
+                      allow_small=self.allow_small).train(z)
+            z = opq.apply(z)
+        old = self.pq
+        pq = ProductQuantizer(self.dim, self.M, self.nbits, seed=self.seed, niter=old.niter,
+                              max_points_per_centroid=old.max_points_per_centroid,
+                              allow_small=self.allow_small).train(z)
+        self.pq, self.opq = pq, opq
         return self
+
+    def reset(self):
+        """Remove all codes; rotation and codebooks are kept (faiss ``IndexPQ.reset``)."""
+        self.codes = np.empty((0, self.pq.code_size), dtype=np.uint8)
 
     def add(self, x):
         """Encode and append the rows of x (n, D); they get ids ntotal .. ntotal + n - 1."""
@@ -205,7 +221,7 @@ def adannsopq_sweep(db, q, db_labels, q_labels, budgets=(4, 8, 16, 32, 64), dims
     dims = _default_dims(D) if dims is None else sorted({check_prefix_dim(d, D, "dims entry") for d in dims})
     if not budgets or not dims:
         raise ValueError(f"budgets and dims must be non-empty, got budgets={budgets}, dims={dims}")
-    k = as_int(k, "k", low=1)
+    k = as_k(k, q.shape[0])
     rows = []
     for M in budgets:
         admissible = [d for d in dims if d >= M and d % M == 0]

@@ -12,7 +12,22 @@ positions whose reference distances are equal (within tolerance) form a group wh
 must match, except the group that reaches the end of the row, where only the distances are
 compared (faiss's `check_ref_knn_with_draws` follows the same idea). Missing results (-1) must be
 at the same positions.
+
+Whether bits can be demanded at all: results computed through BLAS/LAPACK (GEMM distances, QR,
+SVD, and training built on them) are the same bits only for a fixed BLAS kernel. OpenBLAS picks
+its kernel per CPU at load time, and NumPy, SciPy and faiss each ship their own OpenBLAS, which
+may pick different kernels on the same machine (faiss's 0.3.15 falls back to generic Prescott
+code on CPUs newer than it, or picks Zen where NumPy's picks SkylakeX). `blas_kernels_agree`
+answers "do these libraries run the same kernel?" from threadpoolctl's report; tests assert bits
+only then, and documented tolerances (e.g. `QR_ATOL_ACROSS_KERNELS`) otherwise. Setting the
+environment variable ADANNS_REF_FORCE_BLAS_MISMATCH=1 makes it answer "no", so that CI, whose
+machines pin OPENBLAS_CORETYPE, also runs the tolerance branch. Our own kernels (`_simd`) against faiss's SIMD
+orders do not depend on BLAS and stay bit-exact.
 """
+import functools
+import importlib
+import os
+
 import numpy as np
 
 
@@ -92,3 +107,103 @@ def max_deviation(a_ref, a):
     both_pad = (np.abs(a_ref) >= 3.4e38) & (a_ref == a)
     dev = np.where(both_pad, 0.0, np.abs(a_ref - a))
     return float(dev.max()) if dev.size else 0.0
+
+
+# ------------------------------------------------------------------ BLAS kernels
+
+FORCE_BLAS_MISMATCH = "ADANNS_REF_FORCE_BLAS_MISMATCH"
+BLAS_LIBRARIES = ("numpy", "scipy", "faiss")  # ours: NumPy (GEMM) and SciPy (QR, SVD); the peer: faiss
+
+# Kernels measured to give the same bits in the OpenBLAS builds that faiss 1.15 (0.3.15), SciPy
+# (0.3.30) and NumPy 2.4 (0.3.31) ship, for the QR, SVD and GEMM sizes tested here (faiss's random
+# rotations up to d = 128, the golden OPQ cases). Other kernels count as the same only within one
+# version: SkylakeX's QR of a random 8 x 8 matrix differs by 1.5e-7 between 0.3.15 and 0.3.30.
+SAME_BITS_ACROSS_VERSIONS = {("openblas", "Haswell")}
+
+# faiss's random rotation (float_randn + LAPACK QR) on two different kernels: the largest absolute
+# deviation allowed per entry. Measured <= 2.7e-6 up to d = 128 over 7 pairs of NumPy/SciPy and
+# faiss kernels among Prescott, Sandybridge, Haswell, SkylakeX and Zen.
+QR_ATOL_ACROSS_KERNELS = 1e-5
+
+
+def _import(library):
+    """The module whose import loads `library`'s BLAS (scipy: scipy.linalg), or None if absent."""
+    try:
+        return importlib.import_module("scipy.linalg" if library == "scipy" else library)
+    except ImportError:
+        return None
+
+
+@functools.lru_cache(maxsize=None)
+def _blas_of(library):
+    """threadpoolctl's record of the BLAS that `library` loaded, or None (absent or not found).
+
+    A wheel's BLAS sits inside the package or in the `<package>*.libs` folder next to it
+    (auditwheel, delvewheel); when the process holds a single BLAS, every library uses that one.
+    """
+    if _import(library) is None:
+        return None
+    from threadpoolctl import threadpool_info
+    blas = [info for info in threadpool_info() if info.get("user_api") == "blas"]
+    root = os.path.dirname(os.path.realpath(importlib.import_module(library).__file__))
+    for info in blas:
+        path = os.path.realpath(info["filepath"])
+        folder = os.path.dirname(path)
+        if (path.startswith(root + os.sep)
+                or (os.path.dirname(folder) == os.path.dirname(root)
+                    and os.path.basename(folder).startswith(library) and folder.endswith(".libs"))):
+            return info
+    return blas[0] if len(blas) == 1 else None
+
+
+def blas_kernels(libraries=BLAS_LIBRARIES):
+    """{library: {"internal_api", "version", "architecture"}} of the BLAS each of `libraries`
+    ("numpy", "scipy", "faiss") runs, e.g. {"numpy": {"internal_api": "openblas", "version":
+    "0.3.31.188.0", "architecture": "SkylakeX"}}; None for a library that is absent or whose BLAS
+    was not found. JSON-ready (golden manifests store it)."""
+    out = {}
+    for library in libraries:
+        info = _blas_of(library)
+        out[library] = None if info is None else {
+            key: info.get(key) for key in ("internal_api", "version", "architecture")}
+    return out
+
+
+def _same_kernel(a, b):
+    """Two blas_kernels entries run the same code: same API and architecture (None, as MKL
+    reports, is unknown), and the same version unless the kernel is in SAME_BITS_ACROSS_VERSIONS."""
+    if a is None or b is None or not a.get("architecture"):
+        return False
+    kernel = (a.get("internal_api"), a.get("architecture"))
+    return (kernel == (b.get("internal_api"), b.get("architecture"))
+            and (a.get("version") == b.get("version") or kernel in SAME_BITS_ACROSS_VERSIONS))
+
+
+def blas_mismatch_forced():
+    """True when ADANNS_REF_FORCE_BLAS_MISMATCH is set to anything but "" or "0"."""
+    return os.environ.get(FORCE_BLAS_MISMATCH, "") not in ("", "0")
+
+
+def blas_kernels_agree(libraries=BLAS_LIBRARIES):
+    """True iff all `libraries` run one BLAS kernel, so the same GEMM, QR or SVD gives them the
+    same bits: they load the same BLAS file, or their kernels are the same (`_same_kernel`).
+    False when a kernel is unknown, or when ADANNS_REF_FORCE_BLAS_MISMATCH is set."""
+    if blas_mismatch_forced():
+        return False
+    infos = [_blas_of(library) for library in libraries]
+    if any(info is None for info in infos):
+        return False
+    if len({os.path.realpath(info["filepath"]) for info in infos}) == 1:
+        return True
+    kernels = list(blas_kernels(libraries).values())
+    return all(_same_kernel(kernels[0], k) for k in kernels[1:])
+
+
+def blas_kernels_match(recorded):
+    """True iff every library of `recorded` (a `blas_kernels` result from the machine that
+    computed a stored result) runs the same kernel here, so recomputing gives the stored bits.
+    False when a kernel is unknown, or when ADANNS_REF_FORCE_BLAS_MISMATCH is set."""
+    if blas_mismatch_forced() or not recorded:
+        return False
+    here = blas_kernels(tuple(recorded))
+    return all(_same_kernel(recorded[library], here[library]) for library in recorded)

@@ -50,6 +50,7 @@ import numpy as np
 import threadpoolctl
 
 from ._simd import simd_sum, sq_norms
+from ._validate import as_float32_matrix, as_k, check_metric
 
 FLT_MAX = np.float32(np.finfo(np.float32).max)  # 3.4028235e38, faiss's "no result" distance
 BLAS_THRESHOLD = 128000  # faiss `distance_compute_blas_threshold`: nq * d below it -> direct form
@@ -452,10 +453,25 @@ def _blas_search(xq, xb, use_ip, hd, hi):
 
 
 def knn_search(xq, xb, k, metric="l2"):
+    """Exact k-NN of each row of xq (nq, d) among the rows of xb (nb, d) -> (D float32 (nq, k),
+    I int64 (nq, k)), faiss ``knn`` / ``IndexFlat.search``: the public, validated entry point.
+
+    xq, xb: real 2-D arrays of equal width (float32 C-contiguous is used as is; anything else is
+    converted once, `_validate.as_float32_matrix`); NaN / Inf, a width mismatch or a non-numeric
+    array raise ValueError / TypeError. k: int >= 1 (`_validate.as_k` refuses a k whose results
+    would exceed MAX_RESULT_BYTES); metric: "l2" or "ip". Results as `exact_search`.
+    """
+    metric = check_metric(metric)
+    xb = as_float32_matrix(xb, "xb")
+    xq = as_float32_matrix(xq, "xq", d=xb.shape[1])
+    return exact_search(xq, xb, as_k(k, xq.shape[0]), metric)
+
+
+def exact_search(xq, xb, k, metric="l2"):
     """Exact k-NN of each row of xq among the rows of xb -> (D float32 (nq, k), I int64 (nq, k)).
 
-    Inputs must already be validated: float32, C-contiguous, 2-D, equal widths; k >= 1, metric
-    "l2" or "ip". Results are sorted best first; with fewer than k database rows the tail is
+    Inputs must already be validated (`knn_search` is the checked entry point): float32,
+    C-contiguous, 2-D, equal widths, finite; k >= 1, metric "l2" or "ip". Results are sorted best first; with fewer than k database rows the tail is
     padded with id -1 and distance +FLT_MAX ("l2") / -FLT_MAX ("ip"). Uses
     numba.get_num_threads() threads.
     """

@@ -146,12 +146,13 @@ def load_model(path):
 
 def train_mrl(X, y, nesting, hidden=(512, 512), tied=False, epochs=10, batch_size=256, lr=None,
               optimizer="sgd", weights=None, label_smoothing=0.1, weight_decay=1e-4, momentum=0.9,
-              warmup=1, dropout=0.0, num_classes=None, seed=0, progress=True, X_val=None, y_val=None):
+              warmup=None, dropout=0.0, num_classes=None, seed=0, progress=True, X_val=None, y_val=None):
     """Train an MRL (tied=False) or MRL-E (tied=True) model; returns an `MRLModel`.
 
     X: (n, in) real array (converted once to float32); y: int labels (n,) in [0, C).
     Backbone in-hidden...-D with D = nesting[-1]. lr: peak learning rate (None: 0.1 for
-    "sgd", 1e-3 for "adam"). warmup: epochs of linear warm-up (0 <= warmup < epochs).
+    "sgd", 1e-3 for "adam"). warmup: epochs of linear warm-up, 0 <= warmup < epochs (None: 1
+    epoch, or 0 when epochs = 1).
     weights: c_g per size (None: all 1). X_val/y_val: optional, adds val_acc per epoch.
     progress: one line per epoch on stderr.
     """
@@ -166,7 +167,7 @@ def train_mrl(X, y, nesting, hidden=(512, 512), tied=False, epochs=10, batch_siz
 
 
 def train_fixed_feature(d, X, y, hidden=(512, 512), epochs=10, batch_size=256, lr=None, optimizer="sgd",
-                        label_smoothing=0.1, weight_decay=1e-4, momentum=0.9, warmup=1, dropout=0.0,
+                        label_smoothing=0.1, weight_decay=1e-4, momentum=0.9, warmup=None, dropout=0.0,
                         num_classes=None, seed=0, progress=True, X_val=None, y_val=None):
     """Train a rigid (FF) model whose embedding has exactly d dims; returns an `MRLModel`
     with kind "ff" and nesting (d,). Same recipe and arguments as `train_mrl`."""
@@ -197,6 +198,18 @@ def _check_labels(y, n, num_classes):
     return y, C
 
 
+def _check_warmup(warmup, epochs):
+    """Warm-up epochs as a float in [0, epochs); None -> the default min(1, epochs - 1)."""
+    if warmup is None:
+        return float(min(1, epochs - 1))
+    if isinstance(warmup, (bool, np.bool_)) or not isinstance(warmup, (int, float, np.integer, np.floating)):
+        raise TypeError(f"warmup must be a number of epochs, got {warmup!r}")
+    if not 0 <= float(warmup) < epochs:
+        hint = "; with epochs=1 pass warmup=0 (or leave the default)" if epochs == 1 else ""
+        raise ValueError(f"warmup must be in [0, epochs={epochs}) epochs, got {warmup}{hint}")
+    return float(warmup)
+
+
 def _make_optimizer(name, params, lr, weight_decay, momentum):
     if name == "sgd":
         return SGD(params, 0.1 if lr is None else lr, momentum=momentum, weight_decay=weight_decay)
@@ -211,8 +224,7 @@ def _fit(model, X, y, epochs, batch_size, lr, optimizer, weights, label_smoothin
     batch_size = as_int(batch_size, "batch_size", 1)
     if not 0.0 <= float(label_smoothing) <= 1.0:
         raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing}")
-    if not 0 <= float(warmup) < epochs:
-        raise ValueError(f"warmup must be in [0, epochs={epochs}) epochs, got {warmup}")
+    warmup = _check_warmup(warmup, epochs)
     if (X_val is None) != (y_val is None):
         raise ValueError("pass X_val and y_val together (or neither)")
     if X_val is not None:
@@ -226,7 +238,8 @@ def _fit(model, X, y, epochs, batch_size, lr, optimizer, weights, label_smoothin
                     "momentum": float(momentum), "warmup": float(warmup), "n_train": int(X.shape[0])}
     n = X.shape[0]
     steps_per_epoch = -(-n // batch_size)
-    total, warm = epochs * steps_per_epoch, int(round(float(warmup) * steps_per_epoch))
+    total = epochs * steps_per_epoch
+    warm = min(int(round(warmup * steps_per_epoch)), total - 1)  # warmup < epochs, in whole steps
     shuffle_rng = np.random.default_rng(model._shuffle_seed)
     dropout_rng = np.random.default_rng(model._dropout_seed) if model.body.dropout > 0 else None
     step = 0

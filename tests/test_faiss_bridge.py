@@ -54,8 +54,8 @@ def _assert_same_ivf(ours, back, xq, nprobes=(1, 3)):
 
 
 def _faiss_visible_params(ours):
-    """Our parameters as faiss can carry them: allow_small is a training guard faiss does not
-    have (it only warns), opq_niter travels with an OPQMatrix, so only when there is one."""
+    """Our parameters as faiss can carry them: allow_small only silences a training warning and
+    has no faiss counterpart, opq_niter travels with an OPQMatrix, so only when there is one."""
     params = dict(ours._params(), allow_small=False)
     if not params["opq"]:
         params["opq_niter"] = 50
@@ -334,9 +334,51 @@ def test_from_faiss_rejects_approximate_quantizers(xb):
         from_faiss(ivf)
 
 
-def test_from_faiss_rejects_inner_product_pq():
+def test_from_faiss_rejects_inner_product_pq(xb):
+    ip = faiss.IndexPQ(8, 2, 4, faiss.METRIC_INNER_PRODUCT)
+    ip.train(np.ascontiguousarray(xb[:, :8]))
     with pytest.raises(ValueError, match="METRIC_L2 and search_type ST_PQ"):
-        from_faiss(faiss.IndexPQ(8, 2, 4, faiss.METRIC_INNER_PRODUCT))
+        from_faiss(ip)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: faiss.IndexPQ(16, 4, 8),
+    lambda: faiss.IndexIVFFlat(faiss.IndexFlatL2(16), 16, 4),
+    lambda: faiss.IndexIVFPQ(faiss.IndexFlatL2(16), 16, 4, 4, 8),
+    lambda: faiss.IndexPreTransform(faiss.NormalizationTransform(16, 2.0), faiss.IndexPQ(16, 4, 8)),
+])
+def test_from_faiss_refuses_untrained_indices(make):
+    """An untrained faiss index holds all-zero codebooks / centroids: reading it used to give an
+    'is_trained' index that encodes every vector to the same code."""
+    with pytest.raises(ValueError, match="needs a trained faiss index, got an untrained"):
+        from_faiss(make())
+
+
+@pytest.mark.parametrize("obj, caller", [(None, "from_faiss"), ("IndexPQ", "from_faiss"),
+                                         (np.zeros((2, 2)), "faiss_search"), (None, "faiss_search")])
+def test_non_faiss_objects_raise_type_error(obj, caller):
+    with pytest.raises(TypeError, match=f"{caller} takes a faiss Index"):
+        from_faiss(obj) if caller == "from_faiss" else faiss_search(obj, np.zeros((1, 2)), 1)
+
+
+def test_faiss_search_validates_k_and_nprobe(xb, xq):
+    exported = [to_faiss(FlatIndex(20)), to_faiss(_ivf(xb)), to_faiss(_ivf(xb, d_c=5, d_s=10))]
+    exported[0].add(xb[:10])
+    for index in exported:
+        for k in (0, -3):
+            with pytest.raises(ValueError, match="k must be >= 1"):
+                faiss_search(index, xq, k)
+        with pytest.raises(TypeError, match="k must be an integer"):
+            faiss_search(index, xq, 2.5)
+        with pytest.raises(ValueError, match=r"needs 447 GiB for the results \(nq \* k \* 12 bytes\)"):
+            faiss_search(index, xq, 10**9)
+        with pytest.raises(ValueError, match="nprobe must be >= 1"):
+            faiss_search(index, xq, 3, nprobe=0)
+        D, I = faiss_search(index, xq, 3)
+        assert D.shape == I.shape == (xq.shape[0], 3)
+    untrained = faiss.IndexIVFFlat(faiss.IndexFlatL2(20), 20, 4)
+    with pytest.raises(ValueError, match="untrained IndexIVFFlat"):
+        faiss_search(untrained, xq, 3)
 
 
 def test_from_faiss_rejects_other_metrics():

@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from adanns_ref import golden
+from adanns_ref import golden, testing
 from adanns_ref._golden_cases import COMPONENTS
 from adanns_ref.golden import ManifestError
+from adanns_ref.testing import blas_kernels_match
 
 GOLDEN = Path(__file__).parent / "golden"
 ROOT = Path(__file__).parent.parent
@@ -66,12 +67,38 @@ def _failures(report):
 # ----------------------------------------------------------------- the committed set
 
 
-def test_regenerated_set_is_byte_identical_to_the_committed_one(tmp_path):
+@pytest.mark.blas_kernel
+def test_regenerated_set_matches_the_committed_one(tmp_path, manifest):
+    """Exact-path cases: the same bytes on any machine. OPQ cases (GEMM, QR, SVD): the same bytes
+    where NumPy and SciPy run the BLAS kernels that computed the committed set (manifest "blas"),
+    otherwise the manifest's tolerances per output, as --check applies them (ids and codes exact)."""
     out = tmp_path / "regenerated"
-    golden.generate(out)
+    regenerated = golden.generate(out)
     assert sorted(os.listdir(out)) == sorted(os.listdir(GOLDEN)), f"file set changed; {REGENERATE}"
-    changed = [f for f in sorted(os.listdir(GOLDEN)) if (out / f).read_bytes() != (GOLDEN / f).read_bytes()]
+    same_kernels = blas_kernels_match(manifest["blas"])
+    via_blas = {c["file"]: c for c in manifest["cases"] if not c["exact_path"]}
+    assert set(via_blas) == {"opq_rotation.npz", "pqindex_adanns_opq.npz", "ivfpq_adanns_opq_nbits4.npz"}
+    by_bytes = [f for f in sorted(os.listdir(GOLDEN))
+                if f != golden.MANIFEST and (same_kernels or f not in via_blas)]
+    changed = [f for f in by_bytes if (out / f).read_bytes() != (GOLDEN / f).read_bytes()]
     assert not changed, f"behaviour changed in {changed}; review, then {REGENERATE}"
+    if same_kernels:
+        assert (out / golden.MANIFEST).read_bytes() == (GOLDEN / golden.MANIFEST).read_bytes(), REGENERATE
+        return
+    # another BLAS kernel: the manifest differs only in the kernels and the OPQ files' hashes ...
+    drop = lambda m: {**m, "blas": None, "files": {f: h for f, h in m["files"].items() if f not in via_blas}}
+    assert drop(regenerated) == drop(manifest), f"manifest changed; {REGENERATE}"
+    assert regenerated["blas"] == testing.blas_kernels(golden.RECORDED_BLAS)
+    # ... and the OPQ cases hold the same inputs and outputs within the manifest's tolerances
+    for name, case in via_blas.items():
+        with np.load(out / name) as new, np.load(GOLDEN / name) as old:
+            assert sorted(new.files) == sorted(old.files)
+            for key in new.files:
+                if not key.startswith("out_"):
+                    np.testing.assert_array_equal(new[key], old[key], err_msg=f"{name} {key}")
+            problems = [p for n, spec in case["outputs"].items()
+                        for p in golden._compare(n, new[f"out_{n}"], old[f"out_{n}"], spec)]
+            assert not problems, f"{name} on BLAS kernels {regenerated['blas']}: {problems}"
 
 
 def test_check_passes_on_the_committed_set(report, manifest):
@@ -265,6 +292,7 @@ def test_an_array_the_manifest_does_not_describe_is_reported(copy):
     (lambda m: m["cases"][0]["outputs"]["centroids"].__setitem__("rtol", -1), "rtol must be a number >= 0"),
     (lambda m: m["files"].__setitem__("../escape.npz", "0" * 64), "plain file name"),
     (lambda m: m["files"].__setitem__("README.md", "xyz"), "64-hex-digit SHA-256"),
+    (lambda m: m.__setitem__("blas", {"numpy": "Haswell"}), "blas: must be an object"),
 ])
 def test_bad_manifest_raises_a_clear_error(copy, change, match):
     _edit_manifest(copy, change)

@@ -190,3 +190,13 @@ Q_OK = np.array([0, 1])
 def test_bad_inputs(call, exc, match):
     with pytest.raises(exc, match=match):
         call()
+
+
+@pytest.mark.parametrize("top", [2**62, 2**63 - 1])
+def test_knn_recall_with_ids_near_int64_max(top):
+    """ids >= 2^62 used to overflow the (row * stride + id) keys and miscount."""
+    exact = np.array([[top, top - 1, 5], [top - 2, 0, 7]], dtype=np.int64)
+    ann = np.array([[top - 1, 3, top, -1], [7, top - 3, 1, 0]], dtype=np.int64)
+    assert m.knn_recall(exact, ann, 3, 4) == pytest.approx((2 + 2) / 6)
+    # row 1's ids must not match row 0's
+    assert m.knn_recall(exact[[0, 0]], np.array([[top, -1], [top - 9, -1]]), 3, 2) == pytest.approx(1 / 6)

@@ -213,8 +213,6 @@ def test_bad_constructor_arguments():
 def test_too_few_training_points():
     with pytest.raises(ValueError, match="at least ksub = 2\\^8 = 256 points"):
         ProductQuantizer(8, 2, 8, allow_small=True).train(_data(200, 8, 0))
-    with pytest.raises(ValueError, match="allow_small=True"):
-        ProductQuantizer(8, 2, 8).train(_data(1000, 8, 0))
 
 
 def test_use_before_train():

@@ -206,3 +206,29 @@ def test_bad_inputs(data):
         adannsopq_sweep(xb, xq, yb[:5], yq, budgets=(4,), opq=False)
     with pytest.raises(ValueError, match="dims entry must be <= 16"):
         adannsopq_sweep(xb, xq, yb, yq, budgets=(4,), dims=[8, 64], opq=False)
+
+
+def test_train_after_add_is_refused_until_reset(data):
+    """Re-training used to keep the codes of the old codebooks, so searches returned wrong ids.
+    Now it is refused (as IVFIndex / IVFPQIndex do) and leaves the index untouched."""
+    xb, _, xq, _ = data
+    index = PQIndex(16, 4, nbits=4, opq=True, opq_niter=1, allow_small=True)
+    index.train(xb[:600])
+    index.add(xb)
+    codes, codebooks, A = index.codes.copy(), index.pq.codebooks.copy(), index.opq.A.copy()
+    D, I = index.search(xq, 5)
+    with pytest.raises(ValueError, match="holds 1200 vectors encoded with the old parameters; call reset"):
+        index.train(xb[600:])
+    np.testing.assert_array_equal(index.codes, codes)
+    np.testing.assert_array_equal(index.pq.codebooks, codebooks)
+    np.testing.assert_array_equal(index.opq.A, A)
+    np.testing.assert_array_equal(index.search(xq, 5)[1], I)
+    index.reset()
+    assert index.ntotal == 0 and index.is_trained
+    index.train(xb[600:])
+    index.add(xb)
+    fresh = PQIndex(16, 4, nbits=4, opq=True, opq_niter=1, allow_small=True)
+    fresh.train(xb[600:])
+    fresh.add(xb)
+    np.testing.assert_array_equal(index.codes, fresh.codes)
+    np.testing.assert_array_equal(index.search(xq, 5)[1], fresh.search(xq, 5)[1])

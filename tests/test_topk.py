@@ -218,3 +218,43 @@ def test_reservoir_equals_heap_on_random_inputs(seed, k, nb, n_dup, metric):
             results.append(topk.knn_search(xq, xb, k, metric))
     np.testing.assert_array_equal(results[0][1], results[1][1])
     np.testing.assert_array_equal(results[0][0], results[1][0])
+
+
+# --- knn_search, the public entry point, validates like the indices --------------------------
+
+def test_knn_search_converts_float64_and_fortran_once():
+    xq, xb = _data(7, 40, 6, seed=3)
+    D, I = topk.knn_search(xq, xb, 5)
+    for q, b in ((xq.astype(np.float64), xb), (np.asfortranarray(xq), np.asfortranarray(xb)),
+                 (xq.tolist(), xb[:, :].astype(np.float64))):
+        D2, I2 = topk.knn_search(q, b, 5)
+        np.testing.assert_array_equal(I2, I)
+        np.testing.assert_array_equal(D2, D)
+
+
+@pytest.mark.parametrize("change, error, match", [
+    (lambda q, b: (np.where(q == q.max(), np.nan, q), b), ValueError, "xq contains NaN or Inf"),
+    (lambda q, b: (q, np.where(b == b.min(), -np.inf, b)), ValueError, "xb contains NaN or Inf"),
+    (lambda q, b: (q[:, :5], b), ValueError, "xq has 5 columns but 6 were expected"),
+    (lambda q, b: (q[0], b), ValueError, "xq must be 2-D"),
+    (lambda q, b: (q.astype(np.complex64), b), TypeError, "xq must be a real numeric array"),
+    (lambda q, b: (q, None), TypeError, "xb must be a real numeric array"),
+])
+def test_knn_search_rejects_bad_arrays(change, error, match):
+    q, b = change(*_data(3, 20, 6))
+    with pytest.raises(error, match=match):
+        topk.knn_search(q, b, 2)
+
+
+@pytest.mark.parametrize("k, metric, error, match", [
+    (0, "l2", ValueError, "k must be >= 1, got 0"),
+    (-1, "ip", ValueError, "k must be >= 1"),
+    (2.0, "l2", TypeError, "k must be an integer"),
+    (True, "l2", TypeError, "k must be an integer"),
+    (2, "cos", ValueError, "metric must be 'l2' or 'ip', got 'cos'"),
+    (2, None, ValueError, "metric must be"),
+    (10**9, "l2", ValueError, r"k=1000000000 for 3 queries needs 33\.5 GiB"),
+])
+def test_knn_search_rejects_bad_k_and_metric(k, metric, error, match):
+    with pytest.raises(error, match=match):
+        topk.knn_search(*_data(3, 20, 6), k, metric)

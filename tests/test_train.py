@@ -149,8 +149,12 @@ def test_bad_training_inputs(data, model):
         train_mrl(X, y[:-1], NESTING, **SMALL)
     with pytest.raises(ValueError, match="NaN"):
         train_mrl(np.where(X == X.max(), np.nan, X), y, NESTING, **SMALL)
-    with pytest.raises(ValueError, match="warmup"):
+    with pytest.raises(ValueError, match="with epochs=1 pass warmup=0"):
         train_mrl(X, y, NESTING, **{**SMALL, "epochs": 1, "warmup": 1})
+    with pytest.raises(ValueError, match="warmup must be in"):
+        train_mrl(X, y, NESTING, **{**SMALL, "warmup": -0.5})
+    with pytest.raises(TypeError, match="warmup must be a number"):
+        train_mrl(X, y, NESTING, **{**SMALL, "warmup": "1"})
     with pytest.raises(ValueError, match="together"):
         train_mrl(X, y, NESTING, X_val=X, **SMALL)
     with pytest.raises(ValueError, match="784 were expected"):
@@ -161,3 +165,19 @@ def test_bad_training_inputs(data, model):
         model.embed(X[:, :783])
     with pytest.raises(ValueError, match="d must be >= 1"):
         train_fixed_feature(0, X, y, **SMALL)
+
+
+def test_default_warmup_fits_any_number_of_epochs(data):
+    """The default warm-up (None) is min(1, epochs - 1): epochs=1 trains without warmup=0 and
+    larger runs keep the 1-epoch warm-up they always had (same bits as warmup=1)."""
+    X, y, _, _ = data
+    kw = {**SMALL, "hidden": (8,)}
+    kw.pop("warmup")
+    one = train_mrl(X[:64], y[:64], NESTING, **{**kw, "epochs": 1})
+    assert one.config["warmup"] == 0.0 and len(one.history) == 1
+    default = train_mrl(X[:64], y[:64], NESTING, **{**kw, "epochs": 2})
+    explicit = train_mrl(X[:64], y[:64], NESTING, warmup=1, **{**kw, "epochs": 2})
+    assert default.config["warmup"] == 1.0
+    assert _same_bits(default, explicit)
+    tiny = train_mrl(X[:8], y[:8], NESTING, warmup=0.99, **{**kw, "epochs": 1, "batch_size": 8})
+    assert len(tiny.history) == 1  # 0.99 epoch of 1 step rounds to 1 step: clamped below total

@@ -54,17 +54,93 @@ def test_prefix_rows_are_unit_or_zero(x, data):
     d = data.draw(st.integers(1, x.shape[1]))
     p = prefix(x, d)
     norms = np.linalg.norm(p.astype(np.float64), axis=1)
-    # Rows are unit length, except rows so small that their float32 squared norm underflows to 0:
-    # those are left as they are (faiss.normalize_L2 does the same), and all-zero rows stay zero.
-    assert (np.isclose(norms, 1.0, atol=1e-5) | (norms < 1e-18)).all()
+    # Rows are unit length (also those whose float32 squared norm underflows, which faiss's
+    # normalize_L2 leaves as they are); all-zero rows stay zero.
+    assert (np.isclose(norms, 1.0, atol=1e-5) | ~p.any(axis=1)).all()
     assert (p[~x[:, :d].any(axis=1)] == 0).all()
     # normalize_rows is idempotent on unit rows up to rounding
     np.testing.assert_allclose(normalize_rows(p), p, atol=1e-6)
 
 
-def test_underflowing_rows_are_left_unchanged_like_faiss():
+def test_underflowing_rows_are_normalised_where_faiss_leaves_them():
+    """A deliberate deviation: faiss.normalize_L2 returns a row whose float32 squared norm
+    underflows to 0 unchanged (not unit length); we normalise it in float64."""
     faiss = pytest.importorskip("faiss")
     x = np.array([[4.2531e-41, 0.0]], np.float32)
     y = x.copy()
     faiss.normalize_L2(y)
-    np.testing.assert_array_equal(prefix(x, 2), y)
+    np.testing.assert_array_equal(y, x)
+    np.testing.assert_array_equal(prefix(x, 2), [[1.0, 0.0]])
+
+
+def _float32_route(x):
+    """normalize_rows as it was before the range fix: the reference for ordinary rows."""
+    norms = np.sqrt(np.einsum("ij,ij->i", x, x, dtype=np.float32))
+    safe = np.where(norms > 0, norms, np.float32(1)).astype(np.float32)
+    return np.ascontiguousarray(x / safe[:, None], dtype=np.float32)
+
+
+def _unit64(x):
+    x64 = np.asarray(x, np.float64)
+    n = np.sqrt((x64 ** 2).sum(axis=1, keepdims=True))
+    return np.divide(x64, n, out=np.zeros_like(x64), where=n > 0)
+
+
+@settings(max_examples=80, deadline=None)
+@given(direction=hnp.arrays(np.float32, (3, 6), elements=st.floats(-1, 1, width=32)),
+       exponent=st.integers(-44, 38))
+def test_huge_and_tiny_rows_normalise_like_float64(direction, exponent):
+    """A vector's direction must survive any finite scale: 1e19 used to become a zero vector
+    (float32 ||x||^2 overflow) and 1e-30 an unnormalised one (underflow)."""
+    with np.errstate(over="ignore", under="ignore"):
+        x = (direction.astype(np.float64) * 10.0 ** exponent).astype(np.float32)
+    if not np.isfinite(x).all():
+        return
+    for d in (6, 3):
+        p = prefix(x, d)
+        want = _unit64(_unit64(x)[:, :d])
+        np.testing.assert_allclose(p, want, rtol=0, atol=3e-7)
+        nonzero = (x[:, :d] != 0).any(axis=1)
+        np.testing.assert_allclose(np.linalg.norm(p[nonzero].astype(np.float64), axis=1), 1.0, atol=1e-6)
+
+
+def test_overflowing_norm_no_longer_zeroes_the_vector():
+    x = np.array([[2e19, 0.0, 0.0], [3e30, 4e30, 0.0], [1e-30, 0.0, 1e-30]], np.float32)
+    np.testing.assert_allclose(prefix(x, 3), [[1, 0, 0], [0.6, 0.8, 0], [2 ** -0.5, 0, 2 ** -0.5]],
+                               rtol=1e-6)
+    np.testing.assert_allclose(prefix(x, 2), [[1, 0], [0.6, 0.8], [1, 0]], rtol=1e-6)
+
+
+@settings(max_examples=60, deadline=None)
+@given(hnp.arrays(np.float32, hnp.array_shapes(min_dims=2, max_dims=2, max_side=9),
+                  elements=st.floats(-1e6, 1e6, width=32)))
+def test_ordinary_rows_keep_the_float32_bits(x):
+    """Rows whose float32 squared norm neither over- nor underflows go the float32 route,
+    bit for bit as before (golden files and faiss comparisons depend on these bits)."""
+    sq = np.einsum("ij,ij->i", x, x, dtype=np.float32)
+    ordinary = (sq >= np.finfo(np.float32).tiny) | (sq == 0) & ~(x != 0).any(axis=1)
+    got = normalize_rows(x)
+    np.testing.assert_array_equal(got[ordinary], _float32_route(x)[ordinary])
+
+
+def test_normalize_paths_are_scale_invariant_beyond_float32_squares():
+    """Every normalize=True path (funnel, rerank, IVF, IVFPQ, PQIndex) gives the same ids for
+    x and for x * 2^70 (norms ~1e21, whose float32 squares overflow)."""
+    from adanns_ref import IVFIndex, IVFPQIndex, PQIndex, funnel_search, rerank
+    rng = np.random.default_rng(5)
+    xb = rng.standard_normal((300, 16)).astype(np.float32)
+    xq = rng.standard_normal((5, 16)).astype(np.float32)
+    big = np.float32(2.0 ** 70)
+    _, I_small, _ = funnel_search(xb, xq, [(8, 20), (16, 5)])
+    _, I_big, _ = funnel_search(xb * big, xq * big, [(8, 20), (16, 5)])
+    np.testing.assert_array_equal(I_small, I_big)
+    np.testing.assert_array_equal(rerank(I_small, xb, xq, 16, 3)[1], rerank(I_small, xb * big, xq * big, 16, 3)[1])
+    for make in (lambda: IVFIndex(16, 4, d_c=8), lambda: IVFPQIndex(16, 4, 4, nbits=4, allow_small=True),
+                 lambda: PQIndex(16, 4, nbits=4, allow_small=True)):
+        ids = []
+        for scale in (np.float32(1), big):
+            index = make()
+            index.train(xb * scale)
+            index.add(xb * scale)
+            ids.append(index.search(xq * scale, 5)[1])
+        np.testing.assert_array_equal(ids[0], ids[1])

@@ -93,3 +93,64 @@ def test_prefix_dim_metric_labels():
                   elements=st.floats(-1e6, 1e6)))
 def test_finite_values_roundtrip_as_float32(x):
     np.testing.assert_array_equal(as_float32_matrix(x), x.astype(np.float32))
+
+
+# --- k against the memory its results need ------------------------------------------------------
+
+def test_as_k_bounds_the_result_memory(monkeypatch):
+    from adanns_ref import _validate
+    from adanns_ref._validate import MAX_RESULT_BYTES, as_k
+    top = MAX_RESULT_BYTES // 12
+    assert as_k(top, 1) == top and as_k(top // 4, 4) == top // 4 and as_k(np.int64(7), 0) == 7
+    with pytest.raises(ValueError, match=r"k=\d+ for 1 queries needs 4 GiB .* above the 4 GiB limit"):
+        as_k(top + 1, 1)
+    with pytest.raises(ValueError, match="for 0 queries"):  # a huge k is refused even without queries
+        as_k(top + 1, 0)
+    monkeypatch.setattr(_validate, "MAX_RESULT_BYTES", 120)  # the bound is read at call time
+    assert as_k(5, 2) == 5
+    with pytest.raises(ValueError, match="lower k or search fewer queries per call"):
+        as_k(6, 2)
+
+
+@pytest.fixture(scope="module")
+def small_indices():
+    import warnings
+
+    from adanns_ref import FlatIndex, IVFIndex, IVFPQIndex, PQIndex, ProductQuantizer
+    x = np.random.default_rng(0).standard_normal((64, 8)).astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        flat = FlatIndex(8)
+        flat.add(x)
+        ivf = IVFIndex(8, 2)
+        ivf.train(x)
+        ivf.add(x)
+        ivfpq = IVFPQIndex(8, 2, 2, nbits=2)
+        ivfpq.train(x)
+        ivfpq.add(x)
+        pqi = PQIndex(8, 2, nbits=2)
+        pqi.train(x)
+        pqi.add(x)
+        pq = ProductQuantizer(8, 2, nbits=2).train(x)
+    return x, {"flat": flat, "ivf": ivf, "ivfpq": ivfpq, "pqindex": pqi, "pq": (pq, pq.encode(x))}
+
+
+@pytest.mark.parametrize("entry", ["flat", "ivf", "ivfpq", "pqindex", "pq", "knn_search", "funnel",
+                                   "rerank"])
+def test_a_huge_k_is_a_value_error_naming_the_memory_not_a_memory_error(small_indices, entry):
+    from adanns_ref import funnel_search, knn_search, rerank
+    x, idx = small_indices
+    q = x[:5]
+    search = {"flat": lambda k: idx["flat"].search(q, k),
+              "ivf": lambda k: idx["ivf"].search(q, k, nprobe=2),
+              "ivfpq": lambda k: idx["ivfpq"].search(q, k),
+              "pqindex": lambda k: idx["pqindex"].search(q, k),
+              "pq": lambda k: idx["pq"][0].search(idx["pq"][1], q, k),
+              "knn_search": lambda k: knn_search(q, x, k),
+              "funnel": lambda k: funnel_search(x, q, [(4, k), (8, 5)])[:2],
+              "rerank": lambda k: rerank(np.zeros((5, 1), np.int64), x, q, 8, k)}[entry]
+    with pytest.raises(ValueError, match=r"for 5 queries needs 55\.9 GiB for the results \(nq \* k \* 12"):
+        search(10**9)
+    D, I = search(100)  # a k within the bound searches, padding beyond what there is (no clamping)
+    assert I.shape == (5, 5 if entry == "funnel" else 100)
+    assert (I[:, 64:] == -1).all()

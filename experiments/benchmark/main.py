@@ -34,9 +34,11 @@ import traceback
 import numpy as np
 
 from adanns_ref._persist import atomic_write_text
+
 from . import data as _bench_data
 from .ann import (bench_adanns_ivf, bench_exact_knn, bench_funnel, bench_ivf_flat,
-                                    bench_ivfpq, bench_kmeans, bench_opq, bench_pq, bench_pq_nanopq)
+                  bench_ivfpq, bench_kmeans, bench_opq, bench_pq, bench_pq_nanopq)
+from .contention import bench_contention
 from .measure import Context, NotAvailable, ThreadPin, Workload, log, machine_reference
 from .mrl import bench_mrl_epoch
 from .report import _json_default, _one_line, to_markdown
@@ -46,14 +48,16 @@ from .report import _json_default, _one_line, to_markdown
 # nanopq queries (its ADC is a NumPy loop per query, ~100x slower); MRL training rows; runs.
 _FULL = dict(n_db=60000, n_query=10000, dim=128, nlist=1024, k=10, k_funnel=100, shortlist=200,
              M=16, pq_niter=25, kmeans_niter=10, opq_niter=10, opq_niter_pq_0=40, ivfpq_nprobe=8,
-             n_query_nanopq=500, mrl_rows=60000, runs=5, ref_sgemm_n=2048, ref_sgemv_mib=256)
+             n_query_nanopq=500, mrl_rows=60000, runs=5, ref_sgemm_n=2048, ref_sgemv_mib=256,
+             n_query_contention=2000, mrl_rows_contention=6000)
 SIZES = {
     "full": _FULL,
     "quick": dict(_FULL, n_db=5000, n_query=500, nlist=64, pq_niter=10, opq_niter=2,
                   opq_niter_pq_0=10, n_query_nanopq=100, mrl_rows=5000, runs=1),
     "tiny": dict(_FULL, n_db=1200, n_query=60, nlist=16, k_funnel=20, shortlist=40, pq_niter=2,
                  kmeans_niter=3, opq_niter=1, opq_niter_pq_0=2, ivfpq_nprobe=4, n_query_nanopq=20,
-                 mrl_rows=512, runs=1, ref_sgemm_n=1024, ref_sgemv_mib=64),
+                 mrl_rows=512, runs=1, ref_sgemm_n=1024, ref_sgemv_mib=64, n_query_contention=60,
+                 mrl_rows_contention=512),
 }
 
 ENV_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
@@ -87,6 +91,8 @@ WORKLOADS = [
     Workload("mrl_epoch", lambda c: f"MRL training epoch, MLP 784-512-512-256, 6 heads, "
              f"batch 256, {c['mrl_rows']} rows", "PyTorch CPU, same model", 1.5,
              ["mrl_ref.train"], bench_mrl_epoch),
+    Workload("contention", lambda c: "hot paths beside one busy single-threaded process",
+             "ours alone", 2.0, ["adanns_ref.ivf", "mrl_ref.train"], bench_contention),
 ]
 
 
