@@ -20,7 +20,7 @@ ALLOC_SLACK = 64 << 20  # a load may allocate at most the file size plus this mu
 
 
 def _repro_arrays_load(path):
-    from experiments._repro_stage import ARRAYS_KIND, ARRAYS_VERSION, _ARRAY_NAME
+    from experiments.reproduce.stage import ARRAYS_KIND, ARRAYS_VERSION, _ARRAY_NAME
     return load_npz(path, ARRAYS_KIND, ARRAYS_VERSION, {}, extra=_ARRAY_NAME)
 
 
@@ -68,7 +68,7 @@ def write_valid_files(directory):
     bivf.train(codes[:200])
     bivf.add(codes[:40])
     bivf.save(paths["BinaryIVFIndex"])
-    from experiments._repro_stage import ARRAYS_KIND, ARRAYS_VERSION
+    from experiments.reproduce.stage import ARRAYS_KIND, ARRAYS_VERSION
     save_npz(paths["ReproStageArrays"], ARRAYS_KIND, ARRAYS_VERSION, {"config_hash": "0" * 16},
              {"ids": np.arange(12).reshape(3, 4), "emb": x[:3]})
     return paths

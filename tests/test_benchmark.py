@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from experiments import _bench_data, benchmark
+from experiments.benchmark import data as _bench_data, main as benchmark
 
 pytest.importorskip("faiss", reason="the benchmark's peers need faiss")
 

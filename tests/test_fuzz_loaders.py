@@ -106,7 +106,7 @@ def test_npz_random_bytes(tmp_path, data, prefix):
 # ------------------------------------------------------------------ reproduction cache manifest
 
 def _toy(out, calls):
-    from experiments._repro_stage import Pipeline, StageResult
+    from experiments.reproduce.stage import Pipeline, StageResult
 
     def compute(ctx):
         calls.append(1)

@@ -145,7 +145,7 @@ def test_save_load_round_trip_still_exact(valid):
 # ------------------------------------------------------------------ reproduction cache
 
 def _toy(out, calls):
-    from experiments._repro_stage import Pipeline, StageResult
+    from experiments.reproduce.stage import Pipeline, StageResult
 
     def compute(ctx):
         calls.append(1)

@@ -7,11 +7,12 @@ import sys
 import numpy as np
 import pytest
 
-from experiments._repro_stage import Pipeline, StageResult
+from experiments.reproduce.stage import Pipeline, StageResult
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXPERIMENTS = ["exp1_dims", "exp2_adaptive_cls", "exp3_retrieval", "exp4_ivf", "exp5_opq", "exp6_budget"]
-VERDICTS = {"reproduced", "not reproduced", "not applicable at this scale"}
+VERDICTS = {"reproduced", "not reproduced", "inconclusive", "vacuous at this scale",
+            "not applicable at this scale"}
 
 
 def _run(out, *extra):
@@ -56,7 +57,18 @@ def test_every_claim_has_a_computed_verdict(tiny_run):
     assert len(claims) >= 6
     for c in claims:
         assert c["verdict"] in VERDICTS, c
-        assert c["rule"] and c["measured"] and c["paper"], c
+        assert c["rule"] and c["measured"] and c["paper"] and c["seeds"] == [0], c
+        if c["verdict"] == "not applicable at this scale":
+            continue
+        assert c["control_verdict"] in VERDICTS and c["control"], c
+        for name, m in c["metrics"].items():
+            lo, hi = m["interval"]
+            assert lo <= m["estimate"] <= hi, (c["id"], name, m)
+            assert (m["margin"] is None) == (c["rule"] == "beats"), c
+        if c["verdict"] != "reproduced":
+            assert c["why_not"], c
+    assert {c["id"] for c in claims} >= {"adaptive-classification", "mrl-vs-svd",
+                                         "mrl-vs-random-projection", "adanns-ivf-vs-mr-ivf"}
     report = (out / "report.md").read_text()
     for c in claims:
         assert f"| {c['id']} |" in report
@@ -120,7 +132,7 @@ def test_report_environment_does_not_need_faiss(monkeypatch):
     import builtins
     import importlib.metadata
 
-    from experiments import _repro_report
+    from experiments.reproduce import report as _repro_report
 
     real_import, real_version = builtins.__import__, importlib.metadata.version
 

@@ -23,7 +23,7 @@ import time
 
 import numpy as np
 
-from experiments._bench_measure import NotAvailable, _timed_call, import_faiss
+from .measure import NotAvailable, _timed_call, import_faiss
 
 BUSY_CODE = "while True: pass"
 
@@ -123,7 +123,7 @@ def _mrl_row(ctx, runs):
     """3 epochs of MRL training (MLP 784-512-512-256, 6 heads) on the first
     `mrl_rows_contention` rows; the peer is the same 3 epochs in PyTorch."""
     import importlib.util
-    from experiments._bench_mrl import MRL_HIDDEN, MRL_NESTING, MRL_RECIPE, _mrl_data, _torch_epoch
+    from .mrl import MRL_HIDDEN, MRL_NESTING, MRL_RECIPE, _mrl_data, _torch_epoch
     from mrl_ref.train import train_mrl
     X, y, _ = ctx.cached("mrl_data", lambda: _mrl_data(ctx))
     n = min(len(X), ctx.cfg["mrl_rows_contention"])

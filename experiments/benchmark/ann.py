@@ -2,7 +2,7 @@
 nanopq), OPQ, IVFPQ, funnel. Each ``bench_<key>(ctx)`` returns row dicts (times, quality, work)."""
 import numpy as np
 
-from experiments._bench_measure import NotAvailable, import_faiss, pair, recall
+from .measure import NotAvailable, import_faiss, pair, recall
 
 
 def bench_exact_knn(ctx):

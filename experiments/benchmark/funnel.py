@@ -14,7 +14,7 @@ The row reports the wall-clock speed-up (peer / ours), the MFLOPs ratio of the M
 model (exact D * N against d_0 * N + D * shortlist per query, `adanns_ref.cost`), 10-recall@10
 of the funnel against exact search at D, and the peak RSS of each timed call.
 
-Data (`matryoshka_fbin`): the generative model of `_bench_data.matryoshka_like` (C gaussian
+Data (`matryoshka_fbin`): the generative model of `data.matryoshka_like` (C gaussian
 centres, variance decaying as j^-1/2 along the dims, rows L2-normalised), drawn in float32 chunks
 of CHUNK_ROWS rows, each from its own child of one SeedSequence, so the file's bytes depend only
 on (N, D, seed). It is written once into the cache directory as .fbin (a temporary file renamed
@@ -24,7 +24,7 @@ import os
 
 import numpy as np
 
-from experiments._bench_measure import import_faiss, log, pair
+from .measure import import_faiss, log, pair
 
 CHUNK_ROWS = 8192  # database rows drawn and written per step (64 MiB at D = 2048)
 D0, SHORTLIST, K = 16, 200, 10

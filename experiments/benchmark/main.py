@@ -34,14 +34,15 @@ import traceback
 import numpy as np
 
 from adanns_ref._persist import atomic_write_text
-from experiments import _bench_data
-from experiments._bench_contention import bench_contention
-from experiments._bench_ann import (bench_adanns_ivf, bench_exact_knn, bench_funnel, bench_ivf_flat,
-                                    bench_ivfpq, bench_kmeans, bench_opq, bench_pq, bench_pq_nanopq)
-from experiments._bench_funnel import bench_funnel_paper, bench_funnel_paper_faiss
-from experiments._bench_measure import Context, NotAvailable, ThreadPin, Workload, log, machine_reference
-from experiments._bench_mrl import bench_mrl_epoch
-from experiments._bench_report import _json_default, _one_line, to_markdown
+
+from . import data as _bench_data
+from .ann import (bench_adanns_ivf, bench_exact_knn, bench_funnel, bench_ivf_flat,
+                  bench_ivfpq, bench_kmeans, bench_opq, bench_pq, bench_pq_nanopq)
+from .contention import bench_contention
+from .funnel import bench_funnel_paper, bench_funnel_paper_faiss
+from .measure import Context, NotAvailable, ThreadPin, Workload, log, machine_reference
+from .mrl import bench_mrl_epoch
+from .report import _json_default, _one_line, to_markdown
 
 # n_db x n_query vectors of `dim` dims; nlist = IVF lists = k-means k; k-NN k; funnel k and
 # shortlist; PQ M and k-means iterations; OPQ outer / first inner iterations; IVFPQ nprobe;
@@ -235,7 +236,7 @@ def run(cfg, threads_list, only=None, embeddings=None, mrl_data="auto", out_dir=
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m experiments.benchmark", description=__doc__.split("\n\n")[0])
     p.add_argument("--threads", type=int, nargs="+", choices=(1, 2), default=[1, 2],
                    help="thread counts to run at (default: 1 then 2)")
     p.add_argument("--quick", action="store_true", help="small sizes and 1 run (CI, < 2 min)")
@@ -269,6 +270,3 @@ def main(argv=None):
     run(cfg, list(dict.fromkeys(args.threads)), only, args.embeddings, args.mrl_data, args.out_dir)
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -3,8 +3,8 @@ import importlib.util
 
 import numpy as np
 
-from experiments import _bench_data
-from experiments._bench_measure import NotAvailable, pair
+from . import data as _bench_data
+from .measure import NotAvailable, pair
 
 
 MRL_NESTING = (8, 16, 32, 64, 128, 256)

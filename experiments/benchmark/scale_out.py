@@ -1,7 +1,7 @@
 """Memory-bounded scale-out run: IVF-1024 and AdANNS-IVF built from a 1 GB .fbin, in-process and
 on a Dask LocalCluster whose workers have a memory limit.
 
-    python -m experiments.scale_out [--cache DIR] [--n 2000000] [--d 128] [--workers 2]
+    python -m experiments.benchmark.scale_out [--cache DIR] [--n 2000000] [--d 128] [--workers 2]
                                     [--memory-limit 1.5GB] [--out scale_out.json]
 
 Generates (once, into --cache) an n x d float32 .fbin of a seeded Gaussian mixture, written in
@@ -104,7 +104,7 @@ def run_one(path, method, mode, workers, memory_limit):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m experiments.scale_out",
+    parser = argparse.ArgumentParser(prog="python -m experiments.benchmark.scale_out",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--cache", default="results/cache/scale_out", help="where the .fbin goes")
     parser.add_argument("--n", type=int, default=2_000_000)
@@ -122,7 +122,7 @@ def main(argv=None):
     for method in METHODS:
         for mode in ("in-process", "dask"):
             print(f"{method}, {mode} ...", file=sys.stderr)
-            out = subprocess.run([sys.executable, "-m", "experiments.scale_out", "--workers",
+            out = subprocess.run([sys.executable, "-m", "experiments.benchmark.scale_out", "--workers",
                                   str(args.workers), "--memory-limit", args.memory_limit,
                                   "--one", path, method, mode],
                                  check=True, capture_output=True, text=True).stdout

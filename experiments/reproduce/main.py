@@ -1,13 +1,15 @@
 """Reproduce the MRL and AdANNS experiments on Fashion-MNIST, end to end.
 
-    python -m experiments.reproduce [--preset small|full|tiny] [--out DIR] [--seed S] [--force]
+    python -m experiments.reproduce [--preset small|full|tiny] [--out DIR] [--seed S] [--seeds N]
+                                    [--previous CLAIMS.json] [--force]
 
 Pipeline (each stage cached under DIR/cache/<stage> by a hash of its configuration, its inputs'
-hashes and the source of the code it calls; see `experiments/_repro_stage.py`):
+hashes and the source of the code it calls; see `experiments/reproduce/stage.py`):
 
-    train_mrl, train_mrl-e, train_ff-<d>   MLP encoders 784-h-h-D: MRL (separate heads), MRL-E
-                                           (tied heads) and one fixed-feature model per size d
-    exp1_dims          linear top-1, 1-NN top-1, mAP@10 per size            (MRL Fig. 2/3)
+    train_<model>_s<seed>   MLP encoders 784-h-h-D: MRL (separate heads), MRL-E (tied heads)
+                            and one fixed-feature model per size d, for each seed of the preset
+    exp1_dims          linear top-1, 1-NN top-1, mAP@10, 10-recall@10 per size, with the SVD
+                       and random-projection baselines                      (MRL Fig. 2/3)
     exp2_adaptive_cls  adaptive classification cascade vs FF                 (MRL §4.2.1)
     exp3_retrieval     adaptive retrieval (shortlist dim x re-rank dim) and funnels vs single-shot
     exp4_ivf           AdANNS-IVF grid vs rigid IVF (MR d_c = d_s, FF models) and AdANNS-IVF-D
@@ -16,17 +18,19 @@ hashes and the source of the code it calls; see `experiments/_repro_stage.py`):
     exp6_budget        compute-aware selection on a validation half, reported on the test half
     figures            one PNG per experiment
 
-Outputs under --out: report.md (tables, figures, the claims table with verdicts computed by
-`_repro_claims`, environment, stage wall times), claims.json, tables/<experiment>.csv,
+Outputs under --out: report.md (tables as mean ± sd over seeds, figures, the claims table with
+verdicts computed by `claims.py` with the rules of `rules.py`, environment, stage wall times),
+claims.json, tables/<experiment>.csv (one row per configuration and seed),
 figures/<experiment>.png, and cache/<stage>/ (models, embeddings, rows with per-query outcomes,
 manifests). A rerun recomputes only the stages whose configuration, inputs or code changed
 (stderr says "cached" for the others); --force recomputes everything.
 
-Presets: `tiny` (a few hundred embedded images, 1 epoch: seconds, for the end-to-end test),
-`small` (the embedded 6,000 / 1,000 subset, offline, < 3 min on 2 cores), `full` (60,000 /
-10,000, < 30 min on 2 cores). Database = train split, queries = test split. The test queries are
-split once, seeded, into a validation and a test half used wherever a configuration is chosen
-(exp. 2, 5, 6 and the claims): chosen on validation, reported on test.
+Presets: `tiny` (a few hundred embedded images, 1 epoch, 1 seed: seconds, for the end-to-end
+test), `small` (the embedded 6,000 / 1,000 subset, 2 seeds, offline), `full` (60,000 / 10,000,
+3 seeds). Seeds are --seed, --seed + 1, ... Database = train split, queries = test split. The
+test queries are split once, seeded, into halves A ("val") and B ("test"); wherever a
+configuration is chosen it is chosen on one half and scored on the other (the claims do it both
+ways: cross-fitting).
 """
 import argparse
 import json
@@ -39,9 +43,9 @@ import numpy as np
 
 from adanns_ref._persist import atomic_write_text
 
-from . import _repro_ann, _repro_claims, _repro_mrl, _repro_plots, _repro_report
-from ._repro_rows import attach_evidence
-from ._repro_stage import Pipeline, StageResult, log
+from . import ann, claims as claim_rules, mrl, plots, report as report_md
+from .rows import attach_evidence
+from .stage import Pipeline, StageResult, log
 
 # Training recipe: SGD momentum 0.9, weight decay 1e-4, label smoothing 0.1, linear warm-up then
 # linear decay (the MRL recipe, `mrl_ref.train`), identical for MRL, MRL-E and every FF model.
@@ -51,6 +55,7 @@ from ._repro_stage import Pipeline, StageResult, log
 # for seeds 0, 1 and 2, while batch 256 (fewer, larger steps) lost dim 1 at seed 0.
 PRESETS = {
     "tiny": dict(
+        n_seeds=1,
         subset="embedded", per_class=(40, 20), nesting=[2, 4, 8, 16], hidden=[64, 64],
         epochs=1, batch_size=64, optimizer="sgd", lr=0.05, warmup=0,
         shortlists=[20, 50], funnel_shortlists=[50, 25, 10], retrieval_k=10,
@@ -58,6 +63,7 @@ PRESETS = {
         ivfpq_nlist=4, ivfopq_budgets=[2, 4], ivfopq_dcs=[4], ivfopq_nprobes=[1, 2],
         pq_train_size=None),
     "small": dict(
+        n_seeds=2,
         subset="embedded", per_class=None, nesting=[2, 4, 8, 16, 32, 64], hidden=[256, 256],
         epochs=20, batch_size=128, optimizer="sgd", lr=0.05, warmup=2,
         shortlists=[50, 100, 200], funnel_shortlists=[200, 100, 50, 25, 10], retrieval_k=10,
@@ -65,6 +71,7 @@ PRESETS = {
         ivfpq_nlist=32, ivfopq_budgets=[8, 16], ivfopq_dcs=[8], ivfopq_nprobes=[1, 4],
         pq_train_size=None),
     "full": dict(
+        n_seeds=3,
         subset=None, per_class=None, nesting=[2, 4, 8, 16, 32, 64], hidden=[256, 256],
         epochs=10, batch_size=256, optimizer="sgd", lr=0.05, warmup=1,
         shortlists=[50, 100, 200, 400], funnel_shortlists=[200, 100, 50, 25, 10], retrieval_k=10,
@@ -106,15 +113,15 @@ def make_figures(pipe, preset, names):
     def compute(ctx):
         files = []
         for name in names:
-            plot, title = _repro_plots.FIGURES[name]
+            plot, title = plots.FIGURES[name]
             path = os.path.join(pipe.out, "figures", f"{name}.png")
-            plot(ctx.inputs[name].tables[name], path, pipe.hashes[name],
+            plot(ctx.inputs[name].tables, path, pipe.hashes[name],
                  f"{title} - Fashion-MNIST ({preset} preset)")
             files.append(path)
         return StageResult(files=files)
 
     return pipe.run("figures", {"names": names, "preset": preset}, compute, deps=names,
-                    code=["experiments._repro_plots"])
+                    code=["experiments.reproduce.plots"])
 
 
 def main(argv=None):
@@ -125,12 +132,20 @@ def main(argv=None):
                              "Fashion-MNIST, < 30 min (default: small)")
     parser.add_argument("--out", default="results", help="output directory (default: results/)")
     parser.add_argument("--seed", type=int, default=0, help="seed of every random choice (default 0)")
+    parser.add_argument("--seeds", type=int, default=None,
+                        help="number of training seeds (default: the preset's, tiny 1, small 2, full 3)")
+    parser.add_argument("--previous", default=None,
+                        help="claims.json of an earlier run, for the report's list of changed "
+                             "verdicts (default: DIR/claims.json if it exists)")
     parser.add_argument("--force", action="store_true", help="recompute every stage, ignoring the cache")
     args = parser.parse_args(argv)
 
     t_start = time.perf_counter()
     load_at_start = ", ".join(f"{v:.2f}" for v in os.getloadavg())
     cfg = dict(PRESETS[args.preset], seed=args.seed)
+    if args.seeds is not None and args.seeds < 1:
+        parser.error(f"--seeds must be >= 1, got {args.seeds}")
+    cfg["seeds"] = [args.seed + i for i in range(args.seeds or cfg["n_seeds"])]
     cfg["D"] = cfg["nesting"][-1]
     pipe = Pipeline(args.out, force=args.force)
     log(f"preset {args.preset}, output {pipe.out}")
@@ -139,33 +154,38 @@ def main(argv=None):
     log(f"data: {len(data[0])} train / {len(data[2])} test images in {time.perf_counter() - t0:.1f} s")
     val_idx, test_idx = split_queries(len(data[2]), args.seed)
 
-    models = _repro_mrl.train_all(pipe, cfg, data)
-    _repro_mrl.exp1_dims(pipe, cfg, data, models, val_idx, test_idx)
-    _repro_mrl.exp2_adaptive_cls(pipe, cfg, data, models, val_idx, test_idx)
-    _repro_mrl.exp3_retrieval(pipe, cfg, data, models, val_idx, test_idx)
-    _repro_ann.exp4_ivf(pipe, cfg, data, models, val_idx, test_idx)
-    _repro_ann.exp5_opq(pipe, cfg, data, models, val_idx, test_idx)
-    _repro_ann.exp6_budget(pipe, cfg, val_idx, test_idx)
-    names = list(_repro_plots.FIGURES)
+    models = mrl.train_all(pipe, cfg, data)
+    mrl.exp1_dims(pipe, cfg, data, models, val_idx, test_idx)
+    mrl.exp2_adaptive_cls(pipe, cfg, data, models, val_idx, test_idx)
+    mrl.exp3_retrieval(pipe, cfg, data, models, val_idx, test_idx)
+    ann.exp4_ivf(pipe, cfg, data, models, val_idx, test_idx)
+    ann.exp5_opq(pipe, cfg, data, models, val_idx, test_idx)
+    ann.exp6_budget(pipe, cfg, val_idx, test_idx)
+    names = list(plots.FIGURES)
     make_figures(pipe, args.preset, names)
 
     tables = {n: pipe.results[n].tables[n] for n in names}
+    tables["exp4_baselines"] = pipe.results["exp4_ivf"].tables["exp4_baselines"]
     infos = {n: pipe.results[n].info for n in names}
-    evidence = {n: attach_evidence(tables[n], pipe.results[n].arrays) for n in names}
-    claims = _repro_claims.all_claims(evidence, test_idx, _repro_ann.ivfpq_available())
-    meta = {"preset": args.preset, "seed": args.seed, "D": cfg["D"], "nesting": cfg["nesting"],
+    evidence = {n: attach_evidence(pipe.results[n].tables[n], pipe.results[n].arrays) for n in names}
+    ctx = {"seeds": cfg["seeds"], "folds": (val_idx, test_idx), "nq": len(data[2]),
+           "nesting": cfg["nesting"], "ivfpq": ann.ivfpq_available()}
+    claims = claim_rules.all_claims(evidence, ctx)
+    meta = {"preset": args.preset, "seeds": cfg["seeds"], "D": cfg["D"], "nesting": cfg["nesting"],
             "n_train": len(data[0]), "n_test": len(data[2]),
             "command": "python -m experiments.reproduce " + shlex.join(sys.argv[1:] if argv is None else argv),
             "total_wall_s": time.perf_counter() - t_start, "load_at_start": load_at_start}
+    previous = args.previous or os.path.join(pipe.out, "claims.json")
+    changed = None
+    if os.path.exists(previous):
+        with open(previous, encoding="utf-8") as f:
+            changed = claim_rules.changes(json.load(f)["claims"], claims)
     atomic_write_text(os.path.join(pipe.out, "claims.json"),
                       json.dumps({"preset": args.preset, "claims": claims}, indent=1))
     report = os.path.join(pipe.out, "report.md")
-    _repro_report.write_report(report, meta, tables, claims, pipe.timings, infos)
+    report_md.write_report(report, meta, tables, claims, pipe.timings, infos, changed)
     for c in claims:
-        log(f"claim {c['id']}: {c['verdict']}")
+        log(f"claim {c['id']}: {c['verdict']} (control: {c.get('control_verdict', '-')})")
     log(f"report written to {report} ({time.perf_counter() - t_start:.1f} s in total)")
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,248 @@
+"""MRL side of the reproduction: training the encoders and experiments 1-3.
+
+Models (MLP 784-h-h-D, embedding = last hidden layer after ReLU, SPEC §1), each trained with
+every seed of cfg["seeds"]:
+- "MRL":   separate heads on every nesting size m_g, Matryoshka loss sum_g CE_ls(logits_g, y);
+- "MRL-E": weight-tied heads (one W, one bias);
+- "FF-d":  one fixed-feature model per nesting size d (a d-dim embedding, one head).
+Post-hoc baselines of MRL Fig. 2, computed from the FF-D embedding of the same seed:
+- "SVD":   projection on the top-d right singular vectors of the (uncentred) database matrix;
+- "RP":    a seeded Gaussian random linear projection D -> d.
+
+Each model is one cached stage `train_<name>_s<seed>` whose arrays are the float32 train/test
+embeddings and the per-size test logits; the model itself is saved with `model.save`.
+Experiments only read those arrays, so re-running an experiment never retrains.
+"""
+import time
+
+import numpy as np
+
+from adanns_ref.topk import knn_search
+from adanns_ref.truncate import prefix
+
+from .rows import MAP_K, RowCollector
+from .stage import StageResult
+
+TRAIN_CODE = ["mrl_ref.train", "mrl_ref.nn", "mrl_ref.heads", "mrl_ref.autograd", "mrl_ref.optim"]
+EVAL_CODE = ["adanns_ref.metrics", "adanns_ref.truncate", "experiments.reproduce.rows",
+             "experiments.reproduce.mrl"]
+
+
+def _train_config(cfg, kind, nesting, seed):
+    keys = ("subset", "per_class", "hidden", "epochs", "batch_size", "optimizer", "lr", "warmup")
+    return dict({k: cfg[k] for k in keys}, kind=kind, nesting=list(nesting), seed=seed)
+
+
+def _train_stage(pipe, cfg, data, name, kind, nesting, seed):
+    from mrl_ref import train as mtrain
+
+    Xtr, ytr, Xte, _ = data
+    conf = _train_config(cfg, kind, nesting, seed)
+
+    def compute(ctx):
+        common = dict(hidden=tuple(cfg["hidden"]), epochs=cfg["epochs"], batch_size=cfg["batch_size"],
+                      lr=cfg["lr"], warmup=cfg["warmup"], optimizer=cfg["optimizer"],
+                      seed=seed, progress=True)
+        if kind == "FF":
+            model = mtrain.train_fixed_feature(nesting[-1], Xtr, ytr, **common)
+        else:
+            model = mtrain.train_mrl(Xtr, ytr, list(nesting), tied=(kind == "MRL-E"), **common)
+        path = ctx.path("model.npz")
+        model.save(path)
+        arrays = {"emb_train": model.embed(Xtr), "emb_test": model.embed(Xte)}
+        for m, logits in zip(nesting, model.logits(Xte)):
+            arrays[f"logits_test_{m}"] = np.asarray(logits, dtype=np.float32)
+        return StageResult(arrays=arrays, files=[path], info={"history": model.history})
+
+    stage = f"train_{name.lower()}_s{seed}"
+    res = pipe.run(stage, conf, compute, code=TRAIN_CODE)
+    return {"name": name, "stage": stage, "seed": seed, "sizes": list(nesting),
+            "db": res.arrays["emb_train"], "q": res.arrays["emb_test"],
+            "logits": {m: res.arrays[f"logits_test_{m}"] for m in nesting}}
+
+
+def train_all(pipe, cfg, data):
+    """{seed: {name: model}}: MRL, MRL-E and one FF model per nesting size for every seed in
+    cfg["seeds"], all with the same recipe (optimizer, lr schedule, epochs, batch size)."""
+    out = {}
+    for seed in cfg["seeds"]:
+        models = {"MRL": _train_stage(pipe, cfg, data, "MRL", "MRL", cfg["nesting"], seed),
+                  "MRL-E": _train_stage(pipe, cfg, data, "MRL-E", "MRL-E", cfg["nesting"], seed)}
+        for d in cfg["nesting"]:
+            models[f"FF-{d}"] = _train_stage(pipe, cfg, data, f"FF-{d}", "FF", [d], seed)
+        out[seed] = models
+    return out
+
+
+def model_stages(models, names=None):
+    """Stage names of every model of every seed (or only of `names`)."""
+    return [m["stage"] for per_seed in models.values() for n, m in per_seed.items()
+            if names is None or n in names]
+
+
+def ff_models(models):
+    """{d: model} of the fixed-feature models of one seed."""
+    return {m["sizes"][0]: m for name, m in models.items() if name.startswith("FF-")}
+
+
+def post_hoc_projections(db, q, dims, seed):
+    """{("SVD" | "RP", d): (db_d, q_d)}: MRL Fig. 2's post-hoc baselines from a full-D embedding.
+
+    SVD: x -> x V_d with V_d the top-d right singular vectors of the normalised database
+    matrix (no centring, so a prefix of an SVD is the next-smaller SVD). RP: x -> x R_d with
+    R the first d columns of one seeded D x D Gaussian matrix (nested like a Matryoshka)."""
+    xb, xq = prefix(db, db.shape[1]), prefix(q, q.shape[1])
+    _, _, vt = np.linalg.svd(xb.astype(np.float64), full_matrices=False)
+    rand = np.random.default_rng(seed + 3).standard_normal((db.shape[1], db.shape[1]))
+    out = {}
+    for name, basis in (("SVD", vt.T), ("RP", rand)):
+        for d in dims:
+            out[(name, d)] = tuple(np.ascontiguousarray(x @ basis[:, :d], dtype=np.float32)
+                                   for x in (xb, xq))
+    return out
+
+
+def zero_prefix_fraction(db, d):
+    """Share of database rows whose d-prefix is all zero (a dead-unit collapse)."""
+    return float(np.mean(~np.any(db[:, :d] != 0, axis=1)))
+
+
+def exp1_dims(pipe, cfg, data, models, val_idx, test_idx):
+    """Per seed and size: linear top-1 (own heads), 1-NN top-1, mAP@10 and 10-recall@10 (against
+    exact search at full D: MRL-D for MRL, MRL-E-D for MRL-E, FF-D for FF, SVD and RP), and the
+    share of all-zero prefixes, for MRL, MRL-E, FF, SVD and RP."""
+    _, ytr, _, yte = data
+    D, nest = cfg["D"], cfg["nesting"]
+
+    def compute(ctx):
+        rows = RowCollector(ytr, yte, val_idx, test_idx)
+        for seed, ms in models.items():
+            ffs = ff_models(ms)
+            full = {n: knn_search(prefix(ms[n]["q"], D), prefix(ms[n]["db"], D), MAP_K)[1]
+                    for n in ("MRL", "MRL-E", f"FF-{D}")}
+            todo = [(n, d, ms[n]["db"], ms[n]["q"], ms[n]["logits"][d], full[n])
+                    for n in ("MRL", "MRL-E") for d in nest]
+            todo += [("FF", d, m["db"], m["q"], m["logits"][d], full[f"FF-{D}"])
+                     for d, m in sorted(ffs.items())]
+            proj = post_hoc_projections(ffs[D]["db"], ffs[D]["q"], nest, seed)
+            todo += [(n, d, db, q, None, full[f"FF-{D}"]) for (n, d), (db, q) in proj.items()]
+            for name, d, db, q, logits, gt in todo:
+                _, I = knn_search(prefix(q, d), prefix(db, d), MAP_K)
+                knn, knn_vec = rows.evaluate(I, gt, prefix="knn_")
+                linear = (np.full(len(yte), np.nan, np.float32) if logits is None else
+                          (np.argmax(logits, axis=1) == yte).astype(np.float32))
+                rows.add_vectors({"model": name, "dim": d, "seed": seed,
+                                  "linear_top1": None if logits is None else float(linear.mean()),
+                                  "knn_top1": knn["knn_top1"], "map10": knn["knn_map10"],
+                                  "recall10": knn["knn_recall10"],
+                                  "zero_prefix": zero_prefix_fraction(db, d)},
+                                 dict(knn_vec, linear_top1_per_query=linear))
+        return rows.result("exp1_dims")
+
+    return pipe.run("exp1_dims", {"map_k": MAP_K, "seeds": cfg["seeds"]}, compute,
+                    deps=model_stages(models), code=EVAL_CODE + ["adanns_ref.topk"])
+
+
+def cross_fit_cascade(logits, y, sizes, fold_a, fold_b):
+    """The adaptive-classification cascade over `sizes`, cross-fitted: thresholds fitted on
+    fold A predict fold B and vice versa. Returns (correct (nq,), dim used (nq,), thresholds
+    per fold as [A-fitted, B-fitted])."""
+    from mrl_ref.evaluate import adaptive_classify, fit_adaptive_thresholds
+
+    correct = np.zeros(len(y), np.float32)
+    dims = np.zeros(len(y), np.float32)
+    thresholds = []
+    for fit, use in ((fold_a, fold_b), (fold_b, fold_a)):
+        t = fit_adaptive_thresholds([lg[fit] for lg in logits], y[fit])
+        pred, used = adaptive_classify([lg[use] for lg in logits], sizes, t)
+        correct[use], dims[use] = pred == y[use], used
+        thresholds.append([round(float(v), 3) for v in t])
+    return correct, dims, thresholds
+
+
+def exp2_adaptive_cls(pipe, cfg, data, models, val_idx, test_idx):
+    """Adaptive classification: MRL cascades over every prefix nesting[:g+1] and every suffix
+    nesting[i:] of the nesting list with >= 2 sizes (the paper's single cascade is nesting
+    itself), cross-fitted (thresholds fitted on one half of the queries, applied to the other,
+    then swapped), with fixed-size MRL heads and FF models on the same queries; per seed."""
+    y = data[3]
+    nest = cfg["nesting"]
+    cascades = [nest[: g + 1] for g in range(1, len(nest))] + [nest[i:] for i in range(1, len(nest) - 1)]
+
+    def compute(ctx):
+        rows = RowCollector(data[1], y, val_idx, test_idx)
+        for seed, ms in models.items():
+            mrl = ms["MRL"]
+            for sizes in cascades:
+                correct, dims, ts = cross_fit_cascade([mrl["logits"][m] for m in sizes], y, sizes,
+                                                      val_idx, test_idx)
+                rows.add_vectors({"method": "MRL adaptive", "config": f"cascade over {list(sizes)}",
+                                  "seed": seed, "max_dim": sizes[-1], "top1": float(correct.mean()),
+                                  "top1_val": float(correct[val_idx].mean()),
+                                  "top1_test": float(correct[test_idx].mean()),
+                                  "expected_dim": float(dims.mean()),
+                                  "target": f"thresholds fitted on half A {ts[0]}, on half B {ts[1]}"},
+                                 {"top1_per_query": correct, "dim_per_query": dims})
+            fixed = [("MRL fixed", d, mrl["logits"][d]) for d in nest]
+            fixed += [("FF", d, m["logits"][d]) for d, m in sorted(ff_models(ms).items())]
+            for method, d, logits in fixed:
+                correct = (np.argmax(logits, axis=1) == y).astype(np.float32)
+                rows.add_vectors({"method": method, "config": f"{method} d={d}", "seed": seed,
+                                  "max_dim": d, "top1": float(correct.mean()),
+                                  "top1_val": float(correct[val_idx].mean()),
+                                  "top1_test": float(correct[test_idx].mean()),
+                                  "expected_dim": d, "target": ""},
+                                 {"top1_per_query": correct,
+                                  "dim_per_query": np.full(len(y), d, np.float32)})
+        return rows.result("exp2_adaptive_cls")
+
+    return pipe.run("exp2_adaptive_cls", {"seeds": cfg["seeds"]}, compute,
+                    deps=model_stages(models), code=["mrl_ref.evaluate"] + EVAL_CODE)
+
+
+def retrieval_configs(cfg):
+    """(method, stages) of exp. 3: single-shot at every size, every shortlist dim x re-rank dim x
+    shortlist length, and funnels over the trailing nesting sizes (shortlists from the end of
+    cfg["funnel_shortlists"], e.g. [..., 50, 25, 10])."""
+    nest, k = cfg["nesting"], cfg["retrieval_k"]
+    out = [("single-shot", [(d, k)]) for d in nest]
+    for i, ds in enumerate(nest[:-1]):
+        for dr in nest[i + 1:]:
+            for s in cfg["shortlists"]:
+                out.append(("adaptive", [(ds, s), (dr, k)]))
+    fs = cfg["funnel_shortlists"]
+    for start in range(len(nest) - 2):
+        dims = nest[start:]
+        if len(dims) <= len(fs):
+            out.append(("funnel", list(zip(dims, fs[-len(dims):]))))
+    return out
+
+
+def exp3_retrieval(pipe, cfg, data, models, val_idx, test_idx):
+    """Adaptive retrieval and funnels on the MRL embedding vs single-shot exact search."""
+    from adanns_ref.funnel import funnel_search
+
+    _, ytr, _, yte = data
+    configs = retrieval_configs(cfg)
+    D, k = cfg["D"], cfg["retrieval_k"]
+
+    def compute(ctx):
+        rows = RowCollector(ytr, yte, val_idx, test_idx)
+        for seed, ms in models.items():
+            db, q = ms["MRL"]["db"], ms["MRL"]["q"]
+            funnel_search(db[:64], q[:4], [(1, 8), (2, 4)])  # compile numba kernels before timing
+            _, gt = knn_search(prefix(q, D), prefix(db, D), k)
+            for method, stages in configs:
+                t0 = time.perf_counter()
+                _, I, flops = funnel_search(db, q, stages)
+                ms_q = 1e3 * (time.perf_counter() - t0) / len(q)
+                rows.add_retrieval({"method": method, "seed": seed,
+                                    "config": " -> ".join(f"{d}@{kk}" for d, kk in stages),
+                                    "d_shortlist": stages[0][0], "k_shortlist": stages[0][1],
+                                    "d_rerank": stages[-1][0], "mflops": flops / 1e6,
+                                    "ms_per_query": ms_q}, I, gt)
+        return rows.result("exp3_retrieval")
+
+    conf = {"configs": configs, "seeds": cfg["seeds"]}
+    return pipe.run("exp3_retrieval", conf, compute, deps=model_stages(models, ["MRL"]),
+                    code=EVAL_CODE + ["adanns_ref.funnel", "adanns_ref.topk"])

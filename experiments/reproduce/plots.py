@@ -1,0 +1,300 @@
+"""Figures of the reproduction, one function per experiment, each from that experiment's rows.
+
+Every figure is a PNG written atomically with the stage's config hash in its "Comment" text
+chunk. Each function receives its stage's tables (rows per seed) and plots the mean over seeds
+(`rows.seed_mean`; error bars = sd over seeds where shown). Styles follow the papers: MRL
+Fig. 2/3 (accuracy vs dims on a log2 axis), AdANNS Fig. 2 (accuracy vs MFLOPs/query with the
+Pareto front of each method).
+"""
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from adanns_ref._persist import atomic_write  # noqa: E402
+from adanns_ref.select import pareto_front  # noqa: E402
+
+from .rows import seed_mean  # noqa: E402
+
+COLORS = {"MRL": "tab:blue", "MRL-E": "tab:green", "FF": "tab:red", "SVD": "tab:olive",
+          "RP": "tab:gray",
+          "AdANNS-IVF": "tab:blue", "MR-IVF": "tab:orange", "FF-IVF": "tab:red",
+          "AdANNS-IVF-D": "tab:purple", "AdANNS-OPQ": "tab:blue", "MR-OPQ": "tab:orange",
+          "FF-OPQ": "tab:red", "AdANNS-IVFOPQ": "tab:cyan", "FF-IVFOPQ": "tab:brown",
+          "PQ+rerank": "tab:green", "single-shot": "tab:red", "adaptive": "tab:blue",
+          "funnel": "tab:green"}
+
+
+def save_figure(fig, path, config_hash):
+    def write(tmp):
+        fig.savefig(tmp, dpi=110, format="png",
+                    metadata={"Comment": f"config_hash={config_hash}"})
+    atomic_write(path, write, suffix=".png")
+    plt.close(fig)
+
+
+def _log2_dims(ax, dims):
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(dims)
+    ax.set_xticklabels([f"{d:g}" for d in dims])
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+
+
+def _log_x(ax):
+    """Log x axis with plain labels at 1, 2, 5 x 10^k (a short range still gets several ticks;
+    matplotlib's minor labels would overlap)."""
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+
+
+def _pct_axis(ax, label):
+    ax.set_ylabel(label)
+    # decimals=None: as many decimals as the axis range needs (86.0% vs 86.5% on tight ranges)
+    ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0, decimals=None))
+    ax.grid(True, alpha=0.3)
+
+
+def fig_dims(tables, path, config_hash, title):
+    """Exp. 1: linear top-1, 1-NN top-1, mAP@10 and 10-recall@10 vs representation size (log2),
+    mean ± sd over seeds; SVD and random projection (RP) of FF-D as MRL Fig. 2's baselines."""
+    rows = seed_mean(tables["exp1_dims"], key=("model", "dim"),
+                     metrics=("linear_top1", "knn_top1", "map10", "recall10"))
+    dims = sorted({r["dim"] for r in rows})
+    fig, axes = plt.subplots(2, 2, figsize=(12, 8.4), layout="constrained")
+    panels = (("linear_top1", "linear top-1"), ("knn_top1", "1-NN top-1 (secondary)"),
+              ("map10", "mAP@10"), ("recall10", "10-recall@10 vs exact search at full D"))
+    for ax, (metric, label) in zip(axes.ravel(), panels):
+        for model, marker in (("MRL", "o"), ("MRL-E", "s"), ("FF", "^"), ("SVD", "v"), ("RP", "x")):
+            pts = sorted((r["dim"], r[metric], r.get(metric + "_sd", 0.0)) for r in rows
+                         if r["model"] == model and r.get(metric) is not None)
+            if pts:
+                ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts],
+                            marker=marker, color=COLORS[model], label=model, capsize=3)
+        _log2_dims(ax, dims)
+        ax.set_xlabel("representation size d (log2)")
+        _pct_axis(ax, label)
+        ax.set_title(label)
+        ax.legend(fontsize=8)
+    fig.suptitle(title + " (mean ± sd over seeds)")
+    save_figure(fig, path, config_hash)
+
+
+def fig_adaptive_classification(tables, path, config_hash, title):
+    """Exp. 2: cascade accuracy vs expected dim (one star per cascade), against fixed-size MRL
+    and FF (means over seeds)."""
+    rows = seed_mean(tables["exp2_adaptive_cls"])
+    fig, ax = plt.subplots(figsize=(7, 4.5), layout="constrained")
+    for method, style in (("FF", dict(marker="^", linestyle="--")),
+                          ("MRL fixed", dict(marker="o", linestyle=":")),
+                          ("MRL adaptive", dict(marker="*", linestyle="none", markersize=11))):
+        pts = sorted((r["expected_dim"], r["top1"]) for r in rows if r["method"] == method)
+        if pts:
+            color = {"FF": COLORS["FF"], "MRL fixed": "gray", "MRL adaptive": COLORS["MRL"]}[method]
+            ax.plot(*zip(*pts), color=color, label=method, **style)
+    full = [r for r in rows if r["method"] == "MRL adaptive" and r["config"].endswith(f"{dims_of(rows)}")]
+    for r in full:   # the paper's cascade: every nesting size
+        ax.annotate("cascade over every size", (r["expected_dim"], r["top1"]), textcoords="offset points",
+                    xytext=(6, -12), fontsize=8)
+    best = max(r["top1"] for r in rows)
+    ax.set_ylim(best - ADAPTIVE_ZOOM, best + 0.005)
+    dims = sorted({r["expected_dim"] for r in rows if r["method"] == "FF"})
+    if dims:
+        _log2_dims(ax, dims)
+    ax.set_xlabel("expected representation size (log2)")
+    _pct_axis(ax, "linear top-1 (cross-fitted, all queries)")
+    ax.legend(loc="lower right")
+    ax.set_title(f"{title}\n(top {100 * ADAPTIVE_ZOOM:.0f} pp shown; smaller values off-axis)", fontsize=10)
+    save_figure(fig, path, config_hash)
+
+
+ADAPTIVE_ZOOM = 0.04
+
+
+def dims_of(rows):
+    """The nesting list as exp. 2 prints it, e.g. [2, 4, 8]."""
+    return sorted({int(r["max_dim"]) for r in rows if r["method"] == "MRL fixed"})
+
+
+def fig_retrieval(tables, path, config_hash, title):
+    """Exp. 3: 10-recall@10 and mAP@10 vs MFLOPs/query for single-shot, adaptive (shortlist dim
+    x re-rank dim) and funnels (means over seeds)."""
+    rows = seed_mean(tables["exp3_retrieval"])
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.6), layout="constrained")
+    for ax, metric, label in zip(axes, ("recall10", "map10"),
+                                 ("10-recall@10 vs exact search at full D", "mAP@10")):
+        single = sorted((r["mflops"], r[metric], r["d_rerank"]) for r in rows if r["method"] == "single-shot")
+        if single:
+            ax.plot([s[0] for s in single], [s[1] for s in single], "-^", color=COLORS["single-shot"],
+                    label="single-shot exact at d")
+            for x, y, d in single:
+                ax.annotate(str(d), (x, y), textcoords="offset points", xytext=(3, -10), fontsize=7)
+        ada = [r for r in rows if r["method"] == "adaptive"]
+        shortlist_dims = sorted({r["d_shortlist"] for r in ada})
+        cmap = plt.get_cmap("viridis")
+        for i, ds in enumerate(shortlist_dims):
+            pts = sorted((r["mflops"], r[metric]) for r in ada if r["d_shortlist"] == ds)
+            ax.plot(*zip(*pts), "o", color=cmap(i / max(len(shortlist_dims) - 1, 1)), alpha=0.8,
+                    label=f"adaptive, shortlist at d={ds}")
+        fun = sorted((r["mflops"], r[metric]) for r in rows if r["method"] == "funnel")
+        if fun:
+            ax.plot(*zip(*fun), "D", color=COLORS["funnel"], markersize=8, markerfacecolor="none",
+                    label="funnel")
+        _log_x(ax)
+        ax.set_xlabel("MFLOPs / query (log)")
+        _pct_axis(ax, label)
+        if metric == "map10":  # single-shot at the smallest dims would flatten everything else
+            best = max(r["map10"] for r in rows)
+            ax.set_ylim(best - RETRIEVAL_MAP_ZOOM, best + 0.01)
+            label += f" (top {100 * RETRIEVAL_MAP_ZOOM:.0f} pp)"
+        ax.set_title(label)
+        ax.legend(fontsize=7, loc="lower right")
+    fig.suptitle(title)
+    save_figure(fig, path, config_hash)
+
+
+FRONT_STYLE = {"AdANNS-IVF": dict(linestyle="-", marker="o", linewidth=2.2),
+               "MR-IVF": dict(linestyle="--", marker="s", linewidth=1.4),
+               "FF-IVF": dict(linestyle="-", marker="^", linewidth=1.6),
+               "AdANNS-IVF-D": dict(linestyle=":", marker="D", linewidth=1.6)}
+
+
+def _fronts(ax, rows, x, y, methods):
+    for method in methods:
+        pts = [r for r in rows if r["method"] == method and r.get(x) is not None]
+        if not pts:
+            continue
+        if method != "MR-IVF":  # MR-IVF rows are a subset of the AdANNS-IVF cloud
+            ax.scatter([r[x] for r in pts], [r[y] for r in pts], s=7, alpha=0.2,
+                       color=COLORS[method])
+        front = pareto_front(pts, x=x, y=y)
+        ax.plot([r[x] for r in front], [r[y] for r in front], markersize=4,
+                color=COLORS[method], label=f"{method} (Pareto front)", **FRONT_STYLE[method])
+
+
+def _zoom(ax, rows, y, methods, lines=()):
+    """y range: the IVF_ZOOM below the best value of any method or reference line (cheap,
+    useless configurations fall below)."""
+    top = max([r[y] for r in rows if r["method"] in methods] + list(lines))
+    ax.set_ylim(max(0.0, top - IVF_ZOOM), min(1.0, top) + 0.01)
+
+
+RETRIEVAL_MAP_ZOOM = 0.15
+IVF_ZOOM = 0.3  # exp. 4 shows the top 30 points of each metric, where the methods differ
+
+
+def fig_ivf(tables, path, config_hash, title):
+    """Exp. 4 (AdANNS Fig. 2): 10-recall@10, mAP@10 and 1-NN top-1 vs MFLOPs/query, and mAP@10 vs
+    measured ms/query, Pareto fronts of the means over seeds; the top-1 panel shows the exact
+    search ceiling and the majority-label-of-probed-lists baseline (best over nprobe per nlist)."""
+    rows = seed_mean(tables["exp4_ivf"])
+    base = seed_mean(tables.get("exp4_baselines", []), key=("baseline", "nlist", "nprobe", "d_c"),
+                     metrics=("top1", "map10"))
+    methods = ("AdANNS-IVF", "MR-IVF", "FF-IVF", "AdANNS-IVF-D")
+    fig, axes = plt.subplots(2, 2, figsize=(13, 9), layout="constrained")
+    panels = (("mflops", "recall10", "10-recall@10 vs exact at full D"), ("mflops", "map10", "mAP@10"),
+              ("mflops", "top1", "1-NN top-1 (secondary)"), ("ms_per_query", "map10", "mAP@10"))
+    for ax, (x, y, label) in zip(axes.ravel(), panels):
+        sub = [r for r in rows if r.get(y) is not None]
+        if y == "recall10":   # FF-IVF recall is against FF-d itself, not comparable
+            sub = [r for r in sub if r["method"] != "FF-IVF"]
+        _fronts(ax, sub, x, y, methods)
+        _log_x(ax)
+        ax.set_xlabel("MFLOPs / query (log)" if x == "mflops" else "measured ms / query (log)")
+        _zoom(ax, sub, y, methods, [b["top1"] for b in base] if y == "top1" else ())
+        _pct_axis(ax, label)
+        ax.set_title(f"{label} vs {'compute' if x == 'mflops' else 'measured wall time'}")
+        if y == "top1" and base:
+            ceiling = [b["top1"] for b in base if b["nlist"] is None]
+            if ceiling:
+                ax.axhline(ceiling[0], color="black", linestyle="-.", linewidth=1,
+                           label=f"exact search at full D ({100 * ceiling[0]:.1f}%)")
+            for nlist, style in zip(sorted({b["nlist"] for b in base if b["nlist"] is not None}),
+                                    (":", "--", "-")):
+                best = max(b["top1"] for b in base if b["nlist"] == nlist)
+                ax.axhline(best, color="tab:brown", linestyle=style, linewidth=1,
+                           label=f"majority label of probed lists, nlist {nlist} ({100 * best:.1f}%)")
+        ax.legend(fontsize=7, loc="lower right")
+    fig.suptitle(title + " (means over seeds; dots: all configurations)")
+    save_figure(fig, path, config_hash)
+
+
+def select_per_budget(rows, method):
+    """{M: row} of `method` with the best half-A mAP@10 per byte budget (ties: smaller d)."""
+    best = {}
+    for r in rows:
+        if r["method"] == method and (r["M"] not in best or
+                                      (r["map10_val"], -r["d"]) > (best[r["M"]]["map10_val"], -best[r["M"]]["d"])):
+            best[r["M"]] = r
+    return best
+
+
+def fig_opq(tables, path, config_hash, title):
+    """Exp. 5: mAP@10 and 10-recall@10 (half B) vs bytes/vector for AdANNS-OPQ (d chosen on half
+    A, label = d), OPQ on rigid FF-D and full MR, IVFOPQ and PQ-then-re-rank; faint dots: every
+    prefix d. Means over seeds."""
+    rows = seed_mean(tables["exp5_opq"])
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5), layout="constrained")
+    budgets = sorted({r["M"] for r in rows})
+    for ax, metric, label in zip(axes, ("map10_test", "recall10_test"),
+                                 ("mAP@10 (half B)", "10-recall@10 vs exact at full D (half B)")):
+        cand = [r for r in rows if r["method"] == "AdANNS-OPQ"]
+        if cand:
+            ax.scatter([r["M"] for r in cand], [r[metric] for r in cand], s=12, alpha=0.3,
+                       color=COLORS["AdANNS-OPQ"], label="MR prefix d (all candidates)")
+        for method, marker in (("AdANNS-OPQ", "o"), ("MR-OPQ", "s"), ("FF-OPQ", "^"),
+                               ("AdANNS-IVFOPQ", "P"), ("FF-IVFOPQ", "X"), ("PQ+rerank", "D")):
+            sel = sorted((m, r[metric], r["d"]) for m, r in select_per_budget(rows, method).items())
+            if not sel:
+                continue
+            ax.plot([s_[0] for s_ in sel], [s_[1] for s_ in sel], marker=marker, color=COLORS[method],
+                    label=method)
+            if method == "AdANNS-OPQ":
+                for m, y, d in sel:
+                    ax.annotate(f"d={d}", (m, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        if budgets:
+            _log2_dims(ax, budgets)
+        ax.set_xlabel("bytes / vector M (log2)")
+        _pct_axis(ax, label)
+        ax.set_title(label)
+        ax.legend(fontsize=7)
+    fig.suptitle(title)
+    save_figure(fig, path, config_hash)
+
+
+def fig_budget(tables, path, config_hash, title):
+    """Exp. 6: mAP@10 of the configuration chosen on half A, per budget."""
+    rows = tables["exp6_budget"]
+    ons = sorted({r["on"] for r in rows})
+    n = max(len(ons), 1)
+    fig, axes = plt.subplots(1, n, figsize=(6.5 * n, 4.5), squeeze=False, layout="constrained")
+    for ax, on in zip(axes[0], ons):
+        pts = sorted((r["budget"], r["val_map10"], r["test_map10"], r["oracle_test_map10"])
+                     for r in rows if r["on"] == on and r["test_map10"] is not None)
+        if pts:
+            b = [p[0] for p in pts]
+            ax.plot(b, [p[1] for p in pts], "o--", color="tab:gray", label="chosen on half A: A mAP@10")
+            ax.plot(b, [p[2] for p in pts], "o-", color="tab:blue", label="chosen on half A: B mAP@10")
+            ax.plot(b, [p[3] for p in pts], "x:", color="tab:red", label="best on B (oracle)")
+        if on == "bytes":
+            _log2_dims(ax, sorted({p[0] for p in pts}))
+        else:
+            _log_x(ax)
+        ax.set_xlabel({"mflops": "MFLOPs / query budget (log)", "bytes": "bytes / vector budget (log2)"}.get(on, on))
+        _pct_axis(ax, "mAP@10")
+        ax.legend(fontsize=8)
+        ax.set_title({"mflops": "budget on MFLOPs / query", "bytes": "budget on bytes / vector"}.get(on, on))
+    fig.suptitle(title)
+    save_figure(fig, path, config_hash)
+
+
+# experiment table name -> (figure function, title); also the order of the report's sections
+FIGURES = {
+    "exp1_dims": (fig_dims, "MRL vs MRL-E vs FF per representation size"),
+    "exp2_adaptive_cls": (fig_adaptive_classification, "adaptive classification (MRL cascade)"),
+    "exp3_retrieval": (fig_retrieval, "adaptive retrieval and funnels vs single-shot search"),
+    "exp4_ivf": (fig_ivf, "AdANNS-IVF vs rigid IVF"),
+    "exp5_opq": (fig_opq, "AdANNS-OPQ vs rigid OPQ"),
+    "exp6_budget": (fig_budget, "compute-aware selection (half A -> half B)"),
+}

@@ -1,0 +1,288 @@
+"""`DIR/report.md`: one section per experiment, the claims table, environment, stage times."""
+import os
+import platform
+import sys
+
+import numpy as np
+
+from adanns_ref.select import pareto_front
+
+from . import claims as claim_rules, rules
+from .ann import RERANK_SHORTLIST as RERANK
+from .plots import select_per_budget
+from .rows import seed_mean
+
+
+def fmt_pct(v):
+    return "" if v is None else f"{100.0 * v:.2f}"
+
+
+def fmt_num(v):
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return f"{v:.3g}"
+    return str(v)
+
+
+def fmt_pm(key):
+    """Formatter of the column `key` of a seed_mean row: mean ± sd over seeds, in %."""
+    def fmt(r):
+        v = r.get(key)
+        if v is None:
+            return ""
+        sd = r.get(key + "_sd")
+        return f"{100 * v:.2f}" + ("" if not sd else f" ± {100 * sd:.2f}")
+    return fmt
+
+
+def with_pm(rows, keys):
+    """Rows with a "<key>_pm" text column (mean ± sd) for each key."""
+    return [dict(r, **{k + "_pm": fmt_pm(k)(r) for k in keys}) for r in rows]
+
+
+def md_table(rows, columns):
+    """columns: list of (key, header, formatter); returns GitHub markdown."""
+    out = ["| " + " | ".join(h for _, h, _ in columns) + " |",
+           "|" + "|".join("---" for _ in columns) + "|"]
+    for r in rows:
+        out.append("| " + " | ".join(str(f(r.get(k))).replace("|", "/") for k, _, f in columns) + " |")
+    return "\n".join(out)
+
+
+def _installed_version(dist):
+    """Version of an optional distribution, or 'not installed' (the main job never needs it)."""
+    import importlib.metadata
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def environment():
+    """Versions, CPU, thread settings and BLAS, as (key, value) pairs."""
+    import matplotlib
+    import numba
+    import scipy
+    from threadpoolctl import threadpool_info
+
+    cpu = platform.processor() or "unknown"
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    blas = "; ".join(f"{i.get('internal_api')} {i.get('version')} ({i.get('num_threads')} threads, "
+                     f"{i.get('architecture', '?')})" for i in threadpool_info())
+    env = [("python", sys.version.split()[0]), ("numpy", np.__version__), ("scipy", scipy.__version__),
+           ("numba", f"{numba.__version__} ({numba.get_num_threads()} threads)"),
+           ("faiss (peer, not used for results)", _installed_version("faiss-cpu")),
+           ("matplotlib", matplotlib.__version__), ("platform", platform.platform()),
+           ("CPU", f"{cpu}, {os.cpu_count()} logical cores"), ("BLAS (threadpoolctl)", blas)]
+    load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
+    env.append(("load average (1/5/15 min) at report time", f"{load} (other processes on the "
+                "machine inflate the measured ms/query and stage times)"))
+    for var in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OMP_NUM_THREADS", "NUMBA_NUM_THREADS"):
+        if var in os.environ:
+            env.append((var, os.environ[var]))
+    return env
+
+
+def _section_dims(t):
+    rows = seed_mean(t["exp1_dims"], key=("model", "dim"),
+                     metrics=("linear_top1", "knn_top1", "map10", "recall10", "zero_prefix"))
+    dims = sorted({r["dim"] for r in rows})
+    by = {(r["model"], r["dim"]): r for r in rows}
+    models = ("MRL", "MRL-E", "FF", "SVD", "RP")
+    tables = []
+    for metric, name, which in (("linear_top1", "linear top-1", models[:3]), ("map10", "mAP@10", models),
+                                ("recall10", "10-recall@10 vs exact at full D", models),
+                                ("knn_top1", "1-NN top-1 (secondary)", models),
+                                ("zero_prefix", "share of database rows with an all-zero d-prefix", models[:3])):
+        wide = [dict({"dim": d}, **{m: fmt_pm(metric)(by[(m, d)]) if (m, d) in by else "" for m in which})
+                for d in dims]
+        tables.append(f"**{name}** (%, mean ± sd over {rows[0]['n_seeds']} seeds)\n\n" +
+                      md_table(wide, [("dim", "d", fmt_num)] + [(m, m, str) for m in which]))
+    return ("## 1. MRL vs MRL-E vs FF (per representation size)\n\n"
+            "Linear top-1 from each model's own head(s); 1-NN top-1, mAP@10 and 10-recall@10 on "
+            "the normalised, truncated, re-normalised embeddings (database = train, queries = "
+            "test). 10-recall@10 is against exact search at full D on the same representation "
+            "(FF-d, SVD and RP against FF-D). SVD / RP: MRL Fig. 2's post-hoc baselines, the top-d "
+            "singular directions / a random Gaussian projection of the FF-D embedding. A collapse "
+            "(dead ReLU units in the first dims) shows as a non-zero share of all-zero prefixes.\n\n"
+            + "\n\n".join(tables) +
+            "\n\n![MRL vs FF](figures/exp1_dims.png)\n\nPer seed: `tables/exp1_dims.csv`.\n")
+
+
+def _section_adaptive_cls(t):
+    rows = with_pm(seed_mean(t["exp2_adaptive_cls"]), ["top1"])
+    cols = [("method", "method", str), ("config", "configuration", str),
+            ("expected_dim", "expected dim", fmt_num), ("top1_pm", "top-1 (%)", str),
+            ("target", "thresholds (first seed)", str)]
+    return ("## 2. Adaptive classification (MRL cascade)\n\n"
+            "Per-size softmax-confidence thresholds (SPEC §7, `mrl_ref.evaluate`) fitted on one "
+            "half of the test queries and applied to the other, both ways (cross-fitting), for "
+            "cascades over prefixes and suffixes of the nesting list; FF and fixed-size MRL heads "
+            "on the same queries. Mean ± sd over seeds.\n\n" + md_table(rows, cols) +
+            "\n\n![adaptive classification](figures/exp2_adaptive_cls.png)\n")
+
+
+ANN_COLS = [("recall10_pm", "10-recall@10", str), ("map10_pm", "mAP@10", str),
+            ("top1_pm", "top-1 (secondary)", str), ("mflops", "MFLOPs/query", fmt_num),
+            ("ms_per_query", "ms/query", fmt_num)]
+
+
+def _section_retrieval(t):
+    rows = with_pm(seed_mean(t["exp3_retrieval"]), ["top1", "map10", "recall10"])
+    single = sorted((r for r in rows if r["method"] == "single-shot"), key=lambda r: r["mflops"])
+    others = [r for r in rows if r["method"] != "single-shot"]
+    front = pareto_front(others, x="mflops", y="recall10") if others else []
+    cols = [("method", "method", str), ("config", "configuration", str)] + ANN_COLS
+    return ("## 3. Adaptive retrieval and funnels\n\n"
+            "Shortlist by exact search at a small dim, re-rank at a larger dim (cost model "
+            "`adanns_ref.cost.funnel_flops`: d_0 N + sum k_i r_i). 10-recall@10 is against exact "
+            "search at full D. Mean ± sd over seeds (%). Single-shot exact search at each dim:\n\n" +
+            md_table(single, cols) +
+            "\n\nAdaptive/funnel configurations on the 10-recall@10-vs-MFLOPs Pareto front:\n\n" +
+            md_table(front, cols) +
+            "\n\n![adaptive retrieval](figures/exp3_retrieval.png)\n\nFull grid: `tables/exp3_retrieval.csv`.\n")
+
+
+def _section_ivf(t):
+    rows = with_pm(seed_mean(t["exp4_ivf"]), ["top1", "map10", "recall10"])
+    cols = [("method", "method", str), ("d_c", "d_c", fmt_num), ("d_s", "d_s", fmt_num),
+            ("nlist", "nlist", fmt_num), ("nprobe", "nprobe", fmt_num),
+            ("mflops_balanced", "balanced MFLOPs", fmt_num)] + ANN_COLS
+    parts = []
+    for m in ("AdANNS-IVF", "MR-IVF", "FF-IVF", "AdANNS-IVF-D"):
+        sub = [r for r in rows if r["method"] == m]
+        if sub:
+            parts.append(f"**{m}** ({len(sub)} configurations; Pareto front of mAP@10 in MFLOPs):\n\n" +
+                         md_table(pareto_front(sub, x="mflops", y="map10"), cols))
+    base = seed_mean(t.get("exp4_baselines", []), key=("baseline", "nlist", "nprobe", "d_c"),
+                     metrics=("top1", "map10"))
+    best = {}
+    for b in base:
+        k = (b["baseline"], b["nlist"])
+        if k not in best or b["top1"] > best[k]["top1"]:
+            best[k] = b
+    base_rows = with_pm(list(best.values()), ["top1"])
+    base_table = md_table(base_rows, [("baseline", "baseline", str), ("nlist", "nlist", fmt_num),
+                                      ("d_c", "d_c", fmt_num), ("nprobe", "nprobe", fmt_num),
+                                      ("top1_pm", "top-1 (%)", str)])
+    return ("## 4. AdANNS-IVF vs rigid IVF\n\n"
+            "AdANNS-IVF: clusters built and queries routed with the first d_c dims of the MR, "
+            "candidates scored with the first d_s dims. MR-IVF: the same with d_c = d_s. FF-IVF: "
+            "IVF on each fixed-feature model (d_c = d_s = its size). AdANNS-IVF-D: one index built "
+            "at full D, dims reduced at query time. MFLOPs use the measured list sizes "
+            "(`cost.ivf_flops`); the papers' balanced approximation is shown too. 10-recall@10 "
+            "is against exact search at full D on the same representation (for FF-IVF: FF-d "
+            "itself). Mean ± sd over seeds (%).\n\n"
+            "Top-1 has little headroom here: the exact-search ceiling and a classifier that "
+            "returns the majority label of the probed lists (no search at all; best nprobe and "
+            "d_c per nlist) are\n\n" + base_table + "\n\n" + "\n\n".join(parts) +
+            "\n\n![AdANNS-IVF](figures/exp4_ivf.png)\n\nFull grid: `tables/exp4_ivf.csv`.\n")
+
+
+def _section_opq(t, info):
+    rows = with_pm(seed_mean(t["exp5_opq"]), ["map10_test", "recall10_test", "top1_test"])
+    table = []
+    for method in ("AdANNS-OPQ", "MR-OPQ", "FF-OPQ", "PQ+rerank", "AdANNS-IVFOPQ", "FF-IVFOPQ"):
+        table += [r for _, r in sorted(select_per_budget(rows, method).items())]
+    cols = [("method", "method", str), ("M", "bytes M", fmt_num), ("d", "d", fmt_num),
+            ("config", "configuration", str), ("recall10_test_pm", "10-recall@10", str),
+            ("map10_test_pm", "mAP@10", str), ("top1_test_pm", "top-1 (secondary)", str)]
+    note = info.get("notes", "")
+    return ("## 5. AdANNS-OPQ vs OPQ on rigid / full representations\n\n"
+            "Exhaustive OPQ+PQ search at M bytes/vector (nbits 8). AdANNS-OPQ: OPQ on the best MR "
+            "prefix d per budget, d chosen on half A by mAP@10. MR-OPQ: OPQ on the full-D MR. "
+            "FF-OPQ: OPQ on the rigid full-D FF model. PQ+rerank: the MR-OPQ shortlist of "
+            f"{RERANK} re-ranked exactly at full D (`funnel.rerank`; needs the float32 vectors "
+            f"at query time, not counted in bytes). {note}\nSelected configuration per method and "
+            "budget, scored on half B (%, mean ± sd over seeds):\n\n" + md_table(table, cols) +
+            "\n\n![AdANNS-OPQ](figures/exp5_opq.png)\n\nEvery candidate: `tables/exp5_opq.csv`.\n")
+
+
+def _section_budget(t):
+    rows = t["exp6_budget"]
+    cols = [("on", "budget on", str), ("budget", "budget", fmt_num), ("chosen", "chosen on half A", str),
+            ("cost", "its cost", fmt_num), ("val_map10", "A mAP@10", fmt_pct),
+            ("test_map10", "B mAP@10", fmt_pct), ("oracle_test_map10", "best on B (oracle)", fmt_pct)]
+    return ("## 6. Compute-aware search (choose on half A, report on half B)\n\n"
+            "For each budget the best configuration (mAP@10, mean over seeds) on half A among all "
+            "exp. 3/4 rows (MFLOPs) or exp. 5 rows (bytes) is chosen with "
+            "`select.select_on_validation`; its mAP@10 on half B is reported next to the best "
+            "achievable on B.\n\n" + md_table(rows, cols) +
+            "\n\n![budgets](figures/exp6_budget.png)\n")
+
+
+def _claims_section(claims):
+    verdict = [dict(c, shown=c["verdict"] + (f"; {c['verdict_note']}" if c.get("verdict_note") else ""),
+                    ctrl=c.get("control_verdict", "")) for c in claims]
+    lines = ["## Claims\n",
+             md_table(verdict, [("id", "id", str), ("claim", "claim", str), ("paper", "paper", str),
+                                ("measured", "ours (X vs Y, gain, interval)", str),
+                                ("shown", "verdict", str), ("ctrl", "control", str)]),
+             "\nPer claim (rules in `experiments/reproduce/rules.py`, declarations in "
+             "`experiments/reproduce/claims.py`; nothing is judged by hand):\n"]
+    for c in claims:
+        margins = ", ".join(f"{m} ±{100 * v:.2f} pp" for m, v in c["margins"].items() if v)
+        lines.append(f"- `{c['id']}`: rule **{c['rule']}**{' (margin ' + margins + ')' if margins else ''}; "
+                     f"control: {c['control']} -> {c.get('control_verdict', 'n/a')}; "
+                     f"{c.get('points', '')}; seeds {c['seeds']}.")
+    why = [c for c in claims if c.get("why_not")]
+    if why:
+        lines.append("\n### Why not\n")
+        lines += [f"- `{c['id']}` ({c['verdict']}): {c['why_not']}" for c in why]
+    lines.append("\n**Rules.** " + rules.__doc__.split("\n\n", 1)[1].strip() + "\n")
+    lines.append("**Claims.** " + claim_rules.__doc__.split("\n\n", 2)[2].strip() + "\n")
+    return lines
+
+
+def _changes_section(changed, previous_note):
+    if changed is None:
+        return []
+    lines = ["### Changed since the previous run\n",
+             f"Claims whose verdict differs from {previous_note} (ids of older runs renamed by "
+             "`claims.RENAMED`):\n"]
+    if not changed:
+        return lines + ["none.\n"]
+    return lines + [md_table(changed, [("id", "id", str), ("before", "before", str),
+                                       ("after", "now", str)]) + "\n"]
+
+
+def write_report(path, meta, tables, claims, timings, infos, changed=None):
+    """meta: dict(preset, command, config, n_train, n_test, ...); writes markdown atomically."""
+    from adanns_ref._persist import atomic_write_text
+
+    lines = [f"# Reproduction of MRL and AdANNS on Fashion-MNIST (preset `{meta['preset']}`)\n",
+             f"Command: `{meta['command']}`  \nDatabase (train): {meta['n_train']} images; "
+             f"queries (test): {meta['n_test']} images; embedding D = {meta['D']}, nesting "
+             f"{meta['nesting']}; seeds {meta['seeds']}.\n",
+             "All numbers are measured by this run (or its cache); the papers' ImageNet / NQ "
+             "numbers are for orientation only (SPEC §8).\n"]
+    lines += _claims_section(claims)
+    lines += _changes_section(changed, "the claims.json this run replaced (or --previous)")
+    sections = [("exp1_dims", _section_dims), ("exp2_adaptive_cls", _section_adaptive_cls),
+                ("exp3_retrieval", _section_retrieval), ("exp4_ivf", _section_ivf)]
+    for name, fn in sections:
+        lines.append(fn(tables) if tables.get(name) else f"## {name}\n\nnot run.\n")
+    lines.append(_section_opq(tables, infos.get("exp5_opq", {})) if tables.get("exp5_opq")
+                 else "## exp5_opq\n\nnot run.\n")
+    lines.append(_section_budget(tables) if tables.get("exp6_budget") else "## exp6_budget\n\nnot run.\n")
+    lines.append("## Environment\n")
+    lines.append(md_table([{"k": k, "v": v} for k, v in environment()],
+                          [("k", "item", str), ("v", "value", str)]))
+    lines.append("\n## Stage wall times\n")
+    trows = [{"stage": s, "wall": t["wall_s"], "cached": "cached (time of the run that computed it)"
+              if t["cached"] else "computed in this run"} for s, t in timings.items()]
+    lines.append(md_table(trows, [("stage", "stage", str), ("wall", "wall s", lambda v: f"{v:.1f}"),
+                                  ("cached", "status", str)]))
+    total = sum(t["wall_s"] for t in timings.values())
+    lines.append(f"\nSum of the stage wall times above (each from the run that computed it): "
+                 f"{total:.1f} s. Wall time of this invocation: {meta['total_wall_s']:.1f} s (load "
+                 f"average at start {meta['load_at_start']}).\n")
+    atomic_write_text(path, "\n".join(lines) + "\n")
