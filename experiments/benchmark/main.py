@@ -51,7 +51,7 @@ _FULL = dict(n_db=60000, n_query=10000, dim=128, nlist=1024, k=10, k_funnel=100,
              M=16, pq_niter=25, kmeans_niter=10, opq_niter=10, opq_niter_pq_0=40, ivfpq_nprobe=8,
              n_query_nanopq=500, mrl_rows=60000, runs=5, ref_sgemm_n=2048, ref_sgemv_mib=256,
              funnel_n_db=250000, funnel_dim=2048, funnel_n_query=1000,
-             n_query_contention=2000, mrl_rows_contention=6000)
+             n_query_contention=10000, mrl_rows_contention=6000)
 SIZES = {
     "full": _FULL,
     "quick": dict(_FULL, n_db=5000, n_query=500, nlist=64, pq_niter=10, opq_niter=2,
