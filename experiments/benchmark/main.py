@@ -38,6 +38,7 @@ from adanns_ref._persist import atomic_write_text
 from . import data as _bench_data
 from .ann import (bench_adanns_ivf, bench_exact_knn, bench_funnel, bench_ivf_flat,
                   bench_ivfpq, bench_kmeans, bench_opq, bench_pq, bench_pq_nanopq)
+from .codes import bench_hamming, bench_hnsw, bench_sq8
 from .contention import bench_contention
 from .funnel import bench_funnel_paper, bench_funnel_paper_faiss
 from .measure import Context, NotAvailable, ThreadPin, Workload, log, machine_reference
@@ -51,16 +52,19 @@ _FULL = dict(n_db=60000, n_query=10000, dim=128, nlist=1024, k=10, k_funnel=100,
              M=16, pq_niter=25, kmeans_niter=10, opq_niter=10, opq_niter_pq_0=40, ivfpq_nprobe=8,
              n_query_nanopq=500, mrl_rows=60000, runs=5, ref_sgemm_n=2048, ref_sgemv_mib=256,
              funnel_n_db=250000, funnel_dim=2048, funnel_n_query=1000,
-             n_query_contention=10000, mrl_rows_contention=6000)
+             n_query_contention=10000, mrl_rows_contention=6000, hnsw_runs=2, codes_n_db=60000,
+             codes_dim=1024, codes_n_query=1000)
 SIZES = {
     "full": _FULL,
     "quick": dict(_FULL, n_db=5000, n_query=500, nlist=64, pq_niter=10, opq_niter=2,
                   opq_niter_pq_0=10, n_query_nanopq=100, mrl_rows=5000, runs=1,
-                  funnel_n_db=20000, funnel_dim=512, funnel_n_query=200),
+                  funnel_n_db=20000, funnel_dim=512, funnel_n_query=200, hnsw_runs=1,
+                  codes_n_db=5000, codes_n_query=100),
     "tiny": dict(_FULL, n_db=1200, n_query=60, nlist=16, k_funnel=20, shortlist=40, pq_niter=2,
                  kmeans_niter=3, opq_niter=1, opq_niter_pq_0=2, ivfpq_nprobe=4, n_query_nanopq=20,
                  mrl_rows=512, runs=1, ref_sgemm_n=1024, ref_sgemv_mib=64, n_query_contention=60,
-                 mrl_rows_contention=512, funnel_n_db=2000, funnel_dim=256, funnel_n_query=40),
+                 mrl_rows_contention=512, funnel_n_db=2000, funnel_dim=256, funnel_n_query=40,
+                 hnsw_runs=1, codes_n_db=1000, codes_dim=256, codes_n_query=20),
 }
 
 ENV_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
@@ -98,6 +102,12 @@ WORKLOADS = [
     Workload("funnel_paper_faiss", lambda c: f"funnel 16 -> {c['funnel_dim']}, shortlist 200, k=10 "
              f"(same data)", "faiss IndexFlatL2(16) + knn_L2sqr_by_idx", None,
              ["adanns_ref.funnel_index"], bench_funnel_paper_faiss),
+    Workload("hnsw", lambda c: f"HNSW M=32 efConstruction=40 on {c['n_db']} x {c['dim']}",
+             "faiss IndexHNSWFlat", 1.5, ["adanns_ref.hnsw"], bench_hnsw),
+    Workload("sq8", lambda c: f"SQ8 scan, {c['codes_n_db']} x {c['codes_dim']}",
+             "faiss IndexScalarQuantizer QT_8bit", 1.5, ["adanns_ref.sqindex"], bench_sq8),
+    Workload("hamming", lambda c: f"Hamming scan, {c['codes_n_db']} x {c['codes_dim']} bits",
+             "faiss IndexBinaryFlat", 1.5, ["adanns_ref.binary"], bench_hamming),
     Workload("mrl_epoch", lambda c: f"MRL training epoch, MLP 784-512-512-256, 6 heads, "
              f"batch 256, {c['mrl_rows']} rows", "PyTorch CPU, same model", 1.5,
              ["mrl_ref.train"], bench_mrl_epoch),
