@@ -17,6 +17,7 @@ the same seed gives the same bits on every machine (NumPy's PCG64 is platform in
 import numpy as np
 
 from adanns_ref._validate import as_float32_matrix, as_int
+from adanns_ref.io import read_npy
 from adanns_ref.truncate import normalize_rows, prefix
 
 FLT_MAX = np.float32(3.4028235e38)
@@ -49,7 +50,7 @@ def matryoshka_like(n_db, n_query, dim=128, n_clusters=100, sigma=0.6, decay=0.5
 def load_embeddings(path, n_db, n_query, dim=128):
     """Real embeddings from a .npy file (n, D >= dim): rows [0, n_db) are the database, the
     next n_query rows the queries; the dim-prefix is taken and re-normalised (SPEC §2)."""
-    arr = np.load(path, allow_pickle=False)
+    arr = read_npy(path)  # checked reader: no pickle, header checked against the file size
     x = as_float32_matrix(arr, f"embeddings in {path}")
     need = n_db + n_query
     if x.shape[0] < need:
