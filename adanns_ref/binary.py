@@ -52,7 +52,7 @@ from numba.core import cgutils, types
 from numba.extending import intrinsic
 
 from ._persist import load_npz, save_npz
-from ._validate import as_float32_matrix, as_int, as_uint8_codes, check_prefix_dim
+from ._validate import as_float32_matrix, as_int, as_k, as_uint8_codes, check_prefix_dim
 from .kmeans import KMeans
 from .topk import finalize, heap_push, new_heaps, sort_heaps
 
@@ -204,7 +204,7 @@ class BinaryFlatIndex:
     def search(self, qcodes, k):
         """k Hamming-nearest codes of each query code -> (D int32 (nq, k), I int64 (nq, k))."""
         q = as_codes(qcodes, "qcodes", self.code_size)
-        return hamming_knn(q, self.codes, as_int(k, "k", 1))
+        return hamming_knn(q, self.codes, as_k(k, q.shape[0]))
 
     def reset(self):
         self.codes = np.empty((0, self.code_size), dtype=np.uint8)
@@ -306,7 +306,7 @@ class BinaryIVFIndex:
         """k Hamming-nearest stored codes among the nprobe nearest lists -> (D int32, I int64)."""
         self._require_trained("search")
         q = as_codes(qcodes, "qcodes", self.code_size)
-        k = as_int(k, "k", 1)
+        k = as_k(k, q.shape[0])
         nprobe = min(as_int(nprobe, "nprobe", 1), self.nlist)  # faiss clamps too
         probes = hamming_knn(q, self.centroids, nprobe)[1]
         hd, hi = new_heaps(q.shape[0], k)

@@ -66,7 +66,7 @@ from . import _hnsw_kernels as K
 from . import cost, metrics
 from ._mt19937 import MTState
 from ._persist import load_npz, save_npz
-from ._validate import as_bool, as_float32_matrix, as_int, check_metric, check_prefix_dim
+from ._validate import as_bool, as_float32_matrix, as_int, as_k, check_metric, check_prefix_dim
 from .truncate import prefix
 
 _KIND, _VERSION = "HNSWIndex", 1
@@ -237,7 +237,7 @@ class HNSWIndex:
         With d_s != d_c the max(ef_search, k) candidates found at d_c are re-scored at d_s.
         """
         xq = as_float32_matrix(xq, "xq", d=self.d)
-        k = as_int(k, "k", 1)
+        k = as_k(k, xq.shape[0])
         ef = as_int(ef_search, "ef_search", 1, 1 << 24)
         d_c = self.d_c if d_c is None else check_prefix_dim(d_c, self.d, "d_c")
         d_s = self.d_s if d_s is None else check_prefix_dim(d_s, self.d, "d_s")

@@ -39,7 +39,7 @@ import numpy as np
 
 from ._persist import load_npz, save_npz
 from ._simd import _tree16, fma, simd_sum
-from ._validate import as_bool, as_float32_matrix, as_int, check_metric, check_prefix_dim
+from ._validate import as_bool, as_float32_matrix, as_int, as_k, check_metric, check_prefix_dim
 from .sq import (DECODE_RAW, DECODE_ROUNDED, DECODE_SIMD, ScalarQuantizer, bf16_decode,
                  bf16_encode_rne, simd_lanes)
 from .topk import finalize, heap_push, new_heaps, sort_heaps
@@ -197,7 +197,7 @@ class SQIndex:
         """k nearest reconstructions of each query (nq, D) -> (D float32 (nq, k), I int64 (nq, k))."""
         self._require_trained("search")
         q = self._prefix(q, "q")
-        k = as_int(k, "k", 1)
+        k = as_k(k, q.shape[0])
         hd, hi = new_heaps(q.shape[0], k)
         sq, lanes, use_ip = self.sq, simd_lanes(self.dim), self.metric == "ip"
         mode, scale, bias = DECODE_ROUNDED if lanes == 1 else DECODE_SIMD, np.float32(1), q[:, 0]

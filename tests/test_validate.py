@@ -154,3 +154,28 @@ def test_a_huge_k_is_a_value_error_naming_the_memory_not_a_memory_error(small_in
     D, I = search(100)  # a k within the bound searches, padding beyond what there is (no clamping)
     assert I.shape == (5, 5 if entry == "funnel" else 100)
     assert (I[:, 64:] == -1).all()
+
+
+def test_huge_k_is_refused_by_the_graph_and_code_indices():
+    """Every index refuses a k whose results would not fit (issue 12 §5), naming the memory,
+    instead of failing with MemoryError: HNSW, SQ and the binary indices too."""
+    from adanns_ref import BinaryFlatIndex, BinaryIVFIndex, HNSWIndex, SQIndex, binarize
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((300, 16)).astype(np.float32)
+    hnsw = HNSWIndex(16, M=4)
+    hnsw.add(x)
+    sq = SQIndex(16)
+    sq.train(x)
+    sq.add(x)
+    codes = binarize(x)
+    bflat = BinaryFlatIndex(16)
+    bflat.add(codes)
+    bivf = BinaryIVFIndex(16, 2)
+    bivf.train(codes)
+    bivf.add(codes)
+    for search in (lambda k: hnsw.search(x[:3], k), lambda k: sq.search(x[:3], k),
+                   lambda k: bflat.search(codes[:3], k), lambda k: bivf.search(codes[:3], k)):
+        with pytest.raises(ValueError, match="GiB"):
+            search(10**9)
+        D, I = search(2)
+        assert I.shape == (3, 2)
