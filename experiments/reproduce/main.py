@@ -97,8 +97,9 @@ PRESETS = {
     #   exp1_dims          MRL, MRL-E below D (2 x 2040 dims), FF below D (376), SVD / RP at
     #                      8..256 (2 x 504): 2 x 5464 x 1.2 GFLOP = 13.1 TFLOP; SVD 60,000 x 2048
     #                      float64 2 x 1.1 TFLOP at 50                                   ~ 175 s
-    #   exp3_retrieval     single-shot at every size (4088 dims), shortlist searches (128 dims):
-    #                      2 x 4216 x 1.2 GFLOP = 10.1 TFLOP; re-rank gathers ~ 5 s       ~ 110 s
+    #   exp3_retrieval     single-shot at every size (GEMM, 4088 dims): 2 x 4.9 TFLOP (98 s);
+    #                      shortlists at 8, 16, 32, 64 and the funnel's 8 (fused numba scan,
+    #                      ~20 GFLOP/s): 2 x 128 x 1.2 GFLOP (15 s); re-rank gathers ~ 5 s   ~ 120 s
     #   exp4_ivf           k-means (10 iterations, nlist 256) over MR d_c 2168 + FF 2424 dims:
     #                      2 x 4592 x 0.31 GFLOP = 2.8 TFLOP at 80 (35 s); list scans per
     #                      index Q x sum(nprobe) 31 x 234 x sum(d_s) 2552 x 4 B = 74 GB, 6 index
@@ -111,7 +112,7 @@ PRESETS = {
     #                      (72 s + 21 s SVD), IVFOPQ 2000 + 2 x 2048 dims (54 s + 10 s SVD)
     #                      = 174 s                                                        ~ 350 s
     #   exp2, exp6, figures, report                                                       ~  10 s
-    #   total                                                                   ~ 1095 s = 18 min
+    #   total                                                                   ~ 1105 s = 18 min
     # Memory: ~3.4 GB of D = 2048 embeddings (MRL, MRL-E, FF-2048 x 2 seeds) + the float64 SVD
     # (~3 GB) + one IVF index (0.5 GB).
     "paper": dict(
