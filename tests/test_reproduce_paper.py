@@ -93,3 +93,19 @@ def test_paper_paths_run_end_to_end(paper_run):
     ivfopq = [(int(r["d_c"]), int(r["d"])) for r in exp5 if r["method"] == "AdANNS-IVFOPQ"]
     if ivfopq:  # adanns_ref.ivfpq present
         assert any(c >= s for c, s in ivfopq) and any(c < s for c, s in ivfopq)
+
+
+def test_reference_is_a_prefix_of_the_stored_exact_top_k():
+    import numpy as np
+
+    from adanns_ref.topk import knn_search
+    from adanns_ref.truncate import prefix
+    from experiments.reproduce.mrl import GT_K, reference
+
+    rng = np.random.default_rng(0)
+    db = np.round(rng.standard_normal((300, 6)), 1).astype(np.float32)  # rounded: ties occur
+    q = np.round(rng.standard_normal((40, 6)), 1).astype(np.float32)
+    model = {"gt": knn_search(prefix(q, 6), prefix(db, 6), GT_K)[1]}
+    np.testing.assert_array_equal(reference(model, 4), knn_search(prefix(q, 6), prefix(db, 6), 4)[1])
+    with pytest.raises(ValueError, match="exceeds the stored exact top"):
+        reference(model, GT_K + 1)

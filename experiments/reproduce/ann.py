@@ -130,7 +130,8 @@ def exp4_ivf(pipe, cfg, data, models, val_idx, test_idx):
                     idx.train(mrl["db"])
                     idx.add(mrl["db"])
                     d_s_grid = sorted(set(dss) | {d_c})
-                    for r in _ivf_rows(rows, idx, "AdANNS-IVF", mrl["q"], gt, cfg, [d_c], d_s_grid, d_c, seed):
+                    for r in _ivf_rows(rows, idx, "AdANNS-IVF", mrl["q"], gt, cfg, [d_c], d_s_grid,
+                                       d_c, seed):
                         if r["d_c"] == r["d_s"]:
                             rows.add_copy(r, method="MR-IVF", config=r["config"].replace("AdANNS", "MR"))
                     for nprobe, ok in majority_label_rows(idx, mrl["q"], ytr, yte, cfg["ivf_nprobes"], d_c):
@@ -273,8 +274,8 @@ def _ivfopq_rows(rows, cfg, mrl, ff, seed, train_rows, gt):
     D, nlist = cfg["D"], cfg["ivfpq_nlist"]
     t0 = time.perf_counter()
     for M in cfg["ivfopq_budgets"]:
-        cands = [(mrl, "AdANNS-IVFOPQ", d_c, d_s) for d_c in cfg["ivfopq_dcs"] for d_s in grid(cfg, "opq_dims")
-                 if d_s >= M and d_s % M == 0]
+        cands = [(mrl, "AdANNS-IVFOPQ", d_c, d_s) for d_c in cfg["ivfopq_dcs"]
+                 for d_s in grid(cfg, "opq_dims") if d_s >= M and d_s % M == 0]
         if D % M == 0:
             cands.append((ff, "FF-IVFOPQ", D, D))
         for m, method, d_c, d_s in cands:

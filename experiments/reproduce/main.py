@@ -29,7 +29,8 @@ manifests). A rerun recomputes only the stages whose configuration, inputs or co
 Presets: `tiny` (a few hundred embedded images, 1 epoch, 1 seed: seconds, for the end-to-end
 test), `small` (the embedded 6,000 / 1,000 subset, 2 seeds, offline), `full` (60,000 / 10,000,
 3 seeds, D = 64), `paper` (60,000 / 10,000, 2 seeds, the papers' D = 2048 and nesting 8..2048,
-linear embedding layer, trimmed grids; budget in the PRESETS comment, < 30 min). Seeds are --seed, --seed + 1, ... Database = train split, queries = test split. The
+linear embedding layer, trimmed grids; budget in the PRESETS comment, < 30 min).
+Seeds are --seed, --seed + 1, ... Database = train split, queries = test split. The
 test queries are split once, seeded, into halves A ("val") and B ("test"); wherever a
 configuration is chosen it is chosen on one half and scored on the other (the claims do it both
 ways: cross-fitting).
