@@ -80,6 +80,9 @@ def test_paper_paths_run_end_to_end(paper_run):
     assert {r["config"] for r in exp3 if r["method"] == "funnel"} == {"8@50 -> 16@25 -> 32@10 -> 128@10"}
     assert {(int(r["d_shortlist"]), int(r["d_rerank"])) for r in exp3 if r["method"] == "adaptive"} == \
         {(8, 128), (16, 128)}
+    report = (out / "report.md").read_text()
+    assert "Every configuration that re-ranks at D = 128" in report
+    assert report.count("| adaptive | ") >= 2 and "wall-clock speed-up (x)" in report
     exp4 = _table(out, "exp4_ivf")
     ada = {(int(r["d_c"]), int(r["d_s"])) for r in exp4 if r["method"] == "AdANNS-IVF"}
     assert {d for d, _ in ada} == {8, 16, 128} and (16, 16) in ada and (16, 8) in ada
