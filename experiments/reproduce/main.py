@@ -113,7 +113,7 @@ PRESETS = {
     #                      (72 s + 21 s SVD), IVFOPQ 2000 + 2 x 2048 dims (54 s + 10 s SVD)
     #                      = 174 s                                                        ~ 350 s
     #   exp2, exp6, figures, report                                                       ~  10 s
-    #   total                                                                   ~ 1105 s = 18 min
+    #   total                                                                   ~ 1215 s = 20 min
     # Memory: ~3.4 GB of D = 2048 embeddings (MRL, MRL-E, FF-2048 x 2 seeds) + the float64 SVD
     # (~3 GB) + one IVF index (0.5 GB).
     "paper": dict(
