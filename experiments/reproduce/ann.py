@@ -147,9 +147,9 @@ def exp4_ivf(pipe, cfg, data, models, val_idx, test_idx):
 
     conf = {k: cfg[k] for k in ("ivf_nlists", "ivf_nprobes", "nesting", "seeds")}
     return pipe.run("exp4_ivf", conf, compute, deps=model_stages(models),
-                    code=["adanns_ref.ivf", "adanns_ref.kmeans", "adanns_ref.topk", "adanns_ref.metrics",
-                          "adanns_ref.cost", "adanns_ref.assign", "experiments.reproduce.rows",
-                          "experiments.reproduce.ann"])
+                    code=["adanns_ref.ivf", "adanns_ref.kmeans", "adanns_ref.topk", "adanns_ref.exact",
+                          "adanns_ref.metrics", "adanns_ref.cost", "adanns_ref.assign",
+                          "experiments.reproduce.rows", "experiments.reproduce.ann"])
 
 
 def pq_training_rows(n, cfg, seed):

@@ -140,7 +140,7 @@ def exp1_dims(pipe, cfg, data, models, val_idx, test_idx):
         return rows.result("exp1_dims")
 
     return pipe.run("exp1_dims", {"map_k": MAP_K, "seeds": cfg["seeds"]}, compute,
-                    deps=model_stages(models), code=EVAL_CODE + ["adanns_ref.topk"])
+                    deps=model_stages(models), code=EVAL_CODE + ["adanns_ref.topk", "adanns_ref.exact"])
 
 
 def cross_fit_cascade(logits, y, sizes, fold_a, fold_b):
@@ -245,4 +245,4 @@ def exp3_retrieval(pipe, cfg, data, models, val_idx, test_idx):
 
     conf = {"configs": configs, "seeds": cfg["seeds"]}
     return pipe.run("exp3_retrieval", conf, compute, deps=model_stages(models, ["MRL"]),
-                    code=EVAL_CODE + ["adanns_ref.funnel", "adanns_ref.topk"])
+                    code=EVAL_CODE + ["adanns_ref.funnel", "adanns_ref.topk", "adanns_ref.exact"])
