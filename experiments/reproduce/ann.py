@@ -245,7 +245,7 @@ def exp5_opq(pipe, cfg, data, models, val_idx, test_idx):
             "adanns_ref.funnel", "adanns_ref.metrics", "experiments.reproduce.rows",
             "experiments.reproduce.ann"]
     if ivfpq_available():
-        code.append("adanns_ref.ivfpq")
+        code += ["adanns_ref.ivfpq", "adanns_ref._ivfpq_kernels"]
     return pipe.run("exp5_opq", conf, compute, deps=model_stages(models), code=code)
 
 
