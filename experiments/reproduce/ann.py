@@ -159,9 +159,9 @@ def exp4_ivf(pipe, cfg, data, models, val_idx, test_idx):
     conf = {k: cfg[k] for k in ("ivf_nlists", "ivf_nprobes", "nesting", "seeds")}
     conf.update({k: cfg[k] for k in ("ivf_dcs", "ivf_dss", "ivf_d_dss", "timing_repeats") if k in cfg})
     return pipe.run("exp4_ivf", conf, compute, deps=model_stages(models) + ["exact_knn"],
-                    code=["adanns_ref.ivf", "adanns_ref.kmeans", "adanns_ref.topk", "adanns_ref.metrics",
-                          "adanns_ref.cost", "adanns_ref.assign", "experiments.reproduce.rows",
-                          "experiments.reproduce.ann"])
+                    code=["adanns_ref.ivf", "adanns_ref.kmeans", "adanns_ref.topk", "adanns_ref.exact",
+                          "adanns_ref.metrics", "adanns_ref.cost", "adanns_ref.assign",
+                          "experiments.reproduce.rows", "experiments.reproduce.ann"])
 
 
 def pq_training_rows(n, cfg, seed):
@@ -262,7 +262,7 @@ def exp5_opq(pipe, cfg, data, models, val_idx, test_idx):
             "adanns_ref.funnel", "adanns_ref.metrics", "experiments.reproduce.rows",
             "experiments.reproduce.ann"]
     if ivfpq_available():
-        code.append("adanns_ref.ivfpq")
+        code += ["adanns_ref.ivfpq", "adanns_ref._ivfpq_kernels"]
     return pipe.run("exp5_opq", conf, compute, deps=model_stages(models) + ["exact_knn"], code=code)
 
 

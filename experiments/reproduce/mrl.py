@@ -106,7 +106,7 @@ def exact_knn(pipe, cfg, models):
         return StageResult(arrays=arrays)
 
     res = pipe.run("exact_knn", {"k": GT_K, "seeds": cfg["seeds"]}, compute, deps=model_stages(models),
-                   code=["adanns_ref.topk", "adanns_ref.truncate"])
+                   code=["adanns_ref.topk", "adanns_ref.exact", "adanns_ref.truncate"])
     for seed, ms in models.items():
         for name, m in ms.items():
             m["gt"] = res.arrays[key(name, seed)]
@@ -190,8 +190,8 @@ def exp1_dims(pipe, cfg, data, models, val_idx, test_idx):
     conf = {"map_k": MAP_K, "seeds": cfg["seeds"]}
     if base_dims != nest:
         conf["baseline_dims"] = base_dims
-    return pipe.run("exp1_dims", conf, compute,
-                    deps=model_stages(models) + ["exact_knn"], code=EVAL_CODE + ["adanns_ref.topk"])
+    return pipe.run("exp1_dims", conf, compute, deps=model_stages(models) + ["exact_knn"],
+                    code=EVAL_CODE + ["adanns_ref.topk", "adanns_ref.exact"])
 
 
 def cross_fit_cascade(logits, y, sizes, fold_a, fold_b):
@@ -304,4 +304,4 @@ def exp3_retrieval(pipe, cfg, data, models, val_idx, test_idx):
 
     conf = {"configs": configs, "seeds": cfg["seeds"]}
     return pipe.run("exp3_retrieval", conf, compute, deps=model_stages(models, ["MRL"]) + ["exact_knn"],
-                    code=EVAL_CODE + ["adanns_ref.funnel", "adanns_ref.topk"])
+                    code=EVAL_CODE + ["adanns_ref.funnel", "adanns_ref.topk", "adanns_ref.exact"])
