@@ -17,18 +17,12 @@ distributed = pytest.importorskip("distributed")
 from adanns_ref import distributed as dist  # noqa: E402
 from adanns_ref.tune.cli import main as tune_main  # noqa: E402
 from adanns_ref.tune.run import tune  # noqa: E402
+from test_distributed import client  # noqa: E402,F401  (the 2-worker LocalCluster fixture)
+from test_reproduce import _run as _reproduce  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SWEPT = ("exp4_ivf", "exp5_opq")
 WALL_CLOCK = {"ms_per_query", "ms_1t", "ms_all", "build_s", "peak_mb"}
-
-
-def _reproduce(out, *extra):
-    proc = subprocess.run([sys.executable, "-m", "experiments.reproduce", "--preset", "tiny",
-                           "--out", str(out), *extra], cwd=REPO, capture_output=True, text=True,
-                          timeout=900)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    return proc.stderr
 
 
 def _table_without_wall_clock(path):
@@ -98,15 +92,6 @@ BUDGETS = {"bytes": 72, "mflops": 0.5 * N * D / 1e6}
 def _matryoshka_like(n, seed):
     scales = (1.0 / np.sqrt(np.arange(1, D + 1))).astype(np.float32)
     return (np.random.default_rng(seed).standard_normal((n, D)) * scales).astype(np.float32)
-
-
-@pytest.fixture(scope="module")
-def client():
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                       dashboard_address=None)
-    with distributed.Client(cluster) as c:
-        yield c
-    cluster.close()
 
 
 def _untimed(rows):
