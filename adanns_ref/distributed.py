@@ -305,11 +305,23 @@ def connect(spec):
                     f"{sum(workers.values())} threads")
 
 
+def close(client):
+    """Close a Client from `connect`, and the LocalCluster it started (a remote cluster stays)."""
+    cluster = client.cluster
+    client.close()
+    if cluster is not None:
+        cluster.close()
+
+
 def map_configs(client, fn, configs, *shared):
     """[fn(c, *shared) for c in configs], one task per configuration, results in input order.
+    client None: the same calls in this process, lazily (an iterator, so that a caller can
+    report progress and drop each result's temporaries before the next call).
     fn: a module-level function, deterministic in its arguments (then the results equal the
     serial run's); shared: inputs every configuration reads (embeddings, ground truth), sent
     once. For a sweep: ``python -m experiments.reproduce --dask local:4``."""
+    if client is None:
+        return (fn(c, *shared) for c in configs)
     ex = Executor(client)
     shared = [ex.put(s) for s in shared]
     return ex.map(_config_task, configs, fn, shared)

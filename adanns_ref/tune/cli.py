@@ -3,6 +3,7 @@ budget no configuration meets, with the reason on stderr."""
 import argparse
 import sys
 
+from ..distributed import close, connect
 from .run import load_inputs, tune
 
 
@@ -29,6 +30,10 @@ def parser():
     p.add_argument("--quick", action="store_true", help="a small grid (minutes, not hours)")
     p.add_argument("--export", help="write the overall choice here as a faiss index file")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dask", metavar="ADDRESS|local:N",
+                   help="run each index build as a task on a Dask cluster (a scheduler address, "
+                        "or local:N for a LocalCluster of N worker processes); needs the [dask] "
+                        "extra")
     return p
 
 
@@ -41,10 +46,15 @@ def main(argv=None):
                                                     args.out, args.seed)
         if normalize is None:
             normalize = not args.no_normalize
-        result = tune(xb, xq, args.out, k=args.k, metric=args.metric, normalize=normalize,
-                      dims=args.dims, budgets=budgets, quick=args.quick, export=args.export,
-                      seed=args.seed, gt=gt, source=source)
-    except (ValueError, FileNotFoundError) as exc:
+        client, where = (None, None) if args.dask is None else connect(args.dask)
+        try:
+            result = tune(xb, xq, args.out, k=args.k, metric=args.metric, normalize=normalize,
+                          dims=args.dims, budgets=budgets, quick=args.quick, export=args.export,
+                          seed=args.seed, gt=gt, source=source, client=client, where=where)
+        finally:
+            if client is not None:
+                close(client)
+    except (ValueError, FileNotFoundError, ImportError, OSError) as exc:
         print(f"python -m adanns_ref.tune: error: {exc}", file=sys.stderr)
         return 2
     o = result["overall"]

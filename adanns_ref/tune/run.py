@@ -12,6 +12,7 @@ import numpy as np
 
 from .._persist import atomic_write, atomic_write_text
 from .._validate import as_int, check_metric
+from ..distributed import map_configs
 from . import choose, data, grid, measure, report
 
 BUDGET_NAMES = ("ms", "mflops", "bytes", "recall")
@@ -59,14 +60,25 @@ def load_inputs(base=None, queries=None, hdf5=None, k=10, out=".", seed=0):
     return xb, xq, None, None, "embedded Fashion-MNIST MRL embeddings"
 
 
+def _measure_spec(spec, setting, xq, gt, split, n_timed_1t):
+    """One index build and its sweep (a task of `adanns_ref.distributed.map_configs`)."""
+    return measure.measure_build(setting, spec, xq, gt, split, n_timed_1t=n_timed_1t)
+
+
 def tune(xb, xq, out, k=10, metric="l2", normalize=True, dims=None, budgets=None, quick=False,
          export=None, seed=0, gt=None, source="arrays", progress=True,
-         families=("flat", "funnel", "ivf", "pq", "ivfpq")):
+         families=("flat", "funnel", "ivf", "pq", "ivfpq"), client=None, where=None):
     """Tune on base xb (N, D) and queries xq (nq, D); write DIR/tune.{md,json}, DIR/pareto.png
     and, with `export`, the overall choice as a faiss index file. Returns the result dict
     (rows, chosen per budget, overall). gt: exact top-k ids (nq, >= k), else computed and cached.
     progress: True (lines on sys.stderr), a text stream, or None. Bad input or an unmeetable
-    budget raises ValueError."""
+    budget raises ValueError.
+
+    client: a ``distributed.Client`` (see `adanns_ref.distributed.connect`): each index build
+    with its sweep runs as one task on the workers; rows are the serial run's except the timed
+    columns (ms_1t, ms_all, build_s, peak_mb), which are measured on a worker that shares its
+    machine with other tasks, so they are not comparable with a quiet serial run, and neither is
+    a choice that reads ms. where: how the run was executed, for the report."""
     progress = sys.stderr if progress is True else progress
     t_start = time.perf_counter()
     metric = check_metric(metric)
@@ -94,10 +106,10 @@ def tune(xb, xq, out, k=10, metric="l2", normalize=True, dims=None, budgets=None
                          f"{cheapest[1]} (bytes={cheapest[0]})")
     setting = measure.Setting(xb, metric, normalize, k, seed, quick)
     total = sum(len(s["sweep"]) for s in kept)
+    n_timed_1t = 50 if quick else 200
     rows, done, pruned_sweep = [], 0, 0
-    for i, spec in enumerate(kept):
-        new, pruned = measure.measure_build(setting, spec, xq, gt, split,
-                                            n_timed_1t=50 if quick else 200)
+    measured = map_configs(client, _measure_spec, kept, setting, xq, gt, split, n_timed_1t)
+    for i, (spec, (new, pruned)) in enumerate(zip(kept, measured)):
         rows += new
         pruned_sweep += pruned
         done += len(spec["sweep"])
@@ -113,7 +125,7 @@ def tune(xb, xq, out, k=10, metric="l2", normalize=True, dims=None, budgets=None
                        "k": k, "metric": metric, "normalize": bool(normalize), "dims": dims,
                        "quick": bool(quick), "seed": seed, "n_builds": len(kept),
                        "pruned_budget": pruned_budget, "pruned_sweep": pruned_sweep,
-                       "wall_s": 0.0},
+                       "wall_s": 0.0, "where": where or "in-process, serial"},
               "budgets": budgets, "rows": rows, "chosen": chosen, "overall": overall,
               "overall_rule": rule, "export": None if export is None else os.fspath(export),
               "split": {name: idx.tolist() for name, idx in split.items()}}

@@ -10,6 +10,8 @@ Python process trains and adds the file and reports its wall times, its peak res
 (``ru_maxrss``) and, on the cluster, each worker's peak: the in-process run reads the file as a
 memory map, the cluster run passes the path (each worker reads its own rows) with ``client=``.
 The SHA-256 of the centroids and of the lists shows that both modes built the same index.
+On the cluster, Dask's task stream splits each phase into the compute time of the block tasks
+(summed) and the driver's serial part (the README's 100M-vector estimate reads both).
 Prints a markdown table (for the benchmark document) and writes the rows to --out as JSON.
 Timings need a quiet machine.
 """
@@ -68,6 +70,32 @@ def _warm_up():
     index.add(x)
 
 
+def _task_stream(client):
+    """Dask's record of every task run inside the block (a no-op without a client)."""
+    import contextlib
+
+    if client is None:
+        return contextlib.nullcontext(None)
+    import distributed
+    return distributed.get_task_stream(client)
+
+
+def _phase_times(name, tasks, wall_s):
+    """Per-phase split of a cluster run from Dask's task stream: `<name>_task_compute_s` (compute
+    seconds summed over tasks: the per-block cost, for the paper estimate), `<name>_workers_busy_s`
+    (wall time during which at least one worker computed) and `<name>_driver_s` (the rest of the
+    wall time: the driver's serial part, its centroid updates or list merge, plus scheduling)."""
+    spans = sorted((ss["start"], ss["stop"]) for t in tasks for ss in t["startstops"]
+                   if ss["action"] == "compute")
+    busy, end = 0.0, float("-inf")
+    for start, stop in spans:
+        if stop > end:
+            busy += stop - max(start, end)
+            end = stop
+    return {f"{name}_task_compute_s": sum(b - a for a, b in spans), f"{name}_workers_busy_s": busy,
+            f"{name}_driver_s": wall_s - busy, f"{name}_n_tasks": len(spans)}
+
+
 def run_one(path, method, mode, workers, memory_limit):
     """Train + add one method in this process (mode "in-process") or on a LocalCluster."""
     import adanns_ref as ar
@@ -86,16 +114,22 @@ def run_one(path, method, mode, workers, memory_limit):
         x = path
         where = f"LocalCluster {workers} x 1 thread, memory_limit={memory_limit}"
     _warm_up()
+    phases = {}
     t0 = time.perf_counter()
-    index.train(x, client=client)
+    with _task_stream(client) as train_tasks:
+        index.train(x, client=client)
     t1 = time.perf_counter()
-    index.add(x, client=client)
+    with _task_stream(client) as add_tasks:
+        index.add(x, client=client)
     t2 = time.perf_counter()
     row = {"method": method, "mode": where, "train_s": t1 - t0, "add_s": t2 - t1,
            "driver_peak_gb": _peak_rss_bytes() / 1e9,
            "centroids_sha": _digest(index.centroids),
            "lists_sha": _digest(index._ids, index._offsets)}
     if client is not None:
+        for name, tasks, wall in (("train", train_tasks, t1 - t0), ("add", add_tasks, t2 - t1)):
+            phases.update(_phase_times(name, tasks.data, wall))
+        row["phases"] = phases
         peaks = client.run(_peak_rss_bytes)
         row["worker_peak_gb"] = [peaks[w] / 1e9 for w in sorted(peaks)]
         client.close()
@@ -137,6 +171,17 @@ def main(argv=None):
         peaks = ", ".join(f"{p:.2f}" for p in r.get("worker_peak_gb", [])) or "-"
         print(f"| {r['method']} | {r['mode']} | {r['train_s']:.1f} | {r['add_s']:.1f} | "
               f"{r['driver_peak_gb']:.2f} | {peaks} | {r['centroids_sha']} / {r['lists_sha']} |")
+    phased = [r for r in rows if "phases" in r]
+    if phased:
+        print("\n| method | phase | tasks | task compute, summed (s) | workers busy (s) | "
+              "driver + scheduling (s) |")
+        print("|---|---|---|---|---|---|")
+        for r in phased:
+            for name in ("train", "add"):
+                p = r["phases"]
+                print(f"| {r['method']} | {name} | {p[name + '_n_tasks']} | "
+                      f"{p[name + '_task_compute_s']:.1f} | {p[name + '_workers_busy_s']:.1f} | "
+                      f"{p[name + '_driver_s']:.1f} |")
 
 
 if __name__ == "__main__":

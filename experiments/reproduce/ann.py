@@ -16,6 +16,7 @@ import time
 import numpy as np
 
 from adanns_ref.cost import ivf_flops_balanced
+from adanns_ref.distributed import map_configs
 from adanns_ref.truncate import prefix
 
 from .mrl import ff_models, model_stages, reference
@@ -56,9 +57,9 @@ def grid(cfg, key):
     return list(cfg.get(key) or cfg["nesting"])
 
 
-def _ivf_rows(rows, index, method, q, gt, cfg, dcs, dss, d_build, seed):
-    """Search `index` for every (d_c, d_s, nprobe); append one row each to the collector."""
-    added = []
+def _ivf_searches(index, method, q, cfg, dcs, dss, d_build, seed):
+    """Search `index` for every (d_c, d_s, nprobe): [(row without its accuracies, I)]."""
+    out = []
     N, nlist = index.ntotal, index.nlist
     repeats = cfg.get("timing_repeats", TIMING_REPEATS) if seed == cfg["seeds"][0] else 1
     for d_c in dcs:
@@ -73,8 +74,47 @@ def _ivf_rows(rows, index, method, q, gt, cfg, dcs, dss, d_build, seed):
                        "mflops": float(index.last_search_flops) / 1e6,
                        "mflops_balanced": ivf_flops_balanced(d_c, nlist, d_s, nprobe, N) / 1e6,
                        "ms_per_query": ms}
-                added.append(rows.add_retrieval(row, I, gt))
-    return added
+                out.append((row, I))
+    return out
+
+
+def _embeddings(models):
+    """{(seed, model name): {"db", "q"}} of MRL and every FF model: what the per-index tasks
+    read (sent to each Dask worker once)."""
+    return {(seed, name): {"db": m["db"], "q": m["q"]} for seed, ms in models.items()
+            for name, m in ms.items() if name == "MRL" or name.startswith("FF-")}
+
+
+def _exp4_index(config, cfg, emb, ytr, yte):
+    """One exp4 index ("MR", seed, nlist, d_c) or ("FF", seed, nlist, d), built and searched:
+    {"searches": [(row, I)], "majority": [(nprobe, ok)], "searches_d": [(row, I)]}. A task of
+    `map_configs` (module level, arguments picklable); ms/query is measured where it runs."""
+    from adanns_ref.ivf import IVFIndex
+
+    kind, seed, nlist, d = config
+    D = cfg["D"]
+    m = emb[seed, "MRL" if kind == "MR" else f"FF-{d}"]
+    _warm_up_ivf(IVFIndex, m["db"])
+    if kind == "FF":
+        idx = IVFIndex(d, nlist, seed=1234 + seed)
+    else:
+        idx = IVFIndex(D, nlist, d_c=d, seed=1234 + seed)
+    idx.train(m["db"])
+    idx.add(m["db"])
+    if kind == "FF":
+        return {"searches": _ivf_searches(idx, "FF-IVF", m["q"], cfg, [d], [d], d, seed),
+                "majority": [], "searches_d": []}
+    d_s_grid = sorted(set(grid(cfg, "ivf_dss")) | {d})
+    out = {"searches": _ivf_searches(idx, "AdANNS-IVF", m["q"], cfg, [d], d_s_grid, d, seed),
+           "majority": majority_label_rows(idx, m["q"], ytr, yte, cfg["ivf_nprobes"], d),
+           "searches_d": []}
+    if d == D and seed == cfg["seeds"][0]:
+        # one index at full D, smaller dims chosen at query time; first seed only (no claim
+        # reads it, and it is 45% of the searches)
+        d_dss = list(cfg.get("ivf_d_dss") or grid(cfg, "ivf_dss"))
+        out["searches_d"] = _ivf_searches(idx, "AdANNS-IVF-D", m["q"], cfg,
+                                          [x for x in grid(cfg, "ivf_dcs") if x < D], d_dss, D, seed)
+    return out
 
 
 def majority_label_rows(index, q, ytr, yte, nprobes, d_c):
@@ -99,59 +139,49 @@ def majority_label_rows(index, q, ytr, yte, nprobes, d_c):
     return out
 
 
-def exp4_ivf(pipe, cfg, data, models, val_idx, test_idx):
+
+def exp4_ivf(pipe, cfg, data, models, val_idx, test_idx, client=None):
     """AdANNS-IVF grid (d_c x d_s x nlist x nprobe) on MR and rigid IVF (MR with d_c = d_s and
     every FF-d model) per seed, AdANNS-IVF-D (built at full D, dims reduced at query time) on
     the first seed; plus the exact-search ceiling and the majority-label-of-probed-lists
     baseline. d_c in cfg["ivf_dcs"], d_s in cfg["ivf_dss"] (default: every nesting size), and
-    always d_s = d_c (MR-IVF); cfg["ivf_d_dss"] trims the d_s of IVF-D (default ivf_dss)."""
-    from adanns_ref.ivf import IVFIndex
-
+    always d_s = d_c (MR-IVF); cfg["ivf_d_dss"] trims the d_s of IVF-D (default ivf_dss).
+    Each index is one task (`_exp4_index`), run on the Dask workers of `client` when given; the
+    rows are then those of the serial run except ms_per_query. Where it ran is not part of the
+    stage's cache key."""
     _, ytr, _, yte = data
     D = cfg["D"]
-    dcs, dss = grid(cfg, "ivf_dcs"), grid(cfg, "ivf_dss")
-    d_dss = list(cfg.get("ivf_d_dss") or dss)
 
     def compute(ctx):
         rows = RowCollector(ytr, yte, val_idx, test_idx)
         baselines = []
         t0 = time.perf_counter()
-        for seed, ms in models.items():
-            mrl, km_seed = ms["MRL"], 1234 + seed
-            _warm_up_ivf(IVFIndex, mrl["db"])
-            gt = reference(mrl, ANN_K)
-            exact = rows.evaluate(gt)[0]
-            baselines.append({"baseline": "exact search at full D (ceiling)", "seed": seed,
-                              "nlist": None, "nprobe": None, "d_c": D, "top1": exact["top1"],
-                              "map10": exact["map10"], "recall10": 1.0})
-            for nlist in cfg["ivf_nlists"]:
-                for d_c in dcs:
-                    idx = IVFIndex(D, nlist, d_c=d_c, seed=km_seed)
-                    idx.train(mrl["db"])
-                    idx.add(mrl["db"])
-                    d_s_grid = sorted(set(dss) | {d_c})
-                    for r in _ivf_rows(rows, idx, "AdANNS-IVF", mrl["q"], gt, cfg, [d_c], d_s_grid,
-                                       d_c, seed):
-                        if r["d_c"] == r["d_s"]:
-                            rows.add_copy(r, method="MR-IVF", config=r["config"].replace("AdANNS", "MR"))
-                    for nprobe, ok in majority_label_rows(idx, mrl["q"], ytr, yte, cfg["ivf_nprobes"], d_c):
-                        baselines.append({"baseline": "majority label of the probed lists",
-                                          "seed": seed, "nlist": nlist, "nprobe": nprobe,
-                                          "d_c": d_c, "top1": float(ok.mean()), "map10": None,
-                                          "recall10": None})
-                    if d_c == D and seed == cfg["seeds"][0]:
-                        # one index at full D, smaller dims chosen at query time; first seed
-                        # only (no claim reads it, and it is 45% of the searches)
-                        _ivf_rows(rows, idx, "AdANNS-IVF-D", mrl["q"], gt, cfg,
-                                  [d for d in dcs if d < D], d_dss, D, seed)
-                for d, m in sorted(ff_models(ms).items()):
-                    gt_ff = reference(m, ANN_K)
-                    idx = IVFIndex(d, nlist, seed=km_seed)
-                    idx.train(m["db"])
-                    idx.add(m["db"])
-                    _ivf_rows(rows, idx, "FF-IVF", m["q"], gt_ff, cfg, [d], [d], d, seed)
-                log(f"exp4_ivf: seed {seed} nlist {nlist} done ({len(rows.rows)} rows, "
-                    f"{time.perf_counter() - t0:.1f} s)")
+        configs = [(kind, seed, nlist, d) for seed, ms in models.items() for nlist in cfg["ivf_nlists"]
+                   for kind, dims in (("MR", grid(cfg, "ivf_dcs")), ("FF", sorted(ff_models(ms))))
+                   for d in dims]
+        ceiling = set()
+        for (kind, seed, nlist, d), out in zip(configs, map_configs(
+                client, _exp4_index, configs, cfg, _embeddings(models), ytr, yte)):
+            if seed not in ceiling:  # exact search at full D on MR, the ceiling row of this seed
+                ceiling.add(seed)
+                exact = rows.evaluate(reference(models[seed]["MRL"], ANN_K))[0]
+                baselines.append({"baseline": "exact search at full D (ceiling)", "seed": seed,
+                                  "nlist": None, "nprobe": None, "d_c": D, "top1": exact["top1"],
+                                  "map10": exact["map10"], "recall10": 1.0})
+            gt = reference(models[seed]["MRL" if kind == "MR" else f"FF-{d}"], ANN_K)
+            added = [rows.add_retrieval(row, I, gt) for row, I in out["searches"]]
+            for r in added:
+                if kind == "MR" and r["d_c"] == r["d_s"]:
+                    rows.add_copy(r, method="MR-IVF", config=r["config"].replace("AdANNS", "MR"))
+            for nprobe, ok in out["majority"]:
+                baselines.append({"baseline": "majority label of the probed lists",
+                                  "seed": seed, "nlist": nlist, "nprobe": nprobe,
+                                  "d_c": d, "top1": float(ok.mean()), "map10": None,
+                                  "recall10": None})
+            for row, I in out["searches_d"]:
+                rows.add_retrieval(row, I, gt)
+            log(f"exp4_ivf: seed {seed} nlist {nlist} {kind} d={d} done ({len(rows.rows)} rows, "
+                f"{time.perf_counter() - t0:.1f} s)")
         res = rows.result("exp4_ivf")
         res.tables["exp4_baselines"] = baselines
         return res
@@ -190,58 +220,117 @@ def _select_per_budget(rows, method):
         r["selected"] = True
 
 
-def exp5_opq(pipe, cfg, data, models, val_idx, test_idx):
+def _opq_index(db, M, d, seed, train_rows, cfg):
+    from adanns_ref.pqindex import PQIndex
+
+    # allow_small: 256 centroids per subspace from fewer than faiss's 39 * 256 training
+    # points (the small presets); faiss only warns there.
+    idx = PQIndex(db.shape[1], M, nbits=8, opq=True, prefix_dim=d, seed=1234 + seed,
+                  opq_niter=cfg["opq_niter"], allow_small=True)
+    idx.train(db[train_rows])
+    idx.add(db)
+    return idx
+
+
+def _exp5_configs(cfg, models):
+    """exp5's indices in report order, per seed: ("OPQ", seed, M, d, model name) per byte
+    budget M (AdANNS-OPQ on MRL at every d of cfg["opq_dims"] when M is in cfg["opq_budgets"],
+    FF-D when M is in the FF budgets), then ("IVFOPQ", seed, M, method, d_c, d_s, model name)
+    when `adanns_ref.ivfpq` exists (d_c in cfg["ivfopq_dcs"], d_s in opq_dims: both regimes
+    d_c < d_s and d_c >= d_s, and rigid IVFOPQ on FF-D)."""
+    D = cfg["D"]
+    opq_dims = grid(cfg, "opq_dims")
+    ff_budgets = list(cfg.get("opq_ff_budgets") or cfg["opq_budgets"])
+    configs = []
+    for seed in models:
+        for M in sorted(set(cfg["opq_budgets"]) | set(ff_budgets)):
+            if M in cfg["opq_budgets"]:
+                configs += [("OPQ", seed, M, d, "MRL") for d in opq_dims if d >= M and d % M == 0]
+            if D % M == 0 and M in ff_budgets:
+                configs.append(("OPQ", seed, M, D, f"FF-{D}"))
+        if ivfpq_available():
+            for M in cfg["ivfopq_budgets"]:
+                configs += [("IVFOPQ", seed, M, "AdANNS-IVFOPQ", d_c, d_s, "MRL")
+                            for d_c in cfg["ivfopq_dcs"] for d_s in opq_dims
+                            if d_s >= M and d_s % M == 0]
+                if D % M == 0:
+                    configs.append(("IVFOPQ", seed, M, "FF-IVFOPQ", D, D, f"FF-{D}"))
+    return configs
+
+
+def _exp5_index(config, cfg, emb):
+    """One exp5 index of `_exp5_configs`, trained, filled and searched (a `map_configs` task):
+    OPQ -> {"I", "I_rerank" (at d = D on MR, else None)}; IVFOPQ -> {"per_nprobe": [(I, MFLOPs)]}."""
+    from adanns_ref.funnel import rerank
+
+    kind, seed, M = config[:3]
+    m = emb[seed, config[-1]]
+    D = cfg["D"]
+    train_rows = pq_training_rows(len(m["db"]), cfg, seed)
+    if kind == "OPQ":
+        d = config[3]
+        idx = _opq_index(m["db"], M, d, seed, train_rows, cfg)
+        out = {"I": idx.search(m["q"], ANN_K)[1], "I_rerank": None}
+        if d == D and config[-1] == "MRL":
+            _, S = idx.search(m["q"], RERANK_SHORTLIST)
+            out["I_rerank"] = rerank(S, m["db"], m["q"], D, ANN_K)[1]
+        return out
+    from adanns_ref.ivfpq import IVFPQIndex
+
+    _, _, _, _, d_c, d_s, _ = config
+    nlist = cfg["ivfpq_nlist"]
+    idx = IVFPQIndex(D, nlist, M, nbits=8, d_c=d_c, d_s=d_s, opq=True, seed=1234 + seed,
+                     allow_small=True, opq_niter=cfg["opq_niter"])
+    idx.train(m["db"][train_rows])
+    idx.add(m["db"])
+    per_nprobe = []
+    for nprobe in cfg["ivfopq_nprobes"]:
+        I = idx.search(m["q"], ANN_K, nprobe=min(nprobe, nlist))[1]
+        per_nprobe.append((I, float(idx.last_search_flops) / 1e6))
+    return {"per_nprobe": per_nprobe}
+
+
+def exp5_opq(pipe, cfg, data, models, val_idx, test_idx, client=None):
     """AdANNS-OPQ (every MR prefix d of cfg["opq_dims"], default every nesting size, per byte
     budget M of cfg["opq_budgets"]) vs OPQ on full MR and on the rigid FF-D (at the budgets
     cfg["opq_ff_budgets"], default opq_budgets; full MR only when D is in opq_dims),
-    plus PQ-then-re-rank and, when `adanns_ref.ivfpq` exists, AdANNS-IVFOPQ vs rigid IVFOPQ;
-    per seed. 10-recall@10 of MR rows is against exact search on MR-D, of FF rows on FF-D.
+    plus PQ-then-re-rank and, when `adanns_ref.ivfpq` exists, AdANNS-IVFOPQ (route at d_c,
+    OPQ+PQ-encode the d_s-prefix) vs rigid IVFOPQ on FF-D; per seed. 10-recall@10 of MR rows
+    is against exact search on MR-D, of FF rows on FF-D. Each index is one task
+    (`_exp5_index`), run on the Dask workers of `client` when given; the rows are those of the
+    serial run. Where it ran is not part of the stage's cache key.
 
     `pqindex.adannsopq_sweep` picks d on the very queries it reports; here every d is kept, so
     that the choice can be cross-fitted, which needs each index's result ids, so the PQIndex
     objects are built directly."""
-    from adanns_ref.funnel import rerank
-    from adanns_ref.pqindex import PQIndex
-
     _, ytr, _, yte = data
     D = cfg["D"]
-    opq_dims = grid(cfg, "opq_dims")
-    ff_budgets = list(cfg.get("opq_ff_budgets") or cfg["opq_budgets"])
-
-    def opq_index(db, M, d, seed, train_rows):
-        # allow_small: 256 centroids per subspace from fewer than faiss's 39 * 256 training
-        # points (the small presets); faiss only warns there.
-        idx = PQIndex(db.shape[1], M, nbits=8, opq=True, prefix_dim=d, seed=1234 + seed,
-                      opq_niter=cfg["opq_niter"], allow_small=True)
-        idx.train(db[train_rows])
-        idx.add(db)
-        return idx
 
     def compute(ctx):
         rows = RowCollector(ytr, yte, val_idx, test_idx)
         t0 = time.perf_counter()
-        for seed, ms in models.items():
-            mrl, ff = ms["MRL"], ff_models(ms)[D]
-            train_rows = pq_training_rows(len(ytr), cfg, seed)
-            gt = {id(m): reference(m, ANN_K) for m in (mrl, ff)}
-            for M in sorted(set(cfg["opq_budgets"]) | set(ff_budgets)):
-                for d in [d for d in opq_dims if d >= M and d % M == 0 and M in cfg["opq_budgets"]]:
-                    idx = opq_index(mrl["db"], M, d, seed, train_rows)
-                    _, I = idx.search(mrl["q"], ANN_K)
-                    r = _pq_row(rows, "AdANNS-OPQ", M, d, f"AdANNS-OPQ M={M} d={d}", I, gt[id(mrl)], seed)
-                    if d == D:
-                        rows.add_copy(r, method="MR-OPQ", config=f"MR-OPQ M={M} d={d}", selected=True)
-                        _, S = idx.search(mrl["q"], RERANK_SHORTLIST)
-                        _, I2 = rerank(S, mrl["db"], mrl["q"], D, ANN_K)
-                        _pq_row(rows, "PQ+rerank", M, d, f"PQ+rerank M={M} shortlist={RERANK_SHORTLIST}"
-                                f" -> d={D}", I2, gt[id(mrl)], seed, selected=True)
-                if D % M == 0 and M in ff_budgets:
-                    _, I = opq_index(ff["db"], M, D, seed, train_rows).search(ff["q"], ANN_K)
-                    _pq_row(rows, "FF-OPQ", M, D, f"FF-OPQ M={M} d={D}", I, gt[id(ff)], seed,
-                            selected=True)
-                log(f"exp5_opq: seed {seed} OPQ M={M} done ({time.perf_counter() - t0:.1f} s)")
-            if ivfpq_available():
-                _ivfopq_rows(rows, cfg, mrl, ff, seed, train_rows, gt)
+        configs = _exp5_configs(cfg, models)
+        for config, out in zip(configs, map_configs(client, _exp5_index, configs, cfg,
+                                                    _embeddings(models))):
+            kind, seed, M, name = config[0], config[1], config[2], config[-1]
+            gt = reference(models[seed][name], ANN_K)
+            if kind == "OPQ" and name == "MRL":
+                d = config[3]
+                r = _pq_row(rows, "AdANNS-OPQ", M, d, f"AdANNS-OPQ M={M} d={d}", out["I"], gt, seed)
+                if d == D:
+                    rows.add_copy(r, method="MR-OPQ", config=f"MR-OPQ M={M} d={d}", selected=True)
+                    _pq_row(rows, "PQ+rerank", M, d, f"PQ+rerank M={M} shortlist={RERANK_SHORTLIST}"
+                            f" -> d={D}", out["I_rerank"], gt, seed, selected=True)
+            elif kind == "OPQ":
+                _pq_row(rows, "FF-OPQ", M, D, f"FF-OPQ M={M} d={D}", out["I"], gt, seed,
+                        selected=True)
+            else:
+                _, _, _, method, d_c, d_s, _ = config
+                for nprobe, (I, mflops) in zip(cfg["ivfopq_nprobes"], out["per_nprobe"]):
+                    _pq_row(rows, method, M, d_s, f"{method} M={M} d_c={d_c} d_s={d_s} "
+                            f"nprobe={nprobe}", I, gt, seed, d_c=d_c, nprobe=nprobe,
+                            nlist=cfg["ivfpq_nlist"], mflops=mflops)
+            log(f"exp5_opq: seed {seed} {kind} M={M} {name} done ({time.perf_counter() - t0:.1f} s)")
         _select_per_budget(rows.rows, "AdANNS-OPQ")
         notes = [f"OPQ rotations and PQ codebooks ({cfg['opq_niter']} OPQ iterations) are "
                  f"trained on {len(pq_training_rows(len(ytr), cfg, 0))} of the {len(ytr)} "
@@ -265,30 +354,6 @@ def exp5_opq(pipe, cfg, data, models, val_idx, test_idx):
         code += ["adanns_ref.ivfpq", "adanns_ref._ivfpq_kernels"]
     return pipe.run("exp5_opq", conf, compute, deps=model_stages(models) + ["exact_knn"], code=code)
 
-
-def _ivfopq_rows(rows, cfg, mrl, ff, seed, train_rows, gt):
-    """AdANNS-IVFOPQ (route at d_c, OPQ+PQ-encode the d_s-prefix; d_c in cfg["ivfopq_dcs"], d_s
-    in cfg["opq_dims"], both regimes d_c < d_s and d_c >= d_s) vs rigid IVFOPQ on FF-D."""
-    from adanns_ref.ivfpq import IVFPQIndex
-
-    D, nlist = cfg["D"], cfg["ivfpq_nlist"]
-    t0 = time.perf_counter()
-    for M in cfg["ivfopq_budgets"]:
-        cands = [(mrl, "AdANNS-IVFOPQ", d_c, d_s) for d_c in cfg["ivfopq_dcs"]
-                 for d_s in grid(cfg, "opq_dims") if d_s >= M and d_s % M == 0]
-        if D % M == 0:
-            cands.append((ff, "FF-IVFOPQ", D, D))
-        for m, method, d_c, d_s in cands:
-            idx = IVFPQIndex(D, nlist, M, nbits=8, d_c=d_c, d_s=d_s, opq=True, seed=1234 + seed,
-                             allow_small=True, opq_niter=cfg["opq_niter"])
-            idx.train(m["db"][train_rows])
-            idx.add(m["db"])
-            for nprobe in cfg["ivfopq_nprobes"]:
-                _, I = idx.search(m["q"], ANN_K, nprobe=min(nprobe, nlist))
-                _pq_row(rows, method, M, d_s, f"{method} M={M} d_c={d_c} d_s={d_s} nprobe={nprobe}",
-                        I, gt[id(m)], seed, d_c=d_c, nprobe=nprobe, nlist=nlist,
-                        mflops=float(idx.last_search_flops) / 1e6)
-        log(f"exp5_opq: seed {seed} IVFOPQ M={M} done ({time.perf_counter() - t0:.1f} s)")
 
 
 def _budget_grid(costs, n=12):

@@ -1,7 +1,7 @@
 """Reproduce the MRL and AdANNS experiments on Fashion-MNIST, end to end.
 
     python -m experiments.reproduce [--preset small|full|tiny] [--out DIR] [--seed S] [--seeds N]
-                                    [--previous CLAIMS.json] [--force]
+                                    [--previous CLAIMS.json] [--force] [--dask ADDRESS|local:N]
 
 Pipeline (each stage cached under DIR/cache/<stage> by a hash of its configuration, its inputs'
 hashes and the source of the code it calls; see `experiments/reproduce/stage.py`):
@@ -26,6 +26,12 @@ figures/<experiment>.png, and cache/<stage>/ (models, embeddings, rows with per-
 manifests). A rerun recomputes only the stages whose configuration, inputs or code changed
 (stderr says "cached" for the others); --force recomputes everything.
 
+--dask ADDRESS (a scheduler, "tcp://host:8786") or --dask local:N (a LocalCluster of N worker
+processes on this machine): the indices of exp4 and exp5 are built and searched as one Dask task
+each (`adanns_ref.distributed.map_configs`). The tables are those of the serial run except the
+measured ms/query, which on a shared cluster is not comparable with a quiet serial run. Where
+the run executed is in the report's environment section and in no stage's cache key.
+
 Presets: `tiny` (a few hundred embedded images, 1 epoch, 1 seed: seconds, for the end-to-end
 test), `small` (the embedded 6,000 / 1,000 subset, 2 seeds, offline), `full` (60,000 / 10,000,
 3 seeds, D = 64), `paper` (60,000 / 10,000, 2 seeds, the papers' D = 2048 and nesting 8..2048,
@@ -45,6 +51,7 @@ import time
 import numpy as np
 
 from adanns_ref._persist import atomic_write_text
+from adanns_ref.distributed import close, connect
 
 from . import ann, claims as claim_rules, mrl, plots, report as report_md
 from .rows import attach_evidence
@@ -194,6 +201,9 @@ def main(argv=None):
                         help="claims.json of an earlier run, for the report's list of changed "
                              "verdicts (default: DIR/claims.json if it exists)")
     parser.add_argument("--force", action="store_true", help="recompute every stage, ignoring the cache")
+    parser.add_argument("--dask", metavar="ADDRESS|local:N", default=None,
+                        help="run exp4 / exp5 configurations as tasks on a Dask cluster (a "
+                             "scheduler address, or local:N worker processes); needs [dask]")
     args = parser.parse_args(argv)
 
     t_start = time.perf_counter()
@@ -204,7 +214,13 @@ def main(argv=None):
     cfg["seeds"] = [args.seed + i for i in range(args.seeds or cfg["n_seeds"])]
     cfg["D"] = cfg["nesting"][-1]
     pipe = Pipeline(args.out, force=args.force)
-    log(f"preset {args.preset}, output {pipe.out}")
+    client, where = None, "in-process, serial"
+    if args.dask is not None:
+        try:
+            client, where = connect(args.dask)
+        except (ValueError, ImportError, OSError) as exc:
+            parser.error(f"--dask {args.dask}: {exc}")
+    log(f"preset {args.preset}, output {pipe.out}, {where}")
     t0 = time.perf_counter()
     data = load_data(cfg)
     log(f"data: {len(data[0])} train / {len(data[2])} test images in {time.perf_counter() - t0:.1f} s")
@@ -215,8 +231,12 @@ def main(argv=None):
     mrl.exp1_dims(pipe, cfg, data, models, val_idx, test_idx)
     mrl.exp2_adaptive_cls(pipe, cfg, data, models, val_idx, test_idx)
     mrl.exp3_retrieval(pipe, cfg, data, models, val_idx, test_idx)
-    ann.exp4_ivf(pipe, cfg, data, models, val_idx, test_idx)
-    ann.exp5_opq(pipe, cfg, data, models, val_idx, test_idx)
+    try:  # (an error before this leaves a LocalCluster to Dask's own clean-up at exit)
+        ann.exp4_ivf(pipe, cfg, data, models, val_idx, test_idx, client=client)
+        ann.exp5_opq(pipe, cfg, data, models, val_idx, test_idx, client=client)
+    finally:
+        if client is not None:
+            close(client)
     ann.exp6_budget(pipe, cfg, val_idx, test_idx)
     names = list(plots.FIGURES)
     make_figures(pipe, args.preset, names)
@@ -231,7 +251,8 @@ def main(argv=None):
     meta = {"preset": args.preset, "seeds": cfg["seeds"], "D": cfg["D"], "nesting": cfg["nesting"],
             "n_train": len(data[0]), "n_test": len(data[2]),
             "command": "python -m experiments.reproduce " + shlex.join(sys.argv[1:] if argv is None else argv),
-            "total_wall_s": time.perf_counter() - t_start, "load_at_start": load_at_start}
+            "total_wall_s": time.perf_counter() - t_start, "load_at_start": load_at_start,
+            "where": where}
     previous = args.previous or os.path.join(pipe.out, "claims.json")
     changed = None
     if os.path.exists(previous):

@@ -285,7 +285,10 @@ def write_report(path, meta, tables, claims, timings, infos, changed=None):
                  else "## exp5_opq\n\nnot run.\n")
     lines.append(_section_budget(tables) if tables.get("exp6_budget") else "## exp6_budget\n\nnot run.\n")
     lines.append("## Environment\n")
-    lines.append(md_table([{"k": k, "v": v} for k, v in environment()],
+    where = [("exp4 / exp5 configurations ran", f"{meta.get('where', 'in-process, serial')} "
+              "(stages marked cached below keep the ms/query of the run that computed them; "
+              "ms/query measured on a shared cluster is not comparable with a quiet serial run)")]
+    lines.append(md_table([{"k": k, "v": v} for k, v in environment() + where],
                           [("k", "item", str), ("v", "value", str)]))
     lines.append("\n## Stage wall times\n")
     trows = [{"stage": s, "wall": t["wall_s"], "cached": "cached (time of the run that computed it)"
