@@ -25,3 +25,23 @@ def test_grid_follows_the_nesting_and_caps_only_the_costly_scans():
     assert {d for d, p in capped if p == "binary"} == set(PAPER_NEST)
     assert {d for d, p in capped if p == "int8"} == {8, 16, 32, 64, 128, 256}
     assert {d for d, p in capped if p == "float"} == {8, 16, 32, 64, 128, 256, 2048}
+
+
+@pytest.mark.parametrize("d", [8, 12, 32])
+def test_one_hamming_scan_serves_every_funnel_like_mixed_funnel_search(d):
+    """binary_funnels re-ranks prefixes of one long Hamming shortlist; with ties to the smaller
+    id that is the funnel `mixed_funnel_search` runs stage by stage (ties are frequent here:
+    non-negative data, few bits)."""
+    from adanns_ref.binary import hamming_knn
+    from adanns_ref.funnel import mixed_funnel_search
+    from experiments.reproduce.quant import QUANT_K, binary_funnels
+
+    rng = np.random.default_rng(d)
+    db = np.maximum(rng.standard_normal((700, 32)), 0).astype(np.float32)
+    q = np.maximum(rng.standard_normal((40, 32)), 0).astype(np.float32)
+    I_bin, _, funnels = binary_funnels(db, q, d, 32, [1.5, 4, 10])
+    assert np.array_equal(I_bin, hamming_knn(binarize(q, d), binarize(db, d), QUANT_K)[1])
+    for o, (I, _, s) in funnels.items():
+        assert s == int(np.ceil(o * QUANT_K))
+        _, I_ref, _ = mixed_funnel_search(db, q, [(d, "binary", None), (32, "float", QUANT_K)], oversample=o)
+        assert np.array_equal(I, I_ref)

@@ -65,7 +65,7 @@ PRESETS = {
         ivfpq_nlist=4, ivfopq_budgets=[2, 4], ivfopq_dcs=[4], ivfopq_nprobes=[1, 2],
         pq_train_size=None,
         quant_precisions=["binary", "4bit", "int8", "float"], quant_max_d=None,
-        quant_oversamples=[2, 5]),
+        quant_oversamples=[2, 5], quant_ff=True),
     "small": dict(
         n_seeds=2,
         subset="embedded", per_class=None, nesting=[2, 4, 8, 16, 32, 64], hidden=[256, 256],
@@ -75,7 +75,7 @@ PRESETS = {
         ivfpq_nlist=32, ivfopq_budgets=[8, 16], ivfopq_dcs=[8], ivfopq_nprobes=[1, 4],
         pq_train_size=None,
         quant_precisions=["binary", "4bit", "int8", "float"], quant_max_d=None,
-        quant_oversamples=[4, 10]),
+        quant_oversamples=[4, 10], quant_ff=True),
     "full": dict(
         n_seeds=3,
         subset=None, per_class=None, nesting=[2, 4, 8, 16, 32, 64], hidden=[256, 256],
@@ -85,7 +85,8 @@ PRESETS = {
         opq_niter=10, ivfpq_nlist=256, ivfopq_budgets=[8, 16], ivfopq_dcs=[8],
         ivfopq_nprobes=[1, 4, 16], pq_train_size=16384,
         # exp8: 4bit left out (an SQ4 scan costs as much as an SQ8 one; the int8 grid is ~10 s a seed)
-        quant_precisions=["binary", "int8", "float"], quant_max_d=None, quant_oversamples=[4, 10]),
+        quant_precisions=["binary", "int8", "float"], quant_max_d=None, quant_oversamples=[4, 10],
+        quant_ff=True),
 }
 
 
