@@ -125,7 +125,7 @@ def exp8_quant(pipe, cfg, data, models, val_idx, test_idx):
         rows = RowCollector(ytr, yte, val_idx, test_idx)
         t0 = time.perf_counter()
         for seed, ms in models.items():
-            mrl, ff = ms["MRL"], ff_models(ms)[D]
+            mrl = ms["MRL"]
             _warm_up(mrl["db"], mrl["q"])
             gt, secs_gt = _timed(lambda: _search(mrl["db"], mrl["q"], D, "float"))
             funnels = []
@@ -147,6 +147,7 @@ def exp8_quant(pipe, cfg, data, models, val_idx, test_idx):
                     bytes_stored=code_bytes(d, "binary") + code_bytes(D, "float"),
                     bytes_read_per_query=cost["bytes"])
             if cfg["quant_ff"]:
+                ff = ff_models(ms)[D]
                 gt_ff, secs_ff = _timed(lambda: _search(ff["db"], ff["q"], D, "float"))
                 for p in [p for d, p in grid if d == D]:
                     I, secs = (gt_ff, secs_ff) if p == "float" else _timed(lambda: _search(ff["db"], ff["q"], D, p))
@@ -159,7 +160,8 @@ def exp8_quant(pipe, cfg, data, models, val_idx, test_idx):
 
     conf = {k: cfg[k] for k in ("nesting", "seeds", "quant_precisions", "quant_max_d", "quant_oversamples",
                                 "quant_ff")}
-    return pipe.run("exp8_quant", conf, compute, deps=model_stages(models, ["MRL", f"FF-{D}"]),
+    deps = model_stages(models, ["MRL", f"FF-{D}"] if cfg["quant_ff"] else ["MRL"])
+    return pipe.run("exp8_quant", conf, compute, deps=deps,
                     code=["adanns_ref.binary", "adanns_ref.sq", "adanns_ref.sqindex", "adanns_ref.funnel",
                           "adanns_ref.topk", "adanns_ref.metrics", "experiments.reproduce.rows",
                           "experiments.reproduce.quant"])
