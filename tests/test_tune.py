@@ -256,3 +256,17 @@ def test_choose_rules():
     assert choose.overall(rows, dict(none, bytes=40, recall=0.6))["config"] == "b"
     with pytest.raises(ValueError, match=r"none meets it; the cheapest is a \(mflops=1\)"):
         choose.per_budget(rows, dict(none, mflops=0.5))
+
+
+def test_faiss_lsh_binarizes_at_x_ge_0_so_binary_codes_are_not_a_tune_family():
+    """Why `grid` has no binary family: IndexLSH (faiss's only float-query Hamming index) sets a
+    bit where x >= 0, `binary.binarize` (and the vector databases) where x > 0. If this fails,
+    faiss changed and a binary family could export as IndexLSH."""
+    faiss = _faiss()
+    from adanns_ref.binary import pack_lsb
+    x = np.maximum(matryoshka_like(50, 3), 0)   # post-ReLU-like: many exact zeros
+    lsh = faiss.IndexLSH(D, D, False, False)
+    lsh.add(x)
+    codes = faiss.vector_to_array(lsh.codes).reshape(50, -1)
+    assert np.array_equal(codes, np.packbits(x >= 0, axis=1, bitorder="little"))
+    assert not np.array_equal(codes, pack_lsb(x))
