@@ -105,7 +105,7 @@ CLAIMS = [
           "AdANNS-IVFOPQ 1-4 pp better than rigid IVFOPQ at 8-64 bytes (ImageNet-1K)", "beats",
           {"mAP@10": None}, SWAPPED, ivfopq, "exp5_opq"),
     Claim("quant-prefix-per-byte", "at the bytes of a rigid low precision at full D (binary, 4bit, "
-          "int8), a smaller Matryoshka prefix at a higher precision reaches it",
+          "int8), the best smaller Matryoshka prefix at any precision within those bytes reaches it",
           "AdANNS: adapt d to the byte budget; vector databases truncate MRL embeddings and quantize "
           "them (binary / int8), which is the same choice across precisions", "no_worse",
           {"10-recall@10": RECALL_MARGIN, "mAP@10": MAP_MARGIN},
