@@ -1,4 +1,5 @@
 """The claim declarations of `experiments.reproduce.claims` on synthetic rows of known truth."""
+import re
 import zlib
 
 import numpy as np
@@ -126,6 +127,9 @@ def test_quant_claim_picks_a_prefix_within_the_bytes_and_its_control_fails():
     assert set(out["metrics"]) == {"10-recall@10", "mAP@10"}
     assert "int8@8 (8 B) vs binary@64 (8 B)" in out["points"]
     assert "float@16 (64 B) vs int8@64 (64 B)" in out["points"]
+    gains = dict(re.findall(r"(\w+)@D ([+-][\d.]+) pp", out["points"]))
+    assert set(gains) == {"binary", "int8"} and abs(float(gains["binary"]) - 20) < 4
+    assert abs(float(gains["int8"])) < 4
     assert "@64 (256 B)" not in out["points"].split("; control")[0].replace("vs float@64", "")
 
 
