@@ -88,12 +88,18 @@ def flat_prefix(xb, d, metric="l2", normalize=True):
 
 def funnel(xb, d0, k0, r, k, metric="l2", normalize=True):
     """faiss IndexRefine serving the funnel [(d0, k0), (r, k)] over xb (N, D) for D-dim queries."""
+    return refine_prefix(flat_prefix(xb, d0, metric, normalize), xb, k0, r, k, metric, normalize)
+
+
+def refine_prefix(base, xb, k0, r, k, metric="l2", normalize=True):
+    """faiss IndexRefine: base (any faiss index over xb taking D-dim queries, e.g. an SQ8 prefix
+    from `faiss_bridge.to_faiss`) shortlists k0, exact re-rank at the r-prefix keeps k. Takes
+    ownership of base."""
     from .faiss_bridge import import_faiss
     faiss = import_faiss()
     k0, k = as_int(k0, "k0", 1), as_int(k, "k", 1)
     if k0 < k:
         raise ValueError(f"the shortlist k0={k0} must hold at least k={k} candidates")
-    base = flat_prefix(xb, d0, metric, normalize)
     refine = flat_prefix(xb, r, metric, normalize)
     index = faiss.IndexRefine(base, refine)
     index.own_fields = True

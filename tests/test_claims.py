@@ -1,4 +1,5 @@
 """The claim declarations of `experiments.reproduce.claims` on synthetic rows of known truth."""
+import re
 import zlib
 
 import numpy as np
@@ -88,3 +89,70 @@ def test_changes_lists_changed_added_and_dropped_verdicts_under_renamed_ids():
     assert rows["mrl-vs-ff-small-dims-map"]["before"] == "reproduced: old"
     assert rows["mrl-vs-ff-small-dims-map"]["after"] == "not reproduced: new"
     assert rows["mrl-vs-svd"]["before"] == "(no such claim)" and rows["gone"]["after"] == "(dropped)"
+
+
+# ---------------------------------------------------------------- exp8: quantized prefixes
+
+def _exp8(rates):
+    """exp8 rows: rates[(method, precision, d)] = success rate of every per-query metric; bytes
+    from `quant.code_bytes` (D = 64: binary@64 = 8 B, int8@64 = 64 B, float@64 = 256 B)."""
+    from experiments.reproduce.quant import code_bytes
+
+    rows = []
+    for (method, p, d), rate in rates.items():
+        for s in SEEDS:
+            v = _outcomes(rate, zlib.crc32(f"{method}-{p}-{d}-{s}".encode()))
+            rows.append({"method": method, "config": f"{method} {p}@{d}", "precision": p, "d": d,
+                         "bytes": code_bytes(d, p), "seed": s,
+                         "_pq": {name: v for name in claims.ANN_VEC.values()}})
+    return {"exp8_quant": rows}
+
+
+def _quant_rates(int8_small=0.7, binary_full=0.5, float_full=0.95):
+    rates = {("MR-prefix", p, d): 0.3 for p in ("binary", "int8", "float") for d in NEST}
+    rates.update({("MR-prefix", "int8", 8): int8_small, ("MR-prefix", "float", 16): 0.8,
+                  ("MR-binary", "binary", 64): binary_full, ("MR-int8", "int8", 64): 0.8,
+                  ("MR-float", "float", 64): float_full})
+    rates.update({("MR-prefix", p, 64): rates[(f"MR-{p}", p, 64)] for p in ("binary", "int8", "float")})
+    return rates
+
+
+def test_quant_claim_picks_a_prefix_within_the_bytes_and_its_control_fails():
+    """int8@8 (8 B) at 0.7 beats binary@64 (8 B) at 0.5 and float@16 (64 B) matches int8@64
+    (64 B) at 0.8: reproduced. The float@64 candidate (256 B, the rigid row itself) is never
+    chosen; binary@64 vs float@64 differs by 45 pp: the control is not reproduced."""
+    out = claims.judge_claim(_claim("quant-prefix-per-byte"), _exp8(_quant_rates()), _ctx())
+    assert out["verdict"] == rules.REPRODUCED, out["measured"]
+    assert out["control_verdict"] == rules.NOT_REPRODUCED
+    assert set(out["metrics"]) == {"10-recall@10", "mAP@10"}
+    assert "int8@8 (8 B) vs binary@64 (8 B)" in out["points"]
+    assert "float@16 (64 B) vs int8@64 (64 B)" in out["points"]
+    gains = dict(re.findall(r"(\w+)@D ([+-][\d.]+) pp", out["points"]))
+    assert set(gains) == {"binary", "int8"} and abs(float(gains["binary"]) - 20) < 4
+    assert abs(float(gains["int8"])) < 4
+    assert "@64 (256 B)" not in out["points"].split("; control")[0].replace("vs float@64", "")
+
+
+def test_quant_claim_is_not_reproduced_when_every_prefix_is_worse():
+    rates = _quant_rates(int8_small=0.3)
+    rates[("MR-prefix", "float", 16)] = 0.3
+    out = claims.judge_claim(_claim("quant-prefix-per-byte"), _exp8(rates), _ctx())
+    assert out["verdict"] == rules.NOT_REPRODUCED and out["why_not"].startswith("On 10-recall@10")
+
+
+def test_quant_claim_is_vacuous_when_binary_reaches_float_at_full_d():
+    """The negative control can pass: identical binary@D and float@D outcomes make it reproduced,
+    so the claim cannot be told apart from a pair that must differ."""
+    tables = _exp8(_quant_rates(binary_full=0.5, float_full=0.5))
+    by = {(r["method"], r["seed"]): r for r in tables["exp8_quant"]}
+    for s in SEEDS:
+        by[("MR-binary", s)]["_pq"] = by[("MR-float", s)]["_pq"]
+    out = claims.judge_claim(_claim("quant-prefix-per-byte"), tables, _ctx())
+    assert out["control_verdict"] == rules.REPRODUCED
+    assert out["verdict"] == rules.VACUOUS and "control passes" in out["why_not"]
+
+
+def test_quant_claim_without_rigid_rows_is_not_applicable():
+    rates = {k: v for k, v in _quant_rates().items() if k[0] == "MR-prefix"}
+    out = claims.judge_claim(_claim("quant-prefix-per-byte"), _exp8(rates), _ctx())
+    assert out["verdict"] == rules.NOT_APPLICABLE

@@ -85,7 +85,7 @@ def test_npy_end_to_end(tmp_path, capsys):
     out, export = _run_files(tmp_path, write_npy, ".npy", "4,8,16")
     gt = data.exact_topk(XB, XQ, K, "l2", True)
     result = _check_run(out, export, XB, XQ, gt, True, capsys)
-    assert {r["family"] for r in result["rows"]} == {"flat", "funnel", "ivf", "pq", "ivfpq"}
+    assert {r["family"] for r in result["rows"]} == {"flat", "funnel", "ivf", "pq", "ivfpq", "sq", "sqfunnel"}
     # the ground truth is cached: a second load returns it without recomputing
     assert np.array_equal(data.ground_truth(XB, XQ, K, "l2", True, out), gt)
 
@@ -120,7 +120,8 @@ def test_every_family_exports_a_faiss_file_equal_to_ours(tmp_path):
     result = tune(XB, XQ, str(tmp_path), k=K, dims=[4, 8, 16], quick=True, progress=None)
     setting = measure.Setting(XB, "l2", True, K, 0, True)
     rows = result["rows"]
-    picks = [next(r for r in rows if r["family"] == f) for f in ("flat", "funnel", "pq", "ivfpq")]
+    picks = [next(r for r in rows if r["family"] == f)
+             for f in ("flat", "funnel", "pq", "ivfpq", "sq", "sqfunnel")]
     picks.append(next(r for r in rows if r["family"] == "ivf" and r["d_c"] < r["d_s"]))
     for row in picks:
         path = str(tmp_path / "x.faiss")
@@ -129,6 +130,53 @@ def test_every_family_exports_a_faiss_file_equal_to_ours(tmp_path):
         D_o, I_o, _ = ours.search(XQ, K, **row["sweep"])
         D_f, I_f = _faiss().read_index(path).search(XQ, K)
         assert_knn_equal(D_o, I_o, D_f, I_f, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("metric", ["l2", "ip"])
+@pytest.mark.parametrize("family, build, sweep", [
+    ("sq", {"d": 8, "qtype": "8bit"}, {}), ("sq", {"d": 16, "qtype": "fp16"}, {}),
+    ("sq", {"d": 4, "qtype": "fp16"}, {}), ("sqfunnel", {"d0": 4, "r": 16}, {"k0": 30}),
+    ("sqfunnel", {"d0": 8, "r": 12}, {"k0": 10})])
+def test_sq_families_export_what_faiss_serves_and_store_the_bytes_they_claim(tmp_path, family, build,
+                                                                            sweep, metric):
+    """Every SQ configuration tune can choose is one faiss file (IndexScalarQuantizer behind the
+    prefix chain, or IndexRefine over it) whose ids equal ours (tie-aware), and its bytes per
+    vector are the faiss code size (+ the float r-prefix a re-rank reads)."""
+    faiss = _faiss()
+    from adanns_ref.tune import grid
+    setting = measure.Setting(XB, metric, True, K, 0, False)
+    config = {"family": family, "build": build, "sweep": sweep}
+    ours = measure.export_searcher(setting, config)
+    path = str(tmp_path / "sq.faiss")
+    export_faiss(setting, config, path)
+    loaded = faiss.read_index(path)
+    D_o, I_o, _ = ours.search(XQ, K, **sweep)
+    D_f, I_f = loaded.search(XQ, K)
+    assert_knn_equal(D_o, I_o, D_f, I_f, rtol=1e-4, atol=1e-5)
+    params = {**build, **sweep}
+    if family == "sq":
+        sq = faiss.downcast_index(faiss.downcast_index(loaded).index)
+        assert isinstance(sq, faiss.IndexScalarQuantizer) and sq.d == build["d"]
+        assert grid.bytes_per_vector(family, params) == sq.code_size
+    else:
+        assert isinstance(faiss.downcast_index(loaded), faiss.IndexRefine)
+        assert grid.bytes_per_vector(family, params) == build["d0"] + 4 * build["r"]
+
+
+def test_sq_grid_follows_the_dims_and_quick_stays_small():
+    from adanns_ref.tune import grid
+    full = grid.builds(N, 64, K, [8, 16, 32, 64], quick=False, families=("sq", "sqfunnel"))
+    sq = {(b["build"]["d"], b["build"]["qtype"]) for b in full if b["family"] == "sq"}
+    assert sq == {(d, q) for d in (8, 16, 32, 64) for q in ("8bit", "fp16")}
+    funnels = {(b["build"]["d0"], b["build"]["r"]) for b in full if b["family"] == "sqfunnel"}
+    assert funnels == {(d0, r) for d0 in (8, 16, 32) for r in (16, 32, 64) if r > d0}
+    quick = grid.builds(N, 64, K, [8, 16, 32, 64], quick=True, families=("sq", "sqfunnel"))
+    assert {(b["build"]["d"], b["build"]["qtype"]) for b in quick if b["family"] == "sq"} == \
+        {(8, "8bit"), (32, "8bit"), (64, "8bit")}
+    assert [len(b["sweep"]) for b in quick if b["family"] == "sqfunnel"] == [2, 2]
+    kept, pruned = grid.prune_budget(full, N, K, {"bytes": 40})
+    assert pruned > 0 and all(grid.bytes_per_vector(b["family"], {**b["build"], **w}) <= 40
+                              for b in kept for w in b["sweep"])
 
 
 def test_exact_topk_blocks_agree_with_one_block():
@@ -208,3 +256,17 @@ def test_choose_rules():
     assert choose.overall(rows, dict(none, bytes=40, recall=0.6))["config"] == "b"
     with pytest.raises(ValueError, match=r"none meets it; the cheapest is a \(mflops=1\)"):
         choose.per_budget(rows, dict(none, mflops=0.5))
+
+
+def test_faiss_lsh_binarizes_at_x_ge_0_so_binary_codes_are_not_a_tune_family():
+    """Why `grid` has no binary family: IndexLSH (faiss's only float-query Hamming index) sets a
+    bit where x >= 0, `binary.binarize` (and the vector databases) where x > 0. If this fails,
+    faiss changed and a binary family could export as IndexLSH."""
+    faiss = _faiss()
+    from adanns_ref.binary import pack_lsb
+    x = np.maximum(matryoshka_like(50, 3), 0)   # post-ReLU-like: many exact zeros
+    lsh = faiss.IndexLSH(D, D, False, False)
+    lsh.add(x)
+    codes = faiss.vector_to_array(lsh.codes).reshape(50, -1)
+    assert np.array_equal(codes, np.packbits(x >= 0, axis=1, bitorder="little"))
+    assert not np.array_equal(codes, pack_lsb(x))

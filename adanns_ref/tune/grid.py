@@ -11,11 +11,21 @@ plus one sweep entry. Families and their axes (D the full dim, `dims` the nestin
                                                   (AdANNS-IVF-D) over the D-dim stored vectors
     pq       d, M | -                             AdANNS-OPQ: OPQ + PQ with M bytes on the d-prefix
     ivfpq    nlist, d, M | nprobe                 (AdANNS-)IVFOPQ on the d-prefix, d_c = d_s = d
+    sq       d, qtype | -                         scalar quantizer (8bit, fp16) on the d-prefix
+                                                  (faiss IndexScalarQuantizer behind the prefix chain)
+    sqfunnel d0, r | k0                           shortlist k0 by SQ8 at d0, exact re-rank at
+                                                  r > d0 (faiss IndexRefine over the SQ8 index)
+
+Binary (sign-bit) codes are not a family: faiss serves Hamming search on float queries only as
+IndexLSH, which sets a bit where x >= 0 (the sign bits of `binary.binarize`, and of the vector
+databases, are x > 0; on post-ReLU embeddings every coordinate is >= 0, so IndexLSH codes are all
+ones), and IndexBinaryFlat takes codes, not queries: no single faiss file serves it.
 
 Defaults scale with the data: nlist = 2^round(log2 sqrt(N)) times {1/2, 1, 2, 4} ({1} in quick
 mode), capped at N / 39 (faiss's fewest training points per centroid) and at least 1; nprobe the
 powers of two up to min(nlist, 64); funnel shortlists k * {2, 5, 10, 20, 50}; PQ sizes
-M in {4, 8, 16, 32, 64} bytes with M <= d and d % M == 0. Quick mode: d_c every other dim, funnels
+M in {4, 8, 16, 32, 64} bytes with M <= d and d % M == 0; SQ qtypes 8bit and fp16, SQ funnels
+with the funnels' shortlists. Quick mode: SQ8 only, at the IVF d_c dims, SQ funnels re-rank at D; d_c every other dim, funnels
 re-rank at D only, shortlists k * {5, 20}, nprobe {1, 4, 16}, (IVF)OPQ at D with 8 bytes and 3
 OPQ iterations. AdANNS-IVF keeps d_c <= d_s, the
 shape a single faiss index serves (`faiss_serve.adanns_ivf`).
@@ -71,22 +81,34 @@ def flat_bytes(d):
     return cost.bytes_per_vector_flat(d)
 
 
-def builds(N, D, k, dims, quick=False, families=("flat", "funnel", "ivf", "pq", "ivfpq")):
+SQ_QTYPES = ("8bit", "fp16")
+FAMILIES = ("flat", "funnel", "ivf", "pq", "ivfpq", "sq", "sqfunnel")
+
+
+def funnel_shortlists(N, k, quick):
+    factors = (5, 20) if quick else (2, 5, 10, 20, 50)
+    return sorted({min(N, k * f) for f in factors if k * f <= N and k * f > k})
+
+
+def builds(N, D, k, dims, quick=False, families=FAMILIES):
     """The list of builds (see the module docstring), cheapest family first."""
     out = []
     small = [d for d in dims if d < D]
     if "flat" in families:
         for d in dims:
             out.append({"family": "flat", "build": {"d": d}, "sweep": [{}]})
-    if "funnel" in families:
-        factors = (5, 20) if quick else (2, 5, 10, 20, 50)
-        shortlists = sorted({min(N, k * f) for f in factors if k * f <= N and k * f > k})
-        for d0 in small:
-            rs = [D] if quick else [r for r in dims if r > d0]
-            for r in rs:
-                out.append({"family": "funnel", "build": {"d0": d0, "r": r},
-                            "sweep": [{"k0": k0} for k0 in shortlists]})
+    shortlists = funnel_shortlists(N, k, quick)
+    for family in ("funnel", "sqfunnel"):
+        if family in families:
+            for d0 in small[::2] if quick and family == "sqfunnel" else small:
+                for r in [D] if quick else [r for r in dims if r > d0]:
+                    out.append({"family": family, "build": {"d0": d0, "r": r},
+                                "sweep": [{"k0": k0} for k0 in shortlists]})
     ivf_dcs = small[::2] + [D] if quick else dims
+    if "sq" in families:
+        for d in sorted(set(ivf_dcs)):
+            for qtype in SQ_QTYPES[:1] if quick else SQ_QTYPES:
+                out.append({"family": "sq", "build": {"d": d, "qtype": qtype}, "sweep": [{}]})
     # quick: the largest dim the 8-byte code divides (D itself for the usual embedding sizes)
     pq_dims = [max((d for d in dims if d % 8 == 0), default=D)] if quick else dims
     for nlist in nlists(N, quick):
@@ -119,14 +141,18 @@ def bytes_per_vector(family, params):
         return cost.bytes_per_vector_pq(params["M"])
     if family == "ivfpq":
         return cost.bytes_per_vector_pq(params["M"], ids=True)
+    if family == "sq":   # faiss code sizes: d bytes (8bit), 2 d (fp16)
+        return params["d"] * (2 if params["qtype"] == "fp16" else 1)
+    if family == "sqfunnel":  # SQ8 codes at d0 plus the r-prefix the re-rank reads
+        return params["d0"] + cost.bytes_per_vector_flat(params["r"])
     raise ValueError(f"unknown family {family!r}")
 
 
 def known_mflops(family, params, N, k):
     """MFLOPs per query when the configuration alone fixes them (flat, funnel), else None."""
-    if family == "flat":
+    if family in ("flat", "sq"):   # SQ: the same arithmetic on decoded values
         return cost.exact_flops(params["d"], N) / 1e6
-    if family == "funnel":
+    if family in ("funnel", "sqfunnel"):
         return cost.funnel_flops(params["d0"], N, [(params["r"], params["k0"])]) / 1e6
     return None
 

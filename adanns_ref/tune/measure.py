@@ -31,6 +31,7 @@ from ..ivf import IVFIndex
 from ..ivfpq import IVFPQIndex
 from ..metrics import knn_recall
 from ..pqindex import PQIndex
+from ..sqindex import SQIndex
 from ..topk import blas_single_thread, knn_search
 from ..truncate import prefix
 from . import grid
@@ -147,11 +148,52 @@ class IVFPQSearcher:
         return to_faiss(self.index)
 
 
-# family -> searcher class; a new family (HNSW, SQ, ...) adds its searcher here (see grid.py)
+def _sq_index(s, d, qtype):
+    """SQIndex on the d-prefixes, ranges trained on a sample (faiss's QT_8bit minmax)."""
+    index = SQIndex(s.D, qtype, s.metric, prefix_dim=d, normalize=s.normalize)
+    index.train(training_sample(s.xb, 65536, s.seed))
+    index.add(s.xb)
+    return index
+
+
+class SQSearcher:
+    """faiss IndexScalarQuantizer (8bit / fp16) on the d-prefix."""
+
+    def __init__(self, s, d, qtype):
+        self.s, self.d = s, d
+        self.index = _sq_index(s, d, qtype)
+
+    def search(self, q, k):
+        D, I = self.index.search(q, k)
+        return D, I, cost.exact_flops(self.d, self.s.N)
+
+    def to_faiss(self, params):
+        return to_faiss(self.index)
+
+
+class SQFunnelSearcher:
+    """Shortlist k0 with SQ8 at d0, re-rank exactly at r (faiss IndexRefine over the SQ index)."""
+
+    def __init__(self, s, d0, r):
+        self.s, self.d0, self.r = s, d0, r
+        self.index = _sq_index(s, d0, "8bit")
+
+    def search(self, q, k, k0):
+        _, I = self.index.search(q, k0)
+        D, I = rerank(I, self.s.xb, q, self.r, k, self.s.metric, self.s.normalize)
+        return D, I, cost.funnel_flops(self.d0, self.s.N, [(self.r, k0)])
+
+    def to_faiss(self, params):
+        from ..faiss_serve import refine_prefix
+        return refine_prefix(to_faiss(self.index), self.s.xb, params["k0"], self.r, self.s.k,
+                             self.s.metric, self.s.normalize)
+
+
+# family -> searcher class; a new family (HNSW, ...) adds its searcher here (see grid.py)
 BUILDERS = {"flat": FlatSearcher, "funnel": FunnelSearcher, "ivf": IVFSearcher,
-            "pq": PQSearcher, "ivfpq": IVFPQSearcher}
+            "pq": PQSearcher, "ivfpq": IVFPQSearcher, "sq": SQSearcher, "sqfunnel": SQFunnelSearcher}
 # sweep axis along which cost grows, so a recall of 1.0 ends the sweep (see the docstring)
-MONOTONE = {"funnel": "k0", "ivf": "nprobe", "ivfpq": "nprobe"}
+MONOTONE = {"funnel": "k0", "ivf": "nprobe", "ivfpq": "nprobe", "sqfunnel": "k0"}
 
 
 def build(setting, family, build_params):

@@ -67,7 +67,7 @@ def _measure_spec(spec, setting, xq, gt, split, n_timed_1t):
 
 def tune(xb, xq, out, k=10, metric="l2", normalize=True, dims=None, budgets=None, quick=False,
          export=None, seed=0, gt=None, source="arrays", progress=True,
-         families=("flat", "funnel", "ivf", "pq", "ivfpq"), client=None, where=None):
+         families=grid.FAMILIES, client=None, where=None):
     """Tune on base xb (N, D) and queries xq (nq, D); write DIR/tune.{md,json}, DIR/pareto.png
     and, with `export`, the overall choice as a faiss index file. Returns the result dict
     (rows, chosen per budget, overall). gt: exact top-k ids (nq, >= k), else computed and cached.

@@ -39,7 +39,7 @@ from . import rules
 from .evidence import (  # the margins and constants are re-exported for the report and tests
     ACC_MARGIN, ANN_VEC, EXP1_VEC, MAP_MARGIN, MIN_SAVING, RECALL_MARGIN, RULE_SEED,  # noqa: F401
     SMALL_DIM_FRACTION, NotApplicable, adaptive_cls, adaptive_retrieval, ivf_equal_compute,  # noqa: F401
-    ivf_less_compute, ivfopq, model_vs_model, mrl_e, opq_half_bytes)
+    ivf_less_compute, ivfopq, model_vs_model, mrl_e, opq_half_bytes, quant_budget)
 
 
 @dataclass(frozen=True)
@@ -109,6 +109,13 @@ CLAIMS = [
     Claim("adanns-ivfopq", "AdANNS-IVFOPQ beats rigid IVFOPQ at equal bytes",
           "AdANNS-IVFOPQ 1-4 pp better than rigid IVFOPQ at 8-64 bytes (ImageNet-1K)", "beats",
           {"mAP@10": None}, SWAPPED, ivfopq, "exp5_opq"),
+    Claim("quant-prefix-per-byte", "at the bytes of a rigid low precision at full D (binary, 4bit, "
+          "int8), the best smaller Matryoshka prefix at any precision within those bytes reaches it",
+          "AdANNS: adapt d to the byte budget; vector databases truncate MRL embeddings and quantize "
+          "them (binary / int8), which is the same choice across precisions", "no_worse",
+          {"10-recall@10": RECALL_MARGIN, "mAP@10": MAP_MARGIN},
+          "binary at full D reaches float at full D (32x the bytes; must not)", quant_budget,
+          "exp8_quant"),
 ]
 
 

@@ -317,3 +317,43 @@ def ivfopq(tables, ctx):
     pairs, gains, chosen = cross_fit(choose, vecs, ctx["folds"], ctx["nq"])
     return Evidence(pairs=pairs, folds=gains, points=_describe(chosen),
                     secondary=_secondary(choose, ctx, ("10-recall@10", "1-NN top-1")))
+
+
+def quant_budget(tables, ctx):
+    """Exp. 8: at each byte budget B of a rigid low precision at full D on MR (binary@D = D/8
+    bytes, 4bit@D, int8@D), the best MR prefix x precision with d < D and at most B bytes, chosen
+    on one half by 10-recall@10 (then mAP@10, then fewer bytes), against that rigid precision.
+    Control: binary@D against float@D (1/32 of the bytes; must not reach it)."""
+    rows = tables["exp8_quant"]
+    cands = [g for g in groups(rows, ctx["seeds"], method="MR-prefix").values()
+             if g[0]["d"] < max(r["d"] for r in rows)]
+    rigid = {g[0]["precision"]: g for p in ("binary", "4bit", "int8", "float")
+             for g in groups(rows, ctx["seeds"], method=f"MR-{p}").values()}
+    budgets = [(p, rigid[p], [c for c in cands if c[0]["bytes"] <= rigid[p][0]["bytes"]])
+               for p in ("binary", "4bit", "int8") if p in rigid]
+    budgets = [b for b in budgets if b[2]]
+    if not budgets:
+        raise NotApplicable("no rigid low precision at full D with a smaller prefix within its bytes")
+    if "float" not in rigid or "binary" not in rigid:
+        raise NotApplicable("the control needs binary and float at full D")
+    vecs = {"10-recall@10": ANN_VEC["10-recall@10"], "mAP@10": ANN_VEC["mAP@10"]}
+
+    def choose(fold):
+        return [(max(cs, key=lambda c: (score(c, vecs["10-recall@10"], fold),
+                                        score(c, vecs["mAP@10"], fold), -c[0]["bytes"])), ref)
+                for _, ref, cs in budgets]
+
+    pairs, gains, chosen = cross_fit(choose, vecs, ctx["folds"], ctx["nq"])
+    control = {m: (outcome(rigid["binary"], v), outcome(rigid["float"], v)) for m, v in vecs.items()}
+    # the rule judges the mean over budgets; each budget's own gain is shown beside it
+    v, per_budget = vecs["10-recall@10"], []
+    for i, (p, _, _) in enumerate(budgets):
+        fold_gains = [(outcome(pts[i][0], v) - outcome(pts[i][1], v))[:, use].mean()
+                      for pts, use in zip(chosen, ctx["folds"][::-1])]
+        per_budget.append(f"{p}@D {100 * np.mean(fold_gains):+.2f} pp")
+    return Evidence(pairs=pairs, control=control, folds=gains,
+                    points=_describe(chosen, lambda g: f"{g[0]['precision']}@{g[0]['d']} "
+                                                       f"({g[0]['bytes']} B)") +
+                    "; 10-recall@10 gain per budget (cross-fitted): " + ", ".join(per_budget) +
+                    "; control: binary@D vs float@D",
+                    secondary=_secondary(choose, ctx))

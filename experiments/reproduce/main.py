@@ -17,6 +17,8 @@ hashes and the source of the code it calls; see `experiments/reproduce/stage.py`
                                                                               (AdANNS Fig. 2)
     exp5_opq           AdANNS-OPQ vs OPQ on rigid / full MR, IVFOPQ, PQ-then-re-rank
     exp6_budget        compute-aware selection on a validation half, reported on the test half
+    exp8_quant         binary / 4bit / int8 / float Matryoshka prefixes and binary funnels vs the
+                       rigid precision at full D (recall vs bytes/vector and ms/query)
     figures            one PNG per experiment
 
 Outputs under --out: report.md (tables as mean ± sd over seeds, figures, the claims table with
@@ -53,7 +55,7 @@ import numpy as np
 from adanns_ref._persist import atomic_write_text
 from adanns_ref.distributed import close, connect
 
-from . import ann, claims as claim_rules, mrl, plots, report as report_md
+from . import ann, claims as claim_rules, mrl, plots, quant, report as report_md
 from .rows import attach_evidence
 from .stage import Pipeline, StageResult, log
 
@@ -71,7 +73,9 @@ PRESETS = {
         shortlists=[20, 50], funnel_shortlists=[50, 25, 10], retrieval_k=10,
         ivf_nlists=[8], ivf_nprobes=[1, 2, 4], opq_budgets=[2, 4, 8], opq_niter=2,
         ivfpq_nlist=4, ivfopq_budgets=[2, 4], ivfopq_dcs=[4], ivfopq_nprobes=[1, 2],
-        pq_train_size=None),
+        pq_train_size=None,
+        quant_precisions=["binary", "4bit", "int8", "float"], quant_max_d=None,
+        quant_oversamples=[2, 5], quant_ff=True),
     "small": dict(
         n_seeds=2,
         subset="embedded", per_class=None, nesting=[2, 4, 8, 16, 32, 64], hidden=[256, 256],
@@ -79,7 +83,9 @@ PRESETS = {
         shortlists=[50, 100, 200], funnel_shortlists=[200, 100, 50, 25, 10], retrieval_k=10,
         ivf_nlists=[32, 64], ivf_nprobes=[1, 2, 4, 8], opq_budgets=[4, 8, 16], opq_niter=4,
         ivfpq_nlist=32, ivfopq_budgets=[8, 16], ivfopq_dcs=[8], ivfopq_nprobes=[1, 4],
-        pq_train_size=None),
+        pq_train_size=None,
+        quant_precisions=["binary", "4bit", "int8", "float"], quant_max_d=None,
+        quant_oversamples=[4, 10], quant_ff=True),
     "full": dict(
         n_seeds=3,
         subset=None, per_class=None, nesting=[2, 4, 8, 16, 32, 64], hidden=[256, 256],
@@ -87,7 +93,10 @@ PRESETS = {
         shortlists=[50, 100, 200, 400], funnel_shortlists=[200, 100, 50, 25, 10], retrieval_k=10,
         ivf_nlists=[128, 256], ivf_nprobes=[1, 2, 4, 8, 16], opq_budgets=[4, 8, 16, 32],
         opq_niter=10, ivfpq_nlist=256, ivfopq_budgets=[8, 16], ivfopq_dcs=[8],
-        ivfopq_nprobes=[1, 4, 16], pq_train_size=16384),
+        ivfopq_nprobes=[1, 4, 16], pq_train_size=16384,
+        # exp8: 4bit left out (an SQ4 scan costs as much as an SQ8 one; the int8 grid is ~10 s a seed)
+        quant_precisions=["binary", "int8", "float"], quant_max_d=None, quant_oversamples=[4, 10],
+        quant_ff=True),
     # The papers' dims: D = 2048, nesting 8..2048, every claim judged where the papers report it.
     # Linear (pre-activation) embedding layer: a post-ReLU one leaves short prefixes all zero;
     # its rank is <= 256 (the last hidden layer), so dims 512..2048 add no information that
@@ -138,7 +147,10 @@ PRESETS = {
         opq_budgets=[8, 16, 32, 64], opq_ff_budgets=[16, 32, 64, 128],
         opq_dims=[8, 16, 32, 64, 128, 256], opq_niter=2,
         ivfpq_nlist=256, ivfopq_budgets=[8, 16], ivfopq_dcs=[8, 64], ivfopq_nprobes=[1, 4, 16],
-        pq_train_size=4096),
+        pq_train_size=4096,
+        # exp8: SQ only up to d = 128 (int8 at 2048 would cost ~80 s a seed), no FF rows
+        quant_precisions=["binary", "int8", "float"], quant_max_d=128, quant_oversamples=[4, 10],
+        quant_ff=False),
 }
 
 
@@ -238,6 +250,7 @@ def main(argv=None):
         if client is not None:
             close(client)
     ann.exp6_budget(pipe, cfg, val_idx, test_idx)
+    quant.exp8_quant(pipe, cfg, data, models, val_idx, test_idx)
     names = list(plots.FIGURES)
     make_figures(pipe, args.preset, names)
 

@@ -283,7 +283,7 @@ def exp3_retrieval(pipe, cfg, data, models, val_idx, test_idx):
 
     _, ytr, _, yte = data
     configs = retrieval_configs(cfg)
-    D, k = cfg["D"], cfg["retrieval_k"]
+    k = cfg["retrieval_k"]
 
     def compute(ctx):
         rows = RowCollector(ytr, yte, val_idx, test_idx)

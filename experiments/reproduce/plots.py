@@ -290,6 +290,45 @@ def fig_budget(tables, path, config_hash, title):
 
 
 # experiment table name -> (figure function, title); also the order of the report's sections
+QUANT_MARKERS = {"binary": "o", "4bit": "v", "int8": "s", "float": "^"}
+
+
+def fig_quant(tables, path, config_hash, title):
+    """Exp. 8: 10-recall@10 (vs exact float at full D) against bytes/vector (log2) and against
+    measured ms/query (log), one line per precision over the MR prefixes d, the same precisions
+    on rigid FF-D (crosses, recall against FF-D) and binary funnels (binary@d -> float@D re-rank,
+    plotted at the binary bytes they scan). Means over seeds."""
+    rows = seed_mean(tables["exp8_quant"])
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5), layout="constrained")
+    colors = {"binary": "tab:red", "4bit": "tab:orange", "int8": "tab:green", "float": "tab:blue"}
+    for ax, x, xlabel in zip(axes, ("bytes", "ms_per_query"),
+                             ("bytes / vector (log2)", "measured ms / query (log)")):
+        for p, marker in QUANT_MARKERS.items():
+            line = [(r[x], r["recall10"], r["d"]) for r in sorted(rows, key=lambda r: r["d"])
+                    if r["method"] == "MR-prefix" and r["precision"] == p]   # in d order
+            if line:
+                ax.plot([t[0] for t in line], [t[1] for t in line], marker=marker, color=colors[p],
+                        label=f"MR prefix, {p}")
+                for bx, y, d in line:
+                    ax.annotate(f"{d}", (bx, y), textcoords="offset points", xytext=(3, 3), fontsize=6)
+            ff = [r for r in rows if r["method"] == f"FF-{p}"]
+            if ff:
+                ax.scatter([r[x] for r in ff], [r["recall10"] for r in ff], marker="x", s=60,
+                           color=colors[p], label=f"FF-D, {p}")
+        overs = sorted({r["oversample"] for r in rows if r["method"] == "binary-funnel"})
+        for o, color in zip(overs, ("tab:purple", "tab:brown", "tab:gray", "tab:pink")):
+            fn = [(r[x], r["recall10"]) for r in sorted(rows, key=lambda r: r["d"])
+                  if r["method"] == "binary-funnel" and r["oversample"] == o]
+            ax.plot([t[0] for t in fn], [t[1] for t in fn], linestyle="--", marker=".", color=color,
+                    label=f"binary@d -> float@D, oversample {o:g}")
+        ax.set_xscale("log", base=2 if x == "bytes" else 10)
+        ax.set_xlabel(xlabel)
+        _pct_axis(ax, "10-recall@10 vs exact float at full D")
+        ax.legend(fontsize=7)
+    fig.suptitle(title)
+    save_figure(fig, path, config_hash)
+
+
 FIGURES = {
     "exp1_dims": (fig_dims, "MRL vs MRL-E vs FF per representation size"),
     "exp2_adaptive_cls": (fig_adaptive_classification, "adaptive classification (MRL cascade)"),
@@ -297,4 +336,5 @@ FIGURES = {
     "exp4_ivf": (fig_ivf, "AdANNS-IVF vs rigid IVF"),
     "exp5_opq": (fig_opq, "AdANNS-OPQ vs rigid OPQ"),
     "exp6_budget": (fig_budget, "compute-aware selection (half A -> half B)"),
+    "exp8_quant": (fig_quant, "quantized Matryoshka prefixes (binary / 4bit / int8 / float)"),
 }

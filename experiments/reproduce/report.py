@@ -230,6 +230,22 @@ def _section_budget(t):
             "\n\n![budgets](figures/exp6_budget.png)\n")
 
 
+def _section_quant(t, info):
+    rows = with_pm(seed_mean(t["exp8_quant"]), ["recall10", "map10", "top1"])
+    rows = [r for r in rows if r["method"] != "MR-prefix" or r["d"] < max(x["d"] for x in rows)]
+    cols = [("method", "method", str), ("config", "configuration", str), ("bytes", "bytes/vector", fmt_num),
+            ("ms_per_query", "ms/query", fmt_num), ("recall10_pm", "10-recall@10", str),
+            ("map10_pm", "mAP@10", str), ("top1_pm", "1-NN top-1 (secondary)", str)]
+    return ("## 8. Quantized Matryoshka prefixes and binary funnels\n\n"
+            "Exhaustive search of each MR prefix d at each precision (binary: sign bits + Hamming; "
+            "4bit / int8: faiss SQ of the normalised prefix; float: exact), the rigid precisions "
+            "at full D on MR (MR-<p>) and on FF-D (FF-<p>, recall against FF-D), and binary@d -> "
+            "float@D funnels (bytes = the binary codes scanned; the re-rank also reads 4 D bytes "
+            f"per candidate). {info.get('notes', '')} All queries, % mean ± sd over seeds:\n\n"
+            + md_table(rows, cols) + "\n\n![quantization](figures/exp8_quant.png)\n\n"
+            "Per seed: `tables/exp8_quant.csv`.\n")
+
+
 def _claims_section(claims):
     verdict = [dict(c, shown=c["verdict"] + (f"; {c['verdict_note']}" if c.get("verdict_note") else ""),
                     ctrl=c.get("control_verdict", "")) for c in claims]
@@ -284,6 +300,8 @@ def write_report(path, meta, tables, claims, timings, infos, changed=None):
     lines.append(_section_opq(tables, infos.get("exp5_opq", {})) if tables.get("exp5_opq")
                  else "## exp5_opq\n\nnot run.\n")
     lines.append(_section_budget(tables) if tables.get("exp6_budget") else "## exp6_budget\n\nnot run.\n")
+    lines.append(_section_quant(tables, infos.get("exp8_quant", {})) if tables.get("exp8_quant")
+                 else "## exp8_quant\n\nnot run.\n")
     lines.append("## Environment\n")
     where = [("exp4 / exp5 configurations ran", f"{meta.get('where', 'in-process, serial')} "
               "(stages marked cached below keep the ms/query of the run that computed them; "

@@ -1,0 +1,169 @@
+"""Experiment 8: quantized Matryoshka prefixes (binary, 4-bit, int8, float) and binary funnels.
+
+What vector databases do with Matryoshka embeddings is truncate them and quantize them. Every
+MR prefix d of the nesting list is searched exhaustively at each precision p of
+cfg["quant_precisions"]:
+
+    binary  sign bits [x_t > 0] of the d-prefix, 8 per byte; Hamming k-NN  (ceil(d / 8) B)
+    4bit    faiss QT_4bit SQ of the normalised d-prefix (`SQIndex`), L2    (ceil(d / 2) B)
+    int8    faiss QT_8bit SQ of the normalised d-prefix, L2                (d B)
+    float   exact L2 on the normalised d-prefix (cosine)                   (4 d B)
+
+and the same precisions at full D on the rigid FF-D model ("FF-<p>"). The rows at d = D on MR
+are the rigid precision at full D ("MR-<p>" copies). Binary funnels (the vector-database
+"rescore" pattern): binary@d -> ceil(oversample * 10) candidates -> float@D re-rank, for each d
+and each oversample of cfg["quant_oversamples"]; their `bytes` are the scanned binary codes,
+`bytes_stored` adds the 4 D float bytes the re-rank reads. One Hamming scan per d serves the
+binary row and every funnel: its k = the longest shortlist, and with ties to the smaller id the
+top-s of a top-s' list (s <= s') is the top-s list, so each funnel re-ranks a prefix of it
+(`binary_funnels`; equal to `funnel.mixed_funnel_search`, tests/test_quant_exp.py).
+
+The embedding is a post-ReLU layer (every coordinate >= 0), so the sign bit is "the unit is
+active"; a centred threshold would be a different quantizer, and is not what the vector
+databases apply.
+
+Grid rule (it follows cfg["nesting"]): binary at every d (a Hamming scan is ~30x cheaper than an
+SQ8 scan); 4bit / int8 / float only at d <= cfg["quant_max_d"] (None: every d), plus float at D,
+which is the exact reference search itself. FF-D rows (cfg["quant_ff"]) are searched for the
+precisions whose MR row at D exists; each needs its own exact search at D. 10-recall@10 is against exact float search at full D on the same
+representation (MR-D for MR rows, FF-D for FF rows). Choices of the best prefix x precision per
+byte budget are left to the claim (`evidence.quant_budget`, cross-fitted).
+"""
+import time
+
+import numpy as np
+
+from adanns_ref.topk import knn_search
+from adanns_ref.truncate import prefix
+
+from .mrl import ff_models, model_stages
+from .rows import RowCollector
+from .stage import log
+
+QUANT_K = 10                  # results per query (10-recall@10)
+# a preset without these keys (e.g. one added in parallel) runs the cheap, nesting-following grid
+DEFAULTS = dict(quant_precisions=["binary", "int8", "float"], quant_max_d=128,
+                quant_oversamples=[4, 10], quant_ff=False)
+BITS = {"binary": 1, "4bit": 4, "int8": 8, "float": 32}
+SQ_QTYPE = {"4bit": "4bit", "int8": "8bit"}
+
+
+def code_bytes(d, precision):
+    """Bytes of one d-dim code at `precision` (faiss's code sizes: whole bytes per vector)."""
+    return -(-d * BITS[precision] // 8)
+
+
+def quant_grid(nesting, precisions, max_d):
+    """[(d, precision)] of the MR rows: binary at every d, the others at d <= max_d (None: all),
+    float always at D (the exact reference)."""
+    D = nesting[-1]
+    return [(d, p) for d in nesting for p in precisions
+            if p == "binary" or max_d is None or d <= max_d or (p == "float" and d == D)]
+
+
+def _search(db, q, d, precision):
+    """I (nq, QUANT_K) of an exhaustive search of the d-prefixes at `precision`."""
+    if precision == "binary":
+        from adanns_ref.binary import binarize, hamming_knn
+        return hamming_knn(binarize(q, d), binarize(db, d), QUANT_K)[1]
+    zb, zq = prefix(db, d), prefix(q, d)
+    if precision == "float":
+        return knn_search(zq, zb, QUANT_K)[1]
+    from adanns_ref.sqindex import SQIndex
+    index = SQIndex(d, SQ_QTYPE[precision])
+    index.train(zb)
+    index.add(zb)
+    return index.search(zq, QUANT_K)[1]
+
+
+def binary_funnels(db, q, d, D, oversamples):
+    """One Hamming scan of the d-bit codes -> (I of the binary row (nq, QUANT_K), its seconds,
+    {oversample: (I of binary@d -> ceil(oversample * QUANT_K) -> float@D, seconds incl. the scan,
+    shortlist)})."""
+    from adanns_ref.binary import binarize, hamming_knn
+    from adanns_ref.funnel import rerank
+
+    lists = {o: min(db.shape[0], int(np.ceil(o * QUANT_K))) for o in oversamples}
+    (_, S), scan = _timed(lambda: hamming_knn(binarize(q, d), binarize(db, d),
+                                              max([QUANT_K, *lists.values()])))
+    funnels = {}
+    for o, s in lists.items():
+        (_, I), secs = _timed(lambda: rerank(S[:, :s], db, q, D, QUANT_K))
+        funnels[o] = (I, scan + secs, s)
+    return S[:, :QUANT_K], scan, funnels
+
+
+def _timed(fn):
+    t0 = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t0
+
+
+def _warm_up(db, q):
+    """Compile (or load from numba's cache) every kernel the timed searches use."""
+    for p in ("binary", "4bit", "int8", "float"):
+        _search(db[:64], q[:4], min(8, db.shape[1]), p)
+    binary_funnels(db[:64], q[:4], min(8, db.shape[1]), db.shape[1], [2])
+
+
+def exp8_quant(pipe, cfg, data, models, val_idx, test_idx):
+    """Every MR prefix x precision, the rigid precisions at full D on MR and FF-D, and binary
+    funnels; one row per seed with bytes/vector, ms/query and the three accuracies."""
+    from adanns_ref.cost import mixed_funnel_cost
+
+    _, ytr, _, yte = data
+    cfg = {**DEFAULTS, **cfg}
+    nest, D = cfg["nesting"], cfg["D"]
+    grid = quant_grid(nest, cfg["quant_precisions"], cfg["quant_max_d"])
+
+    def row(rows, method, d, p, I, gt, seed, secs, **extra):
+        return rows.add_retrieval(dict({"method": method, "config": f"{method} {p}@{d}", "seed": seed,
+                                        "d": d, "precision": p, "bytes": code_bytes(d, p),
+                                        "ms_per_query": 1e3 * secs / len(I)}, **extra), I, gt)
+
+    def compute(ctx):
+        rows = RowCollector(ytr, yte, val_idx, test_idx)
+        t0 = time.perf_counter()
+        for seed, ms in models.items():
+            mrl = ms["MRL"]
+            _warm_up(mrl["db"], mrl["q"])
+            gt, secs_gt = _timed(lambda: _search(mrl["db"], mrl["q"], D, "float"))
+            funnels = []
+            for d, p in grid:
+                if p == "binary":
+                    I, secs, fs = binary_funnels(mrl["db"], mrl["q"], d, D, cfg["quant_oversamples"])
+                    funnels += [(d, o, f) for o, f in fs.items()]
+                elif (d, p) == (D, "float"):
+                    I, secs = gt, secs_gt
+                else:
+                    I, secs = _timed(lambda: _search(mrl["db"], mrl["q"], d, p))
+                r = row(rows, "MR-prefix", d, p, I, gt, seed, secs)
+                if d == D:
+                    rows.add_copy(r, method=f"MR-{p}", config=f"MR-{p} {p}@{D}")
+            for d, o, (I, secs, s) in funnels:
+                cost = mixed_funnel_cost(len(ytr), [(d, "binary", s), (D, "float", QUANT_K)])
+                row(rows, "binary-funnel", d, "binary", I, gt, seed, secs,
+                    config=f"binary@{d} x{o} -> float@{D}", oversample=o, shortlist=s,
+                    bytes_stored=code_bytes(d, "binary") + code_bytes(D, "float"),
+                    bytes_read_per_query=cost["bytes"])
+            if cfg["quant_ff"]:
+                ff = ff_models(ms)[D]
+                gt_ff, secs_ff = _timed(lambda: _search(ff["db"], ff["q"], D, "float"))
+                for p in [p for d, p in grid if d == D]:
+                    I, secs = (gt_ff, secs_ff) if p == "float" else _timed(lambda: _search(ff["db"], ff["q"], D, p))
+                    row(rows, f"FF-{p}", D, p, I, gt_ff, seed, secs)
+            log(f"exp8_quant: seed {seed} done ({len(rows.rows)} rows, {time.perf_counter() - t0:.1f} s)")
+        return rows.result("exp8_quant", {"notes": (
+            f"Prefixes x precisions {grid}; binary funnels binary@d -> ceil(oversample x {QUANT_K}) "
+            f"-> float@{D}, oversample {cfg['quant_oversamples']}. " + (
+                "The embedding is linear (pre-activation), so its sign bits split every unit at 0."
+                if cfg.get("embedding") == "linear" else
+                "The embedding is post-ReLU, so a sign bit says whether the unit is active."))})
+
+    conf = {k: cfg[k] for k in ("nesting", "seeds", "quant_precisions", "quant_max_d", "quant_oversamples",
+                                "quant_ff")}
+    deps = model_stages(models, ["MRL", f"FF-{D}"] if cfg["quant_ff"] else ["MRL"])
+    return pipe.run("exp8_quant", conf, compute, deps=deps,
+                    code=["adanns_ref.binary", "adanns_ref.sq", "adanns_ref.sqindex", "adanns_ref.funnel",
+                          "adanns_ref.topk", "adanns_ref.metrics", "experiments.reproduce.rows",
+                          "experiments.reproduce.quant"])
