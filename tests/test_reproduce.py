@@ -10,7 +10,8 @@ import pytest
 from experiments.reproduce.stage import Pipeline, StageResult
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-EXPERIMENTS = ["exp1_dims", "exp2_adaptive_cls", "exp3_retrieval", "exp4_ivf", "exp5_opq", "exp6_budget"]
+EXPERIMENTS = ["exp1_dims", "exp2_adaptive_cls", "exp3_retrieval", "exp4_ivf", "exp5_opq", "exp6_budget",
+               "exp7_hnsw"]
 VERDICTS = {"reproduced", "not reproduced", "inconclusive", "vacuous at this scale",
             "not applicable at this scale"}
 

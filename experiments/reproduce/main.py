@@ -16,6 +16,7 @@ hashes and the source of the code it calls; see `experiments/reproduce/stage.py`
                                                                               (AdANNS Fig. 2)
     exp5_opq           AdANNS-OPQ vs OPQ on rigid / full MR, IVFOPQ, PQ-then-re-rank
     exp6_budget        compute-aware selection on a validation half, reported on the test half
+    exp7_hnsw          AdANNS-HNSW (graph at d_c, re-score at d_s) vs rigid HNSW on MR and FF
     figures            one PNG per experiment
 
 Outputs under --out: report.md (tables as mean ± sd over seeds, figures, the claims table with
@@ -43,7 +44,7 @@ import numpy as np
 
 from adanns_ref._persist import atomic_write_text
 
-from . import ann, claims as claim_rules, mrl, plots, report as report_md
+from . import ann, claims as claim_rules, graph, mrl, plots, report as report_md
 from .rows import attach_evidence
 from .stage import Pipeline, StageResult, log
 
@@ -61,7 +62,7 @@ PRESETS = {
         shortlists=[20, 50], funnel_shortlists=[50, 25, 10], retrieval_k=10,
         ivf_nlists=[8], ivf_nprobes=[1, 2, 4], opq_budgets=[2, 4, 8], opq_niter=2,
         ivfpq_nlist=4, ivfopq_budgets=[2, 4], ivfopq_dcs=[4], ivfopq_nprobes=[1, 2],
-        pq_train_size=None),
+        pq_train_size=None, hnsw_dims=[4, 16], hnsw_M=8, hnsw_efc=16, hnsw_efs=[8, 32]),
     "small": dict(
         n_seeds=2,
         subset="embedded", per_class=None, nesting=[2, 4, 8, 16, 32, 64], hidden=[256, 256],
@@ -69,7 +70,7 @@ PRESETS = {
         shortlists=[50, 100, 200], funnel_shortlists=[200, 100, 50, 25, 10], retrieval_k=10,
         ivf_nlists=[32, 64], ivf_nprobes=[1, 2, 4, 8], opq_budgets=[4, 8, 16], opq_niter=4,
         ivfpq_nlist=32, ivfopq_budgets=[8, 16], ivfopq_dcs=[8], ivfopq_nprobes=[1, 4],
-        pq_train_size=None),
+        pq_train_size=None, hnsw_dims=[8, 16, 64], hnsw_M=16, hnsw_efc=40, hnsw_efs=[16, 64]),
     "full": dict(
         n_seeds=3,
         subset=None, per_class=None, nesting=[2, 4, 8, 16, 32, 64], hidden=[256, 256],
@@ -77,7 +78,8 @@ PRESETS = {
         shortlists=[50, 100, 200, 400], funnel_shortlists=[200, 100, 50, 25, 10], retrieval_k=10,
         ivf_nlists=[128, 256], ivf_nprobes=[1, 2, 4, 8, 16], opq_budgets=[4, 8, 16, 32],
         opq_niter=10, ivfpq_nlist=256, ivfopq_budgets=[8, 16], ivfopq_dcs=[8],
-        ivfopq_nprobes=[1, 4, 16], pq_train_size=16384),
+        ivfopq_nprobes=[1, 4, 16], pq_train_size=16384,
+        hnsw_dims=[8, 16, 64], hnsw_M=16, hnsw_efc=40, hnsw_efs=[16, 64]),
 }
 
 
@@ -161,6 +163,7 @@ def main(argv=None):
     ann.exp4_ivf(pipe, cfg, data, models, val_idx, test_idx)
     ann.exp5_opq(pipe, cfg, data, models, val_idx, test_idx)
     ann.exp6_budget(pipe, cfg, val_idx, test_idx)
+    graph.exp7_hnsw(pipe, cfg, data, models, val_idx, test_idx)
     names = list(plots.FIGURES)
     make_figures(pipe, args.preset, names)
 
