@@ -15,8 +15,9 @@ hashes and the source of the code it calls; see `experiments/reproduce/stage.py`
     exp4_ivf           AdANNS-IVF grid vs rigid IVF (MR d_c = d_s, FF models) and AdANNS-IVF-D
                                                                               (AdANNS Fig. 2)
     exp5_opq           AdANNS-OPQ vs OPQ on rigid / full MR, IVFOPQ, PQ-then-re-rank
-    exp6_budget        compute-aware selection on a validation half, reported on the test half
     exp7_hnsw          AdANNS-HNSW (graph at d_c, re-score at d_s) vs rigid HNSW on MR and FF
+    exp6_budget        compute-aware selection on a validation half, reported on the test half
+                       (candidates: the rows of exp. 3, 4 and 7 for MFLOPs, exp. 5 for bytes)
     figures            one PNG per experiment
 
 Outputs under --out: report.md (tables as mean ± sd over seeds, figures, the claims table with
@@ -162,8 +163,8 @@ def main(argv=None):
     mrl.exp3_retrieval(pipe, cfg, data, models, val_idx, test_idx)
     ann.exp4_ivf(pipe, cfg, data, models, val_idx, test_idx)
     ann.exp5_opq(pipe, cfg, data, models, val_idx, test_idx)
+    graph.exp7_hnsw(pipe, cfg, data, models, val_idx, test_idx)   # before exp6: its candidates
     ann.exp6_budget(pipe, cfg, val_idx, test_idx)
-    graph.exp7_hnsw(pipe, cfg, data, models, val_idx, test_idx)
     names = list(plots.FIGURES)
     make_figures(pipe, args.preset, names)
 

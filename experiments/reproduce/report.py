@@ -232,7 +232,7 @@ def _section_budget(t):
             ("test_map10", "B mAP@10", fmt_pct), ("oracle_test_map10", "best on B (oracle)", fmt_pct)]
     return ("## 6. Compute-aware search (choose on half A, report on half B)\n\n"
             "For each budget the best configuration (mAP@10, mean over seeds) on half A among all "
-            "exp. 3/4 rows (MFLOPs) or exp. 5 rows (bytes) is chosen with "
+            "exp. 3/4/7 rows (MFLOPs) or exp. 5 rows (bytes) is chosen with "
             "`select.select_on_validation`; its mAP@10 on half B is reported next to the best "
             "achievable on B.\n\n" + md_table(rows, cols) +
             "\n\n![budgets](figures/exp6_budget.png)\n")
