@@ -11,13 +11,18 @@ plus one sweep entry. Families and their axes (D the full dim, `dims` the nestin
                                                   (AdANNS-IVF-D) over the D-dim stored vectors
     pq       d, M | -                             AdANNS-OPQ: OPQ + PQ with M bytes on the d-prefix
     ivfpq    nlist, d, M | nprobe                 (AdANNS-)IVFOPQ on the d-prefix, d_c = d_s = d
+    hnsw     M, d_c | d_s, ef_search              HNSW graph on the d_c-prefix (efConstruction
+                                                  40, faiss's default); d_s > d_c re-scores the
+                                                  max(ef, k) candidates (AdANNS-HNSW); d_s and
+                                                  ef are query-time choices
 
 Defaults scale with the data: nlist = 2^round(log2 sqrt(N)) times {1/2, 1, 2, 4} ({1} in quick
 mode), capped at N / 39 (faiss's fewest training points per centroid) and at least 1; nprobe the
 powers of two up to min(nlist, 64); funnel shortlists k * {2, 5, 10, 20, 50}; PQ sizes
 M in {4, 8, 16, 32, 64} bytes with M <= d and d % M == 0. Quick mode: d_c every other dim, funnels
 re-rank at D only, shortlists k * {5, 20}, nprobe {1, 4, 16}, (IVF)OPQ at D with 8 bytes and 3
-OPQ iterations. AdANNS-IVF keeps d_c <= d_s, the
+OPQ iterations, HNSW with M 16 at the IVF's d_c and efSearch {16, 64} (full: M {16, 32} at
+every d_c, efSearch 16..256 by doublings). AdANNS-IVF and AdANNS-HNSW keep d_c <= d_s, the
 shape a single faiss index serves (`faiss_serve.adanns_ivf`).
 
 Budgets prune before anything is built where the cost is known from the configuration alone
@@ -32,6 +37,8 @@ Extension point (HNSW, scalar / binary quantization, ...): a new family adds its
 import math
 
 from .. import cost
+
+HNSW_EF_CONSTRUCTION = 40  # faiss IndexHNSW's default efConstruction
 
 
 def _doublings(start, top):
@@ -71,7 +78,7 @@ def flat_bytes(d):
     return cost.bytes_per_vector_flat(d)
 
 
-def builds(N, D, k, dims, quick=False, families=("flat", "funnel", "ivf", "pq", "ivfpq")):
+def builds(N, D, k, dims, quick=False, families=("flat", "funnel", "ivf", "pq", "ivfpq", "hnsw")):
     """The list of builds (see the module docstring), cheapest family first."""
     out = []
     small = [d for d in dims if d < D]
@@ -104,6 +111,13 @@ def builds(N, D, k, dims, quick=False, families=("flat", "funnel", "ivf", "pq", 
         for d in pq_dims:
             for M in pq_sizes(d, quick):
                 out.append({"family": "pq", "build": {"d": d, "M": M}, "sweep": [{}]})
+    if "hnsw" in families:
+        efs = (16, 64) if quick else (16, 32, 64, 128, 256)
+        for M in (16,) if quick else (16, 32):
+            for d_c in sorted(set(ivf_dcs)):
+                out.append({"family": "hnsw", "build": {"M": M, "d_c": d_c},
+                            "sweep": [{"d_s": d_s, "ef_search": ef} for d_s in dims if d_s >= d_c
+                                      for ef in efs]})
     return out
 
 
@@ -119,6 +133,8 @@ def bytes_per_vector(family, params):
         return cost.bytes_per_vector_pq(params["M"])
     if family == "ivfpq":
         return cost.bytes_per_vector_pq(params["M"], ids=True)
+    if family == "hnsw":
+        return cost.bytes_per_vector_hnsw(params["d_c"], params["M"], params["d_s"])
     raise ValueError(f"unknown family {family!r}")
 
 

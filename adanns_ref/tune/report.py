@@ -12,9 +12,9 @@ from .._persist import atomic_write, atomic_write_text
 from ..select import pareto_front
 
 FAMILY_NAMES = {"flat": "Flat (prefix)", "funnel": "Funnel", "ivf": "IVF / AdANNS-IVF",
-                "pq": "AdANNS-OPQ", "ivfpq": "IVFOPQ"}
+                "pq": "AdANNS-OPQ", "ivfpq": "IVFOPQ", "hnsw": "HNSW / AdANNS-HNSW"}
 COLORS = {"flat": "tab:red", "funnel": "tab:green", "ivf": "tab:blue", "pq": "tab:orange",
-          "ivfpq": "tab:purple"}
+          "ivfpq": "tab:purple", "hnsw": "tab:brown"}
 BUDGET_LABELS = {"ms": "ms/query (1 thread) <= {:g}", "mflops": "MFLOPs/query <= {:g}",
                  "bytes": "bytes/vector <= {:g}", "recall": "recall >= {:g}, fastest"}
 COLUMNS = ("config", "recall_val", "recall_test", "ms_1t", "ms_all", "mflops", "bytes", "build_s",

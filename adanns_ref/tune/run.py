@@ -61,7 +61,7 @@ def load_inputs(base=None, queries=None, hdf5=None, k=10, out=".", seed=0):
 
 def tune(xb, xq, out, k=10, metric="l2", normalize=True, dims=None, budgets=None, quick=False,
          export=None, seed=0, gt=None, source="arrays", progress=True,
-         families=("flat", "funnel", "ivf", "pq", "ivfpq")):
+         families=("flat", "funnel", "ivf", "pq", "ivfpq", "hnsw")):
     """Tune on base xb (N, D) and queries xq (nq, D); write DIR/tune.{md,json}, DIR/pareto.png
     and, with `export`, the overall choice as a faiss index file. Returns the result dict
     (rows, chosen per budget, overall). gt: exact top-k ids (nq, >= k), else computed and cached.
