@@ -4,7 +4,9 @@ Every index follows faiss's verbs (train / add / search -> (D, I)) and conventio
 (squared-L2 float32 distances, int64 ids, ties to the smaller id, -1 / FLT_MAX padding).
 """
 from .binary import BinaryFlatIndex, BinaryIVFIndex, binarize, quantize_embeddings
-from .faiss_bridge import from_faiss, to_faiss
+from .exact import knn_search
+from .faiss_bridge import to_faiss
+from .faiss_read import from_faiss
 from .flat import FlatIndex
 from .funnel import funnel_search, mixed_funnel_search, rerank
 from .funnel_index import FunnelIndex
@@ -20,7 +22,6 @@ from .pqindex import PQIndex, adannsopq_sweep
 from .select import best_under_budget, pareto_front
 from .sq import ScalarQuantizer
 from .sqindex import SQIndex
-from .topk import knn_search
 from .truncate import prefix
 
 __all__ = ["BinaryFlatIndex", "BinaryIVFIndex", "FlatIndex", "FunnelIndex", "HNSWIndex", "IVFIndex",

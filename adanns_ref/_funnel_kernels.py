@@ -20,11 +20,11 @@ Cost per query: N / 16 blocks of d loads, 2d + 15 vector operations (l2) each; t
 O(k log(N / k)) offers. Parallel over query groups (numba prange); results do not depend on the
 thread count.
 
-Distances are the direct form of faiss's small-batch path (`topk._scan_direct`):
+Distances are the direct form of faiss's small-batch path (`exact._scan_direct`):
 l2 sum_t (q_t - z_t)^2, ip -sum_t q_t z_t, summed in `_simd` order 1 (16 partial sums s_l over
 t = l mod 16, then the 8/4-lane tree and the tail; each term an fma). `sums16` runs that order
 on 16 rows at once with the 16 partial sums of each row as 16 vector registers, so every
-distance has the bits of `simd_sum(q, z_j)` (tested). Exact search `topk.exact_search` uses the
+distance has the bits of `simd_sum(q, z_j)` (tested). Exact search `exact.exact_search` uses the
 same direct form when nq * d < BLAS_THRESHOLD; above it, it uses the BLAS form
 ||q||^2 + ||z||^2 - 2 <q, z>, whose last bits differ, so a stage-0 shortlist can then differ
 from exact_search's where the distances at ranks k_0 and k_0 + 1 are within float32 rounding.
@@ -52,7 +52,7 @@ from .topk import (RESERVOIR_MIN_K, _shrink, _worse, finalize, heap_push, heap_s
 BLOCK = 16  # database rows per SIMD vector (16 float32 lanes of AVX-512)
 CHUNK = 128  # database rows a query group scans before moving on
 QUERY_GROUP = 16  # queries that scan one CHUNK while it sits in L1
-# Above SCAN_MAX_DIM a GEMM (topk.exact_search) does stage 0 faster: here 2d + 15 vector
+# Above SCAN_MAX_DIM a GEMM (exact.exact_search) does stage 0 faster: here 2d + 15 vector
 # operations per 16 rows, there d FMAs per row at 11 % (d = 16) to 64 % (d = 128) of sgemm.
 SCAN_MAX_DIM = 32
 

@@ -27,7 +27,8 @@ import numba
 import numpy as np
 
 from ._simd import simd_sums, sq_norms
-from .topk import BLAS_THRESHOLD, FLT_MAX, blas_single_thread, exact_search, search_plan
+from .exact import BLAS_THRESHOLD, blas_single_thread, exact_search, search_plan
+from .topk import FLT_MAX
 
 GEMM_COLS = 1024  # faiss distance_compute_blas_database_bs: its top-1 column blocks
 GEMM_BLOCK_ELEMS = 1 << 18  # scores per GEMM block (1 MB: stays in cache for the merge)
@@ -216,7 +217,7 @@ def search_centroids(x, c, nprobe, metric, plan=None):
 
     nprobe == 1 goes through `nearest_centroids`, faiss's top-1 rule (its Top1 result handler:
     the same distances, bit for bit on the direct path, and half the time of a k-NN search);
-    nprobe > 1 is the exact k-NN `topk.exact_search`. x, c validated float32; metric "l2" / "ip".
+    nprobe > 1 is the exact k-NN `exact.exact_search`. x, c validated float32; metric "l2" / "ip".
     plan: `routing_plan(...)[0]` of the whole batch when x is a part of it (default: x's own).
     """
     if nprobe == 1:

@@ -14,7 +14,7 @@ Why the bits are those of one process (faiss's distributed k-means idea, made ex
    depend on its shape (measured with numpy's OpenBLAS: the product of a row subset differs in
    the last bit from the same rows inside the full product for ~0.1 % of the entries), so a
    batch is cut only where the in-process code starts a GEMM block (`assign.gemm_block_rows`,
-   `topk.SearchPlan.q_block`, `topk.DB_BLOCK`, the PQ table blocks), and every block runs with
+   `exact.SearchPlan.q_block`, `exact.DB_BLOCK`, the PQ table blocks), and every block runs with
    the plan of the whole batch (direct or GEMM path, query-block size): each GEMM a worker
    computes is one the single process computes, on the same rows.
 3. Results are placed by block number and merged in input order; top-k results of database
@@ -253,17 +253,18 @@ class NearestCentroids:
 
 
 def _knn_block(xb, xq, k, metric, plan):
-    from .topk import exact_search
+    from .exact import exact_search
     return exact_search(xq, xb, k, metric, plan=plan)
 
 
 def knn_search(xq, xb, k, metric, client):
-    """Exact k-NN (`topk.knn_search`) with the database xb (array, vector file or dask array)
+    """Exact k-NN (`exact.knn_search`) with the database xb (array, vector file or dask array)
     cut into DB_BLOCK-aligned blocks on the workers and xq sent once; the blocks' results are
     merged by the heaps' (distance, id) key, so D and I equal the in-process ones bit for bit.
     Blocks run in groups of MERGE_GROUP per worker thread, each group merged into the running
     top-k before the next starts: driver memory O(nq * k * group). xq validated float32 (nq, d)."""
-    from .topk import DB_BLOCK, FLT_MAX, search_plan
+    from .exact import DB_BLOCK, search_plan
+    from .topk import FLT_MAX
     nq, d = xq.shape
     ex = Executor(client)
     xb, nb = as_rows(xb, d)

@@ -20,8 +20,8 @@ here (ValueError).
 import numpy as np
 
 from .binary import BinaryFlatIndex, BinaryIVFIndex, as_codes
-from .faiss_bridge import (_faiss_metric, _our_metric, _prefix_transforms, _pretransform,
-                           _read_chain, _require)
+from .faiss_bridge import _faiss_metric, _our_metric, _prefix_transforms, _pretransform, _require
+from .faiss_read import _read_chain
 from .sq import QTYPES, RANGESTATS
 from .sqindex import SQIndex
 

@@ -60,7 +60,7 @@ def hnsw_from_faiss(faiss, index, xb):
     """HNSWIndex from an object `holds_hnsw` accepts (see the module docstring for xb)."""
     from faiss.contrib.inspect_tools import get_flat_data
 
-    from .faiss_bridge import _read_chain
+    from .faiss_read import _read_chain
     refine = isinstance(index, faiss.IndexRefineFlat)
     if refine:
         full = get_flat_data(faiss.downcast_index(index.refine_index))

@@ -3,13 +3,13 @@
 The index stores N database vectors x_j (float32, d dims) in insertion order; id j is the
 position of x_j. A search returns, for each query q, the k ids with the smallest
 
-    l2:  ||q - x_j||^2      (float32, faiss's BLAS form, see `topk.exact_search`)
+    l2:  ||q - x_j||^2      (float32, faiss's BLAS form, see `exact.exact_search`)
     ip:  <q, x_j>            (largest first)
 
 Cost: d * N multiply-adds per query (`cost.exact_flops`), stored in `last_search_flops`.
 
 faiss-identical: distances (to float32 rounding of the summation order), ids (ties: smaller id
-first; for "ip" faiss orders equal similarities differently, see `topk`), padding with id -1 and
+first; for "ip" faiss orders equal similarities differently, see `exact`), padding with id -1 and
 +FLT_MAX ("l2") / -FLT_MAX ("ip") when k > N, all -1 on an empty index. The index does not
 normalise or truncate: pass `truncate.prefix(x, d)` vectors for Matryoshka search.
 """
@@ -18,7 +18,7 @@ import numpy as np
 from . import cost
 from ._persist import load_npz, save_npz
 from ._validate import as_float32_matrix, as_int, as_k, check_metric
-from .topk import exact_search
+from .exact import exact_search
 
 _KIND, _VERSION = "FlatIndex", 1
 

@@ -9,7 +9,8 @@ Formats (all little-endian, n vectors of dimension d):
 - ``.npy``: a 2-D real numeric array, read with ``allow_pickle=False``.
 - ann-benchmarks ``.hdf5``: datasets ``train`` (N, D), ``test`` (Q, D), ``neighbors`` (Q, k) ids,
   ``distances`` (Q, k), and the attribute ``distance`` ("euclidean" = true L2, "angular", ...).
-  Needs h5py (the ``hdf5`` extra); ``load_vectors`` returns its ``train`` set.
+  Needs h5py (the ``hdf5`` extra); ``load_vectors`` returns its ``train`` set. Read and written
+  by `io_hdf5` (``io.read_hdf5`` / ``io.write_hdf5`` still work).
 
 Validation: every reader checks the whole structure before returning and raises ``ValueError``
 naming the file and the byte offset where it stops making sense (dim <= 0, a row whose dim
@@ -42,7 +43,6 @@ is converted once, on reading). Such an ``.npy`` cannot be mapped as native C or
 Writers validate their input (2-D, at least one column, values representable in the format:
 finite floats, int32 range, 0..255 for bytes) and write atomically (temp file + rename).
 """
-import dataclasses
 import math
 import os
 
@@ -292,106 +292,6 @@ def write_npy(path, x):
     atomic_write(path, write)
 
 
-# ---------------------------------------------------------------- ann-benchmarks HDF5
-@dataclasses.dataclass(frozen=True)
-class AnnBenchmarksData:
-    """An ann-benchmarks dataset. train (N, D), test (Q, D) floats; neighbors (Q, k) ids and
-    distances (Q, k) as stored (the ground truth under `distance`, e.g. "euclidean")."""
-    train: np.ndarray
-    test: np.ndarray
-    neighbors: np.ndarray
-    distances: np.ndarray
-    distance: str
-
-
-_HDF5_DATASETS = ("train", "test", "neighbors", "distances")
-_HDF5_METRICS = ("euclidean", "angular", "hamming", "jaccard")
-
-
-def _h5py():
-    try:
-        import h5py
-    except ImportError as exc:
-        raise ImportError("reading/writing ann-benchmarks .hdf5 files needs h5py: "
-                          "`pip install h5py` or `pip install adanns-ref[hdf5]`") from exc
-    return h5py
-
-
-def _h5_dataset(f, name, h5py, path, file_size):
-    """The ann-benchmarks dataset `name`, read only after its claimed size fits the file."""
-    dset = f.get(name)
-    if not isinstance(dset, h5py.Dataset):
-        raise ValueError(f"{path}: no dataset {name!r}; an ann-benchmarks file has "
-                         f"{', '.join(_HDF5_DATASETS)}")
-    if dset.ndim != 2 or dset.dtype.kind not in "iuf":
-        raise ValueError(f"{path}: {name!r} has shape {dset.shape} and dtype {dset.dtype}, expected "
-                         f"a 2-D numeric array")
-    nbytes = math.prod(dset.shape) * dset.dtype.itemsize
-    # uncompressed data must be stored in full; compressed data can expand by deflate's ratio at most
-    limit = file_size * (1032 if dset.compression is not None else 1)
-    if nbytes > limit or (dset.compression is None and nbytes > dset.id.get_storage_size()):
-        raise ValueError(f"{path}: dataset {name!r} claims shape {dset.shape} ({nbytes} bytes) but "
-                         f"the file stores {dset.id.get_storage_size()} bytes for it")
-    return np.asarray(dset[()])
-
-
-def read_hdf5(path, check_finite=True):
-    """An ann-benchmarks .hdf5 file -> AnnBenchmarksData (whole arrays in memory); NaN / Inf
-    in train, test or distances raise unless check_finite=False."""
-    h5py = _h5py()
-    path = os.fspath(path)
-    size = regular_file_size(path)
-    try:
-        with h5py.File(path, "r") as f:
-            arrays = {name: _h5_dataset(f, name, h5py, path, size) for name in _HDF5_DATASETS}
-            distance = f.attrs.get("distance")
-    except (OSError, KeyError, RuntimeError, TypeError) as exc:
-        raise ValueError(f"{path}: not a readable HDF5 file ({exc})") from exc
-    if isinstance(distance, bytes):
-        distance = distance.decode("utf-8", "replace")
-    if not isinstance(distance, str):
-        raise ValueError(f"{path}: missing or non-text attribute 'distance' (got {distance!r})")
-    _check_ann_arrays(arrays, path)
-    for name in ("train", "test", "distances"):
-        _check_finite(arrays[name], f"{path}: {name}", check_finite)
-    return AnnBenchmarksData(distance=distance, **arrays)
-
-
-def _check_ann_arrays(arrays, where):
-    for name, kinds in (("train", "f"), ("test", "f"), ("neighbors", "iu"), ("distances", "f")):
-        a = arrays[name]
-        if a.ndim != 2 or a.dtype.kind not in kinds:
-            raise ValueError(f"{where}: {name!r} has shape {a.shape} and dtype {a.dtype}, "
-                             f"expected a 2-D {'integer' if kinds == 'iu' else 'float'} array")
-    train, test, neighbors, distances = (arrays[k] for k in _HDF5_DATASETS)
-    if train.shape[1] != test.shape[1]:
-        raise ValueError(f"{where}: train has dim {train.shape[1]} but test has dim {test.shape[1]}")
-    if neighbors.shape != distances.shape or neighbors.shape[0] != test.shape[0]:
-        raise ValueError(f"{where}: neighbors {neighbors.shape} and distances {distances.shape} "
-                         f"must both be (Q, k) with Q = {test.shape[0]} test rows")
-
-
-def write_hdf5(path, train, test, neighbors, distances, distance="euclidean"):
-    """Write an ann-benchmarks .hdf5 file (float32 train/test/distances, int32 neighbors)."""
-    h5py = _h5py()
-    if distance not in _HDF5_METRICS:
-        raise ValueError(f"distance must be one of {_HDF5_METRICS}, got {distance!r}")
-    arrays = {
-        "train": as_float32_matrix(train, "train"),
-        "test": as_float32_matrix(test, "test"),
-        "neighbors": _as_int_matrix(neighbors, "neighbors", _INT32, np.int32),
-        "distances": as_float32_matrix(distances, "distances"),
-    }
-    _check_ann_arrays(arrays, "write_hdf5")
-
-    def write(tmp):
-        with h5py.File(tmp, "w") as f:
-            for name, a in arrays.items():
-                f.create_dataset(name, data=a)
-            f.attrs["distance"] = distance
-    atomic_write(path, write)
-
-
 # ---------------------------------------------------------------- dispatch
 _READERS = {".fvecs": read_fvecs, ".ivecs": read_ivecs, ".bvecs": read_bvecs,
             ".fbin": read_fbin, ".ibin": read_ibin, ".u8bin": read_u8bin, ".npy": read_npy}
@@ -410,9 +310,19 @@ def load_vectors(path, mmap=False, check_finite=True):
     if ext in (".hdf5", ".h5"):
         if mmap:
             raise ValueError(f"{path}: mmap=True is not supported for HDF5; use mmap=False or read_hdf5")
+        from .io_hdf5 import read_hdf5
         return read_hdf5(path, check_finite=check_finite).train
     if ext not in _READERS:
         raise ValueError(f"{path}: unknown vector file extension {ext!r}; known: {', '.join(KNOWN_EXTENSIONS)}")
     if ext in _FLOAT_READERS:
         return _READERS[ext](path, mmap=mmap, check_finite=check_finite)
     return _READERS[ext](path, mmap=mmap)
+
+
+def __getattr__(name):
+    """``io.read_hdf5``, ``io.write_hdf5``, ``io.AnnBenchmarksData``: they live in `io_hdf5`, which
+    imports this module, so they are fetched on first use rather than imported here."""
+    if name in ("AnnBenchmarksData", "read_hdf5", "write_hdf5"):
+        from . import io_hdf5
+        return getattr(io_hdf5, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

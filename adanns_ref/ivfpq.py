@@ -70,79 +70,23 @@ codes (measured bit-identical on 3000-5000 x 32 Gaussian data, nbits 4 and 8; se
 import copy
 import math
 
-import numba
 import numpy as np
 
 from . import cost
+from ._ivfpq_kernels import precomputed_table, search_lists
 from ._mt19937 import rand_perm
 from ._persist import load_npz, save_npz
-from ._simd import code_distance, simd_sum, sq_norms, table_into
 from ._validate import as_bool, as_float32_matrix, as_int, as_k, check_metric, check_prefix_dim
 from .assign import routing_plan, search_centroids
 from .ivf import InvertedLists, IVFIndex, append_to_lists, lists_are_consistent
 from .opq import OPQ
 from .pq import ProductQuantizer
-from .topk import finalize, heap_push, heap_sort, new_heaps
+from .topk import finalize, new_heaps
 from .truncate import prefix
 
 _KIND, _VERSION = "IVFPQIndex", 1
 _ORTHO_TOL = 1e-3  # a loaded OPQ rotation must satisfy max |A A^T - I| below this
 PRECOMPUTED_TABLE_MAX_BYTES = 1 << 31  # faiss precomputed_table_max_bytes: larger -> residual tables
-
-
-@numba.njit(cache=True, parallel=True)
-def _search_lists(y, coarse, probes, scoring, cbT, term2, sub, ids, offsets, l2, by_residual,
-                  coarse_is_term1, order, hd, hi):
-    """Push d = b + sum_m T[m, code_m] (`_simd.code_distance`) of every code in the probed lists
-    of query r into heap (hd[r], hi[r]), then sort it. T and b of (r, list l), as faiss's scanner:
-
-    - l2, by_residual, term2 (nlist, M, ksub) given: T = term2[l] - 2 <y_r, c> (x2 is exact: one
-      rounding, as faiss's fvec_madd); b = coarse[r, p] if coarse_is_term1, else ||y_r - s_l||^2;
-    - l2, by_residual, term2 empty: T = distances of the residual y_r - s_l; b = 0;
-    - l2, not by_residual: T = distances of y_r; b = 0;
-    - ip: T = <y_r, c>; b = <y_r, s_l> if by_residual, else 0.
-
-    y (nq, d_s); coarse, probes (nq, nprobe); scoring (nlist, d_s); cbT (M, dsub, ksub); sub
-    (N, M) in list order, ids (N,), offsets (nlist + 1,). Query tables live in thread-local
-    buffers, hot in cache while the contiguous codes of each list are scanned.
-    """
-    M, dsub, ksub = cbT.shape
-    per_list = l2 and by_residual
-    two = np.float32(2)
-    for r in numba.prange(probes.shape[0]):
-        rd, ri = hd[r], hi[r]
-        acc = np.empty((16, ksub), dtype=np.float32)
-        query_table = np.empty((M, ksub), dtype=np.float32)
-        list_table = np.empty((M, ksub), dtype=np.float32)
-        residual = np.empty(y.shape[1], dtype=np.float32)
-        if not per_list or term2.shape[0] > 0:
-            for m in range(M):  # distances (l2 without residual) or inner products (ip, term 3)
-                table_into(y[r], m * dsub, cbT[m], l2 and not by_residual, True, acc, query_table[m])
-        for p in range(probes.shape[1]):
-            lst = probes[r, p]
-            if offsets[lst] == offsets[lst + 1]:
-                continue
-            T = query_table
-            b = np.float32(0)
-            if per_list and term2.shape[0] > 0:
-                b = coarse[r, p] if coarse_is_term1 else simd_sum(y[r], scoring[lst], True)
-                t2 = term2[lst]
-                for m in range(M):
-                    for c in range(ksub):
-                        list_table[m, c] = t2[m, c] - two * query_table[m, c]
-                T = list_table
-            elif per_list:
-                for t in range(residual.shape[0]):
-                    residual[t] = y[r, t] - scoring[lst, t]
-                for m in range(M):
-                    table_into(residual, m * dsub, cbT[m], True, True, acc, list_table[m])
-                T = list_table
-            elif by_residual:
-                b = simd_sum(y[r], scoring[lst], False)
-            for j in range(offsets[lst], offsets[lst + 1]):
-                s = b + code_distance(T, sub[j], order)
-                heap_push(rd, ri, s if l2 else -s, ids[j])
-        heap_sort(rd, ri)
 
 
 def _list_means(z, lists, nlist):
@@ -344,12 +288,9 @@ class IVFPQIndex(InvertedLists):
                 and table_bytes <= PRECOMPUTED_TABLE_MAX_BYTES)
 
     def _precomputed_table(self):
-        """faiss ``precompute_table``: term2[l, m, j] = ||c_mj||^2 + 2 <s_lm, c_mj>, (nlist, M, ksub)
-        float32, from the norms in fvec_norm_L2sqr order and `pq.inner_product_table(s)`."""
+        """`_ivfpq_kernels.precomputed_table` of our codebooks and scoring centroids, built once."""
         if self._term2 is None:
-            pq = self.pq
-            r_norms = sq_norms(pq.codebooks.reshape(-1, pq.dsub)).reshape(pq.M, pq.ksub)
-            self._term2 = r_norms + np.float32(2) * pq._ip_tables(self._scoring)
+            self._term2 = precomputed_table(self.pq, self._scoring)
         return self._term2
 
     def search(self, q, k, nprobe=1, client=None):
@@ -384,7 +325,7 @@ class IVFPQIndex(InvertedLists):
         pq = self.pq
         term2 = (self._precomputed_table() if self._uses_precomputed()
                  else np.empty((0, pq.M, pq.ksub), np.float32))
-        _search_lists(y, coarse, probes, self._scoring, pq._cbT, term2, self._sub, self._ids,
+        search_lists(y, coarse, probes, self._scoring, pq._cbT, term2, self._sub, self._ids,
                       self._offsets, self.metric == "l2", self.by_residual, self._route_scores,
                       pq._sum_order, hd, hi)
         return (*finalize(hd, hi, self.metric), probes)

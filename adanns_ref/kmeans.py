@@ -61,7 +61,7 @@ from ._mt19937 import MTState, mt_rand_float, rand_perm
 from ._simd import simd_sum, sq_norms
 from ._validate import as_bool, as_float32_matrix, as_int, check_metric
 from .assign import nearest_centroids, threads_for
-from .topk import BLAS_THRESHOLD
+from .exact import BLAS_THRESHOLD
 
 REDO_SEED_STRIDE = 15486557  # faiss: init seed of redo r is seed + 1 + r * 15486557
 SPLIT_EPS = np.float32(1.0 / 1024)  # faiss's "a bit above machine epsilon for float16"

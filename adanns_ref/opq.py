@@ -36,8 +36,8 @@ import scipy.linalg
 
 from ._mt19937 import MTState, mt_next, rand_perm
 from ._validate import as_bool, as_float32_matrix, as_int
+from .exact import blas_single_thread
 from .pq import ProductQuantizer
-from .topk import blas_single_thread
 
 OPQ_MAX_POINTS_PER_CENTROID = 1000  # faiss OPQMatrix::train sets pq.cp.max_points_per_centroid
 OPQ_NBITS = 8  # faiss OPQMatrix trains an 8-bit PQ unless given another one

@@ -5,9 +5,14 @@ U(-1/sqrt(fan_in), 1/sqrt(fan_in)), fan_in = in. That is PyTorch's nn.Linear def
 (kaiming_uniform_(a=sqrt(5)) gives the same bound for W). Same distribution, not the same
 numbers: we draw from a numpy Generator, PyTorch from its own stream.
 
-MLP(sizes): sizes = (in, h_1, ..., h_L); L Linear layers, each followed by ReLU. Its output,
-the last hidden layer after its ReLU, is the embedding z (B, h_L), all entries >= 0 (the
-analogue of ResNet-50's pooled features in the MRL paper).
+MLP(sizes, embedding): sizes = (in, h_1, ..., h_L); L Linear layers, each hidden one followed
+by ReLU. The output is the embedding z (B, h_L):
+- embedding="relu" (default): the last layer is followed by ReLU too, z >= 0 (the analogue of
+  ResNet-50's pooled post-ReLU features in the MRL paper). A unit whose pre-activation is
+  negative on every input is dead, and a short prefix of dead units is all zero for that row
+  (7-9 % of rows at a 2-dim prefix in the full preset);
+- embedding="linear": the last layer is linear, z = h_{L-1} W_L^T + b_L (pre-activation), so no
+  prefix collapses to zero. z is an affine map of h_{L-1}: its rank is at most h_{L-1}.
 """
 import numpy as np
 
@@ -57,21 +62,29 @@ class Linear:
         return [self.weight, self.bias]
 
 
+EMBEDDINGS = ("relu", "linear")
+
+
 class MLP:
-    """ReLU MLP backbone; __call__ returns the post-ReLU embedding (B, sizes[-1]).
+    """ReLU MLP backbone; __call__ returns the embedding (B, sizes[-1]), post-ReLU when
+    embedding="relu", the last layer's pre-activation when embedding="linear".
 
     dropout: probability applied after every hidden ReLU except the embedding's, only when
     a Generator is passed to __call__ (training); inference passes none.
     """
 
-    def __init__(self, sizes, activation="relu", dropout=0.0, seed=0, dtype=np.float32):
+    def __init__(self, sizes, activation="relu", dropout=0.0, seed=0, dtype=np.float32, embedding="relu"):
         sizes = tuple(sizes)
         if len(sizes) < 2:
             raise ValueError(f"sizes must list at least (in, out), got {sizes!r}")
         self.sizes = tuple(as_int(s, "layer size", 1) for s in sizes)
         if activation != "relu":
-            raise ValueError(f"activation must be 'relu' (the embedding is a post-ReLU layer), got {activation!r}")
+            raise ValueError(f"activation must be 'relu' (the hidden layers are ReLU; choose the embedding "
+                             f"with embedding=), got {activation!r}")
         self.activation = activation
+        if embedding not in EMBEDDINGS:
+            raise ValueError(f"embedding must be one of {EMBEDDINGS}, got {embedding!r}")
+        self.embedding = embedding
         if not 0.0 <= float(dropout) < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         self.dropout = float(dropout)
@@ -79,8 +92,11 @@ class MLP:
         self.layers = [Linear(a, b, rng=rng, dtype=dtype) for a, b in zip(self.sizes[:-1], self.sizes[1:])]
 
     def __call__(self, x, rng=None):
+        last = len(self.layers) - 1
         for i, layer in enumerate(self.layers):
-            x = layer(x).relu()
+            x = layer(x)
+            if i < last or self.embedding == "relu":
+                x = x.relu()
             if rng is not None and self.dropout > 0 and i < len(self.layers) - 1:
                 x = dropout(x, self.dropout, rng)
         return x

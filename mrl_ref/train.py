@@ -1,7 +1,9 @@
 """Training Matryoshka (MRL, MRL-E) and fixed-feature (FF) models on flat inputs.
 
-Model: x (B, in) -> MLP in-h_1-...-h_L-D with ReLU after every layer -> embedding z (B, D),
-z >= 0 -> heads: MRL/MRL-E give G logits (one per nesting size m_g), FF gives one.
+Model: x (B, in) -> MLP in-h_1-...-h_L-D with ReLU after every hidden layer -> embedding z
+(B, D), post-ReLU (z >= 0, embedding="relu", the default) or the last layer's pre-activation
+(embedding="linear", no all-zero prefixes; see `mrl_ref.nn`) -> heads: MRL/MRL-E give G logits
+(one per nesting size m_g), FF gives one.
 Loss: L = sum_g c_g CE_eps(logits_g, y) (see `heads.matryoshka_ce_loss`).
 
 Recipe (MRL paper, scaled down): SGD momentum 0.9, weight decay 1e-4 on weight matrices
@@ -47,13 +49,13 @@ class MRLModel:
     dict per epoch (loss, train_acc per size, lr, seconds, and val_acc when validated).
     """
 
-    def __init__(self, kind, sizes, nesting, num_classes, dropout=0.0, seed=0):
+    def __init__(self, kind, sizes, nesting, num_classes, dropout=0.0, seed=0, embedding="relu"):
         if kind not in _KINDS:
             raise ValueError(f"kind must be one of {_KINDS}, got {kind!r}")
         self.kind = kind
         body_seed, head_seed, self._shuffle_seed, self._dropout_seed = np.random.SeedSequence(
             as_int(seed, "seed", 0)).generate_state(4)
-        self.body = MLP(sizes, dropout=dropout, seed=body_seed)
+        self.body = MLP(sizes, dropout=dropout, seed=body_seed, embedding=embedding)
         self.nesting = check_nesting(nesting, self.body.sizes[-1])
         if kind == "ff":
             self.heads = FixedFeatureHead(self.nesting[-1], num_classes, seed=head_seed)
@@ -76,7 +78,7 @@ class MRLModel:
         return self.body.parameters() + self.heads.parameters()
 
     def embed(self, X, batch_size=4096):
-        """Post-ReLU embeddings z: X (n, in) -> float32 (n, D), computed without a graph."""
+        """Embeddings z (post-ReLU or linear, as built): X (n, in) -> float32 (n, D), no graph."""
         X = as_float32_matrix(X, "X", d=self.in_dim)
         batch_size = as_int(batch_size, "batch_size", 1)
         out = np.empty((X.shape[0], self.dim), dtype=np.float32)
@@ -106,7 +108,7 @@ class MRLModel:
             arrays["history_val_acc"] = np.array([h["val_acc"] for h in self.history], dtype=np.float64)
         params = {"kind": self.kind, "sizes": list(self.body.sizes), "nesting": list(self.nesting),
                   "num_classes": self.num_classes, "dropout": self.body.dropout, "seed": self.seed,
-                  "config": self.config, "has_val": has_val}
+                  "embedding": self.body.embedding, "config": self.config, "has_val": has_val}
         save_npz(path, _FILE_KIND, _FILE_VERSION, params, arrays)
 
     @classmethod
@@ -132,7 +134,8 @@ class MRLModel:
                                  f"architecture {repr(_shape_params(params))[:300]} needs {shape}")
         try:
             model = cls(params["kind"], params["sizes"], params["nesting"], params["num_classes"],
-                        dropout=params["dropout"], seed=params["seed"])
+                        dropout=params["dropout"], seed=params["seed"],
+                        embedding=params.get("embedding", "relu"))  # files before the option: relu
             config, has_val = dict(params["config"]), bool(params["has_val"])
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{path}: inconsistent model parameters ({exc})") from exc
@@ -188,7 +191,8 @@ def load_model(path):
 
 def train_mrl(X, y, nesting, hidden=(512, 512), tied=False, epochs=10, batch_size=256, lr=None,
               optimizer="sgd", weights=None, label_smoothing=0.1, weight_decay=1e-4, momentum=0.9,
-              warmup=None, dropout=0.0, num_classes=None, seed=0, progress=True, X_val=None, y_val=None):
+              warmup=None, dropout=0.0, num_classes=None, seed=0, progress=True, X_val=None, y_val=None,
+              embedding="relu"):
     """Train an MRL (tied=False) or MRL-E (tied=True) model; returns an `MRLModel`.
 
     X: (n, in) real array (converted once to float32); y: int labels (n,) in [0, C).
@@ -196,6 +200,7 @@ def train_mrl(X, y, nesting, hidden=(512, 512), tied=False, epochs=10, batch_siz
     "sgd", 1e-3 for "adam"). warmup: epochs of linear warm-up, 0 <= warmup < epochs (None: 1
     epoch, or 0 when epochs = 1).
     weights: c_g per size (None: all 1). X_val/y_val: optional, adds val_acc per epoch.
+    embedding: "relu" (post-ReLU embedding layer) or "linear" (pre-activation), `mrl_ref.nn`.
     progress: one line per epoch on stderr.
     """
     X = as_float32_matrix(X, "X", min_rows=1)
@@ -203,21 +208,23 @@ def train_mrl(X, y, nesting, hidden=(512, 512), tied=False, epochs=10, batch_siz
     sizes = (X.shape[1], *_check_hidden(hidden), D)
     y, C = _check_labels(y, X.shape[0], num_classes)
     check_weights(weights, len(nesting))
-    model = MRLModel("mrl-e" if tied else "mrl", sizes, nesting, C, dropout=dropout, seed=seed)
+    model = MRLModel("mrl-e" if tied else "mrl", sizes, nesting, C, dropout=dropout, seed=seed,
+                     embedding=embedding)
     return _fit(model, X, y, epochs, batch_size, lr, optimizer, weights, label_smoothing,
                 weight_decay, momentum, warmup, progress, X_val, y_val)
 
 
 def train_fixed_feature(d, X, y, hidden=(512, 512), epochs=10, batch_size=256, lr=None, optimizer="sgd",
                         label_smoothing=0.1, weight_decay=1e-4, momentum=0.9, warmup=None, dropout=0.0,
-                        num_classes=None, seed=0, progress=True, X_val=None, y_val=None):
+                        num_classes=None, seed=0, progress=True, X_val=None, y_val=None,
+                        embedding="relu"):
     """Train a rigid (FF) model whose embedding has exactly d dims; returns an `MRLModel`
     with kind "ff" and nesting (d,). Same recipe and arguments as `train_mrl`."""
     X = as_float32_matrix(X, "X", min_rows=1)
     d = as_int(d, "d", 1)
     sizes = (X.shape[1], *_check_hidden(hidden), d)
     y, C = _check_labels(y, X.shape[0], num_classes)
-    model = MRLModel("ff", sizes, (d,), C, dropout=dropout, seed=seed)
+    model = MRLModel("ff", sizes, (d,), C, dropout=dropout, seed=seed, embedding=embedding)
     return _fit(model, X, y, epochs, batch_size, lr, optimizer, None, label_smoothing,
                 weight_decay, momentum, warmup, progress, X_val, y_val)
 

@@ -80,3 +80,55 @@ def test_bad_layer_inputs():
         MLP((4, 3), dropout=1.0)
     with pytest.raises(ValueError, match="do not fit"):
         MLP((4, 3), seed=0)(Tensor(np.ones((2, 5), dtype=np.float32)))
+
+
+def test_linear_embedding_is_the_last_pre_activation():
+    """embedding="linear": same weights as "relu" (same seed), the output is the last layer's
+    pre-activation, so it takes negative values and its ReLU is the "relu" embedding."""
+    x = Tensor(np.random.default_rng(5).standard_normal((64, 10)).astype(np.float32))
+    relu, lin = MLP((10, 12, 6), seed=3), MLP((10, 12, 6), seed=3, embedding="linear")
+    assert all(np.array_equal(p.data, q.data) for p, q in zip(relu.parameters(), lin.parameters()))
+    z, zr = lin(x).data, relu(x).data
+    assert np.any(z < 0)
+    np.testing.assert_array_equal(np.maximum(z, 0), zr)
+    hidden = relu.layers[0](x).relu()
+    np.testing.assert_array_equal(z, relu.layers[1](hidden).data)
+
+
+def test_linear_embedding_gradients_match_finite_differences():
+    rng = np.random.default_rng(7)
+    mlp = MLP((4, 5, 6, 3), seed=1, dtype=np.float64, embedding="linear")
+    x = rng.standard_normal((5, 4))
+    weights = rng.standard_normal((5, 3))
+    mlp(Tensor(x)).backward(weights)
+
+    def f():
+        return float(np.sum(mlp(Tensor(x)).data * weights))
+    grads = numeric_grads(f, [p.data for p in mlp.parameters()])
+    for p, num in zip(mlp.parameters(), grads):
+        assert rel_error(p.grad, num) < 1e-6
+    # the output layer's bias gradient is the upstream gradient summed over rows: no ReLU mask
+    np.testing.assert_allclose(mlp.layers[-1].bias.grad, weights.sum(axis=0), rtol=1e-12)
+
+
+def test_linear_embedding_matches_torch():
+    torch = pytest.importorskip("torch", reason="torch.nn.Sequential is the reference")
+    mlp = MLP((6, 8, 4), seed=2, dtype=np.float64, embedding="linear")
+    net = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.ReLU(), torch.nn.Linear(8, 4)).double()
+    with torch.no_grad():
+        for layer, ours in zip([net[0], net[2]], mlp.layers):
+            layer.weight.copy_(torch.tensor(ours.weight.data))
+            layer.bias.copy_(torch.tensor(ours.bias.data))
+    x = np.random.default_rng(3).standard_normal((7, 6))
+    xt = torch.tensor(x, requires_grad=True)
+    out = net(xt)
+    out.sum().backward()
+    mlp(Tensor(x)).backward(np.ones((7, 4)))
+    np.testing.assert_allclose(mlp(Tensor(x)).data, out.detach().numpy(), rtol=1e-12)
+    np.testing.assert_allclose(mlp.layers[0].weight.grad, net[0].weight.grad.numpy(), rtol=1e-10)
+    np.testing.assert_allclose(mlp.layers[1].bias.grad, net[2].bias.grad.numpy(), rtol=1e-10)
+
+
+def test_bad_embedding():
+    with pytest.raises(ValueError, match="embedding must be one of"):
+        MLP((4, 3), seed=0, embedding="tanh")

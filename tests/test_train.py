@@ -181,3 +181,18 @@ def test_default_warmup_fits_any_number_of_epochs(data):
     assert _same_bits(default, explicit)
     tiny = train_mrl(X[:8], y[:8], NESTING, warmup=0.99, **{**kw, "epochs": 1, "batch_size": 8})
     assert len(tiny.history) == 1  # 0.99 epoch of 1 step rounds to 1 step: clamped below total
+
+
+def test_linear_embedding_trains_saves_and_loads(tmp_path, data):
+    X, y, Xt, _ = data
+    m = train_fixed_feature(4, X, y, seed=0, embedding="linear", **SMALL)
+    z = m.embed(Xt)
+    assert m.body.embedding == "linear" and np.any(z < 0)
+    assert np.all(np.any(z[:, :2] != 0, axis=1))  # no all-zero 2-prefix
+    path = tmp_path / "lin.npz"
+    m.save(path)
+    loaded = load_model(path)
+    assert loaded.body.embedding == "linear"
+    np.testing.assert_array_equal(loaded.embed(Xt), z)
+    relu = train_fixed_feature(4, X, y, seed=0, **SMALL)
+    assert relu.body.embedding == "relu" and not np.array_equal(relu.embed(Xt), z)

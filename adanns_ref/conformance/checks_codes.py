@@ -3,7 +3,7 @@ faiss's ScalarQuantizer / IndexScalarQuantizer, IndexBinaryFlat and IndexBinaryI
 bridge rows. Registered in `checks.CHECKS` as "sq", "binary_flat" and "binary_ivf"."""
 import numpy as np
 
-from .. import faiss_bridge
+from .. import faiss_bridge, faiss_read
 from ..binary import BinaryFlatIndex, BinaryIVFIndex, binarize
 from ..sqindex import SQIndex
 from . import compare as cmp
@@ -38,7 +38,7 @@ def check_sq(case, n, d, qtype, metric, rangestat="minmax", rangestat_arg=0.0, n
     record("search", cmp.knn(ref.search(xq, k), mine))
     exported = faiss_bridge.to_faiss(ours)
     record("to_faiss search", cmp.knn(faiss_bridge.faiss_search(exported, xq, k), mine))
-    back = faiss_bridge.from_faiss(exported)
+    back = faiss_read.from_faiss(exported)
     record("round trip codes", cmp.codes(ours.codes, back.codes))
     record("round trip search", cmp.identical(mine, back.search(xq, k)))
     return results
@@ -68,7 +68,7 @@ def check_binary_flat(case, n, d_bits, nq=30, k=10, dup=0):
     record("search identical", _int_knn(ref.search(xq, k), mine))
     exported = faiss_bridge.to_faiss(ours)
     record("to_faiss search identical", _int_knn(faiss_bridge.faiss_search(exported, xq, k), mine))
-    record("round trip search", _int_knn(mine, faiss_bridge.from_faiss(exported).search(xq, k)))
+    record("round trip search", _int_knn(mine, faiss_read.from_faiss(exported).search(xq, k)))
     return results
 
 

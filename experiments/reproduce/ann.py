@@ -16,15 +16,15 @@ import time
 import numpy as np
 
 from adanns_ref.cost import ivf_flops_balanced
-from adanns_ref.topk import knn_search
 from adanns_ref.truncate import prefix
 
-from .mrl import ff_models, model_stages
+from .mrl import ff_models, model_stages, reference
 from .rows import RowCollector, seed_mean
 from .stage import StageResult, log
 
 ANN_K = 10          # results per query (10-recall@10 against exact search)
-TIMING_REPEATS = 3  # ms/query = the fastest of this many identical runs (first seed; 1 after)
+TIMING_REPEATS = 3  # ms/query = the fastest of this many identical runs (first seed; 1 after);
+                    # cfg["timing_repeats"] overrides it
 RERANK_SHORTLIST = 100
 
 
@@ -51,11 +51,16 @@ def _warm_up_ivf(IVFIndex, x):
     idx.search(x[:4], ANN_K, nprobe=2)
 
 
+def grid(cfg, key):
+    """A preset's dims grid (cfg[key], e.g. "ivf_dcs"), default every nesting size."""
+    return list(cfg.get(key) or cfg["nesting"])
+
+
 def _ivf_rows(rows, index, method, q, gt, cfg, dcs, dss, d_build, seed):
     """Search `index` for every (d_c, d_s, nprobe); append one row each to the collector."""
     added = []
     N, nlist = index.ntotal, index.nlist
-    repeats = TIMING_REPEATS if seed == cfg["seeds"][0] else 1
+    repeats = cfg.get("timing_repeats", TIMING_REPEATS) if seed == cfg["seeds"][0] else 1
     for d_c in dcs:
         for d_s in dss:
             for nprobe in cfg["ivf_nprobes"]:
@@ -98,11 +103,14 @@ def exp4_ivf(pipe, cfg, data, models, val_idx, test_idx):
     """AdANNS-IVF grid (d_c x d_s x nlist x nprobe) on MR and rigid IVF (MR with d_c = d_s and
     every FF-d model) per seed, AdANNS-IVF-D (built at full D, dims reduced at query time) on
     the first seed; plus the exact-search ceiling and the majority-label-of-probed-lists
-    baseline."""
+    baseline. d_c in cfg["ivf_dcs"], d_s in cfg["ivf_dss"] (default: every nesting size), and
+    always d_s = d_c (MR-IVF); cfg["ivf_d_dss"] trims the d_s of IVF-D (default ivf_dss)."""
     from adanns_ref.ivf import IVFIndex
 
     _, ytr, _, yte = data
-    nest, D = cfg["nesting"], cfg["D"]
+    D = cfg["D"]
+    dcs, dss = grid(cfg, "ivf_dcs"), grid(cfg, "ivf_dss")
+    d_dss = list(cfg.get("ivf_d_dss") or dss)
 
     def compute(ctx):
         rows = RowCollector(ytr, yte, val_idx, test_idx)
@@ -111,17 +119,19 @@ def exp4_ivf(pipe, cfg, data, models, val_idx, test_idx):
         for seed, ms in models.items():
             mrl, km_seed = ms["MRL"], 1234 + seed
             _warm_up_ivf(IVFIndex, mrl["db"])
-            _, gt = knn_search(prefix(mrl["q"], D), prefix(mrl["db"], D), ANN_K)
+            gt = reference(mrl, ANN_K)
             exact = rows.evaluate(gt)[0]
             baselines.append({"baseline": "exact search at full D (ceiling)", "seed": seed,
                               "nlist": None, "nprobe": None, "d_c": D, "top1": exact["top1"],
                               "map10": exact["map10"], "recall10": 1.0})
             for nlist in cfg["ivf_nlists"]:
-                for d_c in nest:
+                for d_c in dcs:
                     idx = IVFIndex(D, nlist, d_c=d_c, seed=km_seed)
                     idx.train(mrl["db"])
                     idx.add(mrl["db"])
-                    for r in _ivf_rows(rows, idx, "AdANNS-IVF", mrl["q"], gt, cfg, [d_c], nest, d_c, seed):
+                    d_s_grid = sorted(set(dss) | {d_c})
+                    for r in _ivf_rows(rows, idx, "AdANNS-IVF", mrl["q"], gt, cfg, [d_c], d_s_grid,
+                                       d_c, seed):
                         if r["d_c"] == r["d_s"]:
                             rows.add_copy(r, method="MR-IVF", config=r["config"].replace("AdANNS", "MR"))
                     for nprobe, ok in majority_label_rows(idx, mrl["q"], ytr, yte, cfg["ivf_nprobes"], d_c):
@@ -132,9 +142,10 @@ def exp4_ivf(pipe, cfg, data, models, val_idx, test_idx):
                     if d_c == D and seed == cfg["seeds"][0]:
                         # one index at full D, smaller dims chosen at query time; first seed
                         # only (no claim reads it, and it is 45% of the searches)
-                        _ivf_rows(rows, idx, "AdANNS-IVF-D", mrl["q"], gt, cfg, nest[:-1], nest, D, seed)
+                        _ivf_rows(rows, idx, "AdANNS-IVF-D", mrl["q"], gt, cfg,
+                                  [d for d in dcs if d < D], d_dss, D, seed)
                 for d, m in sorted(ff_models(ms).items()):
-                    _, gt_ff = knn_search(prefix(m["q"], d), prefix(m["db"], d), ANN_K)
+                    gt_ff = reference(m, ANN_K)
                     idx = IVFIndex(d, nlist, seed=km_seed)
                     idx.train(m["db"])
                     idx.add(m["db"])
@@ -146,10 +157,11 @@ def exp4_ivf(pipe, cfg, data, models, val_idx, test_idx):
         return res
 
     conf = {k: cfg[k] for k in ("ivf_nlists", "ivf_nprobes", "nesting", "seeds")}
-    return pipe.run("exp4_ivf", conf, compute, deps=model_stages(models),
-                    code=["adanns_ref.ivf", "adanns_ref.kmeans", "adanns_ref.topk", "adanns_ref.metrics",
-                          "adanns_ref.cost", "adanns_ref.assign", "experiments.reproduce.rows",
-                          "experiments.reproduce.ann"])
+    conf.update({k: cfg[k] for k in ("ivf_dcs", "ivf_dss", "ivf_d_dss", "timing_repeats") if k in cfg})
+    return pipe.run("exp4_ivf", conf, compute, deps=model_stages(models) + ["exact_knn"],
+                    code=["adanns_ref.ivf", "adanns_ref.kmeans", "adanns_ref.topk", "adanns_ref.exact",
+                          "adanns_ref.metrics", "adanns_ref.cost", "adanns_ref.assign",
+                          "experiments.reproduce.rows", "experiments.reproduce.ann"])
 
 
 def pq_training_rows(n, cfg, seed):
@@ -179,7 +191,9 @@ def _select_per_budget(rows, method):
 
 
 def exp5_opq(pipe, cfg, data, models, val_idx, test_idx):
-    """AdANNS-OPQ (every MR prefix d per byte budget M) vs OPQ on full MR and on the rigid FF-D,
+    """AdANNS-OPQ (every MR prefix d of cfg["opq_dims"], default every nesting size, per byte
+    budget M of cfg["opq_budgets"]) vs OPQ on full MR and on the rigid FF-D (at the budgets
+    cfg["opq_ff_budgets"], default opq_budgets; full MR only when D is in opq_dims),
     plus PQ-then-re-rank and, when `adanns_ref.ivfpq` exists, AdANNS-IVFOPQ vs rigid IVFOPQ;
     per seed. 10-recall@10 of MR rows is against exact search on MR-D, of FF rows on FF-D.
 
@@ -190,7 +204,9 @@ def exp5_opq(pipe, cfg, data, models, val_idx, test_idx):
     from adanns_ref.pqindex import PQIndex
 
     _, ytr, _, yte = data
-    nest, D = cfg["nesting"], cfg["D"]
+    D = cfg["D"]
+    opq_dims = grid(cfg, "opq_dims")
+    ff_budgets = list(cfg.get("opq_ff_budgets") or cfg["opq_budgets"])
 
     def opq_index(db, M, d, seed, train_rows):
         # allow_small: 256 centroids per subspace from fewer than faiss's 39 * 256 training
@@ -207,9 +223,9 @@ def exp5_opq(pipe, cfg, data, models, val_idx, test_idx):
         for seed, ms in models.items():
             mrl, ff = ms["MRL"], ff_models(ms)[D]
             train_rows = pq_training_rows(len(ytr), cfg, seed)
-            gt = {id(m): knn_search(prefix(m["q"], D), prefix(m["db"], D), ANN_K)[1] for m in (mrl, ff)}
-            for M in cfg["opq_budgets"]:
-                for d in [d for d in nest if d >= M and d % M == 0]:
+            gt = {id(m): reference(m, ANN_K) for m in (mrl, ff)}
+            for M in sorted(set(cfg["opq_budgets"]) | set(ff_budgets)):
+                for d in [d for d in opq_dims if d >= M and d % M == 0 and M in cfg["opq_budgets"]]:
                     idx = opq_index(mrl["db"], M, d, seed, train_rows)
                     _, I = idx.search(mrl["q"], ANN_K)
                     r = _pq_row(rows, "AdANNS-OPQ", M, d, f"AdANNS-OPQ M={M} d={d}", I, gt[id(mrl)], seed)
@@ -219,7 +235,7 @@ def exp5_opq(pipe, cfg, data, models, val_idx, test_idx):
                         _, I2 = rerank(S, mrl["db"], mrl["q"], D, ANN_K)
                         _pq_row(rows, "PQ+rerank", M, d, f"PQ+rerank M={M} shortlist={RERANK_SHORTLIST}"
                                 f" -> d={D}", I2, gt[id(mrl)], seed, selected=True)
-                if D % M == 0:
+                if D % M == 0 and M in ff_budgets:
                     _, I = opq_index(ff["db"], M, D, seed, train_rows).search(ff["q"], ANN_K)
                     _pq_row(rows, "FF-OPQ", M, D, f"FF-OPQ M={M} d={D}", I, gt[id(ff)], seed,
                             selected=True)
@@ -241,23 +257,25 @@ def exp5_opq(pipe, cfg, data, models, val_idx, test_idx):
 
     conf = {k: cfg[k] for k in ("opq_budgets", "opq_niter", "nesting", "seeds", "ivfpq_nlist",
                                 "ivfopq_budgets", "ivfopq_dcs", "ivfopq_nprobes", "pq_train_size")}
+    conf.update({k: cfg[k] for k in ("opq_dims", "opq_ff_budgets") if k in cfg})
     code = ["adanns_ref.pqindex", "adanns_ref.pq", "adanns_ref.opq", "adanns_ref.kmeans",
             "adanns_ref.funnel", "adanns_ref.metrics", "experiments.reproduce.rows",
             "experiments.reproduce.ann"]
     if ivfpq_available():
-        code.append("adanns_ref.ivfpq")
-    return pipe.run("exp5_opq", conf, compute, deps=model_stages(models), code=code)
+        code += ["adanns_ref.ivfpq", "adanns_ref._ivfpq_kernels"]
+    return pipe.run("exp5_opq", conf, compute, deps=model_stages(models) + ["exact_knn"], code=code)
 
 
 def _ivfopq_rows(rows, cfg, mrl, ff, seed, train_rows, gt):
-    """AdANNS-IVFOPQ (route at d_c, OPQ+PQ-encode the d_s-prefix) vs rigid IVFOPQ on FF-D."""
+    """AdANNS-IVFOPQ (route at d_c, OPQ+PQ-encode the d_s-prefix; d_c in cfg["ivfopq_dcs"], d_s
+    in cfg["opq_dims"], both regimes d_c < d_s and d_c >= d_s) vs rigid IVFOPQ on FF-D."""
     from adanns_ref.ivfpq import IVFPQIndex
 
-    nest, D, nlist = cfg["nesting"], cfg["D"], cfg["ivfpq_nlist"]
+    D, nlist = cfg["D"], cfg["ivfpq_nlist"]
     t0 = time.perf_counter()
     for M in cfg["ivfopq_budgets"]:
-        cands = [(mrl, "AdANNS-IVFOPQ", d_c, d_s) for d_c in cfg["ivfopq_dcs"] for d_s in nest
-                 if d_s >= M and d_s % M == 0]
+        cands = [(mrl, "AdANNS-IVFOPQ", d_c, d_s) for d_c in cfg["ivfopq_dcs"]
+                 for d_s in grid(cfg, "opq_dims") if d_s >= M and d_s % M == 0]
         if D % M == 0:
             cands.append((ff, "FF-IVFOPQ", D, D))
         for m, method, d_c, d_s in cands:

@@ -26,7 +26,8 @@ General rules:
   the metric cannot resolve the claim at this scale. "beats" claims use their own pair with X
   and Y swapped per query at random (true gain 0), which checks the interval's calibration;
   a shuffled-prefix AdANNS-IVF control would need one more index grid per seed.
-- "At less compute" claims also need at least MIN_SAVING times fewer MFLOPs/query; their rows
+- "At less compute" claims also need at least MIN_SAVING times fewer MFLOPs/query (the IVF
+  "less search time" claim: MIN_SAVING times less measured ms/query, chosen by ms/query); their rows
   show the MFLOPs ratio and the measured wall-clock ratio against the paper's figures, and a
   configuration that is slower in wall-clock says so in its verdict.
 - *not applicable at this scale* when the data the rule needs does not exist (e.g. no nesting
@@ -52,6 +53,7 @@ class Claim:
     evidence: object          # function(tables, ctx) -> Evidence
     table: str                # the experiment whose rows it reads
     paper_saving: dict = field(default_factory=dict)   # {"MFLOPs": x, "wall-clock": y}
+    saving_on: str = None     # the saving MIN_SAVING applies to (None: MFLOPs, else dims)
 
 
 
@@ -59,11 +61,13 @@ SWAPPED = "the claim's own pair with X and Y swapped per query at random (true g
 
 CLAIMS = [
     Claim("mrl-vs-ff-small-dims-map", "1-NN retrieval: MRL beats FF at small dims (mAP@10)",
-          "ImageNet 1-NN top-1 d=8: MRL 62.19 vs FF 58.93; d=16: 67.91 vs 66.77", "beats",
+          "ImageNet 1-NN top-1 at d=8/16/32/64/128/256 of 2048: MRL 62.19 67.91 69.46 70.17 70.52 "
+          "70.62 vs FF 58.93 66.77 68.84 69.41 69.35 69.72", "beats",
           {"mAP@10": None}, SWAPPED, model_vs_model("MRL", "FF", "mAP@10", ["1-NN top-1"]),
           "exp1_dims"),
     Claim("mrl-vs-ff-small-dims-linear", "linear top-1: MRL beats FF at small dims",
-          "ImageNet d=8: MRL 66.63 vs FF 65.29; d=16: 73.53 vs 72.85", "beats",
+          "ImageNet linear top-1 at d=8/16/32/64/128/256 of 2048: MRL 66.63 73.53 75.03 75.82 "
+          "76.30 76.47 vs FF 65.29 72.85 74.60 75.27 75.29 75.71", "beats",
           {"linear top-1": None}, SWAPPED, model_vs_model("MRL", "FF", "linear top-1", []),
           "exp1_dims"),
     Claim("mrl-vs-svd", "MRL beats the SVD of the full-D FF embedding at small dims (mAP@10)",
@@ -93,10 +97,11 @@ CLAIMS = [
           {"10-recall@10": None, "mAP@10": None}, SWAPPED,
           ivf_equal_compute("MR-IVF", {"10-recall@10": ANN_VEC["10-recall@10"],
                                         "mAP@10": ANN_VEC["mAP@10"]}, True), "exp4_ivf"),
-    Claim("adanns-ivf-less-compute", "AdANNS-IVF reaches the best rigid FF-IVF at less compute",
-          "AdANNS-IVF matches rigid IVF accuracy with up to 90x less search time", "no_worse",
-          {"mAP@10": MAP_MARGIN}, "the best rigid FF-IVF within the same MFLOPs reaches it",
-          ivf_less_compute, "exp4_ivf", {"wall-clock": 90.0}),
+    Claim("adanns-ivf-less-compute", "AdANNS-IVF reaches the best rigid FF-IVF in less search time",
+          "AdANNS-IVF matches rigid IVF accuracy with up to 90x less search time (nlist 1024, "
+          "nprobe 1-4, D=2048)", "no_worse",
+          {"mAP@10": MAP_MARGIN}, "the best rigid FF-IVF within the same measured ms/query reaches it",
+          ivf_less_compute, "exp4_ivf", {"wall-clock": 90.0}, saving_on="wall-clock"),
     Claim("adanns-opq-half-bytes", "AdANNS-OPQ at M bytes reaches rigid OPQ at 2M bytes",
           "32-byte AdANNS-OPQ matches 64-byte rigid OPQ (Natural Questions, 21M passages)", "no_worse",
           {"mAP@10": MAP_MARGIN},
@@ -154,12 +159,13 @@ def judge_claim(claim, tables, ctx):
         out["metrics"][m]["x"], out["metrics"][m]["y"] = float(x.mean()), float(y.mean())
     verdict = out["verdict"]
     if verdict == rules.REPRODUCED and ev.saving:
-        key = "MFLOPs" if "MFLOPs" in ev.saving else "dims"
+        key = claim.saving_on or ("MFLOPs" if "MFLOPs" in ev.saving else "dims")
         if ev.saving[key] < MIN_SAVING:
             verdict = rules.NOT_REPRODUCED
     row.update(verdict=verdict, metrics=out["metrics"], control_verdict=out["control_verdict"],
                control_metrics=out["control_metrics"], points=ev.points,
-               secondary=ev.secondary or {}, saving=ev.saving or {}, paper_saving=claim.paper_saving)
+               secondary=ev.secondary or {}, saving=ev.saving or {}, paper_saving=claim.paper_saving,
+               saving_on=claim.saving_on)
     row["measured"] = measured_text(row)
     row["verdict_note"] = wall_clock_note(row)
     if verdict != rules.REPRODUCED:
@@ -211,8 +217,9 @@ def why_not(row):
     if row["verdict"] == rules.VACUOUS:
         facts.append("The control passes the same rule, so at this scale the rule cannot tell the "
                      "claimed pair from one that must differ.")
+    judged = row.get("saving_on") or ("MFLOPs" if "MFLOPs" in row["saving"] else "dims")
     for k, v in row["saving"].items():
-        if k in ("MFLOPs", "dims") and v < MIN_SAVING:
+        if k == judged and v < MIN_SAVING:
             facts.append(f"The saving is {v:.2f}x, below the {MIN_SAVING:g}x the rule requires.")
     return " ".join(facts)
 

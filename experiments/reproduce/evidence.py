@@ -130,7 +130,8 @@ def mrl_e(tables, ctx):
     rows = tables["exp1_dims"]
     g = groups(rows, ctx["seeds"])
     D = max(r["dim"] for r in rows)
-    d8 = D // SMALL_DIM_FRACTION
+    ff_dims = [k[1] for k in g if k[0] == "FF" and k[1] <= D // SMALL_DIM_FRACTION]
+    d8 = max(ff_dims, default=D // SMALL_DIM_FRACTION)  # the largest FF size <= D/8 (cfg["ff_sizes"])
     need = [("MRL-E", D), ("MRL", D), ("FF", d8), ("FF", D)]
     if any(k not in g for k in need):
         raise NotApplicable(f"missing one of {need}")
@@ -230,13 +231,14 @@ def ivf_equal_compute(baseline, vecs, decoupled):
     return evidence
 
 
-def less_compute(table, x_method, y_method, vecs, margins, decoupled=False):
-    """Evidence that x_method reaches the best y_method configuration at less compute.
+def less_compute(table, x_method, y_method, vecs, margins, decoupled=False, cost="mflops"):
+    """Evidence that x_method reaches the best y_method configuration at less `cost` ("mflops"
+    or "ms_per_query", measured wall-clock).
 
     Per fold: the reference is the y_method configuration with the best score on the first
-    metric of `vecs` (ties: fewer MFLOPs); X is the cheapest x_method configuration within half
+    metric of `vecs` (ties: lower cost); X is the cheapest x_method configuration within half
     a margin of it on every metric, else the best one on the first metric. Control: the best
-    y_method configuration within X's MFLOPs (else the cheapest) must not reach the reference.
+    y_method configuration within X's cost (else the cheapest) must not reach the reference.
     decoupled: only x_method rows with d_c != d_s count."""
     first = next(iter(vecs))
 
@@ -250,7 +252,7 @@ def less_compute(table, x_method, y_method, vecs, margins, decoupled=False):
         v = vecs[first]
 
         def reference(fold):
-            return max(theirs.values(), key=lambda t: (score(t, v, fold), -mean_field(t, "mflops")))
+            return max(theirs.values(), key=lambda t: (score(t, v, fold), -mean_field(t, cost)))
 
         def choose(fold):
             ref = reference(fold)
@@ -258,13 +260,13 @@ def less_compute(table, x_method, y_method, vecs, margins, decoupled=False):
                   if all(score(o, vecs[m], fold) >= score(ref, vecs[m], fold) - margins[m] / 2 for m in vecs)]
             if not ok:
                 return [(max(ours.values(), key=lambda o: score(o, v, fold)), ref)]
-            return [(min(ok, key=lambda o: mean_field(o, "mflops")), ref)]
+            return [(min(ok, key=lambda o: mean_field(o, cost)), ref)]
 
         def control(fold):
             x, ref = choose(fold)[0]
-            cheap = [t for t in theirs.values() if mean_field(t, "mflops") <= mean_field(x, "mflops")]
+            cheap = [t for t in theirs.values() if mean_field(t, cost) <= mean_field(x, cost)]
             if not cheap:
-                cheap = [min(theirs.values(), key=lambda t: mean_field(t, "mflops"))]
+                cheap = [min(theirs.values(), key=lambda t: mean_field(t, cost))]
             return [(max(cheap, key=lambda t: score(t, v, fold)), ref)]
 
         pairs, gains, chosen = cross_fit(choose, vecs, ctx["folds"], ctx["nq"])
@@ -278,8 +280,10 @@ def less_compute(table, x_method, y_method, vecs, margins, decoupled=False):
     return evidence
 
 
+# The paper's "same accuracy at up to 90x less search time" is about time: the cheapest
+# configuration and the control's budget are both by measured ms/query (wall-clock).
 ivf_less_compute = less_compute("exp4_ivf", "AdANNS-IVF", "FF-IVF", {"mAP@10": ANN_VEC["mAP@10"]},
-                                {"mAP@10": MAP_MARGIN})
+                                {"mAP@10": MAP_MARGIN}, cost="ms_per_query")
 hnsw_less_compute = less_compute("exp7_hnsw", "AdANNS-HNSW", "MR-HNSW",
                                  {"10-recall@10": ANN_VEC["10-recall@10"], "mAP@10": ANN_VEC["mAP@10"]},
                                  {"10-recall@10": RECALL_MARGIN, "mAP@10": MAP_MARGIN}, decoupled=True)

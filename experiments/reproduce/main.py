@@ -8,6 +8,7 @@ hashes and the source of the code it calls; see `experiments/reproduce/stage.py`
 
     train_<model>_s<seed>   MLP encoders 784-h-h-D: MRL (separate heads), MRL-E (tied heads)
                             and one fixed-feature model per size d, for each seed of the preset
+    exact_knn          exact top-10 at full dim of every model (every recall's reference)
     exp1_dims          linear top-1, 1-NN top-1, mAP@10, 10-recall@10 per size, with the SVD
                        and random-projection baselines                      (MRL Fig. 2/3)
     exp2_adaptive_cls  adaptive classification cascade vs FF                 (MRL §4.2.1)
@@ -29,7 +30,9 @@ manifests). A rerun recomputes only the stages whose configuration, inputs or co
 
 Presets: `tiny` (a few hundred embedded images, 1 epoch, 1 seed: seconds, for the end-to-end
 test), `small` (the embedded 6,000 / 1,000 subset, 2 seeds, offline), `full` (60,000 / 10,000,
-3 seeds). Seeds are --seed, --seed + 1, ... Database = train split, queries = test split. The
+3 seeds, D = 64), `paper` (60,000 / 10,000, 2 seeds, the papers' D = 2048 and nesting 8..2048,
+linear embedding layer, trimmed grids; budget in the PRESETS comment, < 30 min).
+Seeds are --seed, --seed + 1, ... Database = train split, queries = test split. The
 test queries are split once, seeded, into halves A ("val") and B ("test"); wherever a
 configuration is chosen it is chosen on one half and scored on the other (the claims do it both
 ways: cross-fitting).
@@ -81,6 +84,60 @@ PRESETS = {
         opq_niter=10, ivfpq_nlist=256, ivfopq_budgets=[8, 16], ivfopq_dcs=[8],
         ivfopq_nprobes=[1, 4, 16], pq_train_size=16384,
         hnsw_dims=[8, 16, 64], hnsw_M=16, hnsw_efc=40, hnsw_efs=[16, 64]),
+    # The papers' dims: D = 2048, nesting 8..2048, every claim judged where the papers report it.
+    # Linear (pre-activation) embedding layer: a post-ReLU one leaves short prefixes all zero;
+    # its rank is <= 256 (the last hidden layer), so dims 512..2048 add no information that
+    # h_2 lacks (the papers' ResNet-50 features are 2048-dim post-ReLU averages, rank 2048).
+    #
+    # Budget (whole run < 30 min on an idle 2-core machine, target ~22; per stage, FLOPs at
+    # conservative rates: training GEMMs on 1 BLAS thread 50 GFLOP/s; exact search / k-means
+    # GEMMs on 2 threads 100 / 80 GFLOP/s; IVF list scans 20 GB/s; PQ / OPQ k-means 20 GFLOP/s;
+    # the full preset's recorded stage times imply ~150 GFLOP/s for training, so 3x margin there):
+    #   train (16 models)  per sample-epoch fwd + bwd: MRL 4.6, MRL-E 4.6, FF-2048 4.5, FF-256 1.6,
+    #                      FF-8..64 4.9 MFLOP = 20.2 MFLOP x 60,000 x 6 epochs x 2 seeds
+    #                      = 14.5 TFLOP                                                 ~ 290 s
+    #   exact_knn          top-10 at full dim of every model: 2 x (2048 + 2048 + 2424) dims
+    #                      x 1.2 GFLOP/dim (2 Q N) = 15.6 TFLOP                          ~ 160 s
+    #   exp1_dims          MRL, MRL-E below D (2 x 2040 dims), FF below D (376), SVD / RP at
+    #                      8..256 (2 x 504): 2 x 5464 x 1.2 GFLOP = 13.1 TFLOP; SVD 60,000 x 2048
+    #                      float64 2 x 1.1 TFLOP at 50                                   ~ 175 s
+    #   exp3_retrieval     single-shot at every size (GEMM, 4088 dims): 2 x 4.9 TFLOP (98 s);
+    #                      shortlists at 8, 16, 32, 64 and the funnel's 8 (fused numba scan,
+    #                      ~20 GFLOP/s): 2 x 128 x 1.2 GFLOP (15 s); re-rank gathers ~ 5 s   ~ 120 s
+    #   exp4_ivf           k-means (10 iterations, nlist 256) over MR d_c 2168 + FF 2424 dims:
+    #                      2 x 4592 x 0.31 GFLOP = 2.8 TFLOP at 80 (35 s); list scans per
+    #                      index Q x sum(nprobe) 31 x 234 x sum(d_s) 2552 x 4 B = 74 GB, 6 index
+    #                      equivalents per seed, first seed timed twice: 3 x 6 x 3.7 s (67 s);
+    #                      IVF-D at d_s <= 256 (4 s)                                     ~ 110 s
+    #   exp5_opq           OPQ (2 iterations: 40 + 4 inner PQ k-means iterations) + PQ (25) on
+    #                      4096 training rows: 145 MFLOP per dim, encode 31 MFLOP per dim, at
+    #                      20 GFLOP/s = 8.8 ms per dim, + 2 Procrustes SVDs (2.6 s each at
+    #                      d = 2048). Per seed: AdANNS-OPQ 1928 dims (17 s), FF-OPQ 4 x 2048
+    #                      (72 s + 21 s SVD), IVFOPQ 2000 + 2 x 2048 dims (54 s + 10 s SVD)
+    #                      = 174 s                                                        ~ 350 s
+    #   exp2, exp6, figures, report                                                       ~  10 s
+    #   total                                                                   ~ 1215 s = 20 min
+    # Memory: ~3.4 GB of D = 2048 embeddings (MRL, MRL-E, FF-2048 x 2 seeds) + the float64 SVD
+    # (~3 GB) + one IVF index (0.5 GB).
+    "paper": dict(
+        n_seeds=2,
+        subset=None, per_class=None, nesting=[8, 16, 32, 64, 128, 256, 512, 1024, 2048],
+        hidden=[256, 256], embedding="linear", ff_sizes=[8, 16, 32, 64, 256, 2048],
+        baseline_dims=[8, 16, 32, 64, 128, 256],
+        epochs=6, batch_size=256, optimizer="sgd", lr=0.05, warmup=1,
+        shortlists=[200], adaptive_dims=[8, 16, 32, 64], rerank_dims=[2048],
+        funnel_dims=[8, 16, 32, 64, 128, 2048], funnel_shortlists=[200, 100, 50, 25, 10],
+        retrieval_k=10,
+        ivf_nlists=[256], ivf_nprobes=[1, 2, 4, 8, 16], ivf_dcs=[8, 16, 32, 64, 2048],
+        ivf_dss=[8, 16, 32, 64, 128, 256, 2048], ivf_d_dss=[8, 16, 32, 64, 128, 256],
+        timing_repeats=2,
+        opq_budgets=[8, 16, 32, 64], opq_ff_budgets=[16, 32, 64, 128],
+        opq_dims=[8, 16, 32, 64, 128, 256], opq_niter=2,
+        ivfpq_nlist=256, ivfopq_budgets=[8, 16], ivfopq_dcs=[8, 64], ivfopq_nprobes=[1, 4, 16],
+        pq_train_size=4096,
+        # exp7: graphs at 32 and 256 (MR and FF; build distance work grows with the dim, one at
+        # 2048 alone would take ~40 s), re-scored at 128 / 512 / 2048           ~ 100 s
+        hnsw_dims=[32, 256], hnsw_ds=[128, 512, 2048], hnsw_M=16, hnsw_efc=40, hnsw_efs=[16, 64]),
 }
 
 
@@ -132,11 +189,13 @@ def main(argv=None):
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", choices=sorted(PRESETS), default="small",
                         help="tiny: seconds (tests); small: embedded subset, < 3 min; full: all of "
-                             "Fashion-MNIST, < 30 min (default: small)")
+                             "Fashion-MNIST, < 30 min; paper: all of Fashion-MNIST at the papers' "
+                             "D = 2048, < 30 min (default: small)")
     parser.add_argument("--out", default="results", help="output directory (default: results/)")
     parser.add_argument("--seed", type=int, default=0, help="seed of every random choice (default 0)")
     parser.add_argument("--seeds", type=int, default=None,
-                        help="number of training seeds (default: the preset's, tiny 1, small 2, full 3)")
+                        help="number of training seeds (default: the preset's, tiny 1, small 2, full 3, "
+                             "paper 2)")
     parser.add_argument("--previous", default=None,
                         help="claims.json of an earlier run, for the report's list of changed "
                              "verdicts (default: DIR/claims.json if it exists)")
@@ -158,6 +217,7 @@ def main(argv=None):
     val_idx, test_idx = split_queries(len(data[2]), args.seed)
 
     models = mrl.train_all(pipe, cfg, data)
+    mrl.exact_knn(pipe, cfg, models)
     mrl.exp1_dims(pipe, cfg, data, models, val_idx, test_idx)
     mrl.exp2_adaptive_cls(pipe, cfg, data, models, val_idx, test_idx)
     mrl.exp3_retrieval(pipe, cfg, data, models, val_idx, test_idx)

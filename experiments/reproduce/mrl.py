@@ -1,17 +1,21 @@
 """MRL side of the reproduction: training the encoders and experiments 1-3.
 
-Models (MLP 784-h-h-D, embedding = last hidden layer after ReLU, SPEC §1), each trained with
-every seed of cfg["seeds"]:
+Models (MLP 784-h-h-D; embedding = last layer after ReLU, SPEC §1, or its pre-activation when
+cfg["embedding"] == "linear", `mrl_ref.nn`), each trained with every seed of cfg["seeds"]:
 - "MRL":   separate heads on every nesting size m_g, Matryoshka loss sum_g CE_ls(logits_g, y);
 - "MRL-E": weight-tied heads (one W, one bias);
-- "FF-d":  one fixed-feature model per nesting size d (a d-dim embedding, one head).
-Post-hoc baselines of MRL Fig. 2, computed from the FF-D embedding of the same seed:
+- "FF-d":  one fixed-feature model per size d of cfg["ff_sizes"] (default: every nesting size;
+           a d-dim embedding, one head).
+Post-hoc baselines of MRL Fig. 2, computed from the FF-D embedding of the same seed, at the
+sizes cfg["baseline_dims"] (default: every nesting size):
 - "SVD":   projection on the top-d right singular vectors of the (uncentred) database matrix;
 - "RP":    a seeded Gaussian random linear projection D -> d.
 
 Each model is one cached stage `train_<name>_s<seed>` whose arrays are the float32 train/test
 embeddings and the per-size test logits; the model itself is saved with `model.save`.
-Experiments only read those arrays, so re-running an experiment never retrains.
+Experiments only read those arrays, so re-running an experiment never retrains. The stage
+`exact_knn` computes once, for every model, the exact top-GT_K ids at its full dim (the
+reference of every recall; at D = 2048 one search is 2.5 TFLOP) and stores them as model["gt"].
 """
 import time
 
@@ -23,6 +27,7 @@ from adanns_ref.truncate import prefix
 from .rows import MAP_K, RowCollector
 from .stage import StageResult
 
+GT_K = MAP_K  # = retrieval_k = ann.ANN_K = 10; `reference` refuses a larger k
 TRAIN_CODE = ["mrl_ref.train", "mrl_ref.nn", "mrl_ref.heads", "mrl_ref.autograd", "mrl_ref.optim"]
 EVAL_CODE = ["adanns_ref.metrics", "adanns_ref.truncate", "experiments.reproduce.rows",
              "experiments.reproduce.mrl"]
@@ -30,7 +35,19 @@ EVAL_CODE = ["adanns_ref.metrics", "adanns_ref.truncate", "experiments.reproduce
 
 def _train_config(cfg, kind, nesting, seed):
     keys = ("subset", "per_class", "hidden", "epochs", "batch_size", "optimizer", "lr", "warmup")
-    return dict({k: cfg[k] for k in keys}, kind=kind, nesting=list(nesting), seed=seed)
+    conf = dict({k: cfg[k] for k in keys}, kind=kind, nesting=list(nesting), seed=seed)
+    if embedding(cfg) != "relu":  # absent for relu: the presets before the option keep their cache
+        conf["embedding"] = embedding(cfg)
+    return conf
+
+
+def embedding(cfg):
+    return cfg.get("embedding", "relu")
+
+
+def ff_sizes(cfg):
+    """Sizes d of the fixed-feature models: cfg["ff_sizes"], default every nesting size."""
+    return list(cfg.get("ff_sizes") or cfg["nesting"])
 
 
 def _train_stage(pipe, cfg, data, name, kind, nesting, seed):
@@ -42,7 +59,7 @@ def _train_stage(pipe, cfg, data, name, kind, nesting, seed):
     def compute(ctx):
         common = dict(hidden=tuple(cfg["hidden"]), epochs=cfg["epochs"], batch_size=cfg["batch_size"],
                       lr=cfg["lr"], warmup=cfg["warmup"], optimizer=cfg["optimizer"],
-                      seed=seed, progress=True)
+                      seed=seed, progress=True, embedding=embedding(cfg))
         if kind == "FF":
             model = mtrain.train_fixed_feature(nesting[-1], Xtr, ytr, **common)
         else:
@@ -62,16 +79,45 @@ def _train_stage(pipe, cfg, data, name, kind, nesting, seed):
 
 
 def train_all(pipe, cfg, data):
-    """{seed: {name: model}}: MRL, MRL-E and one FF model per nesting size for every seed in
-    cfg["seeds"], all with the same recipe (optimizer, lr schedule, epochs, batch size)."""
+    """{seed: {name: model}}: MRL, MRL-E and one FF model per size of `ff_sizes(cfg)` for every
+    seed in cfg["seeds"], all with the same recipe (optimizer, lr schedule, epochs, batch size)."""
     out = {}
     for seed in cfg["seeds"]:
         models = {"MRL": _train_stage(pipe, cfg, data, "MRL", "MRL", cfg["nesting"], seed),
                   "MRL-E": _train_stage(pipe, cfg, data, "MRL-E", "MRL-E", cfg["nesting"], seed)}
-        for d in cfg["nesting"]:
+        for d in ff_sizes(cfg):
             models[f"FF-{d}"] = _train_stage(pipe, cfg, data, f"FF-{d}", "FF", [d], seed)
         out[seed] = models
     return out
+
+
+def exact_knn(pipe, cfg, models):
+    """Stage `exact_knn`: per seed and model, the exact top-GT_K test-query ids (int64 (nq,
+    GT_K)) at the model's full dim, set as model["gt"]. Experiments list "exact_knn" in deps."""
+    def key(name, seed):
+        return f"{name.lower().replace('-', '_')}_s{seed}"
+
+    def compute(ctx):
+        arrays = {}
+        for seed, ms in models.items():
+            for name, m in ms.items():
+                d = m["sizes"][-1]
+                arrays[key(name, seed)] = knn_search(prefix(m["q"], d), prefix(m["db"], d), GT_K)[1]
+        return StageResult(arrays=arrays)
+
+    res = pipe.run("exact_knn", {"k": GT_K, "seeds": cfg["seeds"]}, compute, deps=model_stages(models),
+                   code=["adanns_ref.topk", "adanns_ref.exact", "adanns_ref.truncate"])
+    for seed, ms in models.items():
+        for name, m in ms.items():
+            m["gt"] = res.arrays[key(name, seed)]
+
+
+def reference(model, k):
+    """The exact top-k ids at the model's full dim (a prefix of the stored top-GT_K: same order,
+    same ties to the smaller id)."""
+    if k > GT_K:
+        raise ValueError(f"k={k} exceeds the stored exact top-{GT_K}; raise mrl.GT_K")
+    return np.ascontiguousarray(model["gt"][:, :k])
 
 
 def model_stages(models, names=None):
@@ -110,24 +156,26 @@ def zero_prefix_fraction(db, d):
 def exp1_dims(pipe, cfg, data, models, val_idx, test_idx):
     """Per seed and size: linear top-1 (own heads), 1-NN top-1, mAP@10 and 10-recall@10 (against
     exact search at full D: MRL-D for MRL, MRL-E-D for MRL-E, FF-D for FF, SVD and RP), and the
-    share of all-zero prefixes, for MRL, MRL-E, FF, SVD and RP."""
+    share of all-zero prefixes, for MRL, MRL-E, FF, SVD and RP (SVD / RP at cfg["baseline_dims"])."""
     _, ytr, _, yte = data
     D, nest = cfg["D"], cfg["nesting"]
+    base_dims = list(cfg.get("baseline_dims") or nest)
 
     def compute(ctx):
         rows = RowCollector(ytr, yte, val_idx, test_idx)
         for seed, ms in models.items():
             ffs = ff_models(ms)
-            full = {n: knn_search(prefix(ms[n]["q"], D), prefix(ms[n]["db"], D), MAP_K)[1]
-                    for n in ("MRL", "MRL-E", f"FF-{D}")}
+            full = {n: reference(ms[n], MAP_K) for n in ("MRL", "MRL-E", f"FF-{D}")}
             todo = [(n, d, ms[n]["db"], ms[n]["q"], ms[n]["logits"][d], full[n])
                     for n in ("MRL", "MRL-E") for d in nest]
             todo += [("FF", d, m["db"], m["q"], m["logits"][d], full[f"FF-{D}"])
                      for d, m in sorted(ffs.items())]
-            proj = post_hoc_projections(ffs[D]["db"], ffs[D]["q"], nest, seed)
+            proj = post_hoc_projections(ffs[D]["db"], ffs[D]["q"], base_dims, seed)
             todo += [(n, d, db, q, None, full[f"FF-{D}"]) for (n, d), (db, q) in proj.items()]
             for name, d, db, q, logits, gt in todo:
-                _, I = knn_search(prefix(q, d), prefix(db, d), MAP_K)
+                # at full D the search is the reference itself (same call, same ids)
+                I = gt if d == D and name != "SVD" and name != "RP" else \
+                    knn_search(prefix(q, d), prefix(db, d), MAP_K)[1]
                 knn, knn_vec = rows.evaluate(I, gt, prefix="knn_")
                 linear = (np.full(len(yte), np.nan, np.float32) if logits is None else
                           (np.argmax(logits, axis=1) == yte).astype(np.float32))
@@ -139,8 +187,11 @@ def exp1_dims(pipe, cfg, data, models, val_idx, test_idx):
                                  dict(knn_vec, linear_top1_per_query=linear))
         return rows.result("exp1_dims")
 
-    return pipe.run("exp1_dims", {"map_k": MAP_K, "seeds": cfg["seeds"]}, compute,
-                    deps=model_stages(models), code=EVAL_CODE + ["adanns_ref.topk"])
+    conf = {"map_k": MAP_K, "seeds": cfg["seeds"]}
+    if base_dims != nest:
+        conf["baseline_dims"] = base_dims
+    return pipe.run("exp1_dims", conf, compute, deps=model_stages(models) + ["exact_knn"],
+                    code=EVAL_CODE + ["adanns_ref.topk", "adanns_ref.exact"])
 
 
 def cross_fit_cascade(logits, y, sizes, fold_a, fold_b):
@@ -201,16 +252,24 @@ def exp2_adaptive_cls(pipe, cfg, data, models, val_idx, test_idx):
 
 
 def retrieval_configs(cfg):
-    """(method, stages) of exp. 3: single-shot at every size, every shortlist dim x re-rank dim x
-    shortlist length, and funnels over the trailing nesting sizes (shortlists from the end of
-    cfg["funnel_shortlists"], e.g. [..., 50, 25, 10])."""
+    """(method, stages) of exp. 3: single-shot at every size; every shortlist dim x re-rank dim x
+    shortlist length (shortlist dims cfg["adaptive_dims"], re-rank dims cfg["rerank_dims"],
+    default every pair of nesting sizes d_s < d_r); funnels: cfg["funnel_dims"] when given (d_0
+    keeps funnel_shortlists[0], d_1 the next, ..., the last dim re-ranks to k: the paper's
+    8 -> 16 -> 32 -> 64 -> 128 -> 2048 with 200, 100, 50, 25, 10), else funnels over the
+    trailing nesting sizes (shortlists from the end of cfg["funnel_shortlists"])."""
     nest, k = cfg["nesting"], cfg["retrieval_k"]
     out = [("single-shot", [(d, k)]) for d in nest]
-    for i, ds in enumerate(nest[:-1]):
-        for dr in nest[i + 1:]:
+    for ds in cfg.get("adaptive_dims") or nest[:-1]:
+        for dr in [d for d in cfg.get("rerank_dims") or nest if d > ds]:
             for s in cfg["shortlists"]:
                 out.append(("adaptive", [(ds, s), (dr, k)]))
     fs = cfg["funnel_shortlists"]
+    if cfg.get("funnel_dims"):
+        dims = cfg["funnel_dims"]
+        if len(dims) != len(fs) + 1:
+            raise ValueError(f"funnel_dims {dims} needs len(funnel_shortlists) + 1 = {len(fs) + 1} dims")
+        return out + [("funnel", list(zip(dims, list(fs) + [k])))]
     for start in range(len(nest) - 2):
         dims = nest[start:]
         if len(dims) <= len(fs):
@@ -231,7 +290,7 @@ def exp3_retrieval(pipe, cfg, data, models, val_idx, test_idx):
         for seed, ms in models.items():
             db, q = ms["MRL"]["db"], ms["MRL"]["q"]
             funnel_search(db[:64], q[:4], [(1, 8), (2, 4)])  # compile numba kernels before timing
-            _, gt = knn_search(prefix(q, D), prefix(db, D), k)
+            gt = reference(ms["MRL"], k)
             for method, stages in configs:
                 t0 = time.perf_counter()
                 _, I, flops = funnel_search(db, q, stages)
@@ -244,5 +303,5 @@ def exp3_retrieval(pipe, cfg, data, models, val_idx, test_idx):
         return rows.result("exp3_retrieval")
 
     conf = {"configs": configs, "seeds": cfg["seeds"]}
-    return pipe.run("exp3_retrieval", conf, compute, deps=model_stages(models, ["MRL"]),
-                    code=EVAL_CODE + ["adanns_ref.funnel", "adanns_ref.topk"])
+    return pipe.run("exp3_retrieval", conf, compute, deps=model_stages(models, ["MRL"]) + ["exact_knn"],
+                    code=EVAL_CODE + ["adanns_ref.funnel", "adanns_ref.topk", "adanns_ref.exact"])
