@@ -121,6 +121,17 @@ def bytes_per_vector_pq(M, nbits=8, ids=False):
     return math.ceil(M * nbits / 8) + (8 if ids else 0)
 
 
+def bytes_per_vector_hnsw(d_c, M, d_s=None):
+    """Expected storage of one vector in faiss's form of an (AdANNS-)HNSW index: the d_c-prefix,
+    the d_s-prefix of the re-scoring index when d_s != d_c, and the graph: int32 links in
+    2M + M * E[levels above 0] slots, E = sum_l P(level >= l) = sum_l M^-l = 1 / (M - 1), plus
+    faiss's int32 level and uint64 offset. float, bytes."""
+    d_c, M = as_int(d_c, "d_c", 1), as_int(M, "M", 2)
+    d_s = d_c if d_s is None else as_int(d_s, "d_s", 1)
+    vectors = bytes_per_vector_flat(d_c) + (bytes_per_vector_flat(d_s) if d_s != d_c else 0)
+    return vectors + 4 * (2 * M + M / (M - 1)) + 4 + 8
+
+
 PRECISION_BYTES = {"binary": None, "int8": 1, "float": 4}  # bytes per dim (binary: 1 bit)
 
 

@@ -23,6 +23,14 @@ Funnel (shortlist k_0 at d_0, re-rank at r, keep k), as ``IndexRefine(base, refi
 Flat(r). faiss asks the base for int(k * k_factor) candidates and re-scores them with refine's
 distance computer, so the exported index serves one k (the tuned one); another k changes k_0.
 
+AdANNS-HNSW (graph on the d_c-prefixes, max(ef, k) candidates re-scored at d_s), as
+``IndexRefine(base, refine)`` with base = [prefix chain D -> d_c] IndexHNSWFlat holding our graph
+(`faiss_hnsw.hnsw_to_faiss`, efSearch set) and refine = [prefix chain D -> d_s] Flat(d_s).
+faiss asks the base for int(k * k_factor) = max(ef, k) results, and HNSW's candidate set holds
+max(ef, that) = max(ef, k): the candidates our search re-scores. k_factor is stored as a float32,
+so it is set to (max(ef, k) + 1/2) / k, whose product with k truncates to max(ef, k) exactly.
+With d_s = d_c the base alone is returned. Like the funnel, the file serves one k.
+
 Queries are prefixed by faiss (x * (1 / ||x||)) rather than by us (x / ||x||): distances agree
 to float32 rounding and ids except at near-ties, as everywhere in `faiss_bridge`.
 """
@@ -108,3 +116,32 @@ def refine_prefix(base, xb, k0, r, k, metric="l2", normalize=True):
     refine.this.disown()
     index.k_factor = k0 / k
     return index
+
+
+def hnsw(index, ef_search, k, d_s=None):
+    """faiss index serving `index` (an HNSWIndex built with d_s = d_c) with efSearch ef_search,
+    re-scoring at d_s (default d_c: rigid HNSW) for k results per full-D query (docstring)."""
+    from .faiss_bridge import import_faiss
+    from .faiss_hnsw import hnsw_to_faiss
+    from .hnsw import HNSWIndex
+    faiss = import_faiss()
+    if not isinstance(index, HNSWIndex):
+        raise TypeError(f"index must be an HNSWIndex, got {type(index).__name__}")
+    if index.d_s != index.d_c:
+        raise ValueError(f"build the HNSWIndex with d_s = d_c (got d_c={index.d_c}, d_s={index.d_s}) "
+                         "and pass the re-scoring dims as d_s here")
+    ef, k = as_int(ef_search, "ef_search", 1, 1 << 24), as_int(k, "k", 1)
+    d_s = index.d_c if d_s is None else check_prefix_dim(d_s, index.d, "d_s")
+    base = hnsw_to_faiss(faiss, index)
+    graph = faiss.downcast_index(base.index) if isinstance(base, faiss.IndexPreTransform) else base
+    graph.hnsw.efSearch = ef
+    if d_s == index.d_c:
+        return base
+    refine = flat_prefix(index._data, d_s, index.metric, index.normalize)
+    out = faiss.IndexRefine(base, refine)
+    out.own_fields = True
+    out.own_refine_index = True
+    base.this.disown()
+    refine.this.disown()
+    out.k_factor = (max(ef, k) + 0.5) / k
+    return out

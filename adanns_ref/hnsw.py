@@ -322,8 +322,9 @@ def hnsw_rows(index, q, I_true, k, dims, ef_searches=(16, 64, 256)):
     search per (d_c, d_s, ef) of an index built once, dims a list of (d_c, d_s) pairs.
 
     I_true (nq, >= k): exact neighbour ids of q (e.g. `exact.knn_search` at full D). Each row:
-    {"index": "hnsw" (d_c = d_s) or "adanns-hnsw", "d_c", "d_s", "ef_search", "flops" (mean
-    `cost.hnsw_flops` per query), "ndis" (mean distances per query), "recall" (k-recall@k)}.
+    {"index": "hnsw" (d_c = d_s) or "adanns-hnsw", "config" (a unique key), "d_c", "d_s",
+    "ef_search", "flops" (mean `cost.hnsw_flops` per query), "ndis" (mean distances per query),
+    "bytes" (`cost.bytes_per_vector_hnsw` of the served form), "recall" (k-recall@k)}.
     """
     if not isinstance(index, HNSWIndex):
         raise TypeError(f"index must be an HNSWIndex, got {type(index).__name__}")
@@ -333,8 +334,10 @@ def hnsw_rows(index, q, I_true, k, dims, ef_searches=(16, 64, 256)):
             raise ValueError(f"dims[{i}] must be a (d_c, d_s) pair, got {pair!r}")
         for ef in ef_searches:
             _, I = index.search(q, k, ef_search=ef, d_c=pair[0], d_s=pair[1])
-            rows.append({"index": "hnsw" if pair[0] == pair[1] else "adanns-hnsw",
-                         "d_c": int(pair[0]), "d_s": int(pair[1]), "ef_search": int(ef),
+            name = "hnsw" if pair[0] == pair[1] else "adanns-hnsw"
+            rows.append({"index": name, "config": f"{name} M={index.M} d_c={pair[0]} d_s={pair[1]} "
+                         f"ef_search={ef}", "d_c": int(pair[0]), "d_s": int(pair[1]), "ef_search": int(ef),
+                         "bytes": cost.bytes_per_vector_hnsw(pair[0], index.M, pair[1]),
                          "flops": index.last_search_flops,
                          "ndis": float(np.mean(index.last_search_ndis)) if len(q) else 0.0,
                          "recall": metrics.knn_recall(I_true, I, k, k)})

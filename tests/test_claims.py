@@ -156,3 +156,47 @@ def test_quant_claim_without_rigid_rows_is_not_applicable():
     rates = {k: v for k, v in _quant_rates().items() if k[0] == "MR-prefix"}
     out = claims.judge_claim(_claim("quant-prefix-per-byte"), _exp8(rates), _ctx())
     assert out["verdict"] == rules.NOT_APPLICABLE
+
+
+def _exp7(configs):
+    """exp7 rows: configs[(method, d_c, d_s, ef)] = (MFLOPs, success rate or the key of a
+    configuration whose per-query outcomes it copies)."""
+    rows, by_key = [], {}
+    for key, (mflops, rate) in configs.items():
+        method, d_c, d_s, ef = key
+        for s in SEEDS:
+            if isinstance(rate, tuple):
+                pq = by_key[(rate, s)]
+            else:
+                v = _outcomes(rate, zlib.crc32(f"{key}-{s}".encode()))
+                pq = {"recall10_per_query": v, "ap10_per_query": v, "top1_per_query": v}
+            by_key[(key, s)] = pq
+            rows.append({"method": method, "config": f"{method} d_c={d_c} d_s={d_s} ef={ef}",
+                         "d_c": d_c, "d_s": d_s, "ef_search": ef, "seed": s, "mflops": mflops,
+                         "ms_per_query": mflops / 100, "_pq": pq})
+    return {"exp7_hnsw": rows}
+
+
+def _hnsw_grid(ours=None, ours_mflops=1.0, rigid8=0.5):
+    ref = ("MR-HNSW", 64, 64, 64)
+    return {ref: (10.0, 0.9), ("MR-HNSW", 64, 64, 16): (4.0, 0.8),
+            ("MR-HNSW", 8, 8, 64): (1.0, ref if rigid8 == "ref" else rigid8),
+            ("AdANNS-HNSW", 8, 8, 64): (1.0, ref if rigid8 == "ref" else rigid8),  # d_c = d_s: ignored
+            ("AdANNS-HNSW", 8, 64, 64): (ours_mflops, ref if ours is None else ours)}
+
+
+def test_hnsw_less_compute_reproduced_worse_vacuous_and_too_expensive():
+    claim = _claim("adanns-hnsw-less-compute")
+    assert claim.margins == {"10-recall@10": claims.RECALL_MARGIN, "mAP@10": claims.MAP_MARGIN}
+    same = claims.judge_claim(claim, _exp7(_hnsw_grid()), _ctx())   # equal to the reference, 10x cheaper
+    assert same["verdict"] == rules.REPRODUCED and same["control_verdict"] == rules.NOT_REPRODUCED
+    assert same["saving"]["MFLOPs"] == 10.0 and "d_c=8 d_s=64" in same["points"]
+    worse = claims.judge_claim(claim, _exp7(_hnsw_grid(ours=0.6)), _ctx())
+    assert worse["verdict"] == rules.NOT_REPRODUCED and worse["why_not"]
+    # the rigid graph at d = 8 as good as the reference: the control passes -> vacuous
+    vac = claims.judge_claim(claim, _exp7(_hnsw_grid(rigid8="ref")), _ctx())
+    assert vac["verdict"] == rules.VACUOUS and vac["control_verdict"] == rules.REPRODUCED
+    # as good, but only 10 / 6 < MIN_SAVING times cheaper
+    dear = claims.judge_claim(claim, _exp7(_hnsw_grid(ours_mflops=6.0)), _ctx())
+    assert dear["verdict"] == rules.NOT_REPRODUCED and "below the" in dear["why_not"]
+    assert claims.judge_claim(claim, {"exp7_hnsw": []}, _ctx())["verdict"] == rules.NOT_APPLICABLE

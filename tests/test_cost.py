@@ -113,3 +113,18 @@ def test_bytes_per_vector_by_precision():
         bytes_per_vector(8, "int4")
     with pytest.raises(ValueError, match="d must be >= 1"):
         bytes_per_vector(0, "int8")
+
+
+def test_bytes_per_vector_hnsw_matches_a_built_graph():
+    from adanns_ref.cost import bytes_per_vector_hnsw
+    from adanns_ref.hnsw import HNSWIndex
+    index = HNSWIndex(16, M=8, ef_construction=16)
+    index.add(np.random.default_rng(0).standard_normal((4000, 16)).astype(np.float32))
+    slots = index._offsets[-1] / index.ntotal   # int32 link slots per node in faiss's layout
+    expected = bytes_per_vector_hnsw(16, 8) - 4 * 16 - 12
+    assert abs(4 * slots - expected) < 0.01 * expected
+    assert bytes_per_vector_hnsw(4, 8, 16) == bytes_per_vector_hnsw(4, 8) + 64
+    with pytest.raises(ValueError, match="M"):
+        bytes_per_vector_hnsw(4, 1)
+    with pytest.raises(ValueError, match="d_s"):
+        bytes_per_vector_hnsw(4, 8, 0)

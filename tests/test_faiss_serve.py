@@ -60,3 +60,26 @@ def test_flat_prefix_serves_full_d_queries(tmp_path):
     D_ours, I_ours = flat.search(ar.prefix(XQ, 8), 10)
     D_f, I_f = _round_trip(faiss_serve.flat_prefix(XB, 8), tmp_path).search(XQ, 10)
     assert_knn_equal(D_ours, I_ours, D_f, I_f, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+@pytest.mark.parametrize("metric", ["l2", "ip"])
+@pytest.mark.parametrize("d_c,d_s,ef", [(8, 8, 16), (6, 20, 16), (8, 24, 5), (12, 4, 32)])
+def test_hnsw_file_matches_adanns_hnsw_search(tmp_path, normalize, metric, d_c, d_s, ef):
+    index = ar.HNSWIndex(D, M=8, ef_construction=20, metric=metric, normalize=normalize, d_c=d_c,
+                         d_s=d_c)
+    index.add(XB)
+    D_ours, I_ours = index.search(XQ, 10, ef_search=ef, d_s=d_s)
+    loaded = _round_trip(faiss_serve.hnsw(index, ef, 10, d_s), tmp_path)
+    D_f, I_f = loaded.search(XQ, 10)
+    assert_knn_equal(D_ours, I_ours, D_f, I_f, rtol=1e-4, atol=1e-5)
+    if d_s != d_c:   # the re-score changed the answer, so the refine step is exercised
+        assert not np.array_equal(I_ours, index.search(XQ, 10, ef_search=ef)[1])
+
+
+def test_hnsw_serve_rejects_a_decoupled_build_and_other_indices():
+    index = ar.HNSWIndex(D, M=8, d_c=8)   # d_s defaults to D
+    with pytest.raises(ValueError, match="d_s = d_c"):
+        faiss_serve.hnsw(index, 16, 10)
+    with pytest.raises(TypeError, match="HNSWIndex"):
+        faiss_serve.hnsw(ar.FlatIndex(D), 16, 10)

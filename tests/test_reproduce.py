@@ -11,7 +11,7 @@ from experiments.reproduce.stage import Pipeline, StageResult
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXPERIMENTS = ["exp1_dims", "exp2_adaptive_cls", "exp3_retrieval", "exp4_ivf", "exp5_opq", "exp6_budget",
-               "exp8_quant"]
+               "exp7_hnsw", "exp8_quant"]
 VERDICTS = {"reproduced", "not reproduced", "inconclusive", "vacuous at this scale",
             "not applicable at this scale"}
 
@@ -151,3 +151,16 @@ def test_report_environment_does_not_need_faiss(monkeypatch):
     monkeypatch.setattr(importlib.metadata, "version", version)
     env = dict(_repro_report.environment())
     assert env["faiss (peer, not used for results)"] == "not installed"
+
+
+def test_hnsw_grid_from_the_preset_and_its_default_rule():
+    from experiments.reproduce.graph import hnsw_grid, rescore_dims
+    from experiments.reproduce.main import PRESETS
+    full = hnsw_grid(dict(PRESETS["full"]))
+    assert full["dims"] == [8, 16, 64] and rescore_dims(full, 16) == [16, 32, 64]
+    paper = {"nesting": [8, 16, 32, 64, 128, 256, 512, 1024, 2048]}   # no hnsw_* keys
+    g = hnsw_grid(paper)
+    assert g["dims"] == [64, 256, 2048] and (g["M"], g["efc"], g["efs"]) == (16, 40, [16, 64])
+    assert rescore_dims(hnsw_grid(dict(paper, hnsw_dims=[32], hnsw_ds=[128, 2048])), 32) == [32, 128, 2048]
+    with pytest.raises(ValueError, match="not nesting sizes"):
+        hnsw_grid(dict(paper, hnsw_dims=[100]))

@@ -17,7 +17,8 @@ TINY_PAPER = dict(
     adaptive_dims=[8, 16], rerank_dims=[128], funnel_dims=[8, 16, 32, 128],
     funnel_shortlists=[50, 25, 10], ivf_nlists=[8], ivf_dcs=[8, 16, 128], ivf_dss=[8, 32, 128],
     ivf_d_dss=[8, 32], opq_budgets=[4, 8], opq_ff_budgets=[8, 16], opq_dims=[8, 16, 32],
-    opq_niter=1, ivfpq_nlist=4, ivfopq_budgets=[4, 8], ivfopq_dcs=[8, 32], pq_train_size=None)
+    opq_niter=1, ivfpq_nlist=4, ivfopq_budgets=[4, 8], ivfopq_dcs=[8, 32], pq_train_size=None,
+    hnsw_dims=[8, 128], hnsw_ds=[32, 128], hnsw_M=8, hnsw_efc=16, hnsw_efs=[8, 32])
 
 
 def test_paper_preset_settings_follow_the_papers_dims():
@@ -26,9 +27,10 @@ def test_paper_preset_settings_follow_the_papers_dims():
     assert PAPER["embedding"] == "linear" and PAPER["n_seeds"] == 2
     assert PAPER["subset"] is None and PAPER["per_class"] is None
     for key in ("ff_sizes", "baseline_dims", "adaptive_dims", "rerank_dims", "funnel_dims",
-                "ivf_dcs", "ivf_dss", "ivf_d_dss", "opq_dims"):
+                "ivf_dcs", "ivf_dss", "ivf_d_dss", "opq_dims", "hnsw_dims", "hnsw_ds"):
         assert set(PAPER[key]) <= set(nest), key
     assert D in PAPER["ff_sizes"] and D // 8 in PAPER["ff_sizes"]  # mrl-e control: FF-D/8 vs FF-D
+    assert set(PAPER["hnsw_dims"]) <= set(PAPER["ff_sizes"])   # FF-HNSW at every graph dim
     # the paper's adaptive retrieval (16 -> 2048, shortlist 200) and funnel
     configs = retrieval_configs(dict(PAPER, D=D))
     assert ("adaptive", [(16, 200), (2048, 10)]) in configs

@@ -1,5 +1,6 @@
 import math
 
+import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
@@ -98,3 +99,34 @@ def test_select_on_validation_errors():
 def test_bad_inputs(call, exc, match):
     with pytest.raises(exc, match=match):
         call()
+
+
+def test_select_picks_an_hnsw_configuration_only_when_it_is_best_under_the_budget():
+    """hnsw_rows next to exact-search rows: under a budget that an HNSW row fits with a higher
+    recall than every exact row within it, select chooses HNSW; with a budget that admits exact
+    search at full D (recall 1), it does not."""
+    from adanns_ref.cost import bytes_per_vector_hnsw, exact_flops
+    from adanns_ref.hnsw import HNSWIndex, hnsw_rows
+    from adanns_ref.metrics import knn_recall
+    from adanns_ref.topk import knn_search
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2000, 32)).astype(np.float32)
+    xq = rng.standard_normal((50, 32)).astype(np.float32)
+    _, gt = knn_search(xq, x, 10)
+    index = HNSWIndex(32, M=8, ef_construction=32, normalize=False)
+    index.add(x)
+    rows = hnsw_rows(index, xq, gt, 10, [(8, 8), (8, 32), (32, 32)], ef_searches=(16, 64))
+    for d in (4, 8, 16, 32):   # exact search on the d-prefix
+        _, I = knn_search(np.ascontiguousarray(xq[:, :d]), np.ascontiguousarray(x[:, :d]), 10)
+        rows.append({"index": "flat", "config": f"flat d={d}", "flops": exact_flops(d, len(x)),
+                     "bytes": 4 * d, "recall": knn_recall(gt, I, 10, 10)})
+    assert len({r["config"] for r in rows}) == len(rows)
+    hnsw32 = [r for r in rows if r["config"].startswith("hnsw M=8 d_c=32 d_s=32")]
+    assert rows[-1]["recall"] == 1.0 and all(r["flops"] < exact_flops(32, len(x)) for r in hnsw32)
+    budget = max(r["flops"] for r in rows if r["index"] != "flat")
+    chosen = best_under_budget(rows, budget, on="flops", metric="recall")
+    assert chosen["index"] in ("hnsw", "adanns-hnsw") and chosen["recall"] > 0.9
+    assert best_under_budget(rows, exact_flops(32, len(x)), on="flops", metric="recall")["index"] == "flat"
+    assert hnsw32[0]["bytes"] == bytes_per_vector_hnsw(32, 8) > 4 * 32 + 4 * 16
+    picks = select_on_validation(rows, rows, [budget], on="flops", key="config", metric="recall")
+    assert picks[0]["key"] == (chosen["config"],)

@@ -85,7 +85,8 @@ def test_npy_end_to_end(tmp_path, capsys):
     out, export = _run_files(tmp_path, write_npy, ".npy", "4,8,16")
     gt = data.exact_topk(XB, XQ, K, "l2", True)
     result = _check_run(out, export, XB, XQ, gt, True, capsys)
-    assert {r["family"] for r in result["rows"]} == {"flat", "funnel", "ivf", "pq", "ivfpq", "sq", "sqfunnel"}
+    assert {r["family"] for r in result["rows"]} == {"flat", "funnel", "ivf", "pq", "ivfpq", "sq",
+                                                     "sqfunnel", "hnsw"}
     # the ground truth is cached: a second load returns it without recomputing
     assert np.array_equal(data.ground_truth(XB, XQ, K, "l2", True, out), gt)
 
@@ -123,6 +124,8 @@ def test_every_family_exports_a_faiss_file_equal_to_ours(tmp_path):
     picks = [next(r for r in rows if r["family"] == f)
              for f in ("flat", "funnel", "pq", "ivfpq", "sq", "sqfunnel")]
     picks.append(next(r for r in rows if r["family"] == "ivf" and r["d_c"] < r["d_s"]))
+    picks += [next(r for r in rows if r["family"] == "hnsw" and r["d_c"] == r["d_s"]),
+              next(r for r in rows if r["family"] == "hnsw" and r["d_c"] < r["d_s"])]
     for row in picks:
         path = str(tmp_path / "x.faiss")
         ours = measure.export_searcher(setting, row)
@@ -270,3 +273,16 @@ def test_faiss_lsh_binarizes_at_x_ge_0_so_binary_codes_are_not_a_tune_family():
     codes = faiss.vector_to_array(lsh.codes).reshape(50, -1)
     assert np.array_equal(codes, np.packbits(x >= 0, axis=1, bitorder="little"))
     assert not np.array_equal(codes, pack_lsb(x))
+
+
+def test_hnsw_family_grid_and_bytes():
+    from adanns_ref import cost
+    from adanns_ref.tune import grid
+    quick = [s for s in grid.builds(N, D, K, [4, 8, 16], quick=True) if s["family"] == "hnsw"]
+    assert [s["build"] for s in quick] == [{"M": 16, "d_c": 4}, {"M": 16, "d_c": 16}]
+    assert quick[0]["sweep"] == [{"d_s": d, "ef_search": ef} for d in (4, 8, 16) for ef in (16, 64)]
+    full = [s for s in grid.builds(N, D, K, [4, 8, 16]) if s["family"] == "hnsw"]
+    assert len(full) == 6 and all(w["d_s"] >= s["build"]["d_c"] for s in full for w in s["sweep"])
+    assert grid.bytes_per_vector("hnsw", {"M": 16, "d_c": 4, "d_s": 16}) == \
+        cost.bytes_per_vector_hnsw(4, 16, 16) == 4 * 4 + 4 * 16 + 4 * (32 + 16 / 15) + 12
+    assert "hnsw" in measure.BUILDERS and measure.MONOTONE["hnsw"] == "ef_search"

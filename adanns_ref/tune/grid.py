@@ -15,6 +15,10 @@ plus one sweep entry. Families and their axes (D the full dim, `dims` the nestin
                                                   (faiss IndexScalarQuantizer behind the prefix chain)
     sqfunnel d0, r | k0                           shortlist k0 by SQ8 at d0, exact re-rank at
                                                   r > d0 (faiss IndexRefine over the SQ8 index)
+    hnsw     M, d_c | d_s, ef_search              HNSW graph on the d_c-prefix (efConstruction
+                                                  40, faiss's default); d_s > d_c re-scores the
+                                                  max(ef, k) candidates (AdANNS-HNSW); d_s and
+                                                  ef are query-time choices
 
 Binary (sign-bit) codes are not a family: faiss serves Hamming search on float queries only as
 IndexLSH, which sets a bit where x >= 0 (the sign bits of `binary.binarize`, and of the vector
@@ -27,7 +31,8 @@ powers of two up to min(nlist, 64); funnel shortlists k * {2, 5, 10, 20, 50}; PQ
 M in {4, 8, 16, 32, 64} bytes with M <= d and d % M == 0; SQ qtypes 8bit and fp16, SQ funnels
 with the funnels' shortlists. Quick mode: SQ8 only, at the IVF d_c dims, SQ funnels re-rank at D; d_c every other dim, funnels
 re-rank at D only, shortlists k * {5, 20}, nprobe {1, 4, 16}, (IVF)OPQ at D with 8 bytes and 3
-OPQ iterations. AdANNS-IVF keeps d_c <= d_s, the
+OPQ iterations, HNSW with M 16 at the IVF's d_c and efSearch {16, 64} (full: M {16, 32} at
+every d_c, efSearch 16..256 by doublings). AdANNS-IVF and AdANNS-HNSW keep d_c <= d_s, the
 shape a single faiss index serves (`faiss_serve.adanns_ivf`).
 
 Budgets prune before anything is built where the cost is known from the configuration alone
@@ -42,6 +47,8 @@ Extension point (HNSW, scalar / binary quantization, ...): a new family adds its
 import math
 
 from .. import cost
+
+HNSW_EF_CONSTRUCTION = 40  # faiss IndexHNSW's default efConstruction
 
 
 def _doublings(start, top):
@@ -82,7 +89,7 @@ def flat_bytes(d):
 
 
 SQ_QTYPES = ("8bit", "fp16")
-FAMILIES = ("flat", "funnel", "ivf", "pq", "ivfpq", "sq", "sqfunnel")
+FAMILIES = ("flat", "funnel", "ivf", "pq", "ivfpq", "sq", "sqfunnel", "hnsw")
 
 
 def funnel_shortlists(N, k, quick):
@@ -126,6 +133,13 @@ def builds(N, D, k, dims, quick=False, families=FAMILIES):
         for d in pq_dims:
             for M in pq_sizes(d, quick):
                 out.append({"family": "pq", "build": {"d": d, "M": M}, "sweep": [{}]})
+    if "hnsw" in families:
+        efs = (16, 64) if quick else (16, 32, 64, 128, 256)
+        for M in (16,) if quick else (16, 32):
+            for d_c in sorted(set(ivf_dcs)):
+                out.append({"family": "hnsw", "build": {"M": M, "d_c": d_c},
+                            "sweep": [{"d_s": d_s, "ef_search": ef} for d_s in dims if d_s >= d_c
+                                      for ef in efs]})
     return out
 
 
@@ -145,6 +159,8 @@ def bytes_per_vector(family, params):
         return params["d"] * (2 if params["qtype"] == "fp16" else 1)
     if family == "sqfunnel":  # SQ8 codes at d0 plus the r-prefix the re-rank reads
         return params["d0"] + cost.bytes_per_vector_flat(params["r"])
+    if family == "hnsw":
+        return cost.bytes_per_vector_hnsw(params["d_c"], params["M"], params["d_s"])
     raise ValueError(f"unknown family {family!r}")
 
 

@@ -13,8 +13,8 @@ Per configuration (one row):
 - ``peak_mb``: peak numpy heap (tracemalloc) during build and sweep; numba-internal buffers are
   not counted.
 
-Search-time sweeps stop early where that is safe: along nprobe (IVF, IVFPQ) and the shortlist k0
-(funnels) the cost only grows, so once the validation recall is 1.0 the larger settings are
+Search-time sweeps stop early where that is safe: along nprobe (IVF, IVFPQ), the shortlist k0
+(funnels) and efSearch (HNSW) the cost grows, so once the validation recall is 1.0 the larger settings are
 dominated and are skipped (counted as pruned).
 """
 import time
@@ -27,6 +27,7 @@ from .. import cost
 from ..faiss_bridge import to_faiss
 from ..flat import FlatIndex
 from ..funnel import rerank
+from ..hnsw import HNSWIndex
 from ..ivf import IVFIndex
 from ..ivfpq import IVFPQIndex
 from ..metrics import knn_recall
@@ -189,11 +190,31 @@ class SQFunnelSearcher:
                              self.s.metric, self.s.normalize)
 
 
-# family -> searcher class; a new family (HNSW, ...) adds its searcher here (see grid.py)
+class HNSWSearcher:
+    """HNSW graph on the d_c-prefixes (faiss's build, `hnsw.HNSWIndex`, graph seed 12345 + seed);
+    the re-scoring dims d_s and efSearch are chosen per search (AdANNS-HNSW-D)."""
+
+    def __init__(self, s, M, d_c):
+        self.s = s
+        self.index = HNSWIndex(s.D, M, ef_construction=grid.HNSW_EF_CONSTRUCTION, metric=s.metric,
+                               normalize=s.normalize, d_c=d_c, d_s=d_c, seed=12345 + s.seed)
+        self.index.add(s.xb)
+
+    def search(self, q, k, d_s, ef_search):
+        D, I = self.index.search(q, k, ef_search=ef_search, d_s=d_s)
+        return D, I, self.index.last_search_flops
+
+    def to_faiss(self, params):
+        from ..faiss_serve import hnsw
+        return hnsw(self.index, params["ef_search"], self.s.k, params["d_s"])
+
+
+# family -> searcher class; a new family adds its searcher here (see grid.py)
 BUILDERS = {"flat": FlatSearcher, "funnel": FunnelSearcher, "ivf": IVFSearcher,
-            "pq": PQSearcher, "ivfpq": IVFPQSearcher, "sq": SQSearcher, "sqfunnel": SQFunnelSearcher}
+            "pq": PQSearcher, "ivfpq": IVFPQSearcher, "sq": SQSearcher, "sqfunnel": SQFunnelSearcher,
+            "hnsw": HNSWSearcher}
 # sweep axis along which cost grows, so a recall of 1.0 ends the sweep (see the docstring)
-MONOTONE = {"funnel": "k0", "ivf": "nprobe", "ivfpq": "nprobe", "sqfunnel": "k0"}
+MONOTONE = {"funnel": "k0", "ivf": "nprobe", "ivfpq": "nprobe", "sqfunnel": "k0", "hnsw": "ef_search"}
 
 
 def build(setting, family, build_params):

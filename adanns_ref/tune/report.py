@@ -13,9 +13,9 @@ from ..select import pareto_front
 
 FAMILY_NAMES = {"flat": "Flat (prefix)", "funnel": "Funnel", "ivf": "IVF / AdANNS-IVF",
                 "pq": "AdANNS-OPQ", "ivfpq": "IVFOPQ", "sq": "SQ (8bit / fp16)",
-                "sqfunnel": "SQ8 funnel"}
+                "sqfunnel": "SQ8 funnel", "hnsw": "HNSW / AdANNS-HNSW"}
 COLORS = {"flat": "tab:red", "funnel": "tab:green", "ivf": "tab:blue", "pq": "tab:orange",
-          "ivfpq": "tab:purple", "sq": "tab:brown", "sqfunnel": "tab:olive"}
+          "ivfpq": "tab:purple", "sq": "tab:brown", "sqfunnel": "tab:olive", "hnsw": "tab:pink"}
 BUDGET_LABELS = {"ms": "ms/query (1 thread) <= {:g}", "mflops": "MFLOPs/query <= {:g}",
                  "bytes": "bytes/vector <= {:g}", "recall": "recall >= {:g}, fastest"}
 COLUMNS = ("config", "recall_val", "recall_test", "ms_1t", "ms_all", "mflops", "bytes", "build_s",

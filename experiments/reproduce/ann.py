@@ -364,7 +364,7 @@ def _budget_grid(costs, n=12):
 
 def exp6_budget(pipe, cfg, val_idx, test_idx):
     """For each budget choose the best configuration (mAP@10 averaged over seeds) on half A
-    (exp. 3/4 rows for MFLOPs, budgets log-spaced over their cost range; exp. 5 rows for bytes,
+    (exp. 3/4/7 rows for MFLOPs, budgets log-spaced over their cost range; exp. 5 rows for bytes,
     budgets = the byte budgets M) and report its mAP@10 on half B next to the best half-B
     mAP@10 within the same budget (an oracle that peeks at half B)."""
     from adanns_ref.select import select_on_validation
@@ -374,7 +374,9 @@ def exp6_budget(pipe, cfg, val_idx, test_idx):
         flops_rows = ([dict(r, key=f"{r['method']}: {r['config']}") for r in
                        seed_mean(ctx.inputs["exp3_retrieval"].tables["exp3_retrieval"])] +
                       [dict(r, key=r["config"]) for r in seed_mean(ctx.inputs["exp4_ivf"].tables["exp4_ivf"])
-                       if r["method"] != "MR-IVF"])  # MR-IVF rows duplicate AdANNS-IVF rows
+                       if r["method"] != "MR-IVF"] +  # MR-IVF rows duplicate AdANNS-IVF rows
+                      [dict(r, key=r["config"]) for r in seed_mean(ctx.inputs["exp7_hnsw"].tables["exp7_hnsw"])
+                       if r["method"] != "MR-HNSW"])  # and MR-HNSW rows AdANNS-HNSW rows
         # PQ+rerank also reads the float32 vectors, so its memory is not M bytes per vector;
         # MR-OPQ rows duplicate the AdANNS-OPQ candidates at d = D.
         bytes_rows = [dict(r, key=r["config"]) for r in seed_mean(ctx.inputs["exp5_opq"].tables["exp5_opq"])
@@ -392,5 +394,5 @@ def exp6_budget(pipe, cfg, val_idx, test_idx):
         return StageResult(tables={"exp6_budget": rows})
 
     conf = {k: cfg[k] for k in ("opq_budgets", "seeds")}
-    return pipe.run("exp6_budget", conf, compute, deps=["exp3_retrieval", "exp4_ivf", "exp5_opq"],
+    return pipe.run("exp6_budget", conf, compute, deps=["exp3_retrieval", "exp4_ivf", "exp5_opq", "exp7_hnsw"],
                     code=["adanns_ref.select", "experiments.reproduce.ann", "experiments.reproduce.rows"])

@@ -16,7 +16,9 @@ hashes and the source of the code it calls; see `experiments/reproduce/stage.py`
     exp4_ivf           AdANNS-IVF grid vs rigid IVF (MR d_c = d_s, FF models) and AdANNS-IVF-D
                                                                               (AdANNS Fig. 2)
     exp5_opq           AdANNS-OPQ vs OPQ on rigid / full MR, IVFOPQ, PQ-then-re-rank
+    exp7_hnsw          AdANNS-HNSW (graph at d_c, re-score at d_s) vs rigid HNSW on MR and FF
     exp6_budget        compute-aware selection on a validation half, reported on the test half
+                       (candidates: the rows of exp. 3, 4 and 7 for MFLOPs, exp. 5 for bytes)
     exp8_quant         binary / 4bit / int8 / float Matryoshka prefixes and binary funnels vs the
                        rigid precision at full D (recall vs bytes/vector and ms/query)
     figures            one PNG per experiment
@@ -55,7 +57,7 @@ import numpy as np
 from adanns_ref._persist import atomic_write_text
 from adanns_ref.distributed import close, connect
 
-from . import ann, claims as claim_rules, mrl, plots, quant, report as report_md
+from . import ann, claims as claim_rules, graph, mrl, plots, quant, report as report_md
 from .rows import attach_evidence
 from .stage import Pipeline, StageResult, log
 
@@ -75,7 +77,8 @@ PRESETS = {
         ivfpq_nlist=4, ivfopq_budgets=[2, 4], ivfopq_dcs=[4], ivfopq_nprobes=[1, 2],
         pq_train_size=None,
         quant_precisions=["binary", "4bit", "int8", "float"], quant_max_d=None,
-        quant_oversamples=[2, 5], quant_ff=True),
+        quant_oversamples=[2, 5], quant_ff=True,
+        hnsw_dims=[4, 16], hnsw_M=8, hnsw_efc=16, hnsw_efs=[8, 32]),
     "small": dict(
         n_seeds=2,
         subset="embedded", per_class=None, nesting=[2, 4, 8, 16, 32, 64], hidden=[256, 256],
@@ -85,7 +88,8 @@ PRESETS = {
         ivfpq_nlist=32, ivfopq_budgets=[8, 16], ivfopq_dcs=[8], ivfopq_nprobes=[1, 4],
         pq_train_size=None,
         quant_precisions=["binary", "4bit", "int8", "float"], quant_max_d=None,
-        quant_oversamples=[4, 10], quant_ff=True),
+        quant_oversamples=[4, 10], quant_ff=True,
+        hnsw_dims=[8, 16, 64], hnsw_M=16, hnsw_efc=40, hnsw_efs=[16, 64]),
     "full": dict(
         n_seeds=3,
         subset=None, per_class=None, nesting=[2, 4, 8, 16, 32, 64], hidden=[256, 256],
@@ -96,7 +100,8 @@ PRESETS = {
         ivfopq_nprobes=[1, 4, 16], pq_train_size=16384,
         # exp8: 4bit left out (an SQ4 scan costs as much as an SQ8 one; the int8 grid is ~10 s a seed)
         quant_precisions=["binary", "int8", "float"], quant_max_d=None, quant_oversamples=[4, 10],
-        quant_ff=True),
+        quant_ff=True,
+        hnsw_dims=[8, 16, 64], hnsw_M=16, hnsw_efc=40, hnsw_efs=[16, 64]),
     # The papers' dims: D = 2048, nesting 8..2048, every claim judged where the papers report it.
     # Linear (pre-activation) embedding layer: a post-ReLU one leaves short prefixes all zero;
     # its rank is <= 256 (the last hidden layer), so dims 512..2048 add no information that
@@ -129,7 +134,9 @@ PRESETS = {
     #                      (72 s + 21 s SVD), IVFOPQ 2000 + 2 x 2048 dims (54 s + 10 s SVD)
     #                      = 174 s                                                        ~ 350 s
     #   exp2, exp6, figures, report                                                       ~  10 s
-    #   total                                                                   ~ 1215 s = 20 min
+    #   exp7_hnsw          graphs at d_c 32 / 256 per model and seed, ef 16 / 64          ~ 100 s
+    #   exp8_quant         binary at every d, int8 / float up to 128, binary funnels    ~ 105 s
+    #   total                                                                   ~ 1420 s = 24 min
     # Memory: ~3.4 GB of D = 2048 embeddings (MRL, MRL-E, FF-2048 x 2 seeds) + the float64 SVD
     # (~3 GB) + one IVF index (0.5 GB).
     "paper": dict(
@@ -150,7 +157,10 @@ PRESETS = {
         pq_train_size=4096,
         # exp8: SQ only up to d = 128 (int8 at 2048 would cost ~80 s a seed), no FF rows
         quant_precisions=["binary", "int8", "float"], quant_max_d=128, quant_oversamples=[4, 10],
-        quant_ff=False),
+        quant_ff=False,
+        # exp7: graphs at 32 and 256 (MR and FF; build distance work grows with the dim, one at
+        # 2048 alone would take ~40 s), re-scored at 128 / 512 / 2048           ~ 100 s
+        hnsw_dims=[32, 256], hnsw_ds=[128, 512, 2048], hnsw_M=16, hnsw_efc=40, hnsw_efs=[16, 64]),
 }
 
 
@@ -249,6 +259,7 @@ def main(argv=None):
     finally:
         if client is not None:
             close(client)
+    graph.exp7_hnsw(pipe, cfg, data, models, val_idx, test_idx)   # before exp6: its candidates
     ann.exp6_budget(pipe, cfg, val_idx, test_idx)
     quant.exp8_quant(pipe, cfg, data, models, val_idx, test_idx)
     names = list(plots.FIGURES)

@@ -158,6 +158,9 @@ FRONT_STYLE = {"AdANNS-IVF": dict(linestyle="-", marker="o", linewidth=2.2),
                "MR-IVF": dict(linestyle="--", marker="s", linewidth=1.4),
                "FF-IVF": dict(linestyle="-", marker="^", linewidth=1.6),
                "AdANNS-IVF-D": dict(linestyle=":", marker="D", linewidth=1.6)}
+for _ivf, _graph in zip(("AdANNS-IVF", "MR-IVF", "FF-IVF", "AdANNS-IVF-D"),
+                        ("AdANNS-HNSW", "MR-HNSW", "FF-HNSW", "AdANNS-HNSW-D")):
+    COLORS[_graph], FRONT_STYLE[_graph] = COLORS[_ivf], FRONT_STYLE[_ivf]
 
 
 def _fronts(ax, rows, x, y, methods):
@@ -165,7 +168,7 @@ def _fronts(ax, rows, x, y, methods):
         pts = [r for r in rows if r["method"] == method and r.get(x) is not None]
         if not pts:
             continue
-        if method != "MR-IVF":  # MR-IVF rows are a subset of the AdANNS-IVF cloud
+        if not method.startswith("MR-"):  # MR rows are a subset of the AdANNS cloud
             ax.scatter([r[x] for r in pts], [r[y] for r in pts], s=7, alpha=0.2,
                        color=COLORS[method])
         front = pareto_front(pts, x=x, y=y)
@@ -215,6 +218,28 @@ def fig_ivf(tables, path, config_hash, title):
                 best = max(b["top1"] for b in base if b["nlist"] == nlist)
                 ax.axhline(best, color="tab:brown", linestyle=style, linewidth=1,
                            label=f"majority label of probed lists, nlist {nlist} ({100 * best:.1f}%)")
+        ax.legend(fontsize=7, loc="lower right")
+    fig.suptitle(title + " (means over seeds; dots: all configurations)")
+    save_figure(fig, path, config_hash)
+
+
+def fig_hnsw(tables, path, config_hash, title):
+    """Exp. 7: 10-recall@10 (vs exact search at full D on MR; FF-HNSW left out, its reference is
+    FF-d itself), mAP@10 and 1-NN top-1 vs MFLOPs/query, and mAP@10 vs measured ms/query;
+    Pareto fronts of the means over seeds."""
+    rows = seed_mean(tables["exp7_hnsw"])
+    methods = ("AdANNS-HNSW", "MR-HNSW", "FF-HNSW", "AdANNS-HNSW-D")
+    fig, axes = plt.subplots(2, 2, figsize=(13, 9), layout="constrained")
+    panels = (("mflops", "recall10", "10-recall@10 vs exact at full D"), ("mflops", "map10", "mAP@10"),
+              ("mflops", "top1", "1-NN top-1 (secondary)"), ("ms_per_query", "map10", "mAP@10"))
+    for ax, (x, y, label) in zip(axes.ravel(), panels):
+        sub = [r for r in rows if r.get(y) is not None and (y != "recall10" or r["method"] != "FF-HNSW")]
+        _fronts(ax, sub, x, y, methods)
+        _log_x(ax)
+        ax.set_xlabel("MFLOPs / query (log)" if x == "mflops" else "measured ms / query (log)")
+        _zoom(ax, sub, y, methods)
+        _pct_axis(ax, label)
+        ax.set_title(f"{label} vs {'compute' if x == 'mflops' else 'measured wall time'}")
         ax.legend(fontsize=7, loc="lower right")
     fig.suptitle(title + " (means over seeds; dots: all configurations)")
     save_figure(fig, path, config_hash)
@@ -336,5 +361,6 @@ FIGURES = {
     "exp4_ivf": (fig_ivf, "AdANNS-IVF vs rigid IVF"),
     "exp5_opq": (fig_opq, "AdANNS-OPQ vs rigid OPQ"),
     "exp6_budget": (fig_budget, "compute-aware selection (half A -> half B)"),
+    "exp7_hnsw": (fig_hnsw, "AdANNS-HNSW vs rigid HNSW"),
     "exp8_quant": (fig_quant, "quantized Matryoshka prefixes (binary / 4bit / int8 / float)"),
 }

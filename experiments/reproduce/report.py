@@ -198,6 +198,25 @@ def _section_ivf(t):
             "\n\n![AdANNS-IVF](figures/exp4_ivf.png)\n\nFull grid: `tables/exp4_ivf.csv`.\n")
 
 
+def _section_hnsw(t):
+    rows = with_pm(seed_mean(t["exp7_hnsw"]), ["top1", "map10", "recall10"])
+    cols = [("method", "method", str), ("d_c", "d_c", fmt_num), ("d_s", "d_s", fmt_num),
+            ("ef_search", "efSearch", fmt_num), ("ndis", "distances/query", fmt_num)] + ANN_COLS
+    parts = [f"**{m}** ({len(sub)} configurations; Pareto front of mAP@10 in MFLOPs):\n\n" +
+             md_table(pareto_front(sub, x="mflops", y="map10"), cols)
+             for m in ("AdANNS-HNSW", "MR-HNSW", "FF-HNSW", "AdANNS-HNSW-D")
+             for sub in [[r for r in rows if r["method"] == m]] if sub]
+    return ("## 7. AdANNS-HNSW vs rigid HNSW\n\n"
+            "AdANNS-HNSW: HNSW graph (faiss-identical, `adanns_ref.hnsw`) built and walked on the "
+            "first d_c dims of the MR, the max(efSearch, k) candidates re-scored with the first "
+            "d_s dims. MR-HNSW: the same graph with d_s = d_c. FF-HNSW: HNSW on each fixed-feature "
+            "model. AdANNS-HNSW-D: one graph built at full D, searched at smaller d_c. MFLOPs = "
+            "measured distances x d_c + re-scored candidates x d_s (`cost.hnsw_flops`). "
+            "10-recall@10 is against exact search at full D on the same representation (for "
+            "FF-HNSW: FF-d itself). Mean ± sd over seeds (%).\n\n" + "\n\n".join(parts) +
+            "\n\n![AdANNS-HNSW](figures/exp7_hnsw.png)\n\nFull grid: `tables/exp7_hnsw.csv`.\n")
+
+
 def _section_opq(t, info):
     rows = with_pm(seed_mean(t["exp5_opq"]), ["map10_test", "recall10_test", "top1_test"])
     table = []
@@ -224,7 +243,7 @@ def _section_budget(t):
             ("test_map10", "B mAP@10", fmt_pct), ("oracle_test_map10", "best on B (oracle)", fmt_pct)]
     return ("## 6. Compute-aware search (choose on half A, report on half B)\n\n"
             "For each budget the best configuration (mAP@10, mean over seeds) on half A among all "
-            "exp. 3/4 rows (MFLOPs) or exp. 5 rows (bytes) is chosen with "
+            "exp. 3/4/7 rows (MFLOPs) or exp. 5 rows (bytes) is chosen with "
             "`select.select_on_validation`; its mAP@10 on half B is reported next to the best "
             "achievable on B.\n\n" + md_table(rows, cols) +
             "\n\n![budgets](figures/exp6_budget.png)\n")
@@ -300,6 +319,7 @@ def write_report(path, meta, tables, claims, timings, infos, changed=None):
     lines.append(_section_opq(tables, infos.get("exp5_opq", {})) if tables.get("exp5_opq")
                  else "## exp5_opq\n\nnot run.\n")
     lines.append(_section_budget(tables) if tables.get("exp6_budget") else "## exp6_budget\n\nnot run.\n")
+    lines.append(_section_hnsw(tables) if tables.get("exp7_hnsw") else "## exp7_hnsw\n\nnot run.\n")
     lines.append(_section_quant(tables, infos.get("exp8_quant", {})) if tables.get("exp8_quant")
                  else "## exp8_quant\n\nnot run.\n")
     lines.append("## Environment\n")
