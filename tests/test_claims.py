@@ -64,8 +64,8 @@ def test_mrl_e_matches_unless_the_control_matches_too():
     ok = claims.judge_claim(_claim("mrl-e-full-dim"), tables, _ctx())
     assert ok["verdict"] == rules.REPRODUCED and ok["control_verdict"] == rules.NOT_REPRODUCED
     assert ok["margins"] == {"linear top-1": claims.ACC_MARGIN}
-    for r in tables["exp1_dims"]:   # FF-8 identical to FF-64: the control passes -> vacuous
-        if r["model"] == "FF" and r["dim"] == 8:
+    for r in tables["exp1_dims"]:   # FF-2 (smallest) identical to FF-64: control passes -> vacuous
+        if r["model"] == "FF" and r["dim"] == 2:
             r["_pq"] = next(t for t in tables["exp1_dims"] if t["model"] == "FF" and t["dim"] == 64
                             and t["seed"] == r["seed"])["_pq"]
     vac = claims.judge_claim(_claim("mrl-e-full-dim"), tables, _ctx())
@@ -200,3 +200,39 @@ def test_hnsw_less_compute_reproduced_worse_vacuous_and_too_expensive():
     dear = claims.judge_claim(claim, _exp7(_hnsw_grid(ours_mflops=6.0)), _ctx())
     assert dear["verdict"] == rules.NOT_REPRODUCED and "below the" in dear["why_not"]
     assert claims.judge_claim(claim, {"exp7_hnsw": []}, _ctx())["verdict"] == rules.NOT_APPLICABLE
+
+
+# ---------------------------------------------------------------- exp5: OPQ at half the bytes
+
+def _exp5(rates):
+    """exp5 OPQ rows: rates[(method, M, d)] = (recall rate, mAP rate) of the per-query outcomes
+    (mAP@10 outcomes drawn per seed only: equal rates give identical outcomes)."""
+    rows = []
+    for (method, M, d), (recall, ap) in rates.items():
+        for s in SEEDS:
+            h = zlib.crc32(f"{method}-{M}-{d}-{s}".encode())
+            rows.append({"method": method, "config": f"{method} M={M} d={d}", "M": M, "bytes": M,
+                         "d": d, "seed": s,
+                         "_pq": {"recall10_per_query": _outcomes(recall, h),   # the same mAP
+                                 "ap10_per_query": _outcomes(ap, s),           # draws per seed
+                                 "top1_per_query": _outcomes(ap, s)}})
+    return {"exp5_opq": rows}
+
+
+def test_opq_half_bytes_is_judged_on_recall_so_its_control_can_fail():
+    """Rigid OPQ at 4 and 8 bytes with the same mAP@10 but 25 pp apart in recall (the full run's
+    shape): the control fails on recall; AdANNS-OPQ at 4 bytes equal to rigid at 8 reproduces.
+    On mAP@10 alone the control would pass and the claim would be vacuous."""
+    rates = {("FF-OPQ", 4, 64): (0.30, 0.80), ("FF-OPQ", 8, 64): (0.55, 0.80),
+             ("AdANNS-OPQ", 4, 16): (0.55, 0.80), ("AdANNS-OPQ", 4, 64): (0.30, 0.80)}
+    tables = _exp5(rates)
+    rigid8 = {r["seed"]: r["_pq"] for r in tables["exp5_opq"] if r["method"] == "FF-OPQ" and r["M"] == 8}
+    for r in tables["exp5_opq"]:   # AdANNS-OPQ d=16 at 4 bytes: the same outcomes as rigid at 8
+        if r["method"] == "AdANNS-OPQ" and r["d"] == 16:
+            r["_pq"] = rigid8[r["seed"]]
+    out = claims.judge_claim(_claim("adanns-opq-half-bytes"), tables, _ctx())
+    assert set(out["metrics"]) == {"10-recall@10", "mAP@10"}
+    assert out["verdict"] == rules.REPRODUCED, out["measured"]
+    assert out["control_verdict"] == rules.NOT_REPRODUCED
+    assert "AdANNS-OPQ M=4 d=16" in out["points"]
+    assert out["control_metrics"]["mAP@10"]["verdict"] == rules.REPRODUCED   # mAP alone: no headroom

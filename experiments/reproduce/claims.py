@@ -10,10 +10,14 @@ General rules:
 
 - Metrics with headroom. Retrieval claims are judged on 10-recall@10 against exact search at
   full D on the same representation and on mAP@10 (label relevance); 1-NN top-1, which on 10
-  classes mostly measures cluster purity, is a secondary column only. Claims that compare two
-  different representations (MRL vs FF, AdANNS-IVF vs FF-IVF, AdANNS-(IVF)OPQ on MR vs rigid
-  (IVF)OPQ on FF) use mAP@10 alone, as their recalls are against different references (the
-  recalls are shown, not judged).
+  classes mostly measures cluster purity, is a secondary column only. Claims that compare an
+  index on MR with one on FF (AdANNS-IVF vs FF-IVF at less time, AdANNS-OPQ vs rigid OPQ at
+  2M bytes) are judged on both: each recall is against exact search on its own representation,
+  i.e. how well the index reproduces its own full-D search, and mAP@10 alone had no headroom
+  there (the first full run with these rules found both controls passing on mAP@10: rigid OPQ
+  at 4 and 8 bytes differ by 24 pp of recall and 0.3 pp of mAP@10). The "beats" claims between
+  models or at equal compute (MRL vs FF per size, AdANNS-IVF vs FF-IVF, IVFOPQ) stay on mAP@10,
+  where an FF model's recall at its own size is 1 by construction.
 - Seeds. Every model is trained with each seed of the preset; a claim's outcomes are arrays
   (seeds x queries), and its interval comes from a bootstrap over seeds and queries.
 - Cross-fitting. A claim that chooses configurations out of a grid chooses on half A of the
@@ -79,7 +83,8 @@ CLAIMS = [
           model_vs_model("MRL", "RP", "mAP@10", ["1-NN top-1"]), "exp1_dims"),
     Claim("mrl-e-full-dim", "MRL-E matches MRL at full D (linear top-1)",
           "linear top-1 at D=2048: MRL-E 76.51 vs MRL 76.80", "matches",
-          {"linear top-1": ACC_MARGIN}, "FF at D/8 matches FF at D (must differ)", mrl_e, "exp1_dims"),
+          {"linear top-1": ACC_MARGIN}, "FF at the smallest size matches FF at D (must differ)", mrl_e,
+          "exp1_dims"),
     Claim("adaptive-classification", "adaptive classification reaches full-D accuracy at a smaller expected dim",
           "MRL §4.2.1: same accuracy as FF-2048 at ~14x smaller expected dim", "no_worse",
           {"linear top-1": ACC_MARGIN}, "fixed MRL at the largest size <= the expected dim reaches full D",
@@ -101,11 +106,12 @@ CLAIMS = [
     Claim("adanns-ivf-less-compute", "AdANNS-IVF reaches the best rigid FF-IVF in less search time",
           "AdANNS-IVF matches rigid IVF accuracy with up to 90x less search time (nlist 1024, "
           "nprobe 1-4, D=2048)", "no_worse",
-          {"mAP@10": MAP_MARGIN}, "the best rigid FF-IVF within the same measured ms/query reaches it",
+          {"10-recall@10": RECALL_MARGIN, "mAP@10": MAP_MARGIN},
+          "the best rigid FF-IVF within the same measured ms/query reaches it",
           ivf_less_compute, "exp4_ivf", {"wall-clock": 90.0}, saving_on="wall-clock"),
     Claim("adanns-opq-half-bytes", "AdANNS-OPQ at M bytes reaches rigid OPQ at 2M bytes",
           "32-byte AdANNS-OPQ matches 64-byte rigid OPQ (Natural Questions, 21M passages)", "no_worse",
-          {"mAP@10": MAP_MARGIN},
+          {"10-recall@10": RECALL_MARGIN, "mAP@10": MAP_MARGIN},
           "rigid OPQ at M bytes reaches rigid OPQ at 2M bytes (must not)", opq_half_bytes, "exp5_opq"),
     Claim("adanns-ivfopq", "AdANNS-IVFOPQ beats rigid IVFOPQ at equal bytes",
           "AdANNS-IVFOPQ 1-4 pp better than rigid IVFOPQ at 8-64 bytes (ImageNet-1K)", "beats",

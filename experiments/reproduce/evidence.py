@@ -130,8 +130,9 @@ def mrl_e(tables, ctx):
     rows = tables["exp1_dims"]
     g = groups(rows, ctx["seeds"])
     D = max(r["dim"] for r in rows)
-    ff_dims = [k[1] for k in g if k[0] == "FF" and k[1] <= D // SMALL_DIM_FRACTION]
-    d8 = max(ff_dims, default=D // SMALL_DIM_FRACTION)  # the largest FF size <= D/8 (cfg["ff_sizes"])
+    # the smallest FF size: FF at D/8 still matches FF at D on Fashion-MNIST (linear top-1
+    # saturates by d = 8), so only the smallest size is a pair that must differ at this scale
+    d8 = min((k[1] for k in g if k[0] == "FF"), default=D)
     need = [("MRL-E", D), ("MRL", D), ("FF", d8), ("FF", D)]
     if any(k not in g for k in need):
         raise NotApplicable(f"missing one of {need}")
@@ -282,8 +283,9 @@ def less_compute(table, x_method, y_method, vecs, margins, decoupled=False, cost
 
 # The paper's "same accuracy at up to 90x less search time" is about time: the cheapest
 # configuration and the control's budget are both by measured ms/query (wall-clock).
-ivf_less_compute = less_compute("exp4_ivf", "AdANNS-IVF", "FF-IVF", {"mAP@10": ANN_VEC["mAP@10"]},
-                                {"mAP@10": MAP_MARGIN}, cost="ms_per_query")
+ivf_less_compute = less_compute("exp4_ivf", "AdANNS-IVF", "FF-IVF",
+                                {"10-recall@10": ANN_VEC["10-recall@10"], "mAP@10": ANN_VEC["mAP@10"]},
+                                {"10-recall@10": RECALL_MARGIN, "mAP@10": MAP_MARGIN}, cost="ms_per_query")
 hnsw_less_compute = less_compute("exp7_hnsw", "AdANNS-HNSW", "MR-HNSW",
                                  {"10-recall@10": ANN_VEC["10-recall@10"], "mAP@10": ANN_VEC["mAP@10"]},
                                  {"10-recall@10": RECALL_MARGIN, "mAP@10": MAP_MARGIN}, decoupled=True)
@@ -297,11 +299,14 @@ def opq_half_bytes(tables, ctx):
     pairs_m = [(m, 2 * m) for m in budgets if 2 * m in rigid]
     if not pairs_m:
         raise NotApplicable("no (M, 2M) budget pair")
-    vecs = {"mAP@10": ANN_VEC["mAP@10"]}   # MR vs FF: recalls have different references
+    # MR vs FF: each recall is against exact search on its own representation (how well the
+    # index reproduces its own full-D search); mAP@10 alone has no headroom here (rigid OPQ at
+    # M and 2M bytes differ by ~25 pp of recall but < 0.5 pp of mAP@10)
+    vecs = {"10-recall@10": ANN_VEC["10-recall@10"], "mAP@10": ANN_VEC["mAP@10"]}
 
     def choose(fold):
         return [(max((a for a in ada.values() if a[0]["M"] == m),
-                     key=lambda a: (score(a, vecs["mAP@10"], fold), -a[0]["d"])), rigid[m2])
+                     key=lambda a: (score(a, vecs["10-recall@10"], fold), -a[0]["d"])), rigid[m2])
                 for m, m2 in pairs_m]
 
     pairs, gains, chosen = cross_fit(choose, vecs, ctx["folds"], ctx["nq"])
@@ -312,7 +317,7 @@ def opq_half_bytes(tables, ctx):
                    np.mean([outcome(rigid[b], vec) for _, b in ctrl], axis=0)) for m, vec in vecs.items()}
     return Evidence(pairs=pairs, control=control, folds=gains,
                     points=_describe(chosen) + f"; control: rigid FF-OPQ at M vs 2M for {ctrl}",
-                    secondary=_secondary(choose, ctx, ("10-recall@10", "1-NN top-1")))
+                    secondary=_secondary(choose, ctx))
 
 
 def ivfopq(tables, ctx):

@@ -95,9 +95,14 @@ PRESETS = {
         subset=None, per_class=None, nesting=[2, 4, 8, 16, 32, 64], hidden=[256, 256],
         epochs=10, batch_size=256, optimizer="sgd", lr=0.05, warmup=1,
         shortlists=[50, 100, 200, 400], funnel_shortlists=[200, 100, 50, 25, 10], retrieval_k=10,
-        ivf_nlists=[128, 256], ivf_nprobes=[1, 2, 4, 8, 16], opq_budgets=[4, 8, 16, 32],
-        opq_niter=10, ivfpq_nlist=256, ivfopq_budgets=[8, 16], ivfopq_dcs=[8],
-        ivfopq_nprobes=[1, 4, 16], pq_train_size=16384,
+        # Budget (3 seeds, idle): with nlist {128, 256}, 3 timed repeats, OPQ budgets up to 32
+        # bytes, 10 OPQ iterations on 16,384 rows, exp4 took 689 s and exp5 ~540 s per seed
+        # (OPQ training dominates: 25 s for one M = 16 index), ~52 min in all. Trimmed to one
+        # nlist (256), 2 timed repeats, M <= 16 and 4 OPQ iterations on 8,192 rows (8.5 s per
+        # M = 16 index): exp4 ~265 s, exp5 ~125 s per seed, ~25 min in all.
+        ivf_nlists=[256], ivf_nprobes=[1, 2, 4, 8, 16], timing_repeats=2, opq_budgets=[4, 8, 16],
+        opq_niter=4, ivfpq_nlist=256, ivfopq_budgets=[8, 16], ivfopq_dcs=[8],
+        ivfopq_nprobes=[1, 4, 16], pq_train_size=8192,
         # exp8: 4bit left out (an SQ4 scan costs as much as an SQ8 one; the int8 grid is ~10 s a seed)
         quant_precisions=["binary", "int8", "float"], quant_max_d=None, quant_oversamples=[4, 10],
         quant_ff=True,
