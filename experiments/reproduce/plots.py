@@ -345,7 +345,8 @@ def fig_quant(tables, path, config_hash, title):
             fn = [(r[x], r["recall10"]) for r in sorted(rows, key=lambda r: r["d"])
                   if r["method"] == "binary-funnel" and r["oversample"] == o]
             ax.plot([t[0] for t in fn], [t[1] for t in fn], linestyle="--", marker=".", color=color,
-                    label=f"binary@d -> float@D, oversample {o:g}")
+                    label=f"binary@d -> float@D, oversample {o:g}" +
+                    (" (x: binary bytes scanned; float@D kept too)" if x == "bytes" else ""))
         ax.set_xscale("log", base=2 if x == "bytes" else 10)
         ax.set_xlabel(xlabel)
         _pct_axis(ax, "10-recall@10 vs exact float at full D")
