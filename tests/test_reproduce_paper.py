@@ -29,7 +29,7 @@ def test_paper_preset_settings_follow_the_papers_dims():
     for key in ("ff_sizes", "baseline_dims", "adaptive_dims", "rerank_dims", "funnel_dims",
                 "ivf_dcs", "ivf_dss", "ivf_d_dss", "opq_dims", "hnsw_dims", "hnsw_ds"):
         assert set(PAPER[key]) <= set(nest), key
-    assert D in PAPER["ff_sizes"] and D // 8 in PAPER["ff_sizes"]  # mrl-e control: FF-D/8 vs FF-D
+    assert D in PAPER["ff_sizes"] and min(PAPER["ff_sizes"]) == 8  # mrl-e control: FF-8 vs FF-D
     assert set(PAPER["hnsw_dims"]) <= set(PAPER["ff_sizes"])   # FF-HNSW at every graph dim
     # the paper's adaptive retrieval (16 -> 2048, shortlist 200) and funnel
     configs = retrieval_configs(dict(PAPER, D=D))
@@ -37,8 +37,9 @@ def test_paper_preset_settings_follow_the_papers_dims():
     assert [c for c in configs if c[0] == "funnel"] == [
         ("funnel", [(8, 200), (16, 100), (32, 50), (64, 25), (128, 10), (2048, 10)])]
     assert len([c for c in configs if c[0] == "adaptive"]) == 4
-    # AdANNS-OPQ at M bytes against rigid OPQ at 2M on FF-2048
-    assert PAPER["opq_budgets"] == [8, 16, 32, 64]
+    # AdANNS-OPQ at M bytes against rigid OPQ at 2M on FF-2048, up to the paper's 32 vs 64 bytes
+    # (64 vs 128 is left out of the 30-minute budget)
+    assert PAPER["opq_budgets"] == [8, 16, 32]
     assert all(2 * m in PAPER["opq_ff_budgets"] for m in PAPER["opq_budgets"])
     # AdANNS-IVFOPQ has both regimes d_c < d_s and d_c >= d_s
     dss = [d for d in PAPER["opq_dims"] if d >= min(PAPER["ivfopq_budgets"])]

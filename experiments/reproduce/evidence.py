@@ -283,8 +283,10 @@ def less_compute(table, x_method, y_method, vecs, margins, decoupled=False, cost
 
 # The paper's "same accuracy at up to 90x less search time" is about time: the cheapest
 # configuration and the control's budget are both by measured ms/query (wall-clock).
+# The reference is the best FF-IVF on mAP@10 (the first metric): each FF-d model's recall is
+# against its own d-dim exact search, so FF-2 "reaches" 100 % recall with 29 % mAP@10.
 ivf_less_compute = less_compute("exp4_ivf", "AdANNS-IVF", "FF-IVF",
-                                {"10-recall@10": ANN_VEC["10-recall@10"], "mAP@10": ANN_VEC["mAP@10"]},
+                                {"mAP@10": ANN_VEC["mAP@10"], "10-recall@10": ANN_VEC["10-recall@10"]},
                                 {"10-recall@10": RECALL_MARGIN, "mAP@10": MAP_MARGIN}, cost="ms_per_query")
 hnsw_less_compute = less_compute("exp7_hnsw", "AdANNS-HNSW", "MR-HNSW",
                                  {"10-recall@10": ANN_VEC["10-recall@10"], "mAP@10": ANN_VEC["mAP@10"]},
