@@ -88,4 +88,6 @@ def prefix(x, d, normalize=True):
     d = check_prefix_dim(d, x.shape[1], "d")
     if not normalize:
         return np.ascontiguousarray(x[:, :d])
-    return normalize_rows(normalize_rows(x)[:, :d])
+    # normalize_rows(normalize_rows(x)[:, :d]), dividing only the d columns that are kept: the
+    # same quotients, bit for bit, without an (n, D) temporary (d = 8 of D = 2048: 256x fewer)
+    return normalize_rows(divide_rows(x[:, :d], row_scales(x)))

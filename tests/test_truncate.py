@@ -166,3 +166,16 @@ def test_prefix_scales_rebuild_every_prefix_bit_for_bit(block, monkeypatch):
         np.testing.assert_array_equal(rebuilt, prefix(x, d))
         wide += int((n1 != n1.astype(np.float32)).sum() + (n2 != n2.astype(np.float32)).sum())
     assert wide >= 10  # the float64 route was exercised
+
+
+@settings(max_examples=80, deadline=None)
+@given(hnp.arrays(np.float32, st.tuples(st.integers(1, 6), st.integers(1, 12)),
+                  elements=st.floats(width=32, allow_nan=False, allow_infinity=False)
+                  | st.floats(-2.0**-100, 2.0**-100, width=32)),
+       st.data())
+def test_prefix_divides_only_the_kept_columns_with_the_same_bits(x, data):
+    """prefix divides just the d kept columns by the full-row scale; the definition divides
+    the whole row first and truncates after: the same quotients, bit for bit, on every route
+    (float32 rows, rows whose squared norm over- or underflows, zero rows)."""
+    d = data.draw(st.integers(1, x.shape[1]))
+    np.testing.assert_array_equal(prefix(x, d), normalize_rows(normalize_rows(x)[:, :d]))
