@@ -162,9 +162,13 @@ PRESETS = {
         ivf_nlists=[256], ivf_nprobes=[1, 4, 16], ivf_dcs=[8, 16, 32, 64, 2048],
         ivf_dss=[8, 16, 32, 64, 128, 256], ivf_d_dss=[8, 16, 32, 64, 128, 256],
         timing_repeats=2,
+        # exp5: AdANNS-OPQ at 8 / 16 / 32 bytes against rigid OPQ on FF-2048 at twice the bytes
+        # (64 vs 128 bytes left out: ADC over 128 tables); d >= 16 (at 8 bytes d = 8 is PQ with
+        # one dim per byte); IVFOPQ at 16 bytes, routing at d_c = 8 (< d_s) and 64 (>= d_s for
+        # d_s <= 64). Measured before trimming: ~10 min a seed, 55 s of it sgesvd at 2048.
         opq_budgets=[8, 16, 32], opq_ff_budgets=[16, 32, 64],
-        opq_dims=[8, 16, 32, 64, 128, 256], opq_niter=2,
-        ivfpq_nlist=256, ivfopq_budgets=[8, 16], ivfopq_dcs=[8, 64], ivfopq_nprobes=[1, 4, 16],
+        opq_dims=[16, 32, 64, 128, 256], opq_niter=2,
+        ivfpq_nlist=256, ivfopq_budgets=[16], ivfopq_dcs=[8, 64], ivfopq_nprobes=[1, 4, 16],
         pq_train_size=4096,
         # exp8: SQ only up to d = 128 (int8 at 2048 would cost ~80 s a seed), no FF rows
         quant_precisions=["binary", "int8", "float"], quant_max_d=128, quant_oversamples=[4, 10],
