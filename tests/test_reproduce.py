@@ -164,3 +164,17 @@ def test_hnsw_grid_from_the_preset_and_its_default_rule():
     assert rescore_dims(hnsw_grid(dict(paper, hnsw_dims=[32], hnsw_ds=[128, 2048])), 32) == [32, 128, 2048]
     with pytest.raises(ValueError, match="not nesting sizes"):
         hnsw_grid(dict(paper, hnsw_dims=[100]))
+
+
+def test_svd_baseline_basis_is_the_top_right_singular_vectors():
+    from experiments.reproduce.mrl import top_right_singular_vectors
+
+    rng = np.random.default_rng(5)
+    x = (rng.standard_normal((500, 40)) * np.arange(1, 41) ** -0.7).astype(np.float32)
+    v = top_right_singular_vectors(x, 12)
+    vt = np.linalg.svd(x.astype(np.float64), full_matrices=False)[2][:12]
+    assert v.shape == (40, 12)
+    np.testing.assert_allclose(np.abs(np.sum(v * vt.T, axis=0)), 1.0, atol=1e-9)  # same axes
+    # projections differ at most by column signs, so every distance is the same
+    pv, ps = x @ v, x @ vt.T
+    np.testing.assert_allclose(np.abs(pv), np.abs(ps), atol=1e-9)

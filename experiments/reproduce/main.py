@@ -160,18 +160,22 @@ PRESETS = {
         # on its first seed's fourth index (d_s = 2048 scans dominate): nprobe {1, 4, 16}, d_s
         # = 2048 only on the d_c = 2048 index (rigid MR-IVF at D); OPQ up to 32 / 64 bytes
         ivf_nlists=[256], ivf_nprobes=[1, 4, 16], ivf_dcs=[8, 16, 32, 64, 2048],
-        ivf_dss=[8, 16, 32, 64, 128, 256], ivf_d_dss=[8, 16, 32, 64, 128, 256],
+        # IVF-D (first seed, no claim reads it) at d_s 16 / 64 / 256: 92 s of the first seed's
+        # 200 s with all six
+        ivf_dss=[8, 16, 32, 64, 128, 256], ivf_d_dss=[16, 64, 256],
         timing_repeats=2,
         # exp5: AdANNS-OPQ at 8 / 16 / 32 bytes against rigid OPQ on FF-2048 at twice the bytes
         # (64 vs 128 bytes left out: ADC over 128 tables); d >= 16 (at 8 bytes d = 8 is PQ with
         # one dim per byte); IVFOPQ at 16 bytes, routing at d_c = 8 (< d_s) and 64 (>= d_s for
-        # d_s <= 64). Measured before trimming: ~10 min a seed, 55 s of it sgesvd at 2048.
+        # d_s <= 64). Measured: ~10 min a seed with sgesvd at 2048 (55 s a call); with gesdd
+        # 283 s a seed at d in {16, 32, 64, 256} (ADC of 10,000 queries at 32 bytes: 8 s an index)
         opq_budgets=[8, 16, 32], opq_ff_budgets=[16, 32, 64],
-        opq_dims=[16, 32, 64, 128, 256], opq_niter=2,
+        opq_dims=[16, 64, 256], opq_niter=2,
         ivfpq_nlist=256, ivfopq_budgets=[16], ivfopq_dcs=[8, 64], ivfopq_nprobes=[1, 4, 16],
         pq_train_size=4096,
-        # exp8: SQ only up to d = 128 (int8 at 2048 would cost ~80 s a seed), no FF rows
-        quant_precisions=["binary", "int8", "float"], quant_max_d=128, quant_oversamples=[4, 10],
+        # exp8: SQ only up to d = 64 (int8 at 2048 would cost ~80 s a seed), no FF rows, binary
+        # funnels at oversample 10 only: 94 s a seed with int8 / float at 128 and oversample 4
+        quant_precisions=["binary", "int8", "float"], quant_max_d=64, quant_oversamples=[10],
         quant_ff=False,
         # exp7: graphs at 32 and 256 (MR and FF; build distance work grows with the dim, one at
         # 2048 alone would take ~40 s), re-scored at 128 / 512 / 2048           ~ 100 s

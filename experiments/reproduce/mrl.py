@@ -131,6 +131,16 @@ def ff_models(models):
     return {m["sizes"][0]: m for name, m in models.items() if name.startswith("FF-")}
 
 
+def top_right_singular_vectors(x, d):
+    """V_d (D, d) float64: the right singular vectors of x (n, D) for its d largest singular
+    values, as the eigenvectors of the float64 Gram matrix x^T x (largest eigenvalue first).
+    The same vectors as np.linalg.svd up to each column's sign (which changes no distance),
+    without the (n, D) U: at 60,000 x 2048 5 s instead of 40 s."""
+    x64 = x.astype(np.float64)
+    _, v = np.linalg.eigh(x64.T @ x64)
+    return np.ascontiguousarray(v[:, ::-1][:, :d])
+
+
 def post_hoc_projections(db, q, dims, seed):
     """{("SVD" | "RP", d): (db_d, q_d)}: MRL Fig. 2's post-hoc baselines from a full-D embedding.
 
@@ -138,10 +148,9 @@ def post_hoc_projections(db, q, dims, seed):
     matrix (no centring, so a prefix of an SVD is the next-smaller SVD). RP: x -> x R_d with
     R the first d columns of one seeded D x D Gaussian matrix (nested like a Matryoshka)."""
     xb, xq = prefix(db, db.shape[1]), prefix(q, q.shape[1])
-    _, _, vt = np.linalg.svd(xb.astype(np.float64), full_matrices=False)
     rand = np.random.default_rng(seed + 3).standard_normal((db.shape[1], db.shape[1]))
     out = {}
-    for name, basis in (("SVD", vt.T), ("RP", rand)):
+    for name, basis in (("SVD", top_right_singular_vectors(xb, max(dims))), ("RP", rand)):
         for d in dims:
             out[(name, d)] = tuple(np.ascontiguousarray(x @ basis[:, :d], dtype=np.float32)
                                    for x in (xb, xq))
