@@ -178,7 +178,11 @@ def _fronts(ax, rows, x, y, methods):
 
 def _zoom(ax, rows, y, methods, lines=()):
     """y range: the IVF_ZOOM below the best value of any method or reference line (cheap,
-    useless configurations fall below)."""
+    useless configurations fall below); recall is shown whole (at D = 2048 most configurations
+    sit at 40-70 % recall, and the zoom left only the top of one front on the panel)."""
+    if y == "recall10":
+        ax.set_ylim(0.0, 1.01)
+        return
     top = max([r[y] for r in rows if r["method"] in methods] + list(lines))
     ax.set_ylim(max(0.0, top - IVF_ZOOM), min(1.0, top) + 0.01)
 
