@@ -142,11 +142,15 @@ PRESETS = {
     #   exp7_hnsw          graphs at d_c 32 / 256 per model and seed, ef 16 / 64          ~ 100 s
     #   exp8_quant         binary at every d, int8 / float up to 128, binary funnels    ~ 105 s
     #   total                                                                   ~ 1420 s = 24 min
-    # MEASURED (idle, this machine): train 278 s, exact_knn 109 s, exp1 257 s, exp3 144 s, exp4
-    # 425 s; exp5 ~90 s per OPQ index on FF-2048 (~10 min a seed): ~45 min in all, over budget.
-    # The OPQ training at D = 2048 is what the estimate above got wrong; trim it next.
-    # Memory: ~3.4 GB of D = 2048 embeddings (MRL, MRL-E, FF-2048 x 2 seeds) + the float64 SVD
-    # (~3 GB) + one IVF index (0.5 GB).
+    # MEASURED (idle, this machine), first: train 278 s, exact_knn 109 s, exp1 257 s, exp3 144 s,
+    # exp4 425 s; exp5 ~90 s per OPQ index on FF-2048 (sgesvd: 55 s a call at 2048): ~45 min.
+    # After gesdd (opq.py), prefix() dividing only the kept columns and the SVD baseline from a
+    # Gram matrix, with the grids below: exact_knn 108 s, exp1 157 s, exp3 88 s, exp4 271 s,
+    # exp5 451 s (ADC of 10,000 queries over 60,000 codes: 8 s an index at 32 bytes, which the
+    # estimate above left out), exp7 68 s, exp8 129 s: 1,557 s of stages (+ ~75 s of claims and
+    # report) = ~27 min, committed in experiments/results_paper.
+    # Memory: ~3.4 GB of D = 2048 embeddings (MRL, MRL-E, FF-2048 x 2 seeds) + the float64 Gram
+    # copy behind the SVD baseline's Gram matrix (1 GB) + one IVF index (0.5 GB); 6.3 GB peak RSS.
     "paper": dict(
         n_seeds=2,
         subset=None, per_class=None, nesting=[8, 16, 32, 64, 128, 256, 512, 1024, 2048],
@@ -291,7 +295,11 @@ def main(argv=None):
     ctx = {"seeds": cfg["seeds"], "folds": (val_idx, test_idx), "nq": len(data[2]),
            "nesting": cfg["nesting"], "ivfpq": ann.ivfpq_available()}
     claims = claim_rules.all_claims(evidence, ctx)
+    layer = ("linear (the last layer's pre-activation)" if mrl.embedding(cfg) == "linear"
+             else "post-ReLU")
     meta = {"preset": args.preset, "seeds": cfg["seeds"], "D": cfg["D"], "nesting": cfg["nesting"],
+            "encoder": f"MLP {'-'.join(str(h) for h in [784, *cfg['hidden'], cfg['D']])}, "
+                       f"embedding layer {layer}; {len(cfg['seeds'])} training seeds per model",
             "n_train": len(data[0]), "n_test": len(data[2]),
             "command": "python -m experiments.reproduce " + shlex.join(sys.argv[1:] if argv is None else argv),
             "total_wall_s": time.perf_counter() - t_start, "load_at_start": load_at_start,

@@ -307,7 +307,8 @@ def write_report(path, meta, tables, claims, timings, infos, changed=None):
     lines = [f"# Reproduction of MRL and AdANNS on Fashion-MNIST (preset `{meta['preset']}`)\n",
              f"Command: `{meta['command']}`  \nDatabase (train): {meta['n_train']} images; "
              f"queries (test): {meta['n_test']} images; embedding D = {meta['D']}, nesting "
-             f"{meta['nesting']}; seeds {meta['seeds']}.\n",
+             f"{meta['nesting']}; seeds {meta['seeds']}." +
+             (f"  \nEncoder: {meta['encoder']}.\n" if meta.get("encoder") else "\n"),
              "All numbers are measured by this run (or its cache); the papers' ImageNet / NQ "
              "numbers are for orientation only (SPEC §8).\n"]
     lines += _claims_section(claims)
