@@ -234,7 +234,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m experiments.reproduce",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", choices=sorted(PRESETS), default="small",
-                        help="tiny: seconds (tests); small: embedded subset, < 3 min; full: all of "
+                        help="tiny: seconds (tests); small: embedded subset, ~5 min; full: all of "
                              "Fashion-MNIST, < 30 min; paper: all of Fashion-MNIST at the papers' "
                              "D = 2048, < 30 min (default: small)")
     parser.add_argument("--out", default="results", help="output directory (default: results/)")
