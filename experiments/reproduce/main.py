@@ -149,8 +149,9 @@ PRESETS = {
     # exp5 451 s (ADC of 10,000 queries over 60,000 codes: 8 s an index at 32 bytes, which the
     # estimate above left out), exp7 68 s, exp8 129 s: 1,557 s of stages (+ ~75 s of claims and
     # report) = ~27 min, committed in experiments/results_paper.
-    # Memory: ~3.4 GB of D = 2048 embeddings (MRL, MRL-E, FF-2048 x 2 seeds) + the float64 Gram
-    # copy behind the SVD baseline's Gram matrix (1 GB) + one IVF index (0.5 GB); 6.3 GB peak RSS.
+    # Memory: ~3.4 GB of D = 2048 embeddings (MRL, MRL-E, FF-2048 x 2 seeds) + the float64 copy
+    # of the database behind the SVD baseline's Gram matrix (1 GB) + one IVF index (0.5 GB);
+    # 6.3 GB peak RSS measured.
     "paper": dict(
         n_seeds=2,
         subset=None, per_class=None, nesting=[8, 16, 32, 64, 128, 256, 512, 1024, 2048],
@@ -169,10 +170,11 @@ PRESETS = {
         ivf_dss=[8, 16, 32, 64, 128, 256], ivf_d_dss=[16, 64, 256],
         timing_repeats=2,
         # exp5: AdANNS-OPQ at 8 / 16 / 32 bytes against rigid OPQ on FF-2048 at twice the bytes
-        # (64 vs 128 bytes left out: ADC over 128 tables); d >= 16 (at 8 bytes d = 8 is PQ with
-        # one dim per byte); IVFOPQ at 16 bytes, routing at d_c = 8 (< d_s) and 64 (>= d_s for
-        # d_s <= 64). Measured: ~10 min a seed with sgesvd at 2048 (55 s a call); with gesdd
-        # 283 s a seed at d in {16, 32, 64, 256} (ADC of 10,000 queries at 32 bytes: 8 s an index)
+        # (64 vs 128 bytes left out: ADC over 128 tables); d in {16, 64, 256} (at 8 bytes d = 8
+        # is PQ with one dim per byte); IVFOPQ at 16 bytes, routing at d_c = 8 (< d_s) and 64
+        # (>= d_s for d_s <= 64). Measured: ~10 min a seed with sgesvd at 2048 (55 s a call);
+        # with gesdd 283 s a seed at d in {16, 32, 64, 256} (ADC of 10,000 queries at 32 bytes:
+        # 8 s an index), so d = 32 went too: 451 s for both seeds
         opq_budgets=[8, 16, 32], opq_ff_budgets=[16, 32, 64],
         opq_dims=[16, 64, 256], opq_niter=2,
         ivfpq_nlist=256, ivfopq_budgets=[16], ivfopq_dcs=[8, 64], ivfopq_nprobes=[1, 4, 16],
