@@ -3,8 +3,8 @@ the direct path, to near-ties on the GEMM path; both paths agree; overflow is re
 import numpy as np
 import pytest
 
-from adanns_ref import assign
-from adanns_ref._simd import faiss_runs_avx512
+from adanns_ref.search import assign
+from adanns_ref.core.simd import faiss_runs_avx512
 
 faiss = pytest.importorskip("faiss")
 

@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 from adanns_ref import (OPQ, FlatIndex, IVFIndex, IVFPQIndex, KMeans, PQIndex, ProductQuantizer,
                         funnel_search, knn_recall, knn_search, map_at_k, prefix, recall_at_k, rerank,
                         top1_accuracy)
-from adanns_ref._validate import MAX_RESULT_BYTES
-from adanns_ref.kmeans import SmallTrainingSetWarning
+from adanns_ref.core.validate import MAX_RESULT_BYTES
+from adanns_ref.quantizers.kmeans import SmallTrainingSetWarning
 
 FLT_MAX = np.float32(np.finfo(np.float32).max)
 D = 8

@@ -104,8 +104,8 @@ def test_paper_paths_run_end_to_end(paper_run):
 def test_reference_is_a_prefix_of_the_stored_exact_top_k():
     import numpy as np
 
-    from adanns_ref.topk import knn_search
-    from adanns_ref.truncate import prefix
+    from adanns_ref.search.knn import knn_search
+    from adanns_ref.core.truncate import prefix
     from experiments.reproduce.mrl import GT_K, reference
 
     rng = np.random.default_rng(0)

@@ -4,7 +4,7 @@ import numba
 import numpy as np
 import pytest
 
-from adanns_ref import _simd
+from adanns_ref.core import simd as _simd
 
 faiss = pytest.importorskip("faiss")
 

@@ -33,7 +33,7 @@ import traceback
 
 import numpy as np
 
-from adanns_ref._persist import atomic_write_text
+from adanns_ref.core.persist import atomic_write_text
 
 from . import data as _bench_data
 from .ann import (bench_adanns_ivf, bench_exact_knn, bench_funnel, bench_ivf_flat,

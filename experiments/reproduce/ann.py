@@ -15,9 +15,9 @@ import time
 
 import numpy as np
 
-from adanns_ref.cost import ivf_flops_balanced
+from adanns_ref.core.cost import ivf_flops_balanced
 from adanns_ref.distributed import map_configs
-from adanns_ref.truncate import prefix
+from adanns_ref.core.truncate import prefix
 
 from .mrl import ff_models, model_stages, reference
 from .rows import RowCollector, seed_mean
@@ -89,7 +89,7 @@ def _exp4_index(config, cfg, emb, ytr, yte):
     """One exp4 index ("MR", seed, nlist, d_c) or ("FF", seed, nlist, d), built and searched:
     {"searches": [(row, I)], "majority": [(nprobe, ok)], "searches_d": [(row, I)]}. A task of
     `map_configs` (module level, arguments picklable); ms/query is measured where it runs."""
-    from adanns_ref.ivf import IVFIndex
+    from adanns_ref.indices.ivf import IVFIndex
 
     kind, seed, nlist, d = config
     D = cfg["D"]
@@ -122,7 +122,7 @@ def majority_label_rows(index, q, ytr, yte, nprobes, d_c):
     predict the most frequent database label over its nprobe lists (ties: smaller label).
     Returns [(nprobe, per-query correct uint8 (nq,))]. A top-1 close to this baseline measures
     cluster purity, not search quality."""
-    from adanns_ref.assign import search_centroids
+    from adanns_ref.search.assign import search_centroids
 
     n_cls = int(max(ytr.max(), yte.max())) + 1
     counts = np.stack([np.bincount(ytr[index.list_ids(lst)], minlength=n_cls)
@@ -221,7 +221,7 @@ def _select_per_budget(rows, method):
 
 
 def _opq_index(db, M, d, seed, train_rows, cfg):
-    from adanns_ref.pqindex import PQIndex
+    from adanns_ref.indices.pqindex import PQIndex
 
     # allow_small: 256 centroids per subspace from fewer than faiss's 39 * 256 training
     # points (the small presets); faiss only warns there.
@@ -261,7 +261,7 @@ def _exp5_configs(cfg, models):
 def _exp5_index(config, cfg, emb):
     """One exp5 index of `_exp5_configs`, trained, filled and searched (a `map_configs` task):
     OPQ -> {"I", "I_rerank" (at d = D on MR, else None)}; IVFOPQ -> {"per_nprobe": [(I, MFLOPs)]}."""
-    from adanns_ref.funnel import rerank
+    from adanns_ref.funnel.funnel import rerank
 
     kind, seed, M = config[:3]
     m = emb[seed, config[-1]]
@@ -275,7 +275,7 @@ def _exp5_index(config, cfg, emb):
             _, S = idx.search(m["q"], RERANK_SHORTLIST)
             out["I_rerank"] = rerank(S, m["db"], m["q"], D, ANN_K)[1]
         return out
-    from adanns_ref.ivfpq import IVFPQIndex
+    from adanns_ref.indices.ivfpq import IVFPQIndex
 
     _, _, _, _, d_c, d_s, _ = config
     nlist = cfg["ivfpq_nlist"]
@@ -367,7 +367,7 @@ def exp6_budget(pipe, cfg, val_idx, test_idx):
     (exp. 3/4/7 rows for MFLOPs, budgets log-spaced over their cost range; exp. 5 rows for bytes,
     budgets = the byte budgets M) and report its mAP@10 on half B next to the best half-B
     mAP@10 within the same budget (an oracle that peeks at half B)."""
-    from adanns_ref.select import select_on_validation
+    from adanns_ref.evaluation.select import select_on_validation
 
     def compute(ctx):
         rows = []

@@ -84,7 +84,7 @@ def _graph(HNSWIndex, db, grid, d_c, seed):
 def exp7_hnsw(pipe, cfg, data, models, val_idx, test_idx):
     """AdANNS-HNSW (graph at d_c, re-score at the grid's d_s > d_c; d_s = d_c is MR-HNSW) and
     FF-HNSW per seed and graph dim, AdANNS-HNSW-D on the first seed (see the module docstring)."""
-    from adanns_ref.hnsw import HNSWIndex
+    from adanns_ref.indices.hnsw.index import HNSWIndex
 
     _, ytr, _, yte = data
     nest, D = cfg["nesting"], cfg["D"]

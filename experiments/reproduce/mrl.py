@@ -21,8 +21,8 @@ import time
 
 import numpy as np
 
-from adanns_ref.topk import knn_search
-from adanns_ref.truncate import prefix
+from adanns_ref.search.knn import knn_search
+from adanns_ref.core.truncate import prefix
 
 from .rows import MAP_K, RowCollector
 from .stage import StageResult
@@ -288,7 +288,7 @@ def retrieval_configs(cfg):
 
 def exp3_retrieval(pipe, cfg, data, models, val_idx, test_idx):
     """Adaptive retrieval and funnels on the MRL embedding vs single-shot exact search."""
-    from adanns_ref.funnel import funnel_search
+    from adanns_ref.funnel.funnel import funnel_search
 
     _, ytr, _, yte = data
     configs = retrieval_configs(cfg)

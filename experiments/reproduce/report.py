@@ -5,7 +5,7 @@ import sys
 
 import numpy as np
 
-from adanns_ref.select import pareto_front
+from adanns_ref.evaluation.select import pareto_front
 
 from . import claims as claim_rules, rules
 from .ann import RERANK_SHORTLIST as RERANK
@@ -302,7 +302,7 @@ def _changes_section(changed, previous_note):
 
 def write_report(path, meta, tables, claims, timings, infos, changed=None):
     """meta: dict(preset, command, config, n_train, n_test, ...); writes markdown atomically."""
-    from adanns_ref._persist import atomic_write_text
+    from adanns_ref.core.persist import atomic_write_text
 
     lines = [f"# Reproduction of MRL and AdANNS on Fashion-MNIST (preset `{meta['preset']}`)\n",
              f"Command: `{meta['command']}`  \nDatabase (train): {meta['n_train']} images; "

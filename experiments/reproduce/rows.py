@@ -16,7 +16,7 @@ same queries are far tighter than comparing two independent estimates, and per-q
 """
 import numpy as np
 
-from adanns_ref.metrics import knn_recall, map_at_k, top1_accuracy
+from adanns_ref.evaluation.metrics import knn_recall, map_at_k, top1_accuracy
 
 from .stage import StageResult
 

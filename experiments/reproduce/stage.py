@@ -35,7 +35,7 @@ import time
 
 import numpy as np
 
-from adanns_ref._persist import atomic_write_text, load_npz, save_npz, sha256_file
+from adanns_ref.core.persist import atomic_write_text, load_npz, save_npz, sha256_file
 
 ARRAYS_KIND = "ReproStageArrays"
 ARRAYS_VERSION = 1
