@@ -76,7 +76,7 @@ def _is_dask_array(x):
 
 def as_rows(x, d):
     """(x, n) for an input of n rows of d columns: an in-memory x validated as float32 (the
-    in-process rule, `_validate.as_float32_matrix`); a vector file path or a dask array
+    in-process rule, `core.validate.as_float32_matrix`); a vector file path or a dask array
     unchanged, its shape read without reading the data (the workers validate their rows). A
     wrong width or ndim raises ValueError (naming the file)."""
     if _is_path(x):

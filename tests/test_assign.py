@@ -1,4 +1,4 @@
-"""Tests for adanns_ref.assign: nearest_centroids is faiss IndexFlat.search(x, 1), bit for bit on
+"""Tests for adanns_ref.search.assign: nearest_centroids is faiss IndexFlat.search(x, 1), bit for bit on
 the direct path, to near-ties on the GEMM path; both paths agree; overflow is reported."""
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""Binary codes (adanns_ref.binary) against faiss's IndexBinaryFlat / IndexBinaryIVF and
+"""Binary codes (adanns_ref.indices.binary) against faiss's IndexBinaryFlat / IndexBinaryIVF and
 sentence-transformers' quantize_embeddings rule."""
 import platform
 

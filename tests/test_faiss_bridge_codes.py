@@ -1,4 +1,4 @@
-"""faiss bridge for SQIndex, BinaryFlatIndex and BinaryIVFIndex (adanns_ref.faiss_bridge_codes)."""
+"""faiss bridge for SQIndex, BinaryFlatIndex and BinaryIVFIndex (adanns_ref.faiss_bridge)."""
 import numpy as np
 import pytest
 

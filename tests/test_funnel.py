@@ -3,7 +3,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from adanns_ref.core.cost import funnel_flops
-from adanns_ref.funnel.funnel import funnel_search, rerank
+from adanns_ref.funnel import funnel_search, rerank
 from adanns_ref.search.knn import knn_search
 from adanns_ref.core.truncate import prefix
 

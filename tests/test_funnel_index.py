@@ -8,7 +8,7 @@ from hypothesis import given, settings, strategies as st
 
 from adanns_ref.funnel import index as funnel_index
 from adanns_ref.funnel.kernels import SCAN_MAX_DIM
-from adanns_ref.funnel.funnel import funnel_search, rerank
+from adanns_ref.funnel import funnel_search, rerank
 from adanns_ref.funnel.index import FunnelIndex
 from adanns_ref.testing import assert_knn_equal
 from adanns_ref.core.threads import BLAS_THRESHOLD

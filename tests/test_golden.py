@@ -12,7 +12,7 @@ import pytest
 from adanns_ref.golden import store as golden
 from adanns_ref import testing
 from adanns_ref.golden.cases import COMPONENTS
-from adanns_ref.golden.store import ManifestError
+from adanns_ref.golden import ManifestError
 from adanns_ref.testing import blas_kernels_match
 
 GOLDEN = Path(__file__).parent / "golden"

@@ -22,7 +22,7 @@ def _faiss():
 
 def _bit_identical(faiss):
     if not faiss_runs_avx512(faiss):
-        pytest.skip("graph identity needs faiss's AVX-512 distance order (see adanns_ref._simd)")
+        pytest.skip("graph identity needs faiss's AVX-512 distance order (see adanns_ref.core.simd)")
 
 
 def _uniform(n, d, seed):

@@ -1,4 +1,4 @@
-"""Tests for adanns_ref.kmeans and adanns_ref._mt19937: bit-exact agreement with faiss 1.15
+"""Tests for adanns_ref.quantizers.kmeans and adanns_ref.core.mt19937: bit-exact agreement with faiss 1.15
 on the direct-distance path, close agreement on the GEMM path, invariants, bad inputs."""
 import numpy as np
 import pytest

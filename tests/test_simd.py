@@ -1,4 +1,4 @@
-"""Tests for adanns_ref._simd: each summation order equals faiss's bit for bit (where faiss runs
+"""Tests for adanns_ref.core.simd: each summation order equals faiss's bit for bit (where faiss runs
 its AVX-512 code), and the two implementations of order 1 agree with each other and float64."""
 import numba
 import numpy as np

@@ -1,4 +1,4 @@
-"""Scalar quantization (adanns_ref.sq) against faiss's ScalarQuantizer / IndexScalarQuantizer."""
+"""Scalar quantization (adanns_ref.quantizers.sq) against faiss's ScalarQuantizer / IndexScalarQuantizer."""
 import numpy as np
 import pytest
 from hypothesis import given, settings

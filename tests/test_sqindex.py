@@ -1,4 +1,4 @@
-"""SQIndex (adanns_ref.sqindex) against faiss's IndexScalarQuantizer."""
+"""SQIndex (adanns_ref.indices.sqindex) against faiss's IndexScalarQuantizer."""
 import zipfile
 
 import numpy as np

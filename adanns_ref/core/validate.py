@@ -65,7 +65,7 @@ def as_k(k, nq, name="k"):
         raise ValueError(f"{name}={k} for {nq} queries needs {need / 2**30:.3g} GiB for the results "
                          f"(nq * k * {RESULT_BYTES_PER_ENTRY} bytes), above the "
                          f"{MAX_RESULT_BYTES / 2**30:.3g} GiB limit "
-                         f"(adanns_ref._validate.MAX_RESULT_BYTES); lower {name} or search fewer "
+                         f"(adanns_ref.core.validate.MAX_RESULT_BYTES); lower {name} or search fewer "
                          f"queries per call")
     return k
 

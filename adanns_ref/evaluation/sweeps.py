@@ -20,7 +20,7 @@ def hnsw_rows(index, q, I_true, k, dims, ef_searches=(16, 64, 256)):
     """Rows for `select` (pareto_front, best_under_budget, select_on_validation): one AdANNS-HNSW-D
     search per (d_c, d_s, ef) of an index built once, dims a list of (d_c, d_s) pairs.
 
-    I_true (nq, >= k): exact neighbour ids of q (e.g. `exact.knn_search` at full D). Each row:
+    I_true (nq, >= k): exact neighbour ids of q (e.g. `search.knn.knn_search` at full D). Each row:
     {"index": "hnsw" (d_c = d_s) or "adanns-hnsw", "config" (a unique key), "d_c", "d_s",
     "ef_search", "flops" (mean `cost.hnsw_flops` per query), "ndis" (mean distances per query),
     "bytes" (`cost.bytes_per_vector_hnsw` of the served form), "recall" (k-recall@k)}.

@@ -36,16 +36,16 @@ last stage's shortlist. Every stage returns each score with its own id (heap ent
 pairs), so the scores always belong to the returned ids; sentence-transformers once returned
 re-ranked ids next to scores in the old order. Cost per query: `cost.mixed_funnel_cost`.
 
-faiss: a one-stage funnel is `topk.exact_search` (faiss's exact search). With more stages, stage 0
-at d_0 <= SCAN_MAX_DIM is the fused scan + top-k of `_funnel_kernels` (direct-form distances in
+faiss: a one-stage funnel is `search.exact.exact_search` (faiss's exact search). With more stages, stage 0
+at d_0 <= SCAN_MAX_DIM is the fused scan + top-k of `funnel.kernels` (direct-form distances in
 faiss's order, bit-identical to exact_search's small-batch path; see there for the large-batch
 difference); larger d_0 go through exact_search. Re-ranking computes each candidate's distance
 directly (sum_t (q_t - x_t)^2, or sum_t q_t x_t), as faiss's IndexRefineFlat does, on the
-prefix rebuilt from the candidate's raw row in place (`_funnel_kernels.rerank_rows`): only the
+prefix rebuilt from the candidate's raw row in place (`funnel.kernels.rerank_rows`): only the
 shortlisted rows are read, so the database may be a memory map. faiss has no Matryoshka
 re-normalisation, so only the flat, normalize=False case has a faiss counterpart. The scales of
 the shortlisted rows are computed from gathered blocks of at most RERANK_BLOCK floats, unless a
-`FunnelIndex` has them prepared. `FunnelIndex` (funnel_index.py) keeps the stage-0 prefix and
+`FunnelIndex` has them prepared. `FunnelIndex` (`funnel.index`) keeps the stage-0 prefix and
 the scales of chosen dims, for repeated searches of one database.
 """
 import numpy as np

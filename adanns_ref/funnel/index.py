@@ -8,7 +8,7 @@ FunnelIndex does this once, for the prefix sizes `dims` it is given:
     s_1 (N,) float64         full-D norms of the rows (normalize=True; `truncate.row_scales`)
     s_2^(d) (N,) float64     norms of the truncated, once-normalised rows, per prepared d
     blocks^(d) (N/16, d, 16) the d-prefix z_d = t_d(x / s_1) / s_2^(d) in the scan layout of
-                             `_funnel_kernels` (prepared d <= SCAN_MAX_DIM only)
+                             `funnel.kernels` (prepared d <= SCAN_MAX_DIM only)
 
 so that `search` reads N x d_0 floats for stage 0 (16 MB at N = 250,000, d_0 = 16, against 2 GB
 for the full database) and k_{i-1} x d_i floats per query for re-rank stage i, straight from the

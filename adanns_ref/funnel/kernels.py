@@ -1,4 +1,4 @@
-"""Kernels of the funnel (`funnel.py`, `funnel_index.py`): a fused prefix scan + top-k for stage
+"""Kernels of the funnel (`funnel.py`, `funnel.index.py`): a fused prefix scan + top-k for stage
 0, and a re-rank that reads only the shortlisted database rows.
 
 Stage 0 at a small prefix d_0 (8, 16, 32) reads N * d_0 floats and does 2 d_0 FLOPs per row and
@@ -21,7 +21,7 @@ O(k log(N / k)) offers. Parallel over query groups (numba prange); results do no
 thread count.
 
 Distances are the direct form of faiss's small-batch path (`exact._scan_direct`):
-l2 sum_t (q_t - z_t)^2, ip -sum_t q_t z_t, summed in `_simd` order 1 (16 partial sums s_l over
+l2 sum_t (q_t - z_t)^2, ip -sum_t q_t z_t, summed in `core.simd` order 1 (16 partial sums s_l over
 t = l mod 16, then the 8/4-lane tree and the tail; each term an fma). `sums16` runs that order
 on 16 rows at once with the 16 partial sums of each row as 16 vector registers, so every
 distance has the bits of `simd_sum(q, z_j)` (tested). Exact search `exact.exact_search` uses the
@@ -65,7 +65,7 @@ def sums16(typingctx, xq, r, blocks, b, l2, out, o, thr):
 
     xq: float32 (nq, d) C; blocks: float32 (nb, d, 16) C; out: float32 1-D C, o + 16 <= len.
     Indices instead of row views keep the hot loop free of array-struct traffic.
-    The 16 partial sums of `_simd` order 1 are 16 vectors of 16 rows each (registers), so every
+    The 16 partial sums of `core.simd` order 1 are 16 vectors of 16 rows each (registers), so every
     lane runs the order of one `simd_sum` call."""
     def f32_array(a, ndim):
         return isinstance(a, types.Array) and a.dtype == types.float32 and a.ndim == ndim and a.layout == "C"

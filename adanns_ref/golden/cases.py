@@ -1,6 +1,6 @@
 """The golden cases of `adanns_ref.golden`: deterministic inputs, one function per component.
 
-Inputs are built from raw std::mt19937 draws (``_mt19937.rand_uint32``: uniform values on a
+Inputs are built from raw std::mt19937 draws (``core.mt19937.rand_uint32``: uniform values on a
 2^-23 grid) with element-wise float64 +, * and rounding (correctly rounded in IEEE arithmetic)
 and stable sorts, so they are the same bits on every machine and NumPy version. Each component
 function maps (params, inputs) to a dict of outputs by calling the library (never a

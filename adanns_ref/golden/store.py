@@ -20,11 +20,11 @@ Directory layout (format FORMAT, version VERSION):
 - ``README.md``: this format, in short, for readers in other languages.
 
 The cases, their deterministic inputs and the component functions (params, inputs) -> outputs
-live in ``_golden_cases``; generating and checking run the same functions, which call the library.
+live in ``golden.cases``; generating and checking run the same functions, which call the library.
 
 Bit stability. Cases with ``exact_path: true`` avoid GEMM and LAPACK: n * d stays below faiss's
 BLAS threshold (128000), so k-means, IVF routing and scanning, flat search, PQ tables (dsub < 16)
-and codes and the funnel all use the direct, fixed-order sums of ``_simd.simd_sum`` / ``kmeans`` /
+and codes and the funnel all use the direct, fixed-order sums of ``core.simd.simd_sum`` / ``kmeans`` /
 ``pq``, and metrics are NumPy float64 reductions; their outputs are the same bits on any x86-64
 machine with AVX-512 (prefix normalisation uses NumPy's einsum, stable for a given NumPy build).
 OPQ (and anything rotated by it) uses GEMM and LAPACK (QR, SVD): those outputs are the same

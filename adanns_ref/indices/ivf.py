@@ -34,7 +34,7 @@ Not faiss-identical: (1) ties: faiss scans the probed lists in probe order and d
 candidate that merely ties the current k-th result, so the member of a tie group straddling
 rank k it keeps depends on list order; we always keep the smaller id. (2) Routing near-ties:
 faiss routes each thread's slice of the queries separately and picks direct or BLAS-form
-distances per slice (`exact.BLAS_THRESHOLD`), we decide for the whole batch, so a query almost
+distances per slice (`core.threads.BLAS_THRESHOLD`), we decide for the whole batch, so a query almost
 equidistant from two centroids can probe a different list. Like faiss, training on fewer than
 39 * nlist points warns (`kmeans.SmallTrainingSetWarning`, faiss's text) and trains; fewer than
 nlist points raise ValueError.

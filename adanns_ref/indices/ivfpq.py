@@ -53,7 +53,7 @@ or ``by_residual=False``; "ip": ``IndexFlatIP`` and METRIC_INNER_PRODUCT); opq=T
 codes (measured bit-identical on 3000-5000 x 32 Gaussian data, nbits 4 and 8; see `ivf`,
 `kmeans`, `pq`, `opq` for the exact scope). Not identical:
 (1) distances are bit-identical where faiss runs AVX-512 and the coarse distances agree (tables
-    and sums in faiss's orders, `_simd`; not at dsub 12). Measured on 60000 x 128, nlist 1024,
+    and sums in faiss's orders, `core.simd`; not at dsub 12). Measured on 60000 x 128, nlist 1024,
     M 16, nprobe 8: all equal for 900 queries (direct coarse distances); for 10000 queries the
     coarse GEMM rounds differently from faiss's, 95 % of the rows equal, the rest within 8e-6
     relative, ids all equal. precomputed=False equals faiss ``use_precomputed_table = -1``;
@@ -278,7 +278,7 @@ class IVFPQIndex(InvertedLists):
                 and table_bytes <= PRECOMPUTED_TABLE_MAX_BYTES)
 
     def _precomputed_table(self):
-        """`_ivfpq_kernels.precomputed_table` of our codebooks and scoring centroids, built once."""
+        """`indices.ivfpq_kernels.precomputed_table` of our codebooks and scoring centroids, built once."""
         if self._term2 is None:
             self._term2 = precomputed_table(self.pq, self._scoring)
         return self._term2

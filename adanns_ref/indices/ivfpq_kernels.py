@@ -4,7 +4,7 @@
 case (the distance forms are in `ivfpq`'s docstring and below); `precomputed_table` builds
 term 2 of faiss's three-term L2 distance, ||r_m||^2 + 2 <s_lm, r_m> per list, sub-quantizer and
 code (faiss ``IndexIVFPQ::precompute_table``). Tables and code sums follow faiss's SIMD orders
-(`_simd.table_into`, `_simd.code_distance`); validation stays in `ivfpq`.
+(`core.simd.table_into`, `core.simd.code_distance`); validation stays in `ivfpq`.
 """
 import numba
 import numpy as np
@@ -24,7 +24,7 @@ def precomputed_table(pq, scoring):
 @numba.njit(cache=True, parallel=True)
 def search_lists(y, coarse, probes, scoring, cbT, term2, sub, ids, offsets, l2, by_residual,
                  coarse_is_term1, order, hd, hi):
-    """Push d = b + sum_m T[m, code_m] (`_simd.code_distance`) of every code in the probed lists
+    """Push d = b + sum_m T[m, code_m] (`core.simd.code_distance`) of every code in the probed lists
     of query r into heap (hd[r], hi[r]), then sort it. T and b of (r, list l), as faiss's scanner:
 
     - l2, by_residual, term2 (nlist, M, ksub) given: T = term2[l] - 2 <y_r, c> (x2 is exact: one

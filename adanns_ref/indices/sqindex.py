@@ -8,7 +8,7 @@ Summation order: faiss's. faiss scans with the SIMD kernels of its dispatch leve
 
     d % 16 == 0:  x^ = fma(fma(c, 1/255, 0.5/255), vdiff, vmin)  (1/15 for 4 bits), 16 lanes of
                   fma(q - x^, q - x^, acc) (or fma(q, x^, acc)), added by _mm512_reduce_add_ps
-                  (`_simd.simd_sum` order)
+                  (`core.simd.simd_sum` order)
     d % 8 == 0:   the same with 8 lanes (AVX2 kernel), lanes added as ((a0+a4)+(a2+a6)) +
                   ((a1+a5)+(a3+a7))
     otherwise:    scalar loop, x^ = vmin + ((c + 0.5) / 255) * vdiff and acc += (q - x^)^2, each

@@ -10,7 +10,7 @@ Lloyd's algorithm on n training points x_i in R^d (float32) and k centroids c_j:
 The faiss recipe around it, reproduced step by step (SPEC §4):
 
 1. n < k: error. n > k * max_points_per_centroid: keep rows perm[:k * max_ppc] of
-   rand_perm(n, seed) (see ``_mt19937``). If then n == k: centroids are the first k *input*
+   rand_perm(n, seed) (see ``core.mt19937``). If then n == k: centroids are the first k *input*
    rows (faiss copies from the caller's array), obj = [0.0], no iteration.
 2. For redo r in 0..nredo-1: init centroids = rows perm[:k] of rand_perm(n, seed + 1 + r *
    15486557) ("random", the default), or rows from ``fit(x, init_centroids=...)`` (warm start;

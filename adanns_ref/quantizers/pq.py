@@ -18,11 +18,11 @@ faiss-identical (faiss 1.15 ``impl/ProductQuantizer.cpp`` on AVX-512, the level 
 wheel dispatches to on such CPUs):
 - codebooks (``KMeans`` per subspace with ``pq.cp``'s seed, niter, max_points_per_centroid);
 - the distance form: dsub < 16 direct sums, dsub >= 16 BLAS (||x_m||^2 + ||c||^2) - 2 <x_m, c>,
-  not clamped. Direct sums follow faiss's kernels (``_simd`` order 2), so tables are
+  not clamped. Direct sums follow faiss's kernels (``core.simd`` order 2), so tables are
   bit-identical for every dsub < 16 but 12, and codes match exactly;
 - `inner_product_table` (faiss ``compute_inner_prod_table``, one query at a time): direct sums
   for every dsub (order 2 below 16, order 1 from 16), bit-identical but at dsub 12;
-- the ADC sum order (``_simd`` order 3), so ADC distances are bit-identical wherever the tables
+- the ADC sum order (``core.simd`` order 3), so ADC distances are bit-identical wherever the tables
   are; LSB-first packing.
 Not identical: BLAS tables (and dsub 12) differ in the last bits, so near-ties may resolve
 differently; on an *exact* tie between two centroids faiss's SIMD argmin may keep the larger
@@ -52,7 +52,7 @@ _TABLE_BLOCK_FLOATS = 1 << 22  # tables held at once (16 MB): rows per block = t
 @numba.njit(cache=True, parallel=True)
 def _tables_direct(q, cbT, l2, fused, tables):
     """tables[i, m, :] = direct-form distances (l2) or inner products of q_i's sub-vector m with
-    codebook m (`_simd.table_into`)."""
+    codebook m (`core.simd.table_into`)."""
     M, dsub, ksub = cbT.shape
     for i in numba.prange(q.shape[0]):
         acc = np.empty((16, ksub), dtype=np.float32)

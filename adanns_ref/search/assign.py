@@ -9,7 +9,7 @@ computed as faiss's ``knn_L2sqr`` / ``knn_inner_product`` with k = 1 do (k-means
 IVF-style routing of one probe too):
 
 - n * d < BLAS_THRESHOLD (faiss ``distance_compute_blas_threshold``, counted over the whole
-  batch): one direct sum per pair in faiss's AVX-512 order (``_simd`` order 1), then a strict
+  batch): one direct sum per pair in faiss's AVX-512 order (``core.simd`` order 1), then a strict
   comparison scan over j. Bit-identical to faiss on x86-64 where faiss dispatches to AVX-512.
 - otherwise (GEMM path): <x, c> by BLAS in blocks of GEMM_COLS = 1024 centroids (faiss's column
   blocks), then faiss's top-1 rule: for l2 its exhaustive_L2sqr_blas_cmax kernel (8 lanes of

@@ -12,8 +12,8 @@ numba kernel. As in faiss (`knn_L2sqr` / `knn_inner_product`), small problems wi
 nq * d < ``BLAS_THRESHOLD`` skip BLAS and compute each distance directly
 (sum_t (q_t - x_t)^2 or sum_t q_t x_t).
 
-Direct sums and the norms of the BLAS form use `_simd.simd_sum`, the summation order of faiss's
-AVX-512 `fvec_L2sqr` / `fvec_inner_product` (``_simd`` order 1).
+Direct sums and the norms of the BLAS form use `core.simd.simd_sum`, the summation order of faiss's
+AVX-512 `fvec_L2sqr` / `fvec_inner_product` (``core.simd`` order 1).
 
 faiss-identical: the distance formulas and the BLAS/direct switch; direct-path distances are
 bit-identical to faiss where faiss dispatches to AVX-512 (other SIMD levels sum in another

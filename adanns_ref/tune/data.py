@@ -8,7 +8,7 @@
 - nothing: the embedded Fashion-MNIST subset (6,000 train / 1,000 test images) embedded by an
   MRL model trained here (`embedded_mrl`), cached in the output directory.
 
-Ground truth: exact top-k at full D (`topk.knn_search` on blocks of `GT_BLOCK` base rows, merged
+Ground truth: exact top-k at full D (`search.knn.knn_search` on blocks of `GT_BLOCK` base rows, merged
 with ties to the smaller id), cached in DIR/groundtruth.npz under a fingerprint of the inputs.
 """
 import hashlib

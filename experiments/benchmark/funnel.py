@@ -11,7 +11,7 @@ shortlist 200, k = 10, on a memory-mapped Matryoshka-like database of N = 250,00
 Both sides are prepared once, untimed: our FunnelIndex (N x 16 prefix + scales, 17 MB) and
 FlatIndex (an N x D copy, 2 GB); faiss's IndexFlatL2(16). Timed is the search of all queries.
 The row reports the wall-clock speed-up (peer / ours), the MFLOPs ratio of the MRL paper's cost
-model (exact D * N against d_0 * N + D * shortlist per query, `adanns_ref.cost`), 10-recall@10
+model (exact D * N against d_0 * N + D * shortlist per query, `adanns_ref.core.cost`), 10-recall@10
 of the funnel against exact search at D, and the peak RSS of each timed call.
 
 Data (`matryoshka_fbin`): the generative model of `data.matryoshka_like` (C gaussian

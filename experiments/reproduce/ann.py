@@ -30,7 +30,7 @@ RERANK_SHORTLIST = 100
 
 
 def ivfpq_available():
-    return importlib.util.find_spec("adanns_ref.ivfpq") is not None
+    return importlib.util.find_spec("adanns_ref.indices.ivfpq") is not None
 
 
 def _timed_search(index, q, repeats, **kw):
@@ -189,8 +189,8 @@ def exp4_ivf(pipe, cfg, data, models, val_idx, test_idx, client=None):
     conf = {k: cfg[k] for k in ("ivf_nlists", "ivf_nprobes", "nesting", "seeds")}
     conf.update({k: cfg[k] for k in ("ivf_dcs", "ivf_dss", "ivf_d_dss", "timing_repeats") if k in cfg})
     return pipe.run("exp4_ivf", conf, compute, deps=model_stages(models) + ["exact_knn"],
-                    code=["adanns_ref.ivf", "adanns_ref.kmeans", "adanns_ref.topk", "adanns_ref.exact",
-                          "adanns_ref.metrics", "adanns_ref.cost", "adanns_ref.assign",
+                    code=["adanns_ref.indices.ivf", "adanns_ref.quantizers.kmeans", "adanns_ref.core.topk", "adanns_ref.search.exact",
+                          "adanns_ref.evaluation.metrics", "adanns_ref.core.cost", "adanns_ref.search.assign",
                           "experiments.reproduce.rows", "experiments.reproduce.ann"])
 
 
@@ -236,7 +236,7 @@ def _exp5_configs(cfg, models):
     """exp5's indices in report order, per seed: ("OPQ", seed, M, d, model name) per byte
     budget M (AdANNS-OPQ on MRL at every d of cfg["opq_dims"] when M is in cfg["opq_budgets"],
     FF-D when M is in the FF budgets), then ("IVFOPQ", seed, M, method, d_c, d_s, model name)
-    when `adanns_ref.ivfpq` exists (d_c in cfg["ivfopq_dcs"], d_s in opq_dims: both regimes
+    when `adanns_ref.indices.ivfpq` exists (d_c in cfg["ivfopq_dcs"], d_s in opq_dims: both regimes
     d_c < d_s and d_c >= d_s, and rigid IVFOPQ on FF-D)."""
     D = cfg["D"]
     opq_dims = grid(cfg, "opq_dims")
@@ -294,13 +294,13 @@ def exp5_opq(pipe, cfg, data, models, val_idx, test_idx, client=None):
     """AdANNS-OPQ (every MR prefix d of cfg["opq_dims"], default every nesting size, per byte
     budget M of cfg["opq_budgets"]) vs OPQ on full MR and on the rigid FF-D (at the budgets
     cfg["opq_ff_budgets"], default opq_budgets; full MR only when D is in opq_dims),
-    plus PQ-then-re-rank and, when `adanns_ref.ivfpq` exists, AdANNS-IVFOPQ (route at d_c,
+    plus PQ-then-re-rank and, when `adanns_ref.indices.ivfpq` exists, AdANNS-IVFOPQ (route at d_c,
     OPQ+PQ-encode the d_s-prefix) vs rigid IVFOPQ on FF-D; per seed. 10-recall@10 of MR rows
     is against exact search on MR-D, of FF rows on FF-D. Each index is one task
     (`_exp5_index`), run on the Dask workers of `client` when given; the rows are those of the
     serial run. Where it ran is not part of the stage's cache key.
 
-    `pqindex.adannsopq_sweep` picks d on the very queries it reports; here every d is kept, so
+    `evaluation.sweeps.adannsopq_sweep` picks d on the very queries it reports; here every d is kept, so
     that the choice can be cross-fitted, which needs each index's result ids, so the PQIndex
     objects are built directly."""
     _, ytr, _, yte = data
@@ -341,17 +341,17 @@ def exp5_opq(pipe, cfg, data, models, val_idx, test_idx, client=None):
             notes.append(f"IVFOPQ: nlist {cfg['ivfpq_nlist']}, AdANNS-IVFOPQ routes at d_c in "
                          f"{cfg['ivfopq_dcs']} and picks (d_s, nprobe) per M on half A.")
         else:
-            notes.append("AdANNS-IVFOPQ: adanns_ref.ivfpq is not available in this build.")
+            notes.append("AdANNS-IVFOPQ: adanns_ref.indices.ivfpq is not available in this build.")
         return rows.result("exp5_opq", {"notes": " ".join(notes)})
 
     conf = {k: cfg[k] for k in ("opq_budgets", "opq_niter", "nesting", "seeds", "ivfpq_nlist",
                                 "ivfopq_budgets", "ivfopq_dcs", "ivfopq_nprobes", "pq_train_size")}
     conf.update({k: cfg[k] for k in ("opq_dims", "opq_ff_budgets") if k in cfg})
-    code = ["adanns_ref.pqindex", "adanns_ref.pq", "adanns_ref.opq", "adanns_ref.kmeans",
-            "adanns_ref.funnel", "adanns_ref.metrics", "experiments.reproduce.rows",
+    code = ["adanns_ref.indices.pqindex", "adanns_ref.quantizers.pq", "adanns_ref.quantizers.opq", "adanns_ref.quantizers.kmeans",
+            "adanns_ref.funnel.funnel", "adanns_ref.evaluation.metrics", "experiments.reproduce.rows",
             "experiments.reproduce.ann"]
     if ivfpq_available():
-        code += ["adanns_ref.ivfpq", "adanns_ref._ivfpq_kernels"]
+        code += ["adanns_ref.indices.ivfpq", "adanns_ref.indices.ivfpq_kernels"]
     return pipe.run("exp5_opq", conf, compute, deps=model_stages(models) + ["exact_knn"], code=code)
 
 
@@ -395,4 +395,4 @@ def exp6_budget(pipe, cfg, val_idx, test_idx):
 
     conf = {k: cfg[k] for k in ("opq_budgets", "seeds")}
     return pipe.run("exp6_budget", conf, compute, deps=["exp3_retrieval", "exp4_ivf", "exp5_opq", "exp7_hnsw"],
-                    code=["adanns_ref.select", "experiments.reproduce.ann", "experiments.reproduce.rows"])
+                    code=["adanns_ref.evaluation.select", "experiments.reproduce.ann", "experiments.reproduce.rows"])

@@ -324,7 +324,7 @@ def opq_half_bytes(tables, ctx):
 
 def ivfopq(tables, ctx):
     if not ctx["ivfpq"]:
-        raise NotApplicable("adanns_ref.ivfpq not available in this build")
+        raise NotApplicable("adanns_ref.indices.ivfpq not available in this build")
     rows = tables["exp5_opq"]
     ada = groups(rows, ctx["seeds"], method="AdANNS-IVFOPQ")
     rigid = groups(rows, ctx["seeds"], method="FF-IVFOPQ")

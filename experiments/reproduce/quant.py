@@ -164,6 +164,6 @@ def exp8_quant(pipe, cfg, data, models, val_idx, test_idx):
                                 "quant_ff")}
     deps = model_stages(models, ["MRL", f"FF-{D}"] if cfg["quant_ff"] else ["MRL"])
     return pipe.run("exp8_quant", conf, compute, deps=deps,
-                    code=["adanns_ref.binary", "adanns_ref.sq", "adanns_ref.sqindex", "adanns_ref.funnel",
-                          "adanns_ref.topk", "adanns_ref.metrics", "experiments.reproduce.rows",
+                    code=["adanns_ref.indices.binary", "adanns_ref.quantizers.sq", "adanns_ref.indices.sqindex", "adanns_ref.funnel.funnel",
+                          "adanns_ref.core.topk", "adanns_ref.evaluation.metrics", "experiments.reproduce.rows",
                           "experiments.reproduce.quant"])

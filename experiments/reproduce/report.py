@@ -207,7 +207,7 @@ def _section_hnsw(t):
              for m in ("AdANNS-HNSW", "MR-HNSW", "FF-HNSW", "AdANNS-HNSW-D")
              for sub in [[r for r in rows if r["method"] == m]] if sub]
     return ("## 7. AdANNS-HNSW vs rigid HNSW\n\n"
-            "AdANNS-HNSW: HNSW graph (faiss-identical, `adanns_ref.hnsw`) built and walked on the "
+            "AdANNS-HNSW: HNSW graph (faiss-identical, `adanns_ref.indices.hnsw.index`) built and walked on the "
             "first d_c dims of the MR, the max(efSearch, k) candidates re-scored with the first "
             "d_s dims. MR-HNSW: the same graph with d_s = d_c. FF-HNSW: HNSW on each fixed-feature "
             "model. AdANNS-HNSW-D: one graph built at full D, searched at smaller d_c. MFLOPs = "

@@ -10,7 +10,7 @@ so editing an algorithm invalidates exactly the stages that use it. Layout under
 directory DIR:
 
     DIR/cache/<stage>/<table>.json    rows of each table, with "config_hash" inside
-    DIR/cache/<stage>/arrays.npz      arrays (embeddings, result ids), `_persist.save_npz`,
+    DIR/cache/<stage>/arrays.npz      arrays (embeddings, result ids), `core.persist.save_npz`,
                                       "config_hash" in its params
     DIR/cache/<stage>/<extra files>   e.g. trained models written by the stage itself
     DIR/cache/<stage>/manifest.json   written last: hash, config, wall time, SHA-256 of every
@@ -20,7 +20,7 @@ directory DIR:
 
 A stage is skipped ("cached" on stderr) when its manifest holds the same hash and every listed
 file still exists with the recorded SHA-256; otherwise it is recomputed and every file is
-rewritten atomically (`adanns_ref._persist.atomic_write*`), the manifest last, so an
+rewritten atomically (`adanns_ref.core.persist.atomic_write*`), the manifest last, so an
 interrupted run never leaves a manifest that vouches for half-written outputs.
 """
 import csv

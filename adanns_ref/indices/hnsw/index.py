@@ -41,12 +41,12 @@ faiss recipe (SPEC_HNSW; the 1.15.1 wheel, whose add() always runs the determini
 4. search: greedy descent, then the level-0 search with faiss's MinimaxHeap and result heap;
    it stops early only when k > ef_search; ties in the output: ascending id for "l2",
    descending id for "ip"; missing results are (+FLT_MAX, -1) for "l2", (-FLT_MAX, -1) for "ip".
-   Every tie rule of faiss's three heaps is reproduced (`_hnsw_heaps`).
+   Every tie rule of faiss's three heaps is reproduced (`indices.hnsw.heaps`).
 
 faiss-identical (``IndexHNSWFlat(d, M, metric)`` with efConstruction, efSearch set, any number of
 faiss and numba threads) when d_c = d_s = D, normalize=False and seed=12345: levels, every
 neighbour list in stored order, entry point, max_level, search ids and distances (bit for bit
-where faiss dispatches to its AVX-512 kernels, see `_simd`; elsewhere last-bit differences can
+where faiss dispatches to its AVX-512 kernels, see `core.simd`; elsewhere last-bit differences can
 change the graph at near-ties) and ndis per query. With d_s != d_c: ``IndexRefineFlat`` over
 that base, same ids and distances. With normalize=True: faiss on our normalised prefixes.
 Not reproduced: faiss's lock-based v1.15.0 build (source builds of the tag), the unbounded-queue

@@ -4,15 +4,15 @@ The function boundaries are hnswlib's (``hnswalg.h``): `greedy_descent` (the upp
 ``searchKnn`` / ``addPoint``), `search_layer` (``searchBaseLayer``), `shrink_neighbors`
 (``getNeighborsByHeuristic2``), the link update split as faiss 1.15.1 does into `forward_links`
 and `merge_reverse` (``mutuallyConnectNewElement``), and `search_one` (``searchBaseLayerST`` +
-``searchKnn``). The rules inside are faiss's (SPEC_HNSW §4-§6); the heaps are `_hnsw_heaps`.
+``searchKnn``). The rules inside are faiss's (SPEC_HNSW §4-§6); the heaps are `indices.hnsw.heaps`.
 
 The graph is passed as ``g = (nbrs, offsets, cum)``: ``nbrs`` one flat int32 array, the list of
 node i at level l at ``nbrs[offsets[i] + cum[l] : offsets[i] + cum[l + 1]]``, valid up to its
 first -1 (faiss ``HNSW::neighbors / offsets / cum_nneighbor_per_level``). Vectors are rows of a
 C-contiguous float32 X; a query q is a 1-D array of d entries and dis(q, j) uses X[j, :d]. All
-distances are `_simd.simd_sum` (faiss's ``fvec_L2sqr`` / ``fvec_inner_product`` order), whose
+distances are `core.simd.simd_sum` (faiss's ``fvec_L2sqr`` / ``fvec_inner_product`` order), whose
 bits do not depend on the argument order, so ``symmetric_dis`` needs no care. Kernels that
-allocate nothing are compiled with ``_nrt=False`` (see `_hnsw_heaps`); only the batch drivers,
+allocate nothing are compiled with ``_nrt=False`` (see `indices.hnsw.heaps`); only the batch drivers,
 `random_levels`, `reverse_edges` and `merge_reverse` allocate.
 """
 import numba
