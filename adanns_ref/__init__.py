@@ -11,6 +11,7 @@ This module exports the names a user needs; everything else is imported from its
 """
 import warnings
 
+from .core.truncate import prefix
 from .faiss_bridge import faiss_search, from_faiss, to_faiss
 from .funnel import FunnelIndex, funnel_search, mixed_funnel_search, rerank
 from .indices import (BinaryFlatIndex, BinaryIVFIndex, FlatIndex, HNSWIndex, IVFIndex, IVFPQIndex, PQIndex,
@@ -18,7 +19,6 @@ from .indices import (BinaryFlatIndex, BinaryIVFIndex, FlatIndex, HNSWIndex, IVF
 from .io import load_vectors
 from .quantizers import OPQ, KMeans, ProductQuantizer, ScalarQuantizer, SmallTrainingSetWarning, binarize
 from .search import knn_search
-from .core.truncate import prefix
 
 __version__ = "0.1.0"
 

@@ -218,6 +218,20 @@ def map_method(client, obj, name, x, d, align, *args):
     return [r for _, _, r in map_rows(client, x, d, align, _call_method, obj, name, args)]
 
 
+def map_concat(client, obj, name, x, d, align, *args, empty=None):
+    """`map_method`, its block results concatenated in input order: obj.name(block, *args)
+    returns an array or a tuple of arrays (then each position is concatenated; a position that
+    is None in every block stays None). `empty` is returned when x has no rows. The one fan-out
+    of the algorithms' ``client=`` paths (k-means assignment aside: `search.assign`)."""
+    parts = map_method(client, obj, name, x, d, align, *args)
+    if not parts:
+        return empty
+    if not isinstance(parts[0], tuple):
+        return np.concatenate(parts)
+    return tuple(None if parts[0][t] is None else np.concatenate([p[t] for p in parts])
+                 for t in range(len(parts[0])))
+
+
 # ----------------------------------------------------------------------- clients and sweeps
 
 def connect(spec):

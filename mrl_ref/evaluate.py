@@ -19,12 +19,12 @@ labels l) and of queries (test split, labels y):
 """
 import numpy as np
 
-from adanns_ref.evaluation import metrics
-from adanns_ref.core.validate import as_float32_matrix, as_int, as_labels
 from adanns_ref.core.cost import exact_flops
+from adanns_ref.core.truncate import prefix
+from adanns_ref.core.validate import as_float32_matrix, as_int, as_labels
+from adanns_ref.evaluation import metrics
 from adanns_ref.funnel import funnel_search
 from adanns_ref.search.knn import knn_search
-from adanns_ref.core.truncate import prefix
 
 from .heads import check_nesting
 

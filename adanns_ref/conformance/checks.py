@@ -2,20 +2,20 @@
 case, run both sides, return one `Result` per check. `CHECKS` maps component names to them."""
 import numpy as np
 
+from . import compare as cmp
 from .. import faiss_bridge
+from ..core.truncate import prefix
+from ..evaluation import metrics
 from ..faiss_bridge.common import faiss_metric
 from ..faiss_bridge.pq import codebooks, opq_matrix
-from ..evaluation import metrics
 from ..indices.flat import FlatIndex
 from ..indices.hnsw.index import HNSWIndex
 from ..indices.ivf import IVFIndex
 from ..indices.ivfpq import IVFPQIndex
+from ..indices.pqindex import PQIndex
 from ..quantizers.kmeans import KMeans
 from ..quantizers.opq import OPQ, random_rotation
 from ..quantizers.pq import ProductQuantizer
-from ..indices.pqindex import PQIndex
-from ..core.truncate import prefix
-from . import compare as cmp
 from .checks_codes import CODE_CHECKS
 
 
@@ -324,7 +324,7 @@ def check_hnsw(case, n, D, M, metric, searches, efc=40, batches=(), dup=0, d_c=N
     record("levels", cmp.arrays(levels, ours.levels))
     record("entry point, max_level", cmp.arrays([inner.hnsw.entry_point, inner.hnsw.max_level],
                                                 [ours.entry_point, ours.max_level]))
-    record("neighbour lists", cmp.arrays(faiss.vector_to_array(inner.hnsw.neighbors), ours._nbrs))
+    record("neighbour lists", cmp.arrays(faiss.vector_to_array(inner.hnsw.neighbors), ours.graph()[2]))
     exported = faiss_bridge.to_faiss(ours)
     back = faiss_bridge.from_faiss(exported)
     for k, ef in searches:

@@ -3,12 +3,12 @@ faiss's ScalarQuantizer / IndexScalarQuantizer, IndexBinaryFlat and IndexBinaryI
 bridge rows. Registered in `checks.CHECKS` as "sq", "binary_flat" and "binary_ivf"."""
 import numpy as np
 
+from . import compare as cmp
 from .. import faiss_bridge
 from ..faiss_bridge.common import faiss_metric
 from ..indices.binary import BinaryFlatIndex, BinaryIVFIndex
-from ..quantizers.binary import binarize
 from ..indices.sqindex import SQIndex
-from . import compare as cmp
+from ..quantizers.binary import binarize
 
 
 def check_sq(case, n, d, qtype, metric, rangestat="minmax", rangestat_arg=0.0, nq=30, k=10, dup=0):

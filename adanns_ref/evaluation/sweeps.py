@@ -9,11 +9,11 @@ import time
 
 import numpy as np
 
+from . import metrics, select
 from ..core import cost
 from ..core.validate import as_float32_matrix, as_int, as_k, as_labels, check_prefix_dim
 from ..indices.hnsw import HNSWIndex
 from ..indices.pqindex import PQIndex
-from . import metrics, select
 
 
 def hnsw_rows(index, q, I_true, k, dims, ef_searches=(16, 64, 256)):

@@ -56,6 +56,7 @@ list) and distances to ~1e-6 relative (IVFPQ: faiss's 3-term L2 decomposition; B
 absolute rounding of the cancelling terms); `adanns_ref.conformance` measures it case by case.
 """
 
+from . import serve
 from ..core.validate import as_float32_matrix, as_int, as_k
 from ..indices.binary import BinaryFlatIndex, BinaryIVFIndex
 from ..indices.flat import FlatIndex
@@ -64,13 +65,12 @@ from ..indices.ivf import IVFIndex
 from ..indices.ivfpq import IVFPQIndex
 from ..indices.pqindex import PQIndex
 from ..indices.sqindex import SQIndex
-from . import serve
 from .binary import binary_from_faiss, binary_search, binary_to_faiss
-from .common import FaissAdannsIVF, import_faiss, our_metric, quantizer_centroids, read_chain, require_faiss_object
+from .common import FaissAdannsIVF, import_faiss, quantizer_centroids, read_chain, require_faiss_object
 from .flat import flat_from_faiss, flat_to_faiss
 from .hnsw import hnsw_from_faiss, hnsw_to_faiss, holds_hnsw
 from .ivf import ivf_from_faiss, ivf_to_faiss
-from .pq import ivfpq_from_faiss, ivfpq_to_faiss, pq_from_faiss, rotation
+from .pq import ivfpq_from_faiss, ivfpq_to_faiss, pq_from_faiss, pq_to_faiss, rotation
 from .sq import sq_from_faiss, sq_to_faiss
 
 __all__ = ["FaissAdannsIVF", "faiss_search", "from_faiss", "import_faiss", "to_faiss"]

@@ -50,16 +50,16 @@ the scales of chosen dims, for repeated searches of one database.
 """
 import numpy as np
 
-from .kernels import SCAN_MAX_DIM, from_blocks, rerank_rows, scan_search, to_blocks
+from ..core.cost import funnel_flops, mixed_funnel_cost
+from ..core.topk import FLT_MAX, finalize, new_heaps, sort_heaps
+from ..core.truncate import divide_rows, prefix, row_scales
 from ..core.validate import (as_bool, as_float32_matrix, as_ids, as_int, as_k, check_metric,
                              check_prefix_dim)
-from ..quantizers.binary import binarize, hamming_knn, hamming_rerank
-from ..core.cost import funnel_flops, mixed_funnel_cost
-from ..quantizers.sq import DECODE_ROUNDED, DECODE_SIMD, ScalarQuantizer, simd_lanes
 from ..indices.sqindex import SQIndex
-from ..core.topk import FLT_MAX, finalize, new_heaps, sort_heaps
+from ..quantizers.binary import binarize, hamming_knn, hamming_rerank
+from ..quantizers.sq import DECODE_ROUNDED, DECODE_SIMD, ScalarQuantizer, simd_lanes
 from ..search.exact import exact_search
-from ..core.truncate import divide_rows, prefix, row_scales
+from .kernels import SCAN_MAX_DIM, from_blocks, rerank_rows, scan_search, to_blocks
 
 PRECISIONS = ("binary", "int8", "float")
 RERANK_BLOCK = 1 << 24  # float32 values of gathered rows when scales are computed (64 MiB)

@@ -26,10 +26,10 @@ to float32; search returns D float32 (nq, k), I int64 (nq, k) and the FLOPs per 
 """
 import numpy as np
 
-from .kernels import BLOCK, SCAN_MAX_DIM, to_blocks
+from ..core.truncate import divide_rows, row_scales
 from ..core.validate import as_float32_matrix, as_int, check_metric
 from .funnel import check_stages, run_funnel
-from ..core.truncate import divide_rows, row_scales
+from .kernels import BLOCK, SCAN_MAX_DIM, to_blocks
 
 PREPARE_BLOCK = 1 << 22  # float32 values of the database read per preparation step (16 MiB)
 

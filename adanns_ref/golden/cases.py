@@ -13,20 +13,20 @@ Sizes are kept small (the committed set is about 350 KB) and below faiss's BLAS 
 """
 import numpy as np
 
-from ..evaluation import metrics
 from ..core.mt19937 import rand_uint32
-from ..indices.flat import FlatIndex
-from ..indices.binary import BinaryFlatIndex, BinaryIVFIndex
-from ..quantizers.binary import binarize
+from ..evaluation import metrics
 from ..funnel.funnel import funnel_search, mixed_funnel_search
+from ..indices.binary import BinaryFlatIndex, BinaryIVFIndex
+from ..indices.flat import FlatIndex
 from ..indices.hnsw.index import HNSWIndex
 from ..indices.ivf import IVFIndex
 from ..indices.ivfpq import IVFPQIndex
+from ..indices.pqindex import PQIndex
+from ..indices.sqindex import SQIndex
+from ..quantizers.binary import binarize
 from ..quantizers.kmeans import KMeans
 from ..quantizers.opq import OPQ
 from ..quantizers.pq import ProductQuantizer
-from ..indices.pqindex import PQIndex
-from ..indices.sqindex import SQIndex
 
 EXACT = {"compare": "exact"}
 FLOAT = {"compare": "close", "rtol": 1e-5, "atol": 1e-6}  # float32 sums in another order (faiss's SIMD levels)
@@ -209,9 +209,10 @@ def _run_hnsw(p, a):
     for part in np.split(a["xb"], np.cumsum(p["batches"])):
         index.add(part)
     D, I = index.search(a["xq"], **p["search"])
-    return {"levels": index.levels, "entry_point": np.int64(index.entry_point),
-            "max_level": np.int64(index.max_level), "offsets": index._offsets,
-            "neighbors": index._nbrs, "D": D, "I": I, "ndis": index.last_search_ndis,
+    levels, offsets, neighbors, entry_point, max_level = index.graph()
+    return {"levels": levels.copy(), "entry_point": np.int64(entry_point),
+            "max_level": np.int64(max_level), "offsets": offsets.copy(),
+            "neighbors": neighbors.copy(), "D": D, "I": I, "ndis": index.last_search_ndis,
             "flops": np.float64(index.last_search_flops)}
 
 

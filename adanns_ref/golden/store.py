@@ -45,9 +45,9 @@ import zipfile
 
 import numpy as np
 
-from .cases import COMPONENTS, cases, tolerance
 from ..core.persist import atomic_write, atomic_write_text, read_npz, sha256_file
 from ..testing import blas_kernels
+from .cases import COMPONENTS, cases, tolerance
 
 FORMAT, VERSION = "adanns-ref-golden", 1
 RECORDED_BLAS = ("numpy", "scipy")  # whose kernels the OPQ cases' bits depend on (GEMM; QR, SVD)

@@ -47,11 +47,12 @@ import numpy as np
 from ..core import cost
 from ..core.persist import load_npz, save_npz
 from ..core.simd import simd_sum
-from ..core.validate import as_bool, as_float32_matrix, as_int, as_k, check_metric, check_prefix_dim
-from ..search.assign import routing_plan, search_centroids
-from ..quantizers.kmeans import KMeans
 from ..core.topk import finalize, heap_push, heap_sort, new_heaps
 from ..core.truncate import prefix
+from ..core.validate import as_bool, as_float32_matrix, as_int, as_k, check_metric, check_prefix_dim
+from ..distributed import Executor, as_rows, map_concat
+from ..quantizers.kmeans import KMeans
+from ..search.assign import routing_plan, search_centroids
 from .invlists import InvertedLists, append_to_lists, lists_are_consistent
 
 _KIND, _VERSION = "IVFIndex", 1
@@ -166,7 +167,6 @@ class IVFIndex(InvertedLists):
             x = as_float32_matrix(x, "x", d=self.d)
             n = x.shape[0]
         else:
-            from ..distributed import as_rows
             x, n = as_rows(x, self.d)
         if n < self.nlist:
             raise ValueError(f"training needs at least nlist={self.nlist} vectors, got {n}; "
@@ -174,7 +174,6 @@ class IVFIndex(InvertedLists):
         if client is None:
             km.fit(prefix(x, self.d_c, self.normalize))
         else:  # prefix is per row: the prefixes of the training rows are the rows of the prefixes
-            from ..distributed import Executor
             rows = km.training_rows(n)
             sample = Executor(client).rows(x, np.arange(n) if rows is None else rows)
             km.fit_training_rows(prefix(sample, self.d_c, self.normalize), client=client,
@@ -199,15 +198,13 @@ class IVFIndex(InvertedLists):
         blocks of rows are assigned on the workers and merged in input order (same lists)."""
         if client is not None:
             self._require_trained("add")
-            from ..distributed import as_rows, map_method
             x, n = as_rows(x, self.d)
             plan, align = routing_plan(n, self.d_c, self.nlist, 1)
             local = isinstance(x, np.ndarray)
-            parts = map_method(client, self._without_lists(), "_lists_of", x, self.d, align, plan,
-                               not local)
+            lists, rows = map_concat(client, self._without_lists(), "_lists_of", x, self.d, align, plan,
+                                     not local, empty=(None, None))
             if n:
-                self._append(x if local else np.concatenate([p[1] for p in parts]),
-                             np.concatenate([p[0] for p in parts]))
+                self._append(x if local else rows, lists)
             return
         x = as_float32_matrix(x, "x", d=self.d)
         self._require_trained("add")
@@ -265,6 +262,14 @@ class IVFIndex(InvertedLists):
             self._prefix_cache[key] = make()
         return self._prefix_cache[key]
 
+    def drop_prefix_cache(self, d_s=None):
+        """Forget the normalised d_s-prefixes of the stored vectors that search caches (all of
+        them when d_s is None): a sweep over d_s keeps at most one N x d_s copy alive."""
+        if d_s is None:
+            self._prefix_cache = {}
+        else:
+            self._prefix_cache.pop(("data", d_s), None)
+
     def _centroids_at(self, d_c):
         if d_c == self.d_c:
             return self._centroids
@@ -296,10 +301,9 @@ class IVFIndex(InvertedLists):
         if client is None or q.shape[0] == 0:
             D, I, probes = self._search_rows(q, k, nprobe, d_c, d_s)
         else:
-            from ..distributed import map_method
             plan, align = routing_plan(q.shape[0], d_c, self.nlist, nprobe)
-            parts = map_method(client, self, "_search_rows", q, self.d, align, k, nprobe, d_c, d_s, plan)
-            D, I, probes = (np.concatenate([p[t] for p in parts]) for t in range(3))
+            D, I, probes = map_concat(client, self, "_search_rows", q, self.d, align, k, nprobe, d_c, d_s,
+                                      plan)
         flops = cost.ivf_flops(d_c, self.nlist, d_s, self.list_sizes()[probes])
         self.last_search_flops = float(np.mean(flops)) if q.shape[0] else 0.0
         return D, I

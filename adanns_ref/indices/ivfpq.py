@@ -73,17 +73,18 @@ import math
 import numpy as np
 
 from ..core import cost
-from .ivfpq_kernels import precomputed_table, search_lists
 from ..core.mt19937 import rand_perm
 from ..core.persist import load_npz, save_npz
+from ..core.topk import finalize, new_heaps
+from ..core.truncate import prefix
 from ..core.validate import as_bool, as_float32_matrix, as_int, as_k, check_metric, check_prefix_dim
+from ..distributed import as_rows, map_concat
+from ..quantizers.opq import OPQ
+from ..quantizers.pq import ProductQuantizer
 from ..search.assign import routing_plan, search_centroids
 from .invlists import InvertedLists, append_to_lists, check_lists, list_means
 from .ivf import IVFIndex
-from ..quantizers.opq import OPQ
-from ..quantizers.pq import ProductQuantizer
-from ..core.topk import finalize, new_heaps
-from ..core.truncate import prefix
+from .ivfpq_kernels import precomputed_table, search_lists
 
 _KIND, _VERSION = "IVFPQIndex", 1
 _ORTHO_TOL = 1e-3  # a loaded OPQ rotation must satisfy max |A A^T - I| below this
@@ -232,14 +233,11 @@ class IVFPQIndex(InvertedLists):
                 return
             lists, codes = self._encode_rows(x)
         else:
-            from ..distributed import as_rows, map_method
             x, n = as_rows(x, self.d)
             plan, align = routing_plan(n, self.d_c, self.nlist, 1)
-            parts = map_method(client, self._for_workers(), "_encode_rows", x, self.d,
-                               math.lcm(align, self.pq.encode_alignment), plan)
-            lists = np.concatenate([p[0] for p in parts]) if parts else np.empty(0, np.int64)
-            codes = (np.concatenate([p[1] for p in parts]) if parts
-                     else np.empty((0, self.code_size), np.uint8))
+            lists, codes = map_concat(client, self._for_workers(), "_encode_rows", x, self.d,
+                                      math.lcm(align, self.pq.encode_alignment), plan,
+                                      empty=(np.empty(0, np.int64), None))
         if lists.shape[0] == 0:
             return
         new_ids = np.arange(self.ntotal, self.ntotal + lists.shape[0], dtype=np.int64)
@@ -298,11 +296,9 @@ class IVFPQIndex(InvertedLists):
         if client is None or q.shape[0] == 0:
             D, I, probes = self._search_rows(q, k, nprobe)
         else:
-            from ..distributed import map_method
             plan, align = routing_plan(q.shape[0], self.d_c, self.nlist, nprobe)
-            parts = map_method(client, self._for_workers(with_lists=True), "_search_rows", q,
-                               self.d, align, k, nprobe, plan)
-            D, I, probes = (np.concatenate([p[t] for p in parts]) for t in range(3))
+            D, I, probes = map_concat(client, self._for_workers(with_lists=True), "_search_rows", q,
+                                      self.d, align, k, nprobe, plan)
         self._record_cost(probes)
         return D, I
 
@@ -315,9 +311,9 @@ class IVFPQIndex(InvertedLists):
         pq = self.pq
         term2 = (self._precomputed_table() if self._uses_precomputed()
                  else np.empty((0, pq.M, pq.ksub), np.float32))
-        search_lists(y, coarse, probes, self._scoring, pq._cbT, term2, self._sub, self._ids,
+        search_lists(y, coarse, probes, self._scoring, pq.codebooks_t, term2, self._sub, self._ids,
                       self._offsets, self.metric == "l2", self.by_residual, self._route_scores,
-                      pq._sum_order, hd, hi)
+                      pq.sum_order, hd, hi)
         return (*finalize(hd, hi, self.metric), probes)
 
     def _record_cost(self, probes):

@@ -18,7 +18,7 @@ def precomputed_table(pq, scoring):
     float32, from the norms in fvec_norm_L2sqr order and `pq.inner_product_table(s)`; pq: the
     trained `pq.ProductQuantizer`, scoring (nlist, d_s): the scoring centroids s_l."""
     r_norms = sq_norms(pq.codebooks.reshape(-1, pq.dsub)).reshape(pq.M, pq.ksub)
-    return r_norms + np.float32(2) * pq._ip_tables(scoring)
+    return r_norms + np.float32(2) * pq.inner_product_table(scoring)
 
 
 @numba.njit(cache=True, parallel=True)

@@ -25,10 +25,10 @@ import numpy as np
 
 from ..core import cost
 from ..core.persist import load_npz, save_npz
-from ..core.validate import as_bool, as_float32_matrix, as_int, as_k, check_prefix_dim
+from ..core.truncate import prefix
+from ..core.validate import as_bool, as_float32_matrix, as_int, check_prefix_dim
 from ..quantizers.opq import OPQ
 from ..quantizers.pq import ProductQuantizer
-from ..core.truncate import prefix
 
 _KIND, _VERSION = "PQIndex", 1
 _ORTHO_TOL = 1e-3  # a loaded OPQ rotation must satisfy max |A A^T - I| below this

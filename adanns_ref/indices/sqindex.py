@@ -39,11 +39,11 @@ import numpy as np
 
 from ..core.persist import load_npz, save_npz
 from ..core.simd import tree16, fma, simd_sum
+from ..core.topk import finalize, heap_push, new_heaps, sort_heaps
+from ..core.truncate import prefix
 from ..core.validate import as_bool, as_float32_matrix, as_int, as_k, check_metric, check_prefix_dim
 from ..quantizers.sq import (DECODE_RAW, DECODE_ROUNDED, DECODE_SIMD, ScalarQuantizer, bf16_decode,
                              bf16_encode_rne, simd_lanes)
-from ..core.topk import finalize, heap_push, new_heaps, sort_heaps
-from ..core.truncate import prefix
 
 SCAN_CHUNK_BYTES = 1 << 20  # decoded float32 rows per chunk: about an L2 cache, re-read per query
 

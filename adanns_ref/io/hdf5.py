@@ -15,7 +15,7 @@ import numpy as np
 
 from ..core.persist import atomic_write, regular_file_size
 from ..core.validate import as_float32_matrix
-from .vecs import INT32, as_int_matrix, check_finite
+from .vecs import INT32, as_int_matrix, require_finite
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,7 +78,7 @@ def read_hdf5(path, check_finite=True):
         raise ValueError(f"{path}: missing or non-text attribute 'distance' (got {distance!r})")
     _check_ann_arrays(arrays, path)
     for name in ("train", "test", "distances"):
-        check_finite(arrays[name], f"{path}: {name}", check_finite)
+        require_finite(arrays[name], f"{path}: {name}", check_finite)
     return AnnBenchmarksData(distance=distance, **arrays)
 
 

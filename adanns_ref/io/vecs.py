@@ -67,7 +67,7 @@ def _empty(shape, dtype, mmap):
     return out
 
 
-def check_finite(x, path, check):
+def require_finite(x, path, check):
     """Refuse NaN / Inf in a float (n, d) array, reading it in blocks of rows (x may be a map)."""
     if not check or x.dtype.kind != "f" or x.size == 0:
         return x
@@ -131,7 +131,7 @@ def _read_texmex(path, dtype, mmap, check_finite=True):
                          f"whole record of {record} bytes (dim {d}); the file is truncated or corrupt")
     if n == 0:
         return _empty((0, d), dtype, mmap)
-    return check_finite(rows["v"] if mmap else np.array(rows["v"], dtype=dtype), path, check_finite)
+    return require_finite(rows["v"] if mmap else np.array(rows["v"], dtype=dtype), path, check_finite)
 
 
 def _write_texmex(path, x, dtype):
@@ -165,10 +165,10 @@ def _read_bin(path, dtype, mmap, check_finite=True):
         return _empty((0, d), dtype, mmap)
     file_dtype = np.dtype(dtype).newbyteorder("<")
     if mmap:
-        return check_finite(np.memmap(path, dtype=file_dtype, mode="r", offset=8, shape=(n, d)),
-                             path, check_finite)
+        return require_finite(np.memmap(path, dtype=file_dtype, mode="r", offset=8, shape=(n, d)),
+                              path, check_finite)
     values = np.fromfile(path, dtype=file_dtype, count=n * d, offset=8).reshape(n, d)
-    return check_finite(values.astype(dtype, copy=False), path, check_finite)
+    return require_finite(values.astype(dtype, copy=False), path, check_finite)
 
 
 def _write_bin(path, x, dtype):
@@ -272,10 +272,10 @@ def read_npy(path, mmap=False, check_finite=True):
             raise ValueError(f"{path}: stored {'big-endian' if not out.dtype.isnative else 'Fortran-ordered'}"
                              f", so it cannot be mapped as a native C-order array; read it with "
                              f"mmap=False (one converted copy) or rewrite it with write_npy")
-        return check_finite(out, path, check_finite)
+        return require_finite(out, path, check_finite)
     values = np.fromfile(path, dtype=dtype, count=math.prod(shape), offset=offset)
     out = np.ascontiguousarray(values.reshape(shape, order=order), dtype=dtype.newbyteorder("="))
-    return check_finite(out, path, check_finite)
+    return require_finite(out, path, check_finite)
 
 
 def write_npy(path, x):

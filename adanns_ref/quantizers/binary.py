@@ -37,8 +37,8 @@ from llvmlite import ir
 from numba.core import cgutils, types
 from numba.extending import intrinsic
 
-from ..core.validate import as_float32_matrix, as_int, as_uint8_codes, check_prefix_dim
 from ..core.topk import finalize, heap_push, new_heaps, sort_heaps
+from ..core.validate import as_float32_matrix, as_int, as_uint8_codes, check_prefix_dim
 
 INT32_MAX = np.int32(np.iinfo(np.int32).max)  # faiss's "no result" Hamming distance
 PRECISIONS = ("float32", "int8", "uint8", "binary", "ubinary")

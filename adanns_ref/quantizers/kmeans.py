@@ -59,10 +59,10 @@ import numpy as np
 
 from ..core.mt19937 import MTState, mt_rand_float, rand_perm
 from ..core.simd import simd_sum, sq_norms
-from ..core.validate import as_bool, as_float32_matrix, as_int, check_metric
-from ..search.assign import nearest_centroids
 from ..core.threads import threads_for
 from ..core.threads import BLAS_THRESHOLD
+from ..core.validate import as_bool, as_float32_matrix, as_int, check_metric
+from ..search.assign import nearest_centroids
 
 REDO_SEED_STRIDE = 15486557  # faiss: init seed of redo r is seed + 1 + r * 15486557
 SPLIT_EPS = np.float32(1.0 / 1024)  # faiss's "a bit above machine epsilon for float16"

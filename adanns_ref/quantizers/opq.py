@@ -42,8 +42,8 @@ import numpy as np
 import scipy.linalg
 
 from ..core.mt19937 import MTState, mt_next, rand_perm
-from ..core.validate import as_bool, as_float32_matrix, as_int
 from ..core.threads import blas_single_thread
+from ..core.validate import as_bool, as_float32_matrix, as_int
 from .pq import ProductQuantizer
 
 OPQ_MAX_POINTS_PER_CENTROID = 1000  # faiss OPQMatrix::train sets pq.cp.max_points_per_centroid

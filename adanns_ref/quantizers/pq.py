@@ -39,9 +39,10 @@ import numpy as np
 
 from ..core.simd import (SUM_GROUPS4, SUM_LANES16, SUM_SEQUENTIAL, code_distance,
                          code_distances_words, table_into)
-from ..core.validate import as_bool, as_float32_matrix, as_int, as_k
-from .kmeans import KMeans
 from ..core.topk import finalize, heap_push, new_heaps, push_chunk, sort_heaps
+from ..core.validate import as_bool, as_float32_matrix, as_int, as_k
+from ..distributed import map_concat
+from .kmeans import KMeans
 
 MIN_POINTS_PER_CENTROID = 39  # faiss ClusteringParameters: fewer points per centroid -> warning
 DIRECT_MAX_DSUB = 15  # faiss: dsub < 16 -> direct distances, else BLAS
@@ -245,9 +246,8 @@ class ProductQuantizer:
         blocks are encoded on the workers, cut where the table blocks start (same codes)."""
         self._require_trained("encode")
         if client is not None:
-            from ..distributed import map_method
-            parts = map_method(client, self, "encode", x, self.d, self.encode_alignment)
-            return np.concatenate(parts) if parts else np.empty((0, self.code_size), np.uint8)
+            return map_concat(client, self, "encode", x, self.d, self.encode_alignment,
+                              empty=np.empty((0, self.code_size), np.uint8))
         x = as_float32_matrix(x, "x", d=self.d)
         sub = np.empty((x.shape[0], self.M), dtype=np.uint16)
         if self.dsub <= DIRECT_MAX_DSUB:
@@ -312,6 +312,19 @@ class ProductQuantizer:
         self._require_trained("distance_table")
         q = as_float32_matrix(q, "q", d=self.d)
         return self._tables(q)
+
+    @property
+    def codebooks_t(self):
+        """The codebooks as the kernels read them, (M, dsub, ksub) float32, C-contiguous; None
+        before training. The array itself, not a copy (a read-only view would be another numba
+        type, compiled once more): do not modify it."""
+        return None if self.codebooks is None else self._cbT
+
+    @property
+    def sum_order(self):
+        """The `core.simd` order (SUM_LANES16, SUM_GROUPS4 or SUM_SEQUENTIAL) in which ADC sums
+        the M table entries of a code: faiss's, which depends on nbits and M."""
+        return self._sum_order
 
     def inner_product_table(self, q):
         """T (nq, M, ksub) float32, T[i, m, j] = <q_im, c_mj> (faiss compute_inner_prod_table, per

@@ -28,9 +28,9 @@ import numpy as np
 
 from ..core.simd import simd_sums, sq_norms
 from ..core.threads import BLAS_THRESHOLD, blas_single_thread, threads_for
-from .exact import exact_search, search_plan
 from ..core.topk import FLT_MAX
 from ..distributed import Executor, block_bounds
+from .exact import exact_search, search_plan
 
 GEMM_COLS = 1024  # faiss distance_compute_blas_database_bs: its top-1 column blocks
 GEMM_BLOCK_ELEMS = 1 << 18  # scores per GEMM block (1 MB: stays in cache for the merge)

@@ -34,8 +34,8 @@ from typing import NamedTuple
 import numba
 import numpy as np
 
-from ..core.threads import BLAS_THRESHOLD, blas_single_thread
 from ..core.simd import simd_sum, sq_norms
+from ..core.threads import BLAS_THRESHOLD, blas_single_thread
 from ..core.topk import (RESERVOIR_MIN_K, finalize, heap_push, heap_sort, new_heaps, new_reservoirs,
                          push_chunk, reservoir_push_chunk, reservoir_to_row)
 

@@ -17,10 +17,10 @@ import os
 import numpy as np
 
 from ..core.persist import load_npz, save_npz
+from ..core.truncate import prefix
 from ..core.validate import as_float32_matrix
 from ..io import load_vectors, read_hdf5
 from ..search.knn import knn_search
-from ..core.truncate import prefix
 
 GT_BLOCK = 1 << 16
 MRL_RECIPE = dict(nesting=[8, 16, 32, 64], hidden=(256, 256), epochs=5, batch_size=128, lr=0.05,

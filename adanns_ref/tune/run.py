@@ -10,10 +10,10 @@ import time
 
 import numpy as np
 
+from . import choose, data, grid, measure, report
 from ..core.persist import atomic_write, atomic_write_text
 from ..core.validate import as_int, check_metric
 from ..distributed import map_configs
-from . import choose, data, grid, measure, report
 
 BUDGET_NAMES = ("ms", "mflops", "bytes", "recall")
 

@@ -16,8 +16,8 @@ import time
 import numpy as np
 
 from adanns_ref.core.cost import ivf_flops_balanced
-from adanns_ref.distributed import map_configs
 from adanns_ref.core.truncate import prefix
+from adanns_ref.distributed import map_configs
 
 from .mrl import ff_models, model_stages, reference
 from .rows import RowCollector, seed_mean

@@ -21,8 +21,8 @@ import time
 
 import numpy as np
 
-from adanns_ref.search.knn import knn_search
 from adanns_ref.core.truncate import prefix
+from adanns_ref.search.knn import knn_search
 
 from .rows import MAP_K, RowCollector
 from .stage import StageResult

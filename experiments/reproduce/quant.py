@@ -33,8 +33,8 @@ import time
 
 import numpy as np
 
-from adanns_ref.search.knn import knn_search
 from adanns_ref.core.truncate import prefix
+from adanns_ref.search.knn import knn_search
 
 from .mrl import ff_models, model_stages
 from .rows import RowCollector

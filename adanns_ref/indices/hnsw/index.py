@@ -66,9 +66,9 @@ from . import kernels as K
 from ...core import cost
 from ...core.mt19937 import MTState
 from ...core.persist import load_npz, save_npz
+from ...core.truncate import prefix
 from ...core.validate import (as_bool, as_float32_matrix, as_int, as_k, check_metric,
                               check_prefix_dim)
-from ...core.truncate import prefix
 
 _KIND, _VERSION = "HNSWIndex", 1
 SHUFFLE_SEED = 789  # faiss: RandomGenerator rng2(789) in hnsw_add_vertices_deterministic

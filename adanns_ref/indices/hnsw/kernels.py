@@ -22,10 +22,10 @@ from llvmlite.binding import llvm_version_info
 from numba.core import cgutils, types
 from numba.extending import intrinsic
 
-from .heaps import (cmp, heap_heapify, heap_push, heap_reorder, heap_replace_top, mm_count_below,
-                    mm_pop_min, mm_push, pq_pop, pq_push)
 from ...core.mt19937 import mt_next, mt_rand_float
 from ...core.simd import simd_sum
+from .heaps import (cmp, heap_heapify, heap_push, heap_reorder, heap_replace_top, mm_count_below,
+                    mm_pop_min, mm_push, pq_pop, pq_push)
 
 
 @intrinsic
