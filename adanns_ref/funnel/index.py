@@ -35,11 +35,25 @@ PREPARE_BLOCK = 1 << 22  # float32 values of the database read per preparation s
 
 
 class FunnelIndex:
-    """A database prepared for funnels at the prefix sizes `dims` (each in 1..D).
+    """A database prepared once for repeated funnels at the prefix sizes `dims`.
 
-    metric: "l2" or "ip"; normalize: Matryoshka re-normalised prefixes (True) or plain truncation.
-    Attributes: ntotal, d (= D), dims, metric, normalize, nbytes (prepared arrays, the database
-    not counted), blocks {d: scan layout}, s1 (N,) or None, s2 {d: (N,)}.
+    Parameters
+        db_full      (N, D) float32 (other real arrays converted once; a np.memmap is read in
+                     blocks): the full-dimension database
+        dims         iterable of int, each in 1..D: the prefix sizes the funnels will use
+        metric       str, "l2" or "ip"
+        normalize    bool: Matryoshka re-normalised prefixes (True) or plain truncation
+
+    Attributes
+        d            int, = D
+        ntotal       int, = N
+        dims         tuple of int: the prepared prefix sizes
+        metric       str
+        normalize    bool
+        blocks       dict {d: scan layout}: each prefix in the fused-scan block layout
+        s1           (N,) float32 or None: the full-D norms (normalize=True)
+        s2           dict {d: (N,) float32}: the prefix norms after the first normalisation
+        nbytes       int: bytes of the prepared arrays (the database not counted)
     """
 
     def __init__(self, db_full, dims, metric="l2", normalize=True):

@@ -47,7 +47,14 @@ def _scan_lists(qw, bw, ids, offsets, probes, hd, hi):
 class BinaryFlatIndex:
     """faiss `IndexBinaryFlat(d_bits)`: exhaustive Hamming search over uint8 codes.
 
-    Attributes: `d_bits`, `code_size` (= d_bits / 8), `ntotal`, `codes` (ntotal, code_size) uint8.
+    Parameters
+        d_bits       int, a multiple of 8: bits per code
+
+    Attributes
+        d_bits       int
+        code_size    int, = d_bits / 8 bytes
+        ntotal       int: stored codes
+        codes        (ntotal, code_size) uint8: the stored codes, id = row
     """
 
     def __init__(self, d_bits):
@@ -92,9 +99,21 @@ class BinaryFlatIndex:
 class BinaryIVFIndex:
     """faiss `IndexBinaryIVF(IndexBinaryFlat(d_bits), d_bits, nlist)` (see the module docstring).
 
-    Parameters: d_bits (multiple of 8), nlist, niter (faiss sets 10), seed (faiss's 1234),
-    max_points_per_centroid (faiss's 256). Attributes: `centroids` (nlist, code_size) uint8 or
-    None, `ntotal`, `list_sizes`, `list_ids(l)`.
+    Parameters
+        d_bits                   int, a multiple of 8: bits per code
+        nlist                    int >= 1: inverted lists
+        niter                    int: k-means iterations (faiss sets 10)
+        seed                     int: k-means seed (faiss's 1234)
+        max_points_per_centroid  int: k-means subsampling (faiss's 256)
+
+    Attributes
+        centroids    (nlist, code_size) uint8, or None before training
+        code_size    int, = d_bits / 8 bytes
+        ntotal       int: stored codes
+        list_sizes   (nlist,) int64: codes per list
+        is_trained   bool
+    Lists: `list_ids(l)` (size,) int64 and `list_codes(l)` (size, code_size) uint8 in scan
+    order; `set_lists(codes, ids, offsets)` installs CSR lists (e.g. read from faiss).
     """
 
     def __init__(self, d_bits, nlist, niter=10, seed=1234, max_points_per_centroid=256):

@@ -24,10 +24,18 @@ _KIND, _VERSION = "FlatIndex", 1
 
 
 class FlatIndex:
-    """Brute-force k-NN index over d-dim float32 vectors.
+    """Brute-force k-NN index over d-dim float32 vectors (faiss `IndexFlatL2` / `IndexFlatIP`).
 
-    Attributes: `d`, `metric` ("l2" or "ip"), `ntotal`, `xb` (ntotal, d) float32 read-only
-    view of the stored vectors, `last_search_flops` (int, per query, of the last search).
+    Parameters
+        d                   int >= 1: vector width
+        metric              str, "l2" (squared distances) or "ip" (inner products)
+
+    Attributes
+        d                   int
+        metric              str
+        ntotal              int: stored vectors
+        xb                  (ntotal, d) float32: read-only view of the stored vectors, id = row
+        last_search_flops   int: FLOPs per query of the last search
     """
 
     def __init__(self, d, metric="l2"):

@@ -113,13 +113,24 @@ def _scan_lists(qs, xb, d_s, ids, offsets, probes, use_ip, hd, hi, n_parts):
 class IVFIndex(InvertedLists):
     """IVF / AdANNS-IVF index over D-dim float32 vectors (see the module docstring).
 
-    Parameters: d = D the full dimension; nlist = N_C cells; d_c (build/routing dims, default D);
-    d_s (scoring dims, default D); metric "l2" or "ip"; normalize (Matryoshka re-normalised
-    prefixes, default True); niter, seed, max_points_per_centroid for the coarse k-means
-    (faiss's IVF defaults).
+    Parameters
+        d                        int, = D: the full dimension
+        nlist                    int >= 1: cells N_C
+        d_c                      int in 1..D: build / routing dims (default D)
+        d_s                      int in 1..D: scoring dims (default D)
+        metric                   str, "l2" or "ip"
+        normalize                bool: Matryoshka re-normalised prefixes (default True)
+        niter                    int: coarse k-means iterations (faiss's IVF default 10)
+        seed                     int: coarse k-means seed (1234)
+        max_points_per_centroid  int: coarse k-means subsampling (256)
 
-    Attributes: `centroids` (nlist, d_c) float32 (None before training), `ntotal`, `is_trained`,
-    `last_search_flops` (float, mean FLOPs per query of the last search).
+    Attributes
+        centroids           (nlist, d_c) float32, or None before training (a copy)
+        ntotal              int: stored vectors
+        is_trained          bool
+        last_search_flops   float: mean FLOPs per query of the last search
+    Lists (`indices.invlists.InvertedLists`): `list_sizes()` (nlist,) int64, `list_ids(l)`
+    (size,) int64, `list_vectors(l)` (size, D) float32.
     """
 
     def __init__(self, d, nlist, d_c=None, d_s=None, metric="l2", normalize=True, niter=10,

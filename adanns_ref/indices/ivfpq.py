@@ -28,22 +28,16 @@ s_l (``scoring_centroids``, nlist x d_s) is the centroid of list l in the space 
   order times float32(1 / count), the k-means update rule). Slicing c_l does not work: it does
   not exist when d_s > d_c, and with normalize=True a slice of a d_c-centroid is not in the space
   of re-normalised d_s-prefixes. A list that receives no training point gets the mean of all
-  training prefixes, so its residuals stay centred.
-Without by_residual the codes quantize y(x) itself and s_l is not used.
+  training prefixes, so its residuals stay centred. Without by_residual s_l is not used.
 
-Training (faiss ``IndexIVF::train`` order): coarse k-means on z_{d_c} (`ivf.IVFIndex`: niter 10,
+Training (faiss ``IndexIVF::train`` order): coarse k-means on z_{d_c} (`IVFIndex`: niter 10,
 max 256 points per centroid); OPQ (``opq=True``) on all z_{d_s} (`opq.OPQ`, which subsamples to
 65536 points itself); the PQ on the residuals of at most 256 * ksub points (65536 at nbits 8):
 if n is larger, rows perm[:256 * ksub] of rand_perm(n, seed), in that order (faiss
 ``fvecs_maybe_subsample`` with its seed 1234, our default), routed and reduced to residuals.
 
-Storage (CSR, `ivf.InvertedLists`): `_codes` (N, code_size) uint8 sorted by list, `_ids` (N,)
-int64, list l at rows `_offsets[l]:_offsets[l+1]`, insertion order inside a list. `_sub` holds
-the unpacked sub-codes the scan reads ((N, M) uint8 = `_codes` at nbits 8, else uint16).
-
-Cost per query (`cost.ivfpq_flops`): d_c * N_C + nprobe ADC tables M * ksub * dsub * 3 (one
-table for "ip" or without by_residual) + d_s^2 for the OPQ rotation; `last_search_lookups`:
-M per scanned code.
+Storage: `indices.invlists` (CSR lists of codes). Cost per query (`cost.ivfpq_flops`): d_c * N_C
++ nprobe ADC tables M * ksub * dsub * 3 (one for "ip" or without by_residual) + d_s^2 for OPQ.
 
 faiss-identical, with d_c = d_s = D and normalize=False (normalize=True: the same on the
 normalised vectors): opq=False is ``IndexIVFPQ(IndexFlatL2, D, nlist, M, nbits)`` (by_residual,
@@ -62,10 +56,8 @@ codes (measured bit-identical on 3000-5000 x 32 Gaussian data, nbits 4 and 8; se
     rotation, rotated centroids and codebooks agree to ~2e-6 (not bit for bit), and a near-tie
     may route differently; with our parameters loaded into faiss, lists and codes are identical;
 (3) a subspace k-means on its GEMM path (n * dsub >= 128000) can resolve a near-tie differently
-    and drift (`kmeans`): measured at n = 50000, d = 64, M = 16, 2 of 16 codebooks differed by up
-    to 0.09, so codes and results differed from faiss's trained index; with the same codebooks
-    loaded, codes and ids were identical;
-(4) ties at rank k and routing near-ties, as in `ivf`.
+    and drift (`kmeans`; at n = 50000, d = 64, M = 16, 2 of 16 codebooks differed by up to 0.09);
+    with the same codebooks loaded, codes and ids were identical; (4) ties as in `ivf`.
 """
 import copy
 import math
@@ -94,22 +86,35 @@ PRECOMPUTED_TABLE_MAX_BYTES = 1 << 31  # faiss precomputed_table_max_bytes: larg
 class IVFPQIndex(InvertedLists):
     """IVFPQ / AdANNS-IVFOPQ over D-dim float32 vectors (see the module docstring).
 
-    Parameters: d = D; nlist = N_C; M sub-quantizers (d_s % M == 0), nbits in 1..16 (code_size =
-    ceil(M * nbits / 8) bytes); d_c routing dims and d_s encoding dims (default D); opq (learn a
-    d_s x d_s rotation first); by_residual (encode y - s_l, faiss's default, or y itself); metric
-    "l2" or "ip"; normalize (Matryoshka re-normalised prefixes); niter (coarse k-means); seed
-    (coarse k-means, PQ training sample, PQ and OPQ k-means); allow_small (no
-    `SmallTrainingSetWarning` when the PQ and OPQ train on fewer than 39 * ksub points; they
-    train either way, as faiss, which warns; the coarse k-means still warns below 39 * nlist
-    points); opq_niter (OPQ iterations, faiss 50);
-    precomputed (L2 by_residual search with faiss's precomputed tables, its default, or with one
-    residual table per probed list, faiss's ``use_precomputed_table = -1``).
+    Parameters
+        d             int, = D
+        nlist         int >= 1: cells N_C
+        M             int: sub-quantizers, d_s % M == 0
+        nbits         int in 1..16: bits per sub-code (code_size = ceil(M * nbits / 8) bytes)
+        d_c           int in 1..D: routing dims (default D)
+        d_s           int in 1..D: encoding dims (default D)
+        opq           bool: learn a d_s x d_s rotation first
+        by_residual   bool: encode y - s_l (faiss's default) or y itself
+        metric        str, "l2" or "ip"
+        normalize     bool: Matryoshka re-normalised prefixes
+        niter         int: coarse k-means iterations
+        seed          int: coarse k-means, PQ training sample, PQ and OPQ k-means
+        allow_small   bool: no `SmallTrainingSetWarning` for PQ / OPQ below 39 * ksub points (they
+                      train either way; the coarse k-means still warns below 39 * nlist)
+        opq_niter     int: OPQ iterations (faiss 50)
+        precomputed   bool: faiss's precomputed tables for L2 by_residual (False: faiss's -1)
 
-    Attributes: `centroids` (nlist, d_c), `scoring_centroids` (nlist, d_s), `pq`
-    (ProductQuantizer over d_s), `opq` (OPQ or None), `ntotal`, `code_size`, `is_trained`,
-    `last_search_flops` (float, per query), `last_search_lookups` (float, per query).
-    `set_quantizers` / `set_lists` install trained parameters and lists without training
-    (used by `load`; e.g. to read an index back from faiss).
+    Attributes
+        centroids             (nlist, d_c) float32, or None before training (a copy)
+        scoring_centroids     (nlist, d_s) float32 s_l, rotated when opq=True (a copy)
+        pq                    ProductQuantizer over d_s
+        opq                   OPQ or None
+        ntotal                int: stored vectors
+        code_size             int: bytes per code
+        is_trained            bool
+        last_search_flops     float: FLOPs per query of the last search
+        last_search_lookups   float: table lookups per query of the last search (M per code)
+    `set_quantizers` / `set_lists` install parameters and lists without training (faiss, files).
     """
 
     def __init__(self, d, nlist, M, nbits=8, d_c=None, d_s=None, opq=False, by_residual=True,

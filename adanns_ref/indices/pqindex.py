@@ -37,15 +37,28 @@ _ORTHO_TOL = 1e-3  # a loaded OPQ rotation must satisfy max |A A^T - I| below th
 class PQIndex:
     """Exhaustive (OPQ+)PQ index over the prefix_dim-dim prefixes of D-dim vectors.
 
-    Parameters: d = D (input width); M sub-quantizers (code bytes at nbits = 8); nbits; opq
-    (learn a rotation first); prefix_dim (default D); normalize (Matryoshka re-normalised
-    prefixes); seed (k-means, OPQ); allow_small (no `SmallTrainingSetWarning` when training on
-    fewer than 39 * ksub points, see `pq`; training happens either way); opq_niter (OPQ outer
-    iterations, faiss's default 50).
+    Parameters
+        d             int, = D: input width
+        M             int: sub-quantizers (code bytes at nbits = 8), prefix_dim % M == 0
+        nbits         int in 1..16: bits per sub-code
+        opq           bool: learn a rotation first
+        prefix_dim    int in 1..D: indexed prefix (default D)
+        normalize     bool: Matryoshka re-normalised prefixes
+        seed          int: k-means and OPQ seed
+        allow_small   bool: no `SmallTrainingSetWarning` below 39 * ksub training points (see
+                      `quantizers.pq`; training happens either way)
+        opq_niter     int: OPQ outer iterations (faiss's default 50)
 
-    Attributes: `dim` (= prefix_dim), `pq` (ProductQuantizer), `opq` (OPQ or None), `codes`
-    (ntotal, code_size) uint8, `ntotal`, `code_size`, `is_trained`, `last_search_flops` (int,
-    per query), `last_search_lookups` (int, per query).
+    Attributes
+        dim                   int, = prefix_dim
+        pq                    ProductQuantizer over dim
+        opq                   OPQ or None
+        codes                 (ntotal, code_size) uint8
+        ntotal                int
+        code_size             int: bytes per code
+        is_trained            bool
+        last_search_flops     int: FLOPs per query of the last search
+        last_search_lookups   int: table lookups per query of the last search
     """
 
     def __init__(self, d, M, nbits=8, opq=False, prefix_dim=None, normalize=True, seed=1234,

@@ -150,10 +150,21 @@ def _sequential_sums(x):
 class SQIndex:
     """faiss `IndexScalarQuantizer`: exhaustive search over scalar-quantized vectors.
 
-    Parameters: d = D (input width); qtype, rangestat, rangestat_arg (see `ScalarQuantizer`);
-    metric "l2" or "ip"; prefix_dim (default D) and normalize (Matryoshka prefixes, see the
-    module docstring). Attributes: `sq` (ScalarQuantizer at `dim` = prefix_dim), `codes`
-    (ntotal, code_size) uint8, `ntotal`, `is_trained`.
+    Parameters
+        d               int, = D: input width
+        qtype           str: one of `quantizers.sq.QTYPES` (see `ScalarQuantizer`)
+        metric          str, "l2" or "ip"
+        rangestat       str: one of `quantizers.sq.RANGESTATS`
+        rangestat_arg   float: its argument
+        prefix_dim      int in 1..D: indexed prefix (default D)
+        normalize       bool: Matryoshka prefixes (see the module docstring)
+
+    Attributes
+        dim             int, = prefix_dim
+        sq              ScalarQuantizer at dim
+        codes           (ntotal, code_size) uint8
+        ntotal          int
+        is_trained      bool
     """
 
     def __init__(self, d, qtype="8bit", metric="l2", rangestat="minmax", rangestat_arg=0.0,

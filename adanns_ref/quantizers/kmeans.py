@@ -197,19 +197,28 @@ def _kmeanspp_init(x, k, seed):
 class KMeans:
     """faiss-identical k-means (see the module docstring for the maths and the exact rules).
 
-    Parameters: k clusters; niter Lloyd iterations per run; seed (0 <= seed < 2**31, faiss's
-    `int seed`; negative seeds mean "clock" in faiss and are refused here); faiss's
-    max_points_per_centroid / min_points_per_centroid (fewer than min_points_per_centroid * k
-    points raise a `SmallTrainingSetWarning`, as faiss warns; 0 never warns); nredo runs keeping
-    the best; spherical (inner-product assignment and L2-normalised centroids, as
-    ``faiss.Kmeans(spherical=True)``; implies metric "ip"); init "random" (faiss) or
-    "k-means++" (not faiss-identical); early_stop (faiss >= 1.14 stops when the objective is
-    exactly unchanged); metric "l2" or "ip".
+    Parameters
+        k                        int >= 1: clusters
+        niter                    int: Lloyd iterations per run
+        seed                     int, 0 <= seed < 2**31 (faiss's `int seed`; negative seeds mean
+                                 "clock" in faiss and are refused here)
+        max_points_per_centroid  int: subsample to k * this many points (faiss)
+        nredo                    int: runs, keeping the best objective
+        spherical                bool: inner-product assignment and L2-normalised centroids
+                                 (``faiss.Kmeans(spherical=True)``; implies metric "ip")
+        init                     str, "random" (faiss) or "k-means++" (not faiss-identical)
+        early_stop               bool: stop when the objective is exactly unchanged (faiss >= 1.14)
+        metric                   str, "l2" or "ip"
+        min_points_per_centroid  int: fewer than this * k points raise a `SmallTrainingSetWarning`
+                                 (faiss's warning; 0 never warns)
 
-    After ``fit``: ``centroids`` (k, d) float32, ``obj`` (float32 array of per-iteration
-    objectives, faiss's ``Kmeans.obj``), ``nsplit`` (int64 per iteration), ``imbalance``
-    (float64 per iteration, faiss's imbalance_factor), ``n_iter_`` (iterations of the kept run),
-    ``n_train_`` (points actually used after subsampling).
+    Attributes (after ``fit``)
+        centroids    (k, d) float32
+        obj          (iterations,) float32: per-iteration objectives (faiss's ``Kmeans.obj``)
+        nsplit       (iterations,) int64: empty-cluster splits per iteration
+        imbalance    (iterations,) float64: faiss's imbalance_factor per iteration
+        n_iter_      int: iterations of the kept run
+        n_train_     int: points actually used after subsampling
     """
 
     def __init__(self, k, niter=25, seed=1234, max_points_per_centroid=256, nredo=1,

@@ -104,17 +104,27 @@ def random_rotation(d, seed):
 class OPQ:
     """faiss ``OPQMatrix(d, M, d_out)``: learn a rotation for PQ with M sub-quantizers.
 
-    Parameters: d = d_in; M sub-quantizers of the rotated space (d_out % M == 0); d_out (default
-    d); niter outer iterations; niter_pq / niter_pq_0 k-means iterations of the inner PQ (first
-    iteration: niter_pq_0); max_train_points (subsample size); seed (subsample, inner PQ and
-    random start; faiss uses 1234 for all three); init: start rotation of shape
-    (d_out, max(d, d_out)) instead of the random one (faiss: fill ``opq.A`` before ``train``);
-    allow_small: passed to the inner ``ProductQuantizer`` (True: no `SmallTrainingSetWarning`
-    for fewer than 39 * 256 training points; OPQ trains either way, faiss warns).
+    Parameters
+        d                 int, = d_in: input width
+        M                 int: sub-quantizers of the rotated space, d_out % M == 0
+        d_out             int: output width (default d)
+        niter             int: outer iterations
+        niter_pq          int: k-means iterations of the inner PQ
+        niter_pq_0        int: the same in the first iteration
+        max_train_points  int: subsample size
+        seed              int: subsample, inner PQ and random start (faiss uses 1234 for all three)
+        init              (d_out, max(d, d_out)) float32 or None: start rotation instead of the
+                          random one (faiss: fill ``opq.A`` before ``train``)
+        allow_small       bool: passed to the inner ``ProductQuantizer`` (True: no
+                          `SmallTrainingSetWarning` below 39 * 256 training points; OPQ trains
+                          either way, faiss warns)
 
-    After ``train``: ``A`` (d_out, d) float32, ``mse`` (per-iteration PQ reconstruction error
-    sum_i ||y_i - y_hat_i||^2 / n, faiss's verbose "obj"), ``pq`` (the inner PQ of the last
-    iteration, trained on the data rotated by the previous A).
+    Attributes (after ``train``)
+        A      (d_out, d) float32: the rotation, y = x A^T
+        mse    list of float: per-iteration PQ reconstruction error sum_i ||y_i - y_hat_i||^2 / n
+               (faiss's verbose "obj")
+        pq     ProductQuantizer: the inner PQ of the last iteration, trained on the data rotated
+               by the previous A
     """
 
     def __init__(self, d, M, d_out=None, niter=50, niter_pq=4, niter_pq_0=40,

@@ -172,11 +172,24 @@ def _adc_scan_words(tables, words, hd, hi):
 class ProductQuantizer:
     """faiss ``ProductQuantizer(d, M, nbits)``: per-subspace k-means codebooks, encode/decode, ADC.
 
-    Parameters: d = M * dsub; nbits in 1..16 (ksub = 2^nbits); seed, niter and
-    max_points_per_centroid of each subspace's k-means (faiss ``pq.cp`` defaults); allow_small:
-    train on ksub <= n < 39 * ksub points without the `SmallTrainingSetWarning` faiss's text
-    gives (training happens either way); n < ksub always raises.
-    After ``train``: ``codebooks`` (M, ksub, dsub) float32.
+    Parameters
+        d                        int, = M * dsub: vector width
+        M                        int: sub-quantizers
+        nbits                    int in 1..16: bits per sub-code (ksub = 2^nbits)
+        seed                     int: each subspace's k-means seed (faiss ``pq.cp``)
+        niter                    int: k-means iterations (faiss ``pq.cp``)
+        max_points_per_centroid  int: k-means subsampling (faiss ``pq.cp``)
+        allow_small              bool: train on ksub <= n < 39 * ksub points without faiss's
+                                 `SmallTrainingSetWarning` (training happens either way); n < ksub
+                                 always raises
+
+    Attributes
+        dsub         int, = d / M
+        ksub         int, = 2^nbits
+        code_size    int, = ceil(M * nbits / 8) bytes
+        codebooks    (M, ksub, dsub) float32, or None before training
+        codebooks_t  (M, dsub, ksub) float32: the layout the kernels read
+        sum_order    int: the `core.simd` order ADC sums the M table entries in
     """
 
     def __init__(self, d, M, nbits=8, seed=1234, niter=25, max_points_per_centroid=256,

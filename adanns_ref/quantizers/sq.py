@@ -254,9 +254,20 @@ def _check_choice(value, name, choices):
 class ScalarQuantizer:
     """faiss `ScalarQuantizer(d, qtype)` with `rangestat` / `rangestat_arg`.
 
-    Attributes: `d`, `qtype`, `bits` (8, 4 or 16), `code_size`, `rangestat`, `rangestat_arg`
-    (float32), `trained` (float32: [vmin, vdiff] for uniform qtypes, [vmin (d), vdiff (d)] per
-    dimension, empty for fp16 / bf16 or before training), `is_trained`.
+    Parameters
+        d               int >= 1: vector width
+        qtype           str: one of QTYPES ("8bit", "8bit_uniform", "4bit", "4bit_uniform",
+                        "fp16", "bf16")
+        rangestat       str: one of RANGESTATS ("minmax", "meanstd", "quantiles", "optim")
+        rangestat_arg   float: its argument
+
+    Attributes
+        bits            int, 8, 4 or 16
+        code_size       int: bytes per code
+        rangestat_arg   float32
+        trained         float32: [vmin, vdiff] (2,) for uniform qtypes, [vmin (d), vdiff (d)]
+                        (2d,) per dimension, empty for fp16 / bf16 or before training
+        is_trained      bool
     """
 
     def __init__(self, d, qtype="8bit", rangestat="minmax", rangestat_arg=0.0):

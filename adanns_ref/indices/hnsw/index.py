@@ -102,13 +102,26 @@ def _parts(n):
 class HNSWIndex:
     """HNSW / AdANNS-HNSW index over D-dim float32 vectors (see the module docstring).
 
-    Parameters: d = D; M (>= 2, neighbours per level, 2M at level 0); ef_construction (>= 1);
-    metric "l2" or "ip"; normalize (Matryoshka re-normalised prefixes; default False: plain
-    truncation, faiss's behaviour at d_c = D); d_c (graph dims, default D); d_s (re-scoring dims,
-    default D); seed (level RNG, faiss's is 12345).
+    Parameters
+        d                 int, = D: vector width
+        M                 int >= 2: neighbours per node and level (2M at level 0)
+        ef_construction   int >= 1: candidate list size while building
+        metric            str, "l2" or "ip"
+        normalize         bool: Matryoshka re-normalised prefixes (default False: plain
+                          truncation, faiss's behaviour at d_c = D)
+        d_c               int in 1..D: dims the graph is built and walked on (default D)
+        d_s               int in 1..D: dims the candidates are re-scored at (default D)
+        seed              int: level generator seed (faiss's is 12345)
 
-    Attributes: `ntotal`, `levels`, `entry_point`, `max_level`, `last_search_ndis` (nq,) int64,
-    `last_search_flops` (float, mean per query).
+    Attributes
+        ntotal            int: stored vectors
+        levels            (ntotal,) int64: top level of each node (a copy)
+        entry_point       int: the entry node (-1 when empty)
+        max_level         int: its level (-1 when empty)
+        last_search_ndis  (nq,) int64: distances computed per query by the last search
+        last_search_flops float: mean FLOPs per query of the last search
+    State: `graph()` (levels, offsets, neighbours, entry point, max level), `vectors()` (the
+    stored (ntotal, D) float32 or their (ntotal, d_c) prefixes); `set_graph` installs one.
     """
 
     def __init__(self, d, M=32, ef_construction=40, metric="l2", normalize=False, d_c=None,
