@@ -14,6 +14,8 @@ BUILTIN = {
     "nanopq": "adanns_ref.conformance.adapters.nanopq_target:NanopqPQ",
     "nanopq-opq": "adanns_ref.conformance.adapters.nanopq_target:NanopqOPQ",
     "sentence-transformers": "adanns_ref.conformance.adapters.st_target:SentenceTransformersTarget",
+    "sentence-transformers-normalize":
+        "adanns_ref.conformance.adapters.st_target:SentenceTransformersNormalizeModule",
     "lancedb-ivfpq": "adanns_ref.conformance.adapters.lancedb_target:LanceIVFPQ",
     "lancedb-rabitq": "adanns_ref.conformance.adapters.lancedb_target:LanceRaBitQ",
 }
