@@ -66,12 +66,16 @@ def table_lines(target, rows):
     return lines
 
 
+def _cell(text):
+    return text.replace("|", "\\|")
+
+
 def markdown(target, rows):
     """A markdown table, then each finding / documented deviation with its reproducer."""
     version = library_version(target)
     lines = [f"### {target.name}" + (f" ({target.library} {version})" if version else ""), "",
              "| check | claim | verdict | status | deviation |", "|---|---|---|---|---|"]
-    lines += [f"| {r.check} | {claim_text(target, r.check)} | {label(r)} | {s} | {r.deviation} |"
+    lines += [f"| {r.check} | {claim_text(target, r.check)} | {label(r)} | {s} | {_cell(r.deviation)} |"
               for r, s in rows]
     for r, s in rows:
         if s in ("FINDING", "documented deviation") or (s == "not claimed" and r.verdict != "identical"):

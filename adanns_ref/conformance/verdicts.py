@@ -6,7 +6,8 @@ Each `classify_*` returns (verdict, deviation text, first offending row or None)
   rtol 1e-5 (different summation orders round differently); *equal up to ties* =
   `testing.assert_knn_equal` passes (equal-distance ids as sets); *equivalent only in recall* =
   the target's tie-aware k-recall@k against exact search is at least the oracle's minus
-  `RECALL_MARGIN`; else *mismatch*.
+  `RECALL_MARGIN` (2 pp) and two standard errors of the paired per-query difference
+  (`recall_equivalent`); else *mismatch*.
 - codes (`classify_codes`): *identical* = equal; *equal up to ties* = every differing entry sits
   on a tie of the rule (`at_tie` mask: a binarised value exactly 0, a quantization quotient
   within 1e-4 of a step boundary, equidistant codewords); *equivalent only in recall* = the
@@ -37,9 +38,10 @@ def true_distances(xb, q, I, metric):
     return np.where(I < 0, np.nan, d)
 
 
-def knn_recall(xb, q, I, I_exact, metric):
+def knn_recall(xb, q, I, I_exact, metric, per_query=False):
     """Tie-aware k-recall@k: a returned id counts if its true distance is no worse than the
-    exact k-th distance (so any member of a tie group at the cut counts)."""
+    exact k-th distance (so any member of a tie group at the cut counts). per_query: return
+    the (nq,) recalls instead of their mean."""
     d_exact = true_distances(xb, q, I_exact, metric)
     d = true_distances(xb, q, I, metric)
     kth = d_exact[:, -1:]
@@ -47,19 +49,34 @@ def knn_recall(xb, q, I, I_exact, metric):
     good = (d >= kth - tol) if metric == "ip" else (d <= kth + tol)
     distinct = np.array([len(set(row[row >= 0])) == (row >= 0).sum() for row in I])
     hits = np.where(distinct[:, None], good & (I >= 0), False)
-    return float(hits.sum() / I_exact.size)
+    rows = hits.sum(axis=1) / I_exact.shape[1]
+    return rows if per_query else float(rows.mean())
+
+
+def recall_equivalent(r_ref, r_got, margin=RECALL_MARGIN):
+    """(equivalent?, mean target recall, mean oracle recall, allowed loss): per-query recalls
+    (nq,) of the target and the oracle on the same queries; equivalent if the mean loss is at
+    most margin + 2 standard errors of the paired per-query difference (so 100 queries of two
+    different HNSW graphs are not called different by sampling noise alone)."""
+    r_ref, r_got = np.atleast_1d(r_ref).astype(np.float64), np.atleast_1d(r_got).astype(np.float64)
+    diff = r_got - r_ref
+    se = diff.std(ddof=1) / np.sqrt(len(diff)) if len(diff) > 1 else 0.0
+    allowed = margin + 2 * se
+    return bool(diff.mean() >= -allowed), float(r_got.mean()), float(r_ref.mean()), float(allowed)
 
 
 def classify_knn(ref, got, recall_ref, recall_got, margin=RECALL_MARGIN):
-    """(verdict, deviation, first query that differs) of k-NN results `got` vs `ref`."""
+    """(verdict, deviation, first query that differs) of k-NN results `got` vs `ref`;
+    recall_ref / recall_got: per-query recalls (nq,) against exact search (or scalars)."""
     (D_ref, I_ref), (D, I) = ref, got
+    equivalent, recall_got, recall_ref, allowed = recall_equivalent(recall_ref, recall_got, margin)
     if I.shape != I_ref.shape:
         return "mismatch", f"shape {I.shape}, expected {I_ref.shape}", 0
     differ = (I != I_ref).any(axis=1) | ~np.isclose(D, D_ref, RTOL, ATOL).all(axis=1)
     first = int(np.flatnonzero(differ)[0]) if differ.any() else None
     dev = (f"ids differ at {int((I != I_ref).sum())} of {I.size} positions ({int(differ.sum())} of "
            f"{len(I)} queries); max |dD| = {_maxabs(D, D_ref):.3g}; recall {recall_got:.4f} vs "
-           f"oracle {recall_ref:.4f}")
+           f"oracle {recall_ref:.4f} (allowed loss {allowed:.4f})")
     if first is None:
         return "identical", f"max |dD| = {_maxabs(D, D_ref):.3g}", None
     try:
@@ -67,8 +84,7 @@ def classify_knn(ref, got, recall_ref, recall_got, margin=RECALL_MARGIN):
         return "ties", dev, first
     except AssertionError:
         pass
-    verdict = "recall" if recall_got >= recall_ref - margin else "mismatch"
-    return verdict, dev, first
+    return ("recall" if equivalent else "mismatch"), dev, first
 
 
 def classify_codes(ref, got, at_tie, recall_of, margin=RECALL_MARGIN):

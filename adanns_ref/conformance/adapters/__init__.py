@@ -18,4 +18,6 @@ BUILTIN = {
         "adanns_ref.conformance.adapters.st_target:SentenceTransformersNormalizeModule",
     "lancedb-ivfpq": "adanns_ref.conformance.adapters.lancedb_target:LanceIVFPQ",
     "lancedb-rabitq": "adanns_ref.conformance.adapters.lancedb_target:LanceRaBitQ",
+    "lancedb-ivfpq-norefine": "adanns_ref.conformance.adapters.lancedb_target:LanceIVFPQNoRefine",
+    "lancedb-rabitq-norefine": "adanns_ref.conformance.adapters.lancedb_target:LanceRaBitQNoRefine",
 }

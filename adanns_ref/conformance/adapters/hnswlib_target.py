@@ -17,10 +17,10 @@ class HnswlibTarget(Target):
     library = "hnswlib"
     imports = "import hnswlib\n"
     claims = {"flat l2 k=10": "ties", "flat ip k=10": "ties", "hnsw M=16 efC=40 ef=64": "recall",
-              "hnsw levels M=16": "recall"}
-    documented = {"hnsw levels M=16": "hnswlib's `random_seed` seeds its own generator "
+              "hnsw M=4 efC=16 ef=10": "recall", "hnsw levels M=16": "recall", "hnsw levels M=4": "recall"}
+    documented = {f"hnsw levels M={M}": "hnswlib's `random_seed` seeds its own generator "
                   "(hnswalg.h: std::default_random_engine, level = floor(-ln U * mult)): levels "
-                  "follow the same law as faiss's but are other draws."}
+                  "follow the same law as faiss's but are other draws." for M in (4, 16)}
 
     def build_flat(self, xb, metric):
         import hnswlib
