@@ -10,7 +10,7 @@ from adanns_ref.conformance import target_checks as tc
 from adanns_ref.conformance import target_data as td
 from adanns_ref.conformance.adapters.reference import ReferenceTarget
 from adanns_ref.conformance.cli import main
-from adanns_ref.conformance.target import Target, capabilities, load_target
+from adanns_ref.conformance import Target, capabilities, load_target
 from adanns_ref.conformance.target_run import run_target, status
 from tests.conformance.broken_target import BrokenTarget
 
