@@ -18,11 +18,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..binary import BinaryFlatIndex, binarize
-from ..flat import FlatIndex
-from ..hnsw import HNSWIndex, level_probabilities
-from ..pq import ProductQuantizer
-from ..truncate import prefix
+from ..core.truncate import prefix
+from ..indices.binary import BinaryFlatIndex
+from ..indices.flat import FlatIndex
+from ..indices.hnsw import HNSWIndex, level_probabilities
+from ..quantizers.binary import binarize
+from ..quantizers.pq import ProductQuantizer
 from . import target_data as td
 from .target import capabilities, implements
 from .verdicts import classify_codes, classify_floats, classify_knn, knn_recall

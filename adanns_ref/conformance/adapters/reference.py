@@ -1,11 +1,12 @@
 """The oracle as a target: adanns_ref itself, which must reach every check identically."""
 import numpy as np
 
-from ...binary import BinaryFlatIndex, binarize
-from ...flat import FlatIndex
-from ...hnsw import HNSWIndex
-from ...pq import ProductQuantizer
-from ...truncate import prefix
+from ...core.truncate import prefix
+from ...indices.binary import BinaryFlatIndex
+from ...indices.flat import FlatIndex
+from ...indices.hnsw import HNSWIndex
+from ...quantizers.binary import binarize
+from ...quantizers.pq import ProductQuantizer
 from ..target import Target
 from ..target_checks import reference_quantize
 
