@@ -23,10 +23,19 @@ opq (rotation trained from the same start A), ivfpq, metrics (k-recall@N against
 intersection count; label metrics against a per-query loop, faiss has none), sq (ranges, codes,
 decode, search bit for bit), binary_flat and binary_ivf (Hamming results identical, ties
 included; `checks_codes`).
+
+Any other implementation: subclass `Target` (`target.py`: one method per capability, claims per
+check) and run ``python -m adanns_ref.conformance --target module:Class`` or ``--target NAME``
+(built-in adapters in `adapters/`); `target_checks` holds the checks and their oracles,
+`verdicts` the ladder identical > equal up to ties > equivalent only in recall > mismatch,
+`target_data` the seeded data and the reproducer scripts, `target_run` claims and statuses.
 """
 from .checks import CHECKS
 from .cli import format_table, main, summary
 from .compare import Result
 from .grid import Case, grid, run, run_case
+from .target import Target, capabilities, load_target
+from .target_run import run_target
 
-__all__ = ["CHECKS", "Case", "Result", "format_table", "grid", "main", "run", "run_case", "summary"]
+__all__ = ["CHECKS", "Case", "Result", "Target", "capabilities", "format_table", "grid", "load_target", "main",
+           "run", "run_case", "run_target", "summary"]

@@ -126,6 +126,8 @@ and how to compare each output: `exact` (ids, codes, inverted lists, counts) or 
 `exact_path: false` marks cases computed through GEMM/LAPACK (OPQ): expect last-bit differences
 unless your BLAS runs the kernels named in the manifest's `blas` (the tolerances cover them).
 The semantics of every component are documented in the adanns_ref module of the same name.
+The full format (field names, dtypes, tie rules, tolerances, every component's arrays) is in
+`docs/golden_format.md`; `tools/golden_check.py` checks a set and your results with NumPy alone.
 """
 
 
