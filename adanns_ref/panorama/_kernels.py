@@ -156,10 +156,17 @@ def filter_batch(codes, cums, pos0, size, batch_no, bs, bounds, q, qn, ip, tau, 
 
 
 @numba.njit(cache=True, inline="always")
-def heap_offer(hd, hi, dis, idx):
+def worse(d1, i1, d2, i2, ip):
+    """(d1, i1) ranks after (d2, i2) in faiss's heaps: larger distance (negated similarity for
+    ip); among equal ones the larger id for l2 (`CMax::cmp2`) but the smaller id for ip
+    (`CMin::cmp2`), so faiss keeps the smaller id of an l2 tie and the larger id of an ip tie."""
+    return d1 > d2 or (d1 == d2 and (i1 < i2 if ip else i1 > i2))
+
+
+@numba.njit(cache=True, inline="always")
+def heap_offer(hd, hi, dis, idx, ip):
     """faiss's heap `add_result`: (dis, idx) enters iff dis < hd[0] strictly (a tie with the
-    current k-th result does not enter, whatever its id); the heap is a max-heap on
-    (distance, id), so among equal distances the larger id is evicted first."""
+    current k-th result does not enter, whatever its id); the heap is a max-heap under `worse`."""
     if not dis < hd[0]:
         return
     k = hd.shape[0]
@@ -168,9 +175,9 @@ def heap_offer(hd, hi, dis, idx):
         c = 2 * i + 1
         if c >= k:
             break
-        if c + 1 < k and (hd[c + 1] > hd[c] or (hd[c + 1] == hd[c] and hi[c + 1] > hi[c])):
+        if c + 1 < k and worse(hd[c + 1], hi[c + 1], hd[c], hi[c], ip):
             c += 1
-        if dis > hd[c] or (dis == hd[c] and idx > hi[c]):
+        if worse(dis, idx, hd[c], hi[c], ip):
             break
         hd[i] = hd[c]
         hi[i] = hi[c]
@@ -190,7 +197,7 @@ def scan_list(codes, cums, ids, pos0, size, bs, bounds, q, qn, ip, hd, hi, activ
                              exact, scanned)
         for j in range(count):
             i = active[j]
-            heap_offer(hd, hi, -exact[i] if ip else exact[i], ids[pos0 + b * bs + i])
+            heap_offer(hd, hi, -exact[i] if ip else exact[i], ids[pos0 + b * bs + i], ip)
 
 
 @numba.njit(cache=True, parallel=True)
@@ -248,12 +255,13 @@ def refine_subset(xb, cums, bounds, stat_width, Q, labels, ip, hd, hi, stats):
                 if pruned:
                     break
             if not pruned:
-                heap_offer(hd[r], hi[r], -e if ip else e, idx)
+                heap_offer(hd[r], hi[r], -e if ip else e, idx, ip)
 
 
 @numba.njit(cache=True, parallel=True)
-def sort_results(hd, hi):
-    """faiss `heap_reorder`: each row ascending by (distance, id); empty slots (FLT_MAX, -1) last."""
+def sort_results(hd, hi, ip):
+    """faiss `heap_reorder`: each row best first under `worse` (ties: ascending ids for l2,
+    descending for ip); empty slots (FLT_MAX, -1) last."""
     for r in numba.prange(hd.shape[0]):
         order = np.argsort(hd[r], kind="mergesort")
         d = hd[r][order]
@@ -264,6 +272,8 @@ def sort_results(hd, hi):
             while b < d.shape[0] and d[b] == d[a]:
                 b += 1
             i[a:b] = np.sort(i[a:b])
+            if ip:
+                i[a:b] = i[a:b][::-1].copy()
             a = b
         hd[r] = d
         hi[r] = i

@@ -17,8 +17,10 @@ faiss's recipe, step by step (`IndexFlat.cpp` `flat_pano_search_core`, `impl/Pan
    e += level term, LB computed, kept iff tau > LB ("ip": tau < LB), active list compacted
    keeping order; after the last level the survivors (exact distances) are offered to the heap
    in position order: a survivor enters iff its distance < the root (strict, so a tie with the
-   k-th result never displaces it; the heap orders equal distances by id).
-4. the heap is sorted: ascending (distance, id); missing results are (FLT_MAX, -1) ("ip":
+   k-th result never displaces it); the heap ranks equal distances by id: for "l2" the smaller
+   id ranks first (`CMax`), for "ip" the larger id does (`CMin`), unlike the rest of this
+   package, which ranks the smaller id first for both metrics.
+4. the heap is sorted, best first (ties as in 3); missing results are (FLT_MAX, -1) ("ip":
    descending similarity, (-FLT_MAX, -1)).
 faiss requires 1 <= k <= batch_size; so do we (ValueError naming both).
 
@@ -61,7 +63,7 @@ def pack_rows(x, bounds, bs):
 
 def finish(hd, hi, ip):
     """Sorted heaps -> faiss output (D, I) in place."""
-    K.sort_results(hd, hi)
+    K.sort_results(hd, hi, ip)
     if ip:
         np.negative(hd, out=hd)
     return hd, hi
