@@ -17,6 +17,7 @@ from .ivfpq import IVFPQIndex
 from .kmeans import KMeans
 from .metrics import knn_recall, map_at_k, recall_at_k, top1_accuracy
 from .opq import OPQ
+from .panorama import PanoramaFlatIndex, PanoramaIVFIndex, PanoramaRefineIndex
 from .pq import ProductQuantizer
 from .pqindex import PQIndex, adannsopq_sweep
 from .select import best_under_budget, pareto_front
@@ -25,7 +26,8 @@ from .sqindex import SQIndex
 from .truncate import prefix
 
 __all__ = ["BinaryFlatIndex", "BinaryIVFIndex", "FlatIndex", "FunnelIndex", "HNSWIndex", "IVFIndex",
-           "IVFPQIndex", "KMeans", "OPQ", "PQIndex", "ProductQuantizer", "SQIndex",
+           "IVFPQIndex", "KMeans", "OPQ", "PQIndex", "PanoramaFlatIndex", "PanoramaIVFIndex",
+           "PanoramaRefineIndex", "ProductQuantizer", "SQIndex",
            "ScalarQuantizer", "adannsopq_sweep", "best_under_budget", "binarize", "from_faiss",
            "funnel_search", "knn_recall", "knn_search", "load_vectors", "map_at_k",
            "mixed_funnel_search", "pareto_front", "prefix", "quantize_embeddings", "recall_at_k",

@@ -57,6 +57,7 @@ from .flat import FlatIndex
 from .hnsw import HNSWIndex
 from .ivf import IVFIndex
 from .ivfpq import IVFPQIndex
+from .panorama import PanoramaFlatIndex, PanoramaIVFIndex, PanoramaRefineIndex
 from .pqindex import PQIndex
 from .truncate import prefix
 
@@ -320,6 +321,9 @@ def to_faiss(index, writable=False):
                               _pretransform(faiss, _opq_chain(faiss, index), ivf))
     if isinstance(index, HNSWIndex):
         return hnsw_to_faiss(faiss, index)
+    if isinstance(index, (PanoramaFlatIndex, PanoramaIVFIndex, PanoramaRefineIndex)):
+        from .faiss_bridge_panorama import panorama_to_faiss
+        return panorama_to_faiss(index)
     from .faiss_bridge_codes import to_faiss_codes  # SQ and binary indices; TypeError otherwise
     return to_faiss_codes(faiss, index)
 

@@ -180,6 +180,9 @@ def from_faiss(index, xb=None):
     if isinstance(index, faiss.IndexBinary):
         return codes_bridge.binary_from_faiss(faiss, index)
     outer = faiss.downcast_index(index)  # a non-owning view: `index` keeps the object alive
+    from . import faiss_bridge_panorama as panorama_bridge
+    if panorama_bridge.is_panorama(faiss, outer):
+        return panorama_bridge.panorama_from_faiss(outer, xb)
     if holds_hnsw(faiss, outer):
         return hnsw_from_faiss(faiss, outer, xb)
     D, normalize, opq, inner = _read_chain(faiss, outer)

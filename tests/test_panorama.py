@@ -248,3 +248,45 @@ def test_bad_calls():
         r.search_subset(np.ones((1, 8)), 1, np.array([[1.0]]))
     with pytest.raises(TypeError, match="k_factor"):
         r.search(np.ones((1, 8)), 1, k_factor="x")
+
+
+@pytest.mark.parametrize("metric", ["l2", "ip"])
+def test_bridge_round_trips(metric):
+    from adanns_ref import IVFIndex, from_faiss, to_faiss
+    xb, xq = data(11, 700, 19, False), data(12, 13, 19, False)
+    flat = PanoramaFlatIndex(19, 4, metric, batch_size=64)
+    ivf = PanoramaIVFIndex(19, 8, 3, metric, batch_size=32)
+    ivf.train(xb)
+    refine = PanoramaRefineIndex(IVFIndex(19, 8, metric=metric, normalize=False), 5, metric,
+                                 k_factor=4)
+    refine.base.train(xb)
+    for ours in (flat, ivf, refine):
+        ours.add(xb)
+        twin = to_faiss(ours)
+        back = from_faiss(twin)
+        assert type(back) is type(ours) and back.ntotal == ours.ntotal
+        kw = {"nprobe": 3} if ours is ivf else {}
+        if ours is ivf:
+            twin.nprobe = 3
+        if ours is refine:
+            kw = {"nprobe": 2}
+            faiss.extract_index_ivf(twin.base_index).nprobe = 2
+        D, I = ours.search(xq, 7, **kw)
+        Df, If = twin.search(xq, 7)
+        np.testing.assert_array_equal(I, If)
+        np.testing.assert_array_equal(D, Df)
+        Db, Ib = back.search(xq, 7, **kw)
+        np.testing.assert_array_equal(Ib, I)
+        np.testing.assert_array_equal(Db, D)
+
+
+def test_bridge_refuses_nesting_and_foreign_ids():
+    from adanns_ref import from_faiss, to_faiss
+    with pytest.raises(ValueError, match="nesting levels"):
+        to_faiss(PanoramaFlatIndex(16, nesting=(4, 8)))
+    ref = faiss.IndexIVFFlatPanorama(faiss.IndexFlatL2(4), 4, 2, 2, faiss.METRIC_L2, True, 8)
+    xb = data(1, 40, 4, False)
+    ref.train(xb)
+    ref.add_with_ids(xb, np.arange(40, 80))
+    with pytest.raises(ValueError, match="ids 0 .. ntotal-1"):
+        from_faiss(ref)

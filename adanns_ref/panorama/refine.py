@@ -41,6 +41,13 @@ def as_k_factor(k_factor):
     return value
 
 
+class _Empty:
+    """A stand-in with the base's interface and no rows (used while building over a full base)."""
+
+    def __init__(self, base):
+        self.d, self.ntotal, self.add, self.search = base.d, 0, base.add, base.search
+
+
 class PanoramaRefineIndex:
     """A base index's candidates re-ranked exactly with Panorama pruning (module docstring).
 
@@ -84,10 +91,34 @@ class PanoramaRefineIndex:
         """Append x (n, d) to the base and to the refine store."""
         x = as_float32_matrix(x, "x", d=self.d)
         self.base.add(x)
+        self._store(x)
+
+    def _store(self, x):
         cums = np.zeros(x.shape[0] * (self.n_levels + 1), dtype=np.float32)
         K.write_level_layout(x, self.bounds, 1, np.zeros(x.size, np.float32), cums, 0)
         self._xb = np.concatenate([self._xb, x])
         self._cums = np.concatenate([self._cums, cums.reshape(-1, self.n_levels + 1)])
+
+    @classmethod
+    def over_filled_base(cls, base, n_levels=None, metric="l2", k_factor=1.0, nesting=None):
+        """An index over a base that already holds rows; fill the refine store with
+        `add_rows_only` (the faiss bridge rebuilds faiss's refine index this way)."""
+        out = cls(_Empty(base), n_levels, metric, k_factor, nesting)
+        out.base = base
+        return out
+
+    def add_rows_only(self, x):
+        """Store x (n, d) in the refine store only, for a base that already holds these rows
+        with the same ids; raises ValueError if the counts then disagree."""
+        x = as_float32_matrix(x, "x", d=self.d)
+        if self.ntotal + x.shape[0] != self.base.ntotal:
+            raise ValueError(f"the base holds {self.base.ntotal} rows; the refine store would "
+                             f"hold {self.ntotal + x.shape[0]}: they must hold the same rows")
+        self._store(x)
+
+    def rows(self):
+        """The stored rows (ntotal, d) float32, a copy."""
+        return self._xb.copy()
 
     def tail_norms(self):
         """(ntotal, L + 1) float32 rho_l of each row (faiss's refine index `cum_sums`)."""
