@@ -40,6 +40,16 @@ def quiet(make):
         return make()
 
 
+@pytest.fixture(autouse=True)
+def faiss_one_thread():
+    """faiss adds each query's counters to one global struct without a lock ("not robust to
+    internal threading", PanoramaStats.h): compare them on one thread."""
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    yield
+    faiss.omp_set_num_threads(before)
+
+
 def faiss_stats():
     s = faiss.cvar.indexPanorama_stats
     return int(s.total_dims), int(s.total_dims_scanned)

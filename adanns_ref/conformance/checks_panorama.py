@@ -29,9 +29,16 @@ def search_check(ref, mine, bounds):
 
 
 def searched(faiss, ref_search, ours_search):
-    """Run faiss then ours, with faiss's global statistics reset before faiss's search."""
+    """Run faiss then ours, with faiss's global statistics reset before faiss's search, which
+    runs on one thread: faiss adds each query's counters to one global struct without a lock
+    ("not robust to internal threading", PanoramaStats.h)."""
     faiss.cvar.indexPanorama_stats.reset()
-    ref = ref_search()
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        ref = ref_search()
+    finally:
+        faiss.omp_set_num_threads(before)
     return ref, ours_search()
 
 

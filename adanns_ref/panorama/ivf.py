@@ -147,7 +147,8 @@ class PanoramaIVFIndex:
                            self.batch_size, self.bounds, q, ip, hd, hi, scanned)
         visited = sizes[probes[probes >= 0]].sum()
         rows = scanned.sum(0)
-        self.last_search_stats = make_stats(int(visited) * self.n_levels, int(rows.sum()), rows)
+        self.last_search_stats = make_stats(int(visited) * self.n_levels, int(rows.sum()), rows,
+                                            scanned)
         return finish(hd, hi, ip)
 
     def __repr__(self):

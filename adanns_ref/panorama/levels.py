@@ -35,13 +35,15 @@ class PanoramaStats(NamedTuple):
     total_dims: int, faiss's total_dims
     total_dims_scanned: int, faiss's total_dims_scanned
     ratio_dims_scanned: float, total_dims_scanned / total_dims in float32, as faiss
-    rows_per_level: (L,) int64, candidates entering each level (batch forms; refine form: the
-        same count, candidates whose level l was computed)
+    rows_per_level: (L,) int64, candidates entering each level, summed over the queries
+        (batch forms; empty for the refine form)
+    per_query: (nq, L) int64, the same per query (batch forms; None for the refine form)
     """
     total_dims: int
     total_dims_scanned: int
     ratio_dims_scanned: float
     rows_per_level: np.ndarray
+    per_query: np.ndarray = None
 
     def pruning_rate_per_level(self):
         """(L,) float64: the fraction of the candidates entering level l that level l prunes
@@ -53,9 +55,10 @@ class PanoramaStats(NamedTuple):
         return out
 
 
-def make_stats(total, scanned, rows_per_level):
+def make_stats(total, scanned, rows_per_level, per_query=None):
     ratio = float(np.float32(scanned) / np.float32(total)) if total > 0 else 1.0
-    return PanoramaStats(int(total), int(scanned), ratio, np.asarray(rows_per_level, np.int64))
+    return PanoramaStats(int(total), int(scanned), ratio, np.asarray(rows_per_level, np.int64),
+                         per_query)
 
 
 def faiss_bounds(d, n_levels):
