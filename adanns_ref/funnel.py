@@ -41,7 +41,7 @@ at d_0 <= SCAN_MAX_DIM is the fused scan + top-k of `_funnel_kernels` (direct-fo
 faiss's order, bit-identical to exact_search's small-batch path; see there for the large-batch
 difference); larger d_0 go through exact_search. Re-ranking computes each candidate's distance
 directly (sum_t (q_t - x_t)^2, or sum_t q_t x_t), as faiss's IndexRefineFlat does, on the
-prefix rebuilt from the candidate's raw row in place (`_funnel_kernels.rerank_rows`): only the
+prefix rebuilt from the candidate's raw row in place (`_funnel_kernels.rerank_rows_sorted`, rows read in ascending order across the batch): only the
 shortlisted rows are read, so the database may be a memory map. faiss has no Matryoshka
 re-normalisation, so only the flat, normalize=False case has a faiss counterpart. The scales of
 the shortlisted rows are computed from gathered blocks of at most RERANK_BLOCK floats, unless a
@@ -50,7 +50,8 @@ the scales of chosen dims, for repeated searches of one database.
 """
 import numpy as np
 
-from ._funnel_kernels import SCAN_MAX_DIM, from_blocks, rerank_rows, scan_search, to_blocks
+from ._funnel_kernels import (SCAN_MAX_DIM, from_blocks, rerank_rows_sorted, scan_search,
+                              shortlist_order, to_blocks)
 from ._validate import as_bool, as_float32_matrix, as_ids, as_int, as_k, check_metric, check_prefix_dim
 from .binary import binarize, hamming_knn, hamming_rerank
 from .cost import funnel_flops, mixed_funnel_cost
@@ -97,7 +98,8 @@ def _rerank(I, db, q, dim, k, metric, normalize, s1=None, s2=None):
         s1, s2 = _shortlist_scales(I, db, dim, s1)
     elif not normalize:
         s1 = s2 = np.empty(0, dtype=np.float64)
-    rerank_rows(prefix(q, dim, normalize), db, I, s1, s2, metric == "ip", hd, hi)
+    rerank_rows_sorted(prefix(q, dim, normalize), db, I, shortlist_order(I), s1, s2,
+                       metric == "ip", hd, hi)
     sort_heaps(hd, hi)
     return finalize(hd, hi, metric)
 
