@@ -41,8 +41,9 @@ at d_0 <= SCAN_MAX_DIM is the fused scan + top-k of `_funnel_kernels` (direct-fo
 faiss's order, bit-identical to exact_search's small-batch path; see there for the large-batch
 difference); larger d_0 go through exact_search. Re-ranking computes each candidate's distance
 directly (sum_t (q_t - x_t)^2, or sum_t q_t x_t), as faiss's IndexRefineFlat does, on the
-prefix rebuilt from the candidate's raw row in place (`_funnel_kernels.rerank_rows_sorted`, rows read in ascending order across the batch): only the
-shortlisted rows are read, so the database may be a memory map. faiss has no Matryoshka
+prefix rebuilt from the candidate's raw row in place (`_funnel_kernels.rerank_rows_sorted`, the
+rows of a whole batch read in ascending order): only the shortlisted rows are read, so the
+database may be a memory map. faiss has no Matryoshka
 re-normalisation, so only the flat, normalize=False case has a faiss counterpart. The scales of
 the shortlisted rows are computed from gathered blocks of at most RERANK_BLOCK floats, unless a
 `FunnelIndex` has them prepared. `FunnelIndex` (funnel_index.py) keeps the stage-0 prefix and
