@@ -200,23 +200,48 @@ def scan_list(codes, cums, ids, pos0, size, bs, bounds, q, qn, ip, hd, hi, activ
             heap_offer(hd, hi, -exact[i] if ip else exact[i], ids[pos0 + b * bs + i], ip)
 
 
+@numba.njit(cache=True)
+def search_query(codes, cums, ids, list_pos, list_size, probes, bs, bounds, q, ip, hd, hi, scanned):
+    """One query q scans the lists probes[:] in that order (negative entries skipped) into its
+    heap hd, hi (k,) (FLT_MAX, -1 at the start; distances negated for ip); scanned (L,) int64
+    accumulates the rows entering each level. Flat search is one list holding every row."""
+    L = bounds.shape[0] - 1
+    qn = np.empty(L + 1, dtype=np.float32)
+    tail_norms_into(q, bounds, qn, 0, 1)
+    active = np.empty(bs, dtype=np.int64)
+    exact = np.empty(bs, dtype=np.float32)
+    for p in range(probes.shape[0]):
+        l = probes[p]
+        if l >= 0:
+            scan_list(codes, cums, ids, list_pos[l], list_size[l], bs, bounds, q, qn, ip,
+                      hd, hi, active, exact, scanned)
+
+
 @numba.njit(cache=True, parallel=True)
 def search_lists(codes, cums, ids, list_pos, list_size, probes, bs, bounds, Q, ip, hd, hi, scanned):
-    """Each query r scans the lists probes[r, :] in that order (negative entries skipped).
-    Flat search is one list holding every row. hd, hi (nq, k) start as (FLT_MAX, -1); distances
-    are kept negated for ip. scanned (nq, L) int64 accumulates the rows entering each level."""
-    L = bounds.shape[0] - 1
+    """`search_query` for every row of Q (nq, d), in parallel over the queries (as faiss)."""
     for r in numba.prange(Q.shape[0]):
-        q = Q[r]
-        qn = np.empty(L + 1, dtype=np.float32)
-        tail_norms_into(q, bounds, qn, 0, 1)
-        active = np.empty(bs, dtype=np.int64)
-        exact = np.empty(bs, dtype=np.float32)
-        for p in range(probes.shape[1]):
-            l = probes[r, p]
-            if l >= 0:
-                scan_list(codes, cums, ids, list_pos[l], list_size[l], bs, bounds, q, qn, ip,
-                          hd[r], hi[r], active, exact, scanned[r])
+        search_query(codes, cums, ids, list_pos, list_size, probes[r], bs, bounds, Q[r], ip,
+                     hd[r], hi[r], scanned[r])
+
+
+@numba.njit(cache=True)
+def search_lists_serial(codes, cums, ids, list_pos, list_size, probes, bs, bounds, Q, ip, hd, hi,
+                        scanned):
+    """`search_lists` on the calling thread: for a few queries, waking a thread pool costs more
+    than the search (faiss likewise runs min(nq, threads) threads)."""
+    for r in range(Q.shape[0]):
+        search_query(codes, cums, ids, list_pos, list_size, probes[r], bs, bounds, Q[r], ip,
+                     hd[r], hi[r], scanned[r])
+
+
+def run_search(*args):
+    """search_lists, or its serial form below PARALLEL_MIN_QUERIES queries."""
+    Q = args[8]
+    (search_lists if Q.shape[0] >= PARALLEL_MIN_QUERIES else search_lists_serial)(*args)
+
+
+PARALLEL_MIN_QUERIES = 4
 
 
 @numba.njit(cache=True, parallel=True)
@@ -258,22 +283,34 @@ def refine_subset(xb, cums, bounds, stat_width, Q, labels, ip, hd, hi, stats):
                 heap_offer(hd[r], hi[r], -e if ip else e, idx, ip)
 
 
+@numba.njit(cache=True)
+def sort_row(d, i, ip):
+    """faiss `heap_reorder` of one heap, in place: best first under `worse` (ties: ascending ids
+    for l2, descending for ip); empty slots (FLT_MAX, -1) last."""
+    order = np.argsort(d, kind="mergesort")
+    ds = d[order]
+    ids = i[order]
+    a = 0
+    while a < ds.shape[0]:
+        b = a + 1
+        while b < ds.shape[0] and ds[b] == ds[a]:
+            b += 1
+        ids[a:b] = np.sort(ids[a:b])
+        if ip:
+            ids[a:b] = ids[a:b][::-1].copy()
+        a = b
+    d[:] = ds
+    i[:] = ids
+
+
 @numba.njit(cache=True, parallel=True)
 def sort_results(hd, hi, ip):
-    """faiss `heap_reorder`: each row best first under `worse` (ties: ascending ids for l2,
-    descending for ip); empty slots (FLT_MAX, -1) last."""
+    """`sort_row` of every row, in parallel."""
     for r in numba.prange(hd.shape[0]):
-        order = np.argsort(hd[r], kind="mergesort")
-        d = hd[r][order]
-        i = hi[r][order]
-        a = 0
-        while a < d.shape[0]:
-            b = a + 1
-            while b < d.shape[0] and d[b] == d[a]:
-                b += 1
-            i[a:b] = np.sort(i[a:b])
-            if ip:
-                i[a:b] = i[a:b][::-1].copy()
-            a = b
-        hd[r] = d
-        hi[r] = i
+        sort_row(hd[r], hi[r], ip)
+
+
+@numba.njit(cache=True)
+def sort_results_serial(hd, hi, ip):
+    for r in range(hd.shape[0]):
+        sort_row(hd[r], hi[r], ip)

@@ -63,7 +63,7 @@ def pack_rows(x, bounds, bs):
 
 def finish(hd, hi, ip):
     """Sorted heaps -> faiss output (D, I) in place."""
-    K.sort_results(hd, hi, ip)
+    (K.sort_results if hd.shape[0] >= K.PARALLEL_MIN_QUERIES else K.sort_results_serial)(hd, hi, ip)
     if ip:
         np.negative(hd, out=hd)
     return hd, hi
@@ -148,7 +148,7 @@ class PanoramaFlatIndex:
         ids = np.arange(self._ntotal, dtype=np.int64)
         one = np.zeros(1, dtype=np.int64)
         with numba.parallel_chunksize(1):
-            K.search_lists(self._codes, self._cums, ids, one, np.array([self._ntotal]),
+            K.run_search(self._codes, self._cums, ids, one, np.array([self._ntotal]),
                            np.zeros((nq, 1), dtype=np.int64), self.batch_size, self.bounds, q, ip,
                            hd, hi, scanned)
         rows = scanned.sum(0)

@@ -143,7 +143,7 @@ class PanoramaIVFIndex:
         hi = np.full((nq, k), -1, dtype=np.int64)
         scanned = np.zeros((nq, self.n_levels), dtype=np.int64)
         with numba.parallel_chunksize(1):
-            K.search_lists(codes, cums, ids, pos, sizes, np.ascontiguousarray(probes, np.int64),
+            K.run_search(codes, cums, ids, pos, sizes, np.ascontiguousarray(probes, np.int64),
                            self.batch_size, self.bounds, q, ip, hd, hi, scanned)
         visited = sizes[probes[probes >= 0]].sum()
         rows = scanned.sum(0)
