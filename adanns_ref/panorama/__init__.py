@@ -6,4 +6,5 @@ from .ivf import PanoramaIVFIndex
 from .refine import PanoramaRefineIndex
 from .levels import PanoramaStats, energy_share
 
-__all__ = ["PanoramaFlatIndex", "PanoramaIVFIndex", "PanoramaRefineIndex", "PanoramaStats", "energy_share"]
+__all__ = ["PanoramaFlatIndex", "PanoramaIVFIndex", "PanoramaRefineIndex", "PanoramaStats",
+           "energy_share"]

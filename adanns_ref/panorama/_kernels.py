@@ -1,4 +1,5 @@
-"""numba kernels of Panorama (exact level-by-level pruning), shared by the flat, IVF and refine forms.
+"""numba kernels of Panorama (exact level-by-level pruning), shared by its flat, IVF and refine
+forms.
 
 Notation (faiss's `impl/Panorama.h`). Dimensions are split into L contiguous levels
 [b_l, b_{l+1}), l = 0 .. L-1, b_0 = 0, b_L = d. For a row y and the query x:
@@ -25,7 +26,8 @@ Float order of each quantity (what makes the distances bit-identical to faiss):
 - <x, y>_l, batch kernel (`compute_level_dot_kernel`, GCC with associative-math): order P4,
   measured against the faiss-cpu 1.15.1 wheel: four lanes a_j = sum of p_t over t = j, j+4, ...
   below m = w - w mod 4 (each add rounded); if w - m == 3 and the row is in one of the groups
-  of four rows faiss's row loop unrolls (all but the last count mod 4 active rows): h_0 = (a_0 + a_2) + p_m,
+  of four rows faiss's row loop unrolls (all but the last count mod 4 active rows):
+  h_0 = (a_0 + a_2) + p_m,
   h_1 = (a_1 + a_3) + p_{m+1}, s = (h_0 + h_1) + p_{m+2}; otherwise
   s = (a_0 + a_2) + (a_1 + a_3), then + p_t for the remaining t in order.
   Exception: level widths 8, 16, ..., 64 are compiled as fully unrolled specialisations whose
@@ -126,7 +128,8 @@ def prune_row(codes, cums, lev, lc, i, w, lo, q, qr, ip, tau, exact, grouped):
 
 
 @numba.njit(cache=True)
-def filter_batch(codes, cums, pos0, size, batch_no, bs, bounds, q, qn, ip, tau, active, exact, scanned):
+def filter_batch(codes, cums, pos0, size, batch_no, bs, bounds, q, qn, ip, tau, active, exact,
+                 scanned):
     """faiss `Panorama::progressive_filter_batch` for one batch of a list stored from position
     pos0 (a multiple of bs) with `size` rows; tau the threshold fixed for the whole batch (a
     similarity for ip). Survivors are active[:count] (positions in the batch, ascending), their
@@ -157,11 +160,13 @@ def filter_batch(codes, cums, pos0, size, batch_no, bs, bounds, q, qn, ip, tau, 
         for j in range(groups):
             i = active[j]
             active[keep] = i
-            keep += 1 if prune_row(codes, cums, lev, lc, i, w, lo, q, qr, ip, tau, exact, True) else 0
+            ok = prune_row(codes, cums, lev, lc, i, w, lo, q, qr, ip, tau, exact, True)
+            keep += 1 if ok else 0
         for j in range(groups, count):
             i = active[j]
             active[keep] = i
-            keep += 1 if prune_row(codes, cums, lev, lc, i, w, lo, q, qr, ip, tau, exact, False) else 0
+            ok = prune_row(codes, cums, lev, lc, i, w, lo, q, qr, ip, tau, exact, False)
+            keep += 1 if ok else 0
         count = keep
     return count
 

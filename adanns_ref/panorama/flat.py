@@ -152,8 +152,8 @@ class PanoramaFlatIndex:
                            np.zeros((nq, 1), dtype=np.int64), self.batch_size, self.bounds, q, ip,
                            hd, hi, scanned)
         rows = scanned.sum(0)
-        self.last_search_stats = make_stats(nq * self._ntotal * self.n_levels, int(rows.sum()), rows,
-                                            scanned)
+        total = nq * self._ntotal * self.n_levels
+        self.last_search_stats = make_stats(total, int(rows.sum()), rows, scanned)
         return finish(hd, hi, ip)
 
     def __repr__(self):

@@ -6,7 +6,8 @@ bound e_l - 2 rho_l(x) rho_l(q) (rho_l: the norm of the dims not yet read) excee
 k-th distance. It saves work when the energy of the vectors sits in the first dims, which is
 what Matryoshka training asks of an embedding; a fixed-feature (FF) model has no reason to order
 its dims. Here, per seed, the re-normalised full-D embeddings of MRL and of FF-D are searched
-exactly (k = 10, batches of BATCH rows) with levels at the nesting sizes (`PanoramaFlatIndex(nesting=...)`); per query
+exactly (k = 10, batches of BATCH rows) with levels at the nesting sizes
+(`PanoramaFlatIndex(nesting=...)`); per query
 the outcome is the fraction of the N x D multiply-adds the pruning skipped ("dims pruned"). The
 search is exact, so its ids are those of brute-force search (the rows' top-1 / mAP@10 say so).
 
