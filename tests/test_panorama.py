@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from adanns_ref import FlatIndex
-from adanns_ref._simd import faiss_runs_avx512
+from adanns_ref.core.simd import faiss_runs_avx512
 from adanns_ref.panorama import PanoramaFlatIndex, PanoramaIVFIndex, PanoramaRefineIndex
 from adanns_ref.panorama.levels import energy_share, faiss_bounds, nesting_bounds
 from adanns_ref.testing import assert_knn_equal
@@ -22,7 +22,7 @@ MT = {"l2": faiss.METRIC_L2, "ip": faiss.METRIC_INNER_PRODUCT}
 
 def unrolled(bounds):
     """faiss compiles level widths 8, 16, ..., 64 as unrolled kernels whose float association we
-    do not reproduce (see panorama._kernels): distances then agree to a few ulps only."""
+    do not reproduce (see panorama.kernels): distances then agree to a few ulps only."""
     w = np.diff(bounds)
     return bool(np.any((w % 8 == 0) & (w <= 64)))
 

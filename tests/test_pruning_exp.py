@@ -1,9 +1,9 @@
-"""Exp. 9 (experiments/reproduce/pruning.py): dims pruned per query and the claim's evidence."""
+"""Exp. 9 (experiments/reproduce/quant.py, `exp9_pruning`): dims pruned per query and the claim's evidence."""
 import numpy as np
 import pytest
 
 from adanns_ref import FlatIndex
-from experiments.reproduce import pruning
+from experiments.reproduce import quant as pruning
 from experiments.reproduce.evidence import NotApplicable
 
 
@@ -29,7 +29,7 @@ def test_dims_pruned_is_exact_and_grows_with_front_loaded_energy():
 
 def _rows(methods, seeds, nq=6):
     rng = np.random.default_rng(1)
-    return [{"method": m, "seed": s, "_pq": {pruning.VEC: rng.random(nq)}} for m in methods for s in seeds]
+    return [{"method": m, "seed": s, "_pq": {pruning.PRUNING_VEC: rng.random(nq)}} for m in methods for s in seeds]
 
 
 def test_evidence_pairs_mrl_with_ff_and_the_permuted_control():
@@ -39,8 +39,8 @@ def test_evidence_pairs_mrl_with_ff_and_the_permuted_control():
     x, y = ev.pairs["dims pruned"]
     xc, yc = ev.control["dims pruned"]
     assert x.shape == (2, 6) and np.array_equal(y, yc)
-    np.testing.assert_array_equal(x[1], rows[1]["_pq"][pruning.VEC])
-    np.testing.assert_array_equal(xc[0], rows[2]["_pq"][pruning.VEC])
+    np.testing.assert_array_equal(x[1], rows[1]["_pq"][pruning.PRUNING_VEC])
+    np.testing.assert_array_equal(xc[0], rows[2]["_pq"][pruning.PRUNING_VEC])
     with pytest.raises(NotApplicable, match="no FF model"):
         pruning.pruning_evidence({"exp9_pruning": _rows(["MRL", "MRL-permuted"], [0, 1])}, ctx)
     with pytest.raises(NotApplicable):

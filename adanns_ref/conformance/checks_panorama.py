@@ -5,8 +5,8 @@ steps of 8, where faiss's unrolled dot product rounds differently: then to rtol 
 as sets), faiss's pruning statistics, and the bridge round trip."""
 import numpy as np
 
-from .. import faiss_bridge, faiss_read
-from ..flat import FlatIndex
+from .. import faiss_bridge
+from ..indices.flat import FlatIndex
 from ..panorama import PanoramaFlatIndex, PanoramaIVFIndex, PanoramaRefineIndex
 from . import compare as cmp
 
@@ -60,7 +60,7 @@ def check_panorama_flat(case, n, d, n_levels, k, metric, batch_size, nq=30, dup=
     D_ref, mine = searched(faiss, lambda: ref.search(xq, k), lambda: ours.search(xq, k))
     record("pruning statistics", stats_check(ours, faiss))
     record("search", search_check(D_ref, mine, ours.bounds))
-    back = faiss_read.from_faiss(faiss_bridge.to_faiss(ours))
+    back = faiss_bridge.from_faiss(faiss_bridge.to_faiss(ours))
     record("round trip search", cmp.identical(mine, back.search(xq, k)))
     return results
 
@@ -91,7 +91,7 @@ def check_panorama_ivf(case, n, d, nlist, n_levels, metric, nprobes, k, batch_si
         D_ref, mine = searched(faiss, lambda: ref.search(xq, k), lambda: ours.search(xq, k, nprobe))
         record(f"statistics nprobe={nprobe}", stats_check(ours, faiss))
         record(f"search nprobe={nprobe}", search_check(D_ref, mine, ours.bounds))
-    back = faiss_read.from_faiss(faiss_bridge.to_faiss(ours))
+    back = faiss_bridge.from_faiss(faiss_bridge.to_faiss(ours))
     record("round trip search", cmp.identical(mine, back.search(xq, k, nprobes[-1])))
     return results
 
@@ -116,10 +116,10 @@ def check_panorama_refine(case, n, d, n_levels, metric, k, k_factor, nq=30, dup=
     _, labels = base.search(xq, int(k * k_factor))  # one shortlist for both: ties in the base aside
     D_ref, mine = searched(faiss, lambda: ref.search(xq, k), lambda: ours.search_subset(xq, k, labels))
     record("pruning statistics", stats_check(ours, faiss))
-    from .._simd import faiss_runs_avx512
+    from ..core.simd import faiss_runs_avx512
     record("search", cmp.identical(D_ref, mine) if faiss_runs_avx512(faiss)
            else cmp.knn(D_ref, mine, atol=1e-4))
-    back = faiss_read.from_faiss(faiss_bridge.to_faiss(ours))
+    back = faiss_bridge.from_faiss(faiss_bridge.to_faiss(ours))
     record("round trip search", cmp.identical(ours.search(xq, k), back.search(xq, k)))
     return results
 

@@ -1,7 +1,7 @@
 """Exact k-NN search with level-by-level pruning: faiss 1.15.1's `IndexFlatL2Panorama` /
 `IndexFlatIPPanorama` (Panorama, arXiv 2510.00566).
 
-The maths (notation in `_kernels`): the d dims are split into levels [b_l, b_{l+1}); a row's
+The maths (notation in `kernels`): the d dims are split into levels [b_l, b_{l+1}); a row's
 distance is accumulated level by level, e_{l+1} = e_l - 2 <x, y>_l from e_0 = ||y||^2 + ||x||^2,
 and after each level the Cauchy-Schwarz lower bound LB = e_{l+1} - 2 rho_{l+1}(y) rho_{l+1}(x)
 (rho: the norm of the remaining dims) is compared with the current k-th distance tau: the row
@@ -10,7 +10,7 @@ saves most when the energy sits in the first dims, as in Matryoshka embeddings.
 
 faiss's recipe, step by step (`IndexFlat.cpp` `flat_pano_search_core`, `impl/Panorama.h`):
 1. add: rows are stored in batches of `batch_size` (default 1024) rows, level-major inside a
-   batch; the tail norms rho_0..rho_L of each row likewise (`levels`, `_kernels`).
+   batch; the tail norms rho_0..rho_L of each row likewise (`levels`, `kernels`).
 2. search, per query: rho_l(x); the heap holds (FLT_MAX, -1) k times.
 3. per batch, in order: tau = the heap root at the start of the batch (fixed for the batch);
    every row of the batch enters level 0; at each level, for the active rows in position order,
@@ -28,7 +28,7 @@ faiss-identical: the layout (the bridge copies faiss's `codes` / `cum_sums` arra
 are), ids and their order, ties, the statistics (`last_search_stats`, faiss's global
 `indexPanorama_stats` of the same search), and the distances bit for bit, except at level
 widths 8, 16, ..., 64 where faiss's compiler unrolls the dot product in an association we do
-not reproduce (last-bit differences; `_kernels` documents the orders). Deviations: none
+not reproduce (last-bit differences; `kernels` documents the orders). Deviations: none
 otherwise; range_search, remove_ids and IDSelectors are not implemented.
 
 Extension (not in faiss): ``nesting=(8, 16, 32, ...)`` makes the levels end at the Matryoshka
@@ -39,8 +39,8 @@ Shapes: add x (n, d) float32; search q (nq, d) -> D (nq, k) float32, I (nq, k) i
 import numba
 import numpy as np
 
-from .._validate import as_bool, as_float32_matrix, as_int, as_k, check_metric
-from . import _kernels as K
+from ..core.validate import as_bool, as_float32_matrix, as_int, as_k, check_metric
+from . import kernels as K
 from .levels import PanoramaStats, level_bounds, make_stats
 
 DEFAULT_BATCH_SIZE = 1024  # faiss Panorama::kDefaultBatchSize since 1.15.1 (128 before)

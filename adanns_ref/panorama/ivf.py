@@ -17,7 +17,7 @@ search = `IndexIVF::search_preassigned` with `IVFFlatScannerPanorama::scan_codes
 Unlike the flat form, k may exceed batch_size (faiss does not check it here either).
 
 faiss-identical: centroids, lists, ids, ties, statistics; distances bit for bit except at level
-widths 8..64 (multiples of 8), see `_kernels`. Deviations: routing near-ties as in
+widths 8..64 (multiples of 8), see `kernels`. Deviations: routing near-ties as in
 `ivf.IVFIndex` (faiss picks direct or BLAS-form centroid distances per thread slice of the
 queries); no IDSelector, range_search, remove_ids. Extension: ``nesting=`` levels.
 
@@ -26,10 +26,10 @@ Shapes: train / add x (n, d) float32; search q (nq, d) -> D (nq, k) float32, I (
 import numba
 import numpy as np
 
-from .._validate import as_float32_matrix, as_int, as_k, check_metric
-from ..assign import search_centroids
-from ..ivf import IVFIndex
-from . import _kernels as K
+from ..core.validate import as_float32_matrix, as_int, as_k, check_metric
+from ..search.assign import search_centroids
+from ..indices.ivf import IVFIndex
+from . import kernels as K
 from .flat import DEFAULT_BATCH_SIZE, check_batch_size, finish
 from .levels import level_bounds, make_stats
 

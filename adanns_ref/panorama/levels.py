@@ -26,7 +26,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .._validate import as_float32_matrix, as_int
+from ..core.validate import as_float32_matrix, as_int
 
 
 class PanoramaStats(NamedTuple):

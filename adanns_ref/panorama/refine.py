@@ -24,8 +24,8 @@ Shapes: add x (n, d) float32; search q (nq, d) -> D (nq, k) float32, I (nq, k) i
 """
 import numpy as np
 
-from .._validate import as_float32_matrix, as_int, as_k, check_metric
-from . import _kernels as K
+from ..core.validate import as_float32_matrix, as_int, as_k, check_metric
+from . import kernels as K
 from .flat import finish
 from .levels import level_bounds, make_stats, stat_widths
 

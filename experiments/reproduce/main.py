@@ -54,10 +54,10 @@ import time
 
 import numpy as np
 
-from adanns_ref._persist import atomic_write_text
+from adanns_ref.core.persist import atomic_write_text
 from adanns_ref.distributed import close, connect
 
-from . import ann, claims as claim_rules, graph, mrl, plots, pruning, quant, report as report_md
+from . import ann, claims as claim_rules, graph, mrl, plots, quant, report as report_md
 from .rows import attach_evidence
 from .stage import Pipeline, StageResult, log
 
@@ -287,7 +287,7 @@ def main(argv=None):
     graph.exp7_hnsw(pipe, cfg, data, models, val_idx, test_idx)   # before exp6: its candidates
     ann.exp6_budget(pipe, cfg, val_idx, test_idx)
     quant.exp8_quant(pipe, cfg, data, models, val_idx, test_idx)
-    pruning.exp9_pruning(pipe, cfg, data, models, val_idx, test_idx)
+    quant.exp9_pruning(pipe, cfg, data, models, val_idx, test_idx)
     names = list(plots.FIGURES)
     make_figures(pipe, args.preset, names)
 
@@ -299,7 +299,7 @@ def main(argv=None):
            "nesting": cfg["nesting"], "ivfpq": ann.ivfpq_available()}
     evidence["exp9_pruning"] = attach_evidence(pipe.results["exp9_pruning"].tables["exp9_pruning"],
                                                pipe.results["exp9_pruning"].arrays)
-    claims = claim_rules.all_claims(evidence, ctx) + [claim_rules.judge_claim(pruning.CLAIM, evidence, ctx)]
+    claims = claim_rules.all_claims(evidence, ctx) + [claim_rules.judge_claim(quant.PRUNING_CLAIM, evidence, ctx)]
     layer = ("linear (the last layer's pre-activation)" if mrl.embedding(cfg) == "linear"
              else "post-ReLU")
     meta = {"preset": args.preset, "seeds": cfg["seeds"], "D": cfg["D"], "nesting": cfg["nesting"],
