@@ -17,13 +17,15 @@ from .funnel import FunnelIndex, funnel_search, mixed_funnel_search, rerank
 from .indices import (BinaryFlatIndex, BinaryIVFIndex, FlatIndex, HNSWIndex, IVFIndex, IVFPQIndex, PQIndex,
                       SQIndex)
 from .io import load_vectors
+from .panorama import PanoramaFlatIndex, PanoramaIVFIndex, PanoramaRefineIndex
 from .quantizers import OPQ, KMeans, ProductQuantizer, ScalarQuantizer, SmallTrainingSetWarning, binarize
 from .search import knn_search
 
 __version__ = "0.1.0"
 
 __all__ = ["BinaryFlatIndex", "BinaryIVFIndex", "FlatIndex", "FunnelIndex", "HNSWIndex", "IVFIndex",
-           "IVFPQIndex", "KMeans", "OPQ", "PQIndex", "ProductQuantizer", "SQIndex", "ScalarQuantizer",
+           "IVFPQIndex", "KMeans", "OPQ", "PQIndex", "PanoramaFlatIndex", "PanoramaIVFIndex",
+           "PanoramaRefineIndex", "ProductQuantizer", "SQIndex", "ScalarQuantizer",
            "SmallTrainingSetWarning", "binarize", "faiss_search", "from_faiss", "funnel_search",
            "knn_search", "load_vectors", "mixed_funnel_search", "prefix", "rerank", "to_faiss"]
 

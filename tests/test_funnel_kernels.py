@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from adanns_ref.funnel.kernels import (BLOCK, CHUNK, QUERY_GROUP, from_blocks, rerank_rows,
+                                       rerank_rows_sorted, shortlist_order,
                                        scan_search, sums16, to_blocks)
 from adanns_ref.core.simd import simd_sum
 from adanns_ref.testing import assert_knn_equal
@@ -231,3 +232,33 @@ def test_scan_reservoir_with_many_shrinks_and_ties_equals_knn_search(metric):
     D_ref, I_ref = knn_search(xq, xb, 101, metric)
     np.testing.assert_array_equal(I, I_ref)
     np.testing.assert_array_equal(D, D_ref)
+
+
+@pytest.mark.parametrize("metric", ["l2", "ip"])
+@pytest.mark.parametrize("normalize", [True, False])
+def test_rerank_in_sorted_row_order_gives_the_same_heaps(metric, normalize):
+    """rerank_rows_sorted reads the batch's rows in ascending order (shared across queries)
+    and must leave exactly the heaps of the query-by-query rerank_rows: same bits, same ties."""
+    rng = np.random.default_rng(5)
+    db = rng.integers(-3, 4, (300, 24)).astype(np.float32)  # many exact ties
+    db[:40] = db[40:80]
+    q = rng.integers(-3, 4, (37, 24)).astype(np.float32)
+    ids = np.stack([rng.choice(300, 30, replace=False) for _ in range(37)])
+    ids[rng.random(ids.shape) < 0.1] = -1
+    ids[:5] = ids[5]  # a shortlist shared by several queries
+    order = shortlist_order(ids)
+    assert np.all(np.diff(ids.ravel()[order]) >= 0) and order.size == int((ids >= 0).sum())
+    for dim in (5, 24):
+        s1, s2 = prefix_scales(db, dim) if normalize else (np.empty(0, np.float64),) * 2
+        xq = prefix(q, dim, normalize)
+        heaps = []
+        for kernel in ("by query", "sorted"):
+            hd, hi = new_heaps(len(q), 12)
+            if kernel == "sorted":
+                rerank_rows_sorted(xq, db, ids, order, s1, s2, metric == "ip", hd, hi)
+            else:
+                rerank_rows(xq, db, ids, s1, s2, metric == "ip", hd, hi)
+            sort_heaps(hd, hi)
+            heaps.append((hd, hi))
+        np.testing.assert_array_equal(heaps[0][1], heaps[1][1])
+        np.testing.assert_array_equal(heaps[0][0], heaps[1][0])

@@ -21,6 +21,31 @@ def _case(component, name, **params):
     return Case(component, name, params)
 
 
+# Panorama: odd dims, levels not dividing d (d = 37, 5 levels of 8, 8, 8, 8, 5; d = 29, 4 of
+# 8, 8, 8, 5), ties (dup), k above the list sizes (padding), n below the batch size.
+PANORAMA_QUICK = [
+    Case("panorama_flat", "n700-d29-L4-bs64-dups", dict(n=700, d=29, n_levels=4, k=10, metric="l2",
+                                                        batch_size=64, dup=150)),
+    Case("panorama_flat", "n40-d13-L5-bs128-k64-ip", dict(n=40, d=13, n_levels=5, k=64, metric="ip",
+                                                          batch_size=128)),
+    Case("panorama_ivf", "n1500-d21-nl12-L3-k60-dups", dict(n=1500, d=21, nlist=12, n_levels=3,
+                                                            metric="l2", nprobes=(1, 4), k=60,
+                                                            batch_size=32, dup=200)),
+    Case("panorama_refine", "n800-d37-L5-kf8-ip", dict(n=800, d=37, n_levels=5, metric="ip", k=10,
+                                                       k_factor=8.0)),
+]
+PANORAMA_FULL = [
+    Case("panorama_flat", "n5000-d37-L5-bs1024", dict(n=5000, d=37, n_levels=5, k=20, metric="l2",
+                                                      batch_size=1024)),
+    Case("panorama_flat", "n3000-d50-L7-bs100-ip-dups", dict(n=3000, d=50, n_levels=7, k=100,
+                                                             metric="ip", batch_size=100, dup=500)),
+    Case("panorama_ivf", "n4000-d30-nl32-L6-ip", dict(n=4000, d=30, nlist=32, n_levels=6, metric="ip",
+                                                      nprobes=(1, 8, 32), k=300, batch_size=64)),
+    Case("panorama_refine", "n3000-d45-L9-kf50-dups", dict(n=3000, d=45, n_levels=9, metric="l2",
+                                                           k=20, k_factor=50.0, dup=400)),
+]
+
+
 def grid(quick=False):
     """The cases to run: the quick grid (pytest) or the full grid (CLI default)."""
     cases = [
@@ -65,6 +90,7 @@ def grid(quick=False):
               searches=((10, 16), (20, 8))),
         _case("adanns_hnsw", "D32-dc8-ds32", n=2000, D=32, M=8, metric="l2", d_c=8,
               searches=((10, 32), (10, 8))),
+        *PANORAMA_QUICK,
     ]
     if quick:
         return cases
@@ -117,6 +143,7 @@ def grid(quick=False):
               searches=((10, 16), (30, 4))),
         _case("adanns_hnsw", "D48-dc12-ds48-ip", n=4000, D=48, M=12, metric="ip", d_c=12,
               searches=((10, 16), (5, 64))),
+        *PANORAMA_FULL,
     ]
 
 

@@ -3,8 +3,8 @@ faiss indices back (`from_faiss`), search the exported objects like ours (`faiss
 
 Layout: `common` (helpers, the prefix chain, `FaissAdannsIVF`; imports no other bridge module),
 one module per index family holding both directions (`flat`, `ivf`, `pq` for PQIndex and
-IVFPQIndex, `hnsw`, `sq`, `binary`), and `serve` (single-file faiss forms of AdANNS-IVF, funnels
-and AdANNS-HNSW). This module only dispatches.
+IVFPQIndex, `hnsw`, `sq`, `binary`, `panorama` for the three Panorama forms), and `serve`
+(single-file faiss forms of AdANNS-IVF, funnels and AdANNS-HNSW). This module only dispatches.
 
 The path out of one machine: study and train a configuration here, ``to_faiss`` it, serve it
 with faiss (``faiss.write_index`` works on every object below except `FaissAdannsIVF`, whose two
@@ -65,10 +65,12 @@ from ..indices.ivf import IVFIndex
 from ..indices.ivfpq import IVFPQIndex
 from ..indices.pqindex import PQIndex
 from ..indices.sqindex import SQIndex
+from ..panorama import PanoramaFlatIndex, PanoramaIVFIndex, PanoramaRefineIndex
 from .binary import binary_from_faiss, binary_search, binary_to_faiss
 from .common import FaissAdannsIVF, import_faiss, quantizer_centroids, read_chain, require_faiss_object
 from .flat import flat_from_faiss, flat_to_faiss
 from .hnsw import hnsw_from_faiss, hnsw_to_faiss, holds_hnsw
+from .panorama import is_panorama, panorama_from_faiss, panorama_to_faiss
 from .ivf import ivf_from_faiss, ivf_to_faiss
 from .pq import ivfpq_from_faiss, ivfpq_to_faiss, pq_from_faiss, pq_to_faiss, rotation
 from .sq import sq_from_faiss, sq_to_faiss
@@ -99,8 +101,10 @@ def to_faiss(index, writable=False):
         return sq_to_faiss(faiss, index)
     if isinstance(index, (BinaryFlatIndex, BinaryIVFIndex)):
         return binary_to_faiss(faiss, index)
+    if isinstance(index, (PanoramaFlatIndex, PanoramaIVFIndex, PanoramaRefineIndex)):
+        return panorama_to_faiss(faiss, index, to_faiss)
     raise TypeError(f"to_faiss takes a FlatIndex, IVFIndex, PQIndex, IVFPQIndex, HNSWIndex, SQIndex, "
-                    f"BinaryFlatIndex or BinaryIVFIndex, got {type(index).__name__}")
+                    f"BinaryFlatIndex, BinaryIVFIndex or a Panorama index, got {type(index).__name__}")
 
 
 def faiss_search(index, q, k, nprobe=1):
@@ -139,6 +143,8 @@ def from_faiss(index, xb=None):
     if isinstance(index, faiss.IndexBinary):
         return binary_from_faiss(faiss, index)
     outer = faiss.downcast_index(index)  # a non-owning view: `index` keeps the object alive
+    if is_panorama(faiss, outer):
+        return panorama_from_faiss(faiss, outer, xb, from_faiss)
     if holds_hnsw(faiss, outer):
         return hnsw_from_faiss(faiss, outer, xb)
     D, normalize, opq, inner = read_chain(faiss, outer)

@@ -41,8 +41,9 @@ at d_0 <= SCAN_MAX_DIM is the fused scan + top-k of `funnel.kernels` (direct-for
 faiss's order, bit-identical to exact_search's small-batch path; see there for the large-batch
 difference); larger d_0 go through exact_search. Re-ranking computes each candidate's distance
 directly (sum_t (q_t - x_t)^2, or sum_t q_t x_t), as faiss's IndexRefineFlat does, on the
-prefix rebuilt from the candidate's raw row in place (`funnel.kernels.rerank_rows`): only the
-shortlisted rows are read, so the database may be a memory map. faiss has no Matryoshka
+prefix rebuilt from the candidate's raw row in place (`funnel.kernels.rerank_rows_sorted`, the
+rows of a whole batch read in ascending order): only the shortlisted rows are read, so the
+database may be a memory map. faiss has no Matryoshka
 re-normalisation, so only the flat, normalize=False case has a faiss counterpart. The scales of
 the shortlisted rows are computed from gathered blocks of at most RERANK_BLOCK floats, unless a
 `FunnelIndex` has them prepared. `FunnelIndex` (`funnel.index`) keeps the stage-0 prefix and
@@ -59,7 +60,8 @@ from ..indices.sqindex import SQIndex
 from ..quantizers.binary import binarize, hamming_knn, hamming_rerank
 from ..quantizers.sq import DECODE_ROUNDED, DECODE_SIMD, ScalarQuantizer, simd_lanes
 from ..search.exact import exact_search
-from .kernels import SCAN_MAX_DIM, from_blocks, rerank_rows, scan_search, to_blocks
+from .kernels import (SCAN_MAX_DIM, from_blocks, rerank_rows_sorted, scan_search,
+                      shortlist_order, to_blocks)
 
 PRECISIONS = ("binary", "int8", "float")
 RERANK_BLOCK = 1 << 24  # float32 values of gathered rows when scales are computed (64 MiB)
@@ -99,7 +101,8 @@ def _rerank(I, db, q, dim, k, metric, normalize, s1=None, s2=None):
         s1, s2 = _shortlist_scales(I, db, dim, s1)
     elif not normalize:
         s1 = s2 = np.empty(0, dtype=np.float64)
-    rerank_rows(prefix(q, dim, normalize), db, I, s1, s2, metric == "ip", hd, hi)
+    rerank_rows_sorted(prefix(q, dim, normalize), db, I, shortlist_order(I), s1, s2,
+                       metric == "ip", hd, hi)
     sort_heaps(hd, hi)
     return finalize(hd, hi, metric)
 

@@ -29,7 +29,9 @@ same direct form when nq * d < BLAS_THRESHOLD; above it, it uses the BLAS form
 ||q||^2 + ||z||^2 - 2 <q, z>, whose last bits differ, so a stage-0 shortlist can then differ
 from exact_search's where the distances at ranks k_0 and k_0 + 1 are within float32 rounding.
 
-Re-ranking (`rerank_rows`): candidate c of query r is scored against the d-prefix rebuilt from
+Re-ranking (`rerank_rows_sorted`; `rerank_rows` reads query by query): every (query, candidate)
+pair of a batch is scored in ascending row order, so a memory-mapped database is read forward
+once per batch and a row shortlisted by several queries is read back to back; candidate c of query r is scored against the d-prefix rebuilt from
 the raw database row in place, (x_ct / n_1[c]) / n_2[c] for t < d (`truncate.prefix_scales`;
 bit-identical to `truncate.prefix`), so only k' * d floats per query are read from a database
 that may be a memory map, and nothing of size N * D is ever copied. The two divisions per entry
@@ -210,9 +212,42 @@ def scan_search(xq, blocks, n, k, metric):
     return finalize(hd, hi, metric)
 
 
+@numba.njit(cache=True, inline="always")
+def pair_distance(xq, r, db, c, s1, s2, use_ip, buf):
+    """dist(xq[r], prefix of db[c]) as a heap key (-<.,.> for ip), the prefix rebuilt from the raw
+    row with the scales s1[c], s2[c] (empty s1: no normalisation); buf: float32 (d,) scratch."""
+    d = xq.shape[1]
+    one = np.float32(1.0)
+    a64, b64 = (s1[c], s2[c]) if s1.shape[0] > 0 else (1.0, 1.0)
+    a, b = np.float32(a64), np.float32(b64)
+    if a != a64 or b != b64:  # a scale of an out-of-range row: float64 divisions
+        x = db[c]
+        for t in range(d):
+            buf[t] = np.float32(np.float64(np.float32(np.float64(x[t]) / a64)) / b64)
+        a = np.float32(0.0)  # buf holds the prefix
+    # A division by exactly 1 changes no bit: skipped (unit-norm rows often have
+    # s_2 == 1, sometimes s_1 == 1), for divisions cost ~10x a multiply-add.
+    elif a != one:
+        x = db[c]
+        for t in range(d):
+            buf[t] = np.float32(x[t] / a)
+        if b != one:
+            for t in range(d):
+                buf[t] = buf[t] / b
+    elif b != one:
+        x = db[c]
+        for t in range(d):
+            buf[t] = x[t] / b
+    if a != one or b != one:
+        return -inner(xq[r], buf, d) if use_ip else l2sqr(xq[r], buf, d)
+    # a separate call: db may be a read-only memory map, buf is not
+    return -inner(xq[r], db[c], d) if use_ip else l2sqr(xq[r], db[c], d)
+
+
 @numba.njit(cache=True, parallel=True)
 def rerank_rows(xq, db, ids, s1, s2, use_ip, hd, hi):
-    """Push (dist(xq[r], prefix of db[c]), c) into heap r for every id c = ids[r, j] >= 0.
+    """Push (dist(xq[r], prefix of db[c]), c) into heap r for every id c = ids[r, j] >= 0, query
+    by query (rows read in shortlist order).
 
     xq (nq, d) query prefixes; db (N, D) raw rows (a memory map is read in place); s1, s2 (N,)
     float64, the `truncate.prefix_scales` at d (empty: no normalisation, the prefix is db[c, :d]);
@@ -220,37 +255,42 @@ def rerank_rows(xq, db, ids, s1, s2, use_ip, hd, hi):
     value, as `truncate.divide_rows`).
     Heaps are left unsorted. No `dis < root` shortcut: shortlist ids are unordered, so an equal
     distance with a smaller id must still reach heap_push's tie rule."""
-    d = xq.shape[1]
-    normalize = s1.shape[0] > 0
-    one = np.float32(1.0)
     for r in numba.prange(ids.shape[0]):
-        buf = np.empty(d, dtype=np.float32)
+        buf = np.empty(xq.shape[1], dtype=np.float32)
         for j in range(ids.shape[1]):
             c = ids[r, j]
-            if c < 0:
-                continue
-            a64, b64 = (s1[c], s2[c]) if normalize else (1.0, 1.0)
-            a, b = np.float32(a64), np.float32(b64)
-            if a != a64 or b != b64:  # a scale of an out-of-range row: float64 divisions
-                x = db[c]
-                for t in range(d):
-                    buf[t] = np.float32(np.float64(np.float32(np.float64(x[t]) / a64)) / b64)
-                a = np.float32(0.0)  # buf holds the prefix
-            # A division by exactly 1 changes no bit: skipped (unit-norm rows often have
-            # s_2 == 1, sometimes s_1 == 1), for divisions cost ~10x a multiply-add.
-            elif a != one:
-                x = db[c]
-                for t in range(d):
-                    buf[t] = np.float32(x[t] / a)
-                if b != one:
-                    for t in range(d):
-                        buf[t] = buf[t] / b
-            elif b != one:
-                x = db[c]
-                for t in range(d):
-                    buf[t] = x[t] / b
-            if a != one or b != one:
-                dis = -inner(xq[r], buf, d) if use_ip else l2sqr(xq[r], buf, d)
-            else:  # a separate call: db may be a read-only memory map, buf is not
-                dis = -inner(xq[r], db[c], d) if use_ip else l2sqr(xq[r], db[c], d)
-            heap_push(hd[r], hi[r], dis, c)
+            if c >= 0:
+                heap_push(hd[r], hi[r], pair_distance(xq, r, db, c, s1, s2, use_ip, buf), c)
+
+
+@numba.njit(cache=True, parallel=True)
+def rerank_rows_sorted(xq, db, ids, order, s1, s2, use_ip, hd, hi):
+    """`rerank_rows` with the rows read in ascending row order across the whole batch: order
+    (m,) int64 lists the flat positions p = r * s + j of the valid shortlist entries sorted by
+    their row ids[r, j] (`shortlist_order`); each thread takes a contiguous run of it, so it
+    reads a contiguous, increasing range of database rows (a row shortlisted by several queries
+    is read back to back), and writes the distance of each pair to its position. The heaps then
+    take each query's pairs in shortlist order. Same distances (same `pair_distance`), same
+    heaps: results identical to rerank_rows. Extra memory: nq * s float32."""
+    nq, s = ids.shape
+    dist = np.empty(nq * s, dtype=np.float32)
+    m = order.shape[0]
+    n_parts = min(numba.get_num_threads() * 4, max(1, m // 64))
+    for part in numba.prange(n_parts):
+        buf = np.empty(xq.shape[1], dtype=np.float32)
+        for t in range(part * m // n_parts, (part + 1) * m // n_parts):
+            p = order[t]
+            r, j = p // s, p % s
+            dist[p] = pair_distance(xq, r, db, ids[r, j], s1, s2, use_ip, buf)
+    for r in numba.prange(nq):
+        for j in range(s):
+            c = ids[r, j]
+            if c >= 0:
+                heap_push(hd[r], hi[r], dist[r * s + j], c)
+
+
+def shortlist_order(ids):
+    """Flat positions of the valid (>= 0) entries of ids (nq, s), sorted by row id (stable)."""
+    flat = ids.ravel()
+    pos = np.flatnonzero(flat >= 0)
+    return pos[np.argsort(flat[pos], kind="stable")]

@@ -23,6 +23,7 @@ from ..indices.ivf import IVFIndex
 from ..indices.ivfpq import IVFPQIndex
 from ..indices.pqindex import PQIndex
 from ..indices.sqindex import SQIndex
+from ..panorama import PanoramaFlatIndex, PanoramaIVFIndex, PanoramaRefineIndex
 from ..quantizers.binary import binarize
 from ..quantizers.kmeans import KMeans
 from ..quantizers.opq import OPQ
@@ -216,7 +217,30 @@ def _run_hnsw(p, a):
             "flops": np.float64(index.last_search_flops)}
 
 
-COMPONENTS = {"kmeans": _run_kmeans, "flat": _run_flat, "ivf": _run_ivf, "pq": _run_pq,
+def _panorama_out(index, D, I):
+    s = index.last_search_stats
+    return {"D": D, "I": I, "rows_per_level": s.rows_per_level,
+            "stats": np.array([s.total_dims, s.total_dims_scanned], dtype=np.int64)}
+
+
+def _run_panorama(p, a):
+    """Panorama flat / IVF / refine (faiss IndexFlatL2Panorama, IndexIVFFlatPanorama,
+    IndexRefinePanorama): results, faiss's pruning counters, rows entering each level."""
+    if p["form"] == "flat":
+        index = PanoramaFlatIndex(**p["index"])
+    elif p["form"] == "ivf":
+        index = PanoramaIVFIndex(**p["index"])
+        index.train(a["xb"])
+    else:
+        index = PanoramaRefineIndex(FlatIndex(a["xb"].shape[1], p["index"]["metric"]), **p["index"])
+    index.add(a["xb"])
+    out = _panorama_out(index, *index.search(a["xq"], **p["search"]))
+    if p["form"] == "flat":
+        out.update(level_codes=index.level_codes(), tail_norms=index.tail_norms())
+    return out
+
+
+COMPONENTS = {"panorama": _run_panorama, "kmeans": _run_kmeans, "flat": _run_flat, "ivf": _run_ivf, "pq": _run_pq,
               "opq": _run_opq, "pqindex": _run_pqindex, "ivfpq": _run_ivfpq,
               "funnel": _run_funnel, "metrics": _run_metrics, "sq": _run_sq,
               "binary_flat": _run_binary_flat, "binary_ivf": _run_binary_ivf,
@@ -372,4 +396,23 @@ def cases():
         "int8@24 -> 10, float@32 -> 5 over re-normalised prefixes; bytes and operations per query",
         {"stages": [[16, "binary", None], [24, "int8", 10], [32, "float", 5]], "metric": "l2",
          "normalize": True, "oversample": 4}, _xb_xq(160, 8, 32, 10, 166))
+    add("panorama_flat_l2", "panorama", "faiss IndexFlatL2Panorama(d=13, n_levels=4, batch 16): "
+        "levels 4+4+4+1, 50 rows (last batch partial), level-major codes, tail norms, search "
+        "k=10, pruning counters", {"form": "flat", "index": {"d": 13, "n_levels": 4,
+                                                            "batch_size": 16}, "search": {"k": 10}},
+        _xb_xq(50, 8, 13, 5, 171))
+    add("panorama_flat_ip_nesting", "panorama", "Panorama extension: inner product, levels at the "
+        "Matryoshka sizes 2, 4, 8 of d=12, 60 rows from 15 distinct vectors (ties)",
+        {"form": "flat", "index": {"d": 12, "nesting": [2, 4, 8], "metric": "ip", "batch_size": 32},
+         "search": {"k": 8}},
+        {"xb": _duplicates(60, 12, 15, 176)["x"], "xq": _blobs(6, 12, 4, 178, 179)[0]})
+    add("panorama_ivf", "panorama", "faiss IndexIVFFlatPanorama(d=10, nlist=4, n_levels=3, batch "
+        "8): levels 4+4+2, nprobe=2, k=20", {"form": "ivf", "index": {"d": 10, "nlist": 4,
+                                                                       "n_levels": 3, "batch_size": 8},
+                                             "search": {"k": 20, "nprobe": 2}},
+        _xb_xq(120, 8, 10, 6, 181))
+    add("panorama_refine", "panorama", "faiss IndexRefinePanorama over IndexFlatL2, refine "
+        "IndexFlatL2Panorama(d=12, n_levels=3, batch 1), k_factor=4, k=5",
+        {"form": "refine", "index": {"n_levels": 3, "metric": "l2", "k_factor": 4.0},
+         "search": {"k": 5}}, _xb_xq(100, 8, 12, 6, 186))
     return c

@@ -41,6 +41,7 @@ from .ann import (bench_adanns_ivf, bench_exact_knn, bench_funnel, bench_ivf_fla
 from .codes import bench_hamming, bench_hnsw, bench_sq8
 from .contention import bench_contention
 from .funnel import bench_funnel_paper, bench_funnel_paper_faiss
+from .panorama import bench_panorama_batch, bench_panorama_one
 from .measure import Context, NotAvailable, ThreadPin, Workload, log, machine_reference
 from .mrl import bench_mrl_epoch
 from .report import _json_default, _one_line, to_markdown
@@ -53,18 +54,22 @@ _FULL = dict(n_db=60000, n_query=10000, dim=128, nlist=1024, k=10, k_funnel=100,
              n_query_nanopq=500, mrl_rows=60000, runs=5, ref_sgemm_n=2048, ref_sgemv_mib=256,
              funnel_n_db=250000, funnel_dim=2048, funnel_n_query=1000,
              n_query_contention=10000, mrl_rows_contention=6000, hnsw_runs=2, codes_n_db=60000,
-             codes_dim=1024, codes_n_query=1000)
+             codes_dim=1024, codes_n_query=1000, panorama_n_db=100000, panorama_dim=2048,
+             panorama_levels=32, panorama_n_query=1000, panorama_n_query_one=200)
 SIZES = {
     "full": _FULL,
     "quick": dict(_FULL, n_db=5000, n_query=500, nlist=64, pq_niter=10, opq_niter=2,
                   opq_niter_pq_0=10, n_query_nanopq=100, mrl_rows=5000, runs=1,
                   funnel_n_db=20000, funnel_dim=512, funnel_n_query=200, hnsw_runs=1,
-                  codes_n_db=5000, codes_n_query=100),
+                  codes_n_db=5000, codes_n_query=100, panorama_n_db=20000, panorama_dim=512,
+                  panorama_levels=16, panorama_n_query=200, panorama_n_query_one=50),
     "tiny": dict(_FULL, n_db=1200, n_query=60, nlist=16, k_funnel=20, shortlist=40, pq_niter=2,
                  kmeans_niter=3, opq_niter=1, opq_niter_pq_0=2, ivfpq_nprobe=4, n_query_nanopq=20,
                  mrl_rows=512, runs=1, ref_sgemm_n=1024, ref_sgemv_mib=64, n_query_contention=60,
                  mrl_rows_contention=512, funnel_n_db=2000, funnel_dim=256, funnel_n_query=40,
-                 hnsw_runs=1, codes_n_db=1000, codes_dim=256, codes_n_query=20),
+                 hnsw_runs=1, codes_n_db=1000, codes_dim=256, codes_n_query=20,
+                 panorama_n_db=3000, panorama_dim=256, panorama_levels=8, panorama_n_query=40,
+                 panorama_n_query_one=10),
 }
 
 ENV_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
@@ -102,6 +107,12 @@ WORKLOADS = [
     Workload("funnel_paper_faiss", lambda c: f"funnel 16 -> {c['funnel_dim']}, shortlist 200, k=10 "
              f"(same data)", "faiss IndexFlatL2(16) + knn_L2sqr_by_idx", None,
              ["adanns_ref.funnel.index"], bench_funnel_paper_faiss),
+    Workload("panorama_one", lambda c: f"Panorama exact k=10, one query per call, "
+             f"{c['panorama_n_db']} x {c['panorama_dim']}, {c['panorama_levels']} levels",
+             "faiss IndexFlatL2Panorama", 1.25, ["adanns_ref.panorama"], bench_panorama_one),
+    Workload("panorama_batch", lambda c: f"Panorama exact k=10, {c['panorama_n_query']} queries "
+             f"per call (same data)", "faiss IndexFlatL2Panorama", 1.25, ["adanns_ref.panorama"],
+             bench_panorama_batch),
     Workload("hnsw", lambda c: f"HNSW M=32 efConstruction=40 on {c['n_db']} x {c['dim']}",
              "faiss IndexHNSWFlat", 1.5, ["adanns_ref.indices.hnsw.index"], bench_hnsw),
     Workload("sq8", lambda c: f"SQ8 scan, {c['codes_n_db']} x {c['codes_dim']}",

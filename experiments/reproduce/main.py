@@ -287,6 +287,7 @@ def main(argv=None):
     graph.exp7_hnsw(pipe, cfg, data, models, val_idx, test_idx)   # before exp6: its candidates
     ann.exp6_budget(pipe, cfg, val_idx, test_idx)
     quant.exp8_quant(pipe, cfg, data, models, val_idx, test_idx)
+    quant.exp9_pruning(pipe, cfg, data, models, val_idx, test_idx)
     names = list(plots.FIGURES)
     make_figures(pipe, args.preset, names)
 
@@ -296,7 +297,9 @@ def main(argv=None):
     evidence = {n: attach_evidence(pipe.results[n].tables[n], pipe.results[n].arrays) for n in names}
     ctx = {"seeds": cfg["seeds"], "folds": (val_idx, test_idx), "nq": len(data[2]),
            "nesting": cfg["nesting"], "ivfpq": ann.ivfpq_available()}
-    claims = claim_rules.all_claims(evidence, ctx)
+    evidence["exp9_pruning"] = attach_evidence(pipe.results["exp9_pruning"].tables["exp9_pruning"],
+                                               pipe.results["exp9_pruning"].arrays)
+    claims = claim_rules.all_claims(evidence, ctx) + [claim_rules.judge_claim(quant.PRUNING_CLAIM, evidence, ctx)]
     layer = ("linear (the last layer's pre-activation)" if mrl.embedding(cfg) == "linear"
              else "post-ReLU")
     meta = {"preset": args.preset, "seeds": cfg["seeds"], "D": cfg["D"], "nesting": cfg["nesting"],
