@@ -52,7 +52,8 @@ from numba.core import cgutils, types
 from numba.extending import intrinsic
 
 from ._persist import load_npz, save_npz
-from ._validate import as_float32_matrix, as_int, as_k, as_uint8_codes, check_prefix_dim
+from ._validate import (as_float32_matrix, as_int, as_k, as_nlist, as_uint8_codes, check_prefix_dim,
+                        refuse_train_after_add)
 from .kmeans import KMeans
 from .topk import finalize, heap_push, new_heaps, sort_heaps
 
@@ -238,7 +239,7 @@ class BinaryIVFIndex:
     def __init__(self, d_bits, nlist, niter=10, seed=1234, max_points_per_centroid=256):
         self.d_bits = _check_bits(d_bits)
         self.code_size = self.d_bits // 8
-        self.nlist = as_int(nlist, "nlist", 1)
+        self.nlist = as_nlist(nlist)
         self.niter = as_int(niter, "niter", 1)
         self.seed = as_int(seed, "seed", 0, 2**31 - 1)
         self.max_points_per_centroid = as_int(max_points_per_centroid, "max_points_per_centroid", 1)
@@ -262,7 +263,9 @@ class BinaryIVFIndex:
         return self._ids[self._offsets[l]:self._offsets[l + 1]].copy()
 
     def train(self, codes):
-        """k-means on the codes' +-1 floats, centroids binarized (faiss's recipe). Returns self."""
+        """k-means on the codes' +-1 floats, centroids binarized (faiss's recipe). Returns self.
+        An index holding codes refuses (they sit in the old centroids' lists): reset() first."""
+        refuse_train_after_add("BinaryIVFIndex", self.ntotal)
         codes = as_codes(codes, "codes", self.code_size)
         if codes.shape[0] < self.nlist:
             raise ValueError(f"train needs at least nlist={self.nlist} codes, got {codes.shape[0]}")
@@ -272,11 +275,13 @@ class BinaryIVFIndex:
         return self
 
     def set_centroids(self, centroids):
-        """Install binary centroids (nlist, code_size) uint8, e.g. faiss's quantizer codes."""
-        self.centroids = as_codes(centroids, "centroids", self.code_size)
-        if self.centroids.shape[0] != self.nlist:
-            raise ValueError(f"centroids has {self.centroids.shape[0]} rows, nlist is {self.nlist}")
-        self.reset()
+        """Install binary centroids (nlist, code_size) uint8, e.g. faiss's quantizer codes. An
+        index holding codes refuses (they sit in the old centroids' lists): reset() first."""
+        refuse_train_after_add("BinaryIVFIndex", self.ntotal)
+        centroids = as_codes(centroids, "centroids", self.code_size)
+        if centroids.shape[0] != self.nlist:
+            raise ValueError(f"centroids has {centroids.shape[0]} rows, nlist is {self.nlist}")
+        self.centroids = centroids.copy()
 
     def _require_trained(self, verb):
         if not self.is_trained:

@@ -47,7 +47,8 @@ import numpy as np
 from . import cost
 from ._persist import load_npz, save_npz
 from ._simd import simd_sum
-from ._validate import as_bool, as_float32_matrix, as_int, as_k, check_metric, check_prefix_dim
+from ._validate import (as_bool, as_float32_matrix, as_int, as_k, as_nlist, check_metric,
+                        check_prefix_dim, refuse_train_after_add)
 from .assign import routing_plan, search_centroids
 from .kmeans import KMeans
 from .topk import finalize, heap_push, heap_sort, new_heaps
@@ -175,7 +176,7 @@ class IVFIndex(InvertedLists):
     def __init__(self, d, nlist, d_c=None, d_s=None, metric="l2", normalize=True, niter=10,
                  seed=1234, max_points_per_centroid=256):
         self.d = as_int(d, "d", 1)
-        self.nlist = as_int(nlist, "nlist", 1)
+        self.nlist = as_nlist(nlist)
         self.d_c = check_prefix_dim(d_c, self.d, "d_c")
         self.d_s = check_prefix_dim(d_s, self.d, "d_s")
         self.metric = check_metric(metric)
@@ -209,7 +210,8 @@ class IVFIndex(InvertedLists):
         """k-means on the d_c prefixes of x (n, D), n >= nlist; sets `centroids`.
         client: a ``distributed.Client``: x may then also be a vector file path or a dask
         array; the workers read the k-means training rows and assign them (`distributed`;
-        same centroids as in-process)."""
+        same centroids as in-process). An index holding vectors refuses: reset() first."""
+        refuse_train_after_add("IVFIndex", self.ntotal)
         km = KMeans(self.nlist, niter=self.niter, seed=self.seed,
                     max_points_per_centroid=self.max_points_per_centroid,
                     spherical=self.metric == "ip", metric=self.metric)
@@ -237,9 +239,7 @@ class IVFIndex(InvertedLists):
         c = as_float32_matrix(c, "centroids", d=self.d_c)
         if c.shape[0] != self.nlist:
             raise ValueError(f"centroids has {c.shape[0]} rows but nlist={self.nlist}")
-        if self.ntotal:
-            raise ValueError(f"the index already holds {self.ntotal} vectors assigned to the old "
-                             f"centroids; call reset() before re-training")
+        refuse_train_after_add("IVFIndex", self.ntotal)
         self._centroids = c.copy()
         self._prefix_cache = {}
 

@@ -39,7 +39,8 @@ import numpy as np
 
 from ._persist import load_npz, save_npz
 from ._simd import _tree16, fma, simd_sum
-from ._validate import as_bool, as_float32_matrix, as_int, as_k, check_metric, check_prefix_dim
+from ._validate import (as_bool, as_float32_matrix, as_int, as_k, check_metric, check_prefix_dim,
+                        refuse_train_after_add)
 from .sq import (DECODE_RAW, DECODE_ROUNDED, DECODE_SIMD, ScalarQuantizer, bf16_decode,
                  bf16_encode_rne, simd_lanes)
 from .topk import finalize, heap_push, new_heaps, sort_heaps
@@ -184,7 +185,9 @@ class SQIndex:
             raise ValueError(f"SQIndex.{verb} called before train(); call train(x) first")
 
     def train(self, x):
-        """Learn the quantizer's ranges from x (n, D), n >= 1. Returns self."""
+        """Learn the quantizer's ranges from x (n, D), n >= 1. Returns self. An index holding codes
+        refuses (they were encoded with the old ranges): reset() first."""
+        refuse_train_after_add("SQIndex", self.ntotal)
         self.sq.train(as_float32_matrix(self._prefix(x, "x"), "x", min_rows=1))
         return self
 
@@ -222,6 +225,7 @@ class SQIndex:
         return finalize(hd, hi, self.metric)
 
     def reset(self):
+        """Remove all codes; the trained ranges stay (faiss ``IndexScalarQuantizer.reset``)."""
         self.codes = np.empty((0, self.sq.code_size), dtype=np.uint8)
 
     def _params(self):

@@ -1,0 +1,141 @@
+"""Regression tests of issue 26 (reliability of the HNSW, SQ, binary, funnel, Dask, golden and
+loader surfaces): one test per defect, each failing on the code before the fix."""
+import numpy as np
+import pytest
+
+from adanns_ref import funnel, truncate
+from adanns_ref.binary import BinaryIVFIndex, pack_lsb
+from adanns_ref.funnel_index import FunnelIndex
+from adanns_ref.hnsw import HNSWIndex
+from adanns_ref.ivf import IVFIndex
+from adanns_ref.ivfpq import IVFPQIndex
+from adanns_ref.sqindex import SQIndex
+
+
+def _x(n=500, d=16, seed=0):
+    return np.random.default_rng(seed).standard_normal((n, d)).astype(np.float32)
+
+
+# ----------------------------------------------------------------- one "train after add" rule
+
+def test_sqindex_train_after_add_is_refused_naming_reset():
+    x = _x()
+    index = SQIndex(16, "8bit")
+    index.train(x)
+    index.add(x)
+    with pytest.raises(ValueError, match=r"reset\(\)"):
+        index.train(x * 100)
+    D, I = index.search(x[:20], 1)
+    assert (I[:, 0] == np.arange(20)).all()  # the codes still decode with their own ranges
+    index.reset()
+    index.train(x * 100)  # allowed once emptied
+
+
+def test_binary_ivf_train_after_add_is_refused_naming_reset():
+    codes = pack_lsb(_x(500, 64))
+    index = BinaryIVFIndex(64, 8).train(codes)
+    index.add(codes)
+    with pytest.raises(ValueError, match=r"reset\(\)"):
+        index.train(codes[::-1])
+    _, I = index.search(codes[:50], 1, nprobe=1)
+    assert (I[:, 0] >= 0).all()
+    index.reset()
+    index.train(codes[::-1])
+
+
+def test_binary_ivf_set_centroids_keeps_or_refuses_never_drops_codes():
+    codes = pack_lsb(_x(500, 64))
+    index = BinaryIVFIndex(64, 8).train(codes)
+    index.add(codes)
+    with pytest.raises(ValueError, match=r"reset\(\)"):
+        index.set_centroids(index.centroids)
+    assert index.ntotal == 500
+
+
+@pytest.mark.parametrize("make", [
+    lambda: IVFIndex(16, 4), lambda: IVFPQIndex(16, 4, M=4, nbits=4, allow_small=True)])
+def test_ivf_families_share_the_train_after_add_message(make):
+    x = _x()
+    index = make()
+    index.train(x)
+    index.add(x)
+    with pytest.raises(ValueError, match=r"holds 500 vectors .*call reset\(\) before re-training"):
+        index.train(x)
+
+
+def test_hnsw_reset_then_rebuild_matches_faiss():
+    faiss = pytest.importorskip("faiss")
+    x, y, q = _x(300, 16, 1), _x(200, 16, 2), _x(20, 16, 3)
+    ours = HNSWIndex(16, M=8)
+    ours.add(x)
+    ours.reset()
+    assert ours.ntotal == 0 and ours.entry_point == -1
+    ours.add(y)
+    ref = faiss.IndexHNSWFlat(16, 8)
+    ref.add(x)
+    ref.reset()
+    ref.add(y)  # faiss keeps the level RNG's state across reset(): so do we
+    assert np.array_equal(faiss.vector_to_array(ref.hnsw.levels) - 1, ours.levels)
+    assert np.array_equal(ref.search(q, 5)[1], ours.search(q, 5)[1])
+
+
+# ----------------------------------------------------------------- one result-size guard
+
+def test_hnsw_rescoring_candidates_go_through_the_result_size_guard():
+    index = HNSWIndex(16, M=4, d_c=8, d_s=16)
+    index.add(_x(50))
+    with pytest.raises(ValueError, match=r"max\(ef_search, k\).*GiB"):
+        index.search(_x(64), 1, ef_search=2**24)
+
+
+def test_mixed_funnel_shortlists_are_size_checked():
+    x = _x(100)
+    with pytest.raises(ValueError, match="GiB"):
+        funnel.mixed_funnel_search(x, x[:4], [(8, "float", 2**40), (16, "float", 2)])
+    with pytest.raises(ValueError, match="GiB"):
+        funnel.mixed_funnel_search(x, x[:4], [(8, "float", None), (16, "float", 2)], oversample=1e300)
+    with pytest.raises(ValueError, match="finite"):
+        funnel.mixed_funnel_search(x, x[:4], [(8, "float", None), (16, "float", 2)],
+                                   oversample=float("inf"))
+
+
+# ----------------------------------------------------------------- nlist bound
+
+@pytest.mark.parametrize("make", [lambda n: IVFIndex(16, n), lambda n: IVFPQIndex(16, n, M=4),
+                                  lambda n: BinaryIVFIndex(64, n)])
+def test_huge_nlist_is_a_value_error_not_memory_error(make):
+    with pytest.raises(ValueError, match="nlist must be <="):
+        make(2**40)
+
+
+def test_binary_ivf_load_checks_nlist_before_allocating(tmp_path):
+    from adanns_ref._persist import save_npz
+    path = tmp_path / "b.npz"
+    save_npz(path, "BinaryIVFIndex", 1, {"d_bits": 64, "nlist": 2**41, "niter": 10, "seed": 1,
+                                         "max_points_per_centroid": 256},
+             {"centroids": np.empty((0, 8), np.uint8), "codes": np.empty((0, 8), np.uint8)})
+    with pytest.raises(ValueError, match=str(path)):
+        BinaryIVFIndex.load(path)
+
+
+# ----------------------------------------------------------------- FunnelIndex and edits
+
+def test_funnel_index_detects_an_edited_database():
+    x = _x(1000, 32)
+    index = FunnelIndex(x, [8, 32])
+    index.verify()
+    x[700, 5] += 1.0
+    with pytest.raises(ValueError, match="modified after it was prepared"):
+        index.verify()
+
+
+# ----------------------------------------------------------------- flags
+
+def test_normalize_must_be_a_bool_everywhere():
+    x = _x(50)
+    with pytest.raises(TypeError, match="normalize"):
+        funnel.funnel_search(x, x[:2], [(8, 5)], normalize=1)
+    with pytest.raises(TypeError, match="normalize"):
+        truncate.prefix(x, 8, normalize=1)
+    with pytest.raises(TypeError, match="normalize"):
+        funnel.rerank(np.zeros((2, 3), np.int64), x, x[:2], 8, 2, normalize=1)
