@@ -51,7 +51,7 @@ absolute rounding of the cancelling terms); `adanns_ref.conformance` measures it
 """
 import numpy as np
 
-from ._validate import as_float32_matrix, as_int, as_k
+from ._validate import as_bool, as_float32_matrix, as_int, as_k
 from .faiss_hnsw import hnsw_to_faiss
 from .flat import FlatIndex
 from .hnsw import HNSWIndex
@@ -287,6 +287,7 @@ def to_faiss(index, writable=False):
     ``faiss.write_index`` writes (`faiss_serve.adanns_ivf`: an IndexIVFIndependentQuantizer)
     instead of a FaissAdannsIVF; the other types are already faiss indices."""
     faiss = import_faiss()
+    writable = as_bool(writable, "writable")
     if isinstance(index, FlatIndex):
         return _flat(faiss, index.xb, index.metric)
     if isinstance(index, IVFIndex):

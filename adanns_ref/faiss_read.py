@@ -71,7 +71,45 @@ def _quantizer_centroids(faiss, ivf):
     if not isinstance(quantizer, faiss.IndexFlat):
         raise ValueError(f"the IVF quantizer is a {type(quantizer).__name__}; adanns_ref routes "
                          f"exactly, so only IndexFlat quantizers have a counterpart")
+    _check_centroid_count(quantizer, ivf.nlist)
     return quantizer.reconstruct_n(0, ivf.nlist)
+
+
+def _check_centroid_count(quantizer, nlist):
+    if quantizer.ntotal != nlist:
+        raise ValueError(f"the IVF quantizer holds {quantizer.ntotal} centroids but the IVF has "
+                         f"nlist={nlist} lists; train the faiss index (or add nlist centroids to "
+                         f"its quantizer) before converting it")
+
+
+def _from_independent(faiss, both, D, normalize, xb):
+    """IVFIndex (AdANNS-IVF) from the IndexIVFIndependentQuantizer `faiss_serve.adanns_ivf`
+    writes; any other layout raises ValueError / TypeError naming it."""
+    ivf, quantizer = faiss.downcast_index(both.index_ivf), faiss.downcast_index(both.quantizer)
+    flat, q_chain = quantizer, []
+    if isinstance(quantizer, faiss.IndexPreTransform):
+        flat = faiss.downcast_index(quantizer.index)
+        q_chain = [faiss.downcast_VectorTransform(quantizer.chain.at(i))
+                   for i in range(quantizer.chain.size())]
+    if type(ivf) is not faiss.IndexIVFFlat or not isinstance(flat, faiss.IndexFlat):
+        raise TypeError(f"an IndexIVFIndependentQuantizer over a {type(ivf).__name__} routed by a "
+                        f"{type(flat).__name__} has no counterpart; from_faiss reads the "
+                        f"IndexIVFFlat + IndexFlat form to_faiss(IVFIndex, writable=True) writes")
+    d_c, d_s = flat.d, ivf.d
+    vt = [] if both.vt is None else [faiss.downcast_VectorTransform(both.vt)]
+    if normalize:
+        want_q = _prefix_transforms(faiss, d_s, d_c, False) + [faiss.NormalizationTransform(d_c, 2.0)]
+        want_vt = []
+    else:
+        want_q = _prefix_transforms(faiss, D, d_c, False)
+        want_vt = [faiss.RemapDimensionsTransform(D, d_s, False)] if d_s < D else []
+    found = ([_describe(faiss, t) for t in q_chain], [_describe(faiss, t) for t in vt])
+    if found != ([_describe(faiss, t) for t in want_q], [_describe(faiss, t) for t in want_vt]) \
+            or flat.metric_type != ivf.metric_type:
+        raise ValueError(f"unsupported IndexIVFIndependentQuantizer layout (quantizer chain, vt) = "
+                         f"{found}; from_faiss reads the one to_faiss(IVFIndex, writable=True) writes")
+    _check_centroid_count(flat, ivf.nlist)
+    return _ivf_index(faiss, ivf, flat.reconstruct_n(0, ivf.nlist), D, d_c, normalize, xb)
 
 
 def _full_vectors(xb, ids, stored, D, d_s, normalize):
@@ -193,6 +231,8 @@ def from_faiss(index, xb=None):
         return flat
     if type(inner) is faiss.IndexIVFFlat and opq is None:
         return _ivf_index(faiss, inner, _quantizer_centroids(faiss, inner), D, inner.d, normalize, xb)
+    if type(inner) is faiss.IndexIVFIndependentQuantizer and opq is None:
+        return _from_independent(faiss, inner, D, normalize, xb)
     if type(inner) is faiss.IndexPQ:
         return _pq_index(faiss, inner, D, normalize, opq)
     if type(inner) is faiss.IndexScalarQuantizer:
@@ -202,15 +242,17 @@ def from_faiss(index, xb=None):
         # faiss routes rotated vectors against s_l = R c_l; ours routes c_l: recover it (rounding)
         centroids = scoring if opq is None else scoring @ _rotation(opq)
         return _ivfpq_index(faiss, inner, opq, centroids, scoring, D, inner.d, normalize)
-    raise TypeError(f"from_faiss reads IndexFlat, IndexIVFFlat, IndexPQ, IndexIVFPQ, IndexHNSWFlat, "
+    raise TypeError(f"from_faiss reads IndexFlat, IndexIVFFlat, IndexIVFIndependentQuantizer, "
+                    f"IndexPQ, IndexIVFPQ, IndexHNSWFlat, "
                     f"IndexScalarQuantizer, IndexBinaryFlat and IndexBinaryIVF (optionally behind "
                     f"the chains to_faiss writes) and FaissAdannsIVF, got "
                     f"{type(inner).__name__}" + (" behind an OPQMatrix" if opq is not None else ""))
 
 
 def _from_adanns(faiss, wrapper, xb):
-    centroids = wrapper.quantizer.reconstruct_n(0, wrapper.nlist)
     inner, opq = wrapper._inner()
+    _check_centroid_count(wrapper.quantizer, inner.nlist)
+    centroids = wrapper.quantizer.reconstruct_n(0, inner.nlist)
     if type(inner) is faiss.IndexIVFFlat and opq is None:
         return _ivf_index(faiss, inner, centroids, wrapper.d, wrapper.d_c, wrapper.normalize, xb)
     if type(inner) is faiss.IndexIVFPQ:

@@ -139,3 +139,53 @@ def test_normalize_must_be_a_bool_everywhere():
         truncate.prefix(x, 8, normalize=1)
     with pytest.raises(TypeError, match="normalize"):
         funnel.rerank(np.zeros((2, 3), np.int64), x, x[:2], 8, 2, normalize=1)
+
+
+# ----------------------------------------------------------------- faiss bridge
+
+@pytest.mark.parametrize("metric_name", ["METRIC_L1", "METRIC_Linf", "METRIC_Lp", "METRIC_Canberra"])
+def test_from_faiss_refuses_hnsw_with_an_unsupported_metric(metric_name):
+    faiss = pytest.importorskip("faiss")
+    from adanns_ref.faiss_read import from_faiss
+    f = faiss.IndexHNSWFlat(8, 4, getattr(faiss, metric_name))
+    f.add(_x(100, 8))
+    with pytest.raises(ValueError, match="metric_type"):
+        from_faiss(f)
+
+
+def test_from_faiss_refuses_an_ivf_whose_quantizer_is_short_of_centroids():
+    faiss = pytest.importorskip("faiss")
+    from adanns_ref.faiss_read import from_faiss
+    quantizer = faiss.IndexFlatL2(8)
+    ivf = faiss.IndexIVFFlat(quantizer, 8, 16)
+    quantizer.add(_x(5, 8))
+    ivf.is_trained = True
+    with pytest.raises(ValueError, match="holds 5 centroids but .* nlist=16"):
+        from_faiss(ivf)
+
+
+def test_to_faiss_writable_must_be_a_bool():
+    pytest.importorskip("faiss")
+    from adanns_ref.faiss_bridge import to_faiss
+    index = IVFIndex(16, 4, d_c=8)
+    index.train(_x())
+    with pytest.raises(TypeError, match="writable"):
+        to_faiss(index, writable="yes")
+
+
+@pytest.mark.parametrize("normalize", [False, True])
+@pytest.mark.parametrize("metric", ["l2", "ip"])
+def test_writable_adanns_ivf_reads_back_through_a_file(tmp_path, normalize, metric):
+    faiss = pytest.importorskip("faiss")
+    from adanns_ref.faiss_bridge import to_faiss
+    from adanns_ref.faiss_read import from_faiss
+    x = _x(400, 32)
+    index = IVFIndex(32, 8, d_c=8, d_s=16, normalize=normalize, metric=metric)
+    index.train(x)
+    index.add(x)
+    path = str(tmp_path / "adanns.faiss")
+    faiss.write_index(to_faiss(index, writable=True), path)
+    back = from_faiss(faiss.read_index(path), xb=x)
+    assert (back.d_c, back.d_s, back.normalize, back.metric) == (8, 16, normalize, metric)
+    for ours, theirs in zip(index.search(x[:20], 5, nprobe=3), back.search(x[:20], 5, nprobe=3)):
+        assert np.array_equal(ours, theirs)
