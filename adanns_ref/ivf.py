@@ -220,7 +220,7 @@ class IVFIndex(InvertedLists):
             n = x.shape[0]
         else:
             from .distributed import as_rows
-            x, n = as_rows(x, self.d)
+            x, n = as_rows(x, self.d, client)
         if n < self.nlist:
             raise ValueError(f"training needs at least nlist={self.nlist} vectors, got {n}; "
                              f"lower nlist or train on more data")
@@ -251,7 +251,7 @@ class IVFIndex(InvertedLists):
         if client is not None:
             self._require_trained("add")
             from .distributed import as_rows, map_method
-            x, n = as_rows(x, self.d)
+            x, n = as_rows(x, self.d, client)
             plan, align = routing_plan(n, self.d_c, self.nlist, 1)
             local = isinstance(x, np.ndarray)
             parts = map_method(client, self._without_lists(), "_lists_of", x, self.d, align, plan,

@@ -242,7 +242,7 @@ class IVFPQIndex(InvertedLists):
             lists, codes = self._encode_rows(x)
         else:
             from .distributed import as_rows, map_method
-            x, n = as_rows(x, self.d)
+            x, n = as_rows(x, self.d, client)
             plan, align = routing_plan(n, self.d_c, self.nlist, 1)
             parts = map_method(client, self._for_workers(), "_encode_rows", x, self.d,
                                math.lcm(align, self.pq.encode_alignment), plan)

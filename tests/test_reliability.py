@@ -189,3 +189,67 @@ def test_writable_adanns_ivf_reads_back_through_a_file(tmp_path, normalize, metr
     assert (back.d_c, back.d_s, back.normalize, back.metric) == (8, 16, normalize, metric)
     for ours, theirs in zip(index.search(x[:20], 5, nprobe=3), back.search(x[:20], 5, nprobe=3)):
         assert np.array_equal(ours, theirs)
+
+
+# ----------------------------------------------------------------- one Dask entry check
+
+@pytest.fixture(scope="module")
+def dask_client():
+    distributed = pytest.importorskip("distributed")
+    cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                                       dashboard_address=":0")
+    client = distributed.Client(cluster)
+    yield client
+    client.close()
+    cluster.close()
+
+
+def test_dask_knn_refuses_nan_like_the_in_process_path(dask_client):
+    da = pytest.importorskip("dask.array")
+    from adanns_ref.exact import knn_search
+    x = _x(200)
+    x[150, 3] = np.nan
+    with pytest.raises(ValueError, match="NaN or Inf .*row 150"):
+        knn_search(x[:5], da.from_array(x, chunks=64), 3, client=dask_client)
+    big = _x(200).astype(np.float64)
+    big[7, 0] = 1e300  # beyond float32: inf after the one conversion, as in-process
+    with pytest.raises(ValueError, match="NaN or Inf .*row 7"):
+        knn_search(x[:5], da.from_array(big, chunks=64), 3, client=dask_client)
+
+
+def test_dask_knn_converts_float64_and_refuses_non_real_dtypes(dask_client):
+    da = pytest.importorskip("dask.array")
+    from adanns_ref.exact import knn_search
+    x = _x(300)
+    want = knn_search(x[:7], x, 4)
+    got = knn_search(x[:7], da.from_array(x.astype(np.float64), chunks=100), 4, client=dask_client)
+    assert np.array_equal(want[0], got[0]) and np.array_equal(want[1], got[1])
+    for bad in (x.astype(np.complex64), x.astype(object), x.astype(str)):
+        with pytest.raises(TypeError, match="real numeric"):
+            knn_search(x[:7], da.from_array(bad, chunks=100), 4, client=dask_client)
+
+
+def test_dask_closed_client_or_cluster_and_no_workers_are_value_errors(monkeypatch):
+    distributed = pytest.importorskip("distributed")
+    from adanns_ref import distributed as dist
+    from adanns_ref.exact import knn_search
+    x = _x(100)
+    cluster = distributed.LocalCluster(n_workers=1, processes=False, dashboard_address=":0")
+    client = distributed.Client(cluster)
+    cluster.close()
+    with pytest.raises(ValueError, match="client is closed|cannot reach its scheduler"):
+        knn_search(x[:2], x, 2, client=client)
+    client.close()
+    with pytest.raises(ValueError, match="client is closed"):
+        knn_search(x[:2], x, 2, client=client)
+    monkeypatch.setattr(dist, "WORKER_TIMEOUT", 1.0)
+    cluster = distributed.LocalCluster(n_workers=0, processes=False, dashboard_address=":0")
+    client = distributed.Client(cluster)
+    try:
+        with pytest.raises(ValueError, match="no worker after 1 s"):
+            knn_search(x[:2], x, 2, client=client)
+        with pytest.raises(ValueError, match="no worker"):
+            IVFIndex(16, 4).train(x, client=client)
+    finally:
+        client.close()
+        cluster.close()
