@@ -33,10 +33,25 @@ def as_float32_matrix(x, name="x", d=None, min_rows=0, check_finite=True):
         raise ValueError(f"{name} has {dim} columns but {d} were expected (dimension mismatch)")
     if n < min_rows:
         raise ValueError(f"{name} has {n} rows but at least {min_rows} are needed")
-    if check_finite and arr.size and not np.isfinite(arr).all():
-        bad = int(np.flatnonzero(~np.isfinite(arr).all(axis=1))[0])
-        raise ValueError(f"{name} contains NaN or Inf (first in row {bad}); clean or drop those rows")
+    if check_finite and arr.size:
+        bad = first_nonfinite_row(arr)
+        if bad >= 0:
+            raise ValueError(f"{name} contains NaN or Inf (first in row {bad}); clean or drop those rows")
     return arr
+
+
+FINITE_BLOCK = 1 << 22  # values checked per step: the temporary mask is at most 4 MiB
+
+
+def first_nonfinite_row(arr):
+    """Index of the first row of a 2-D array holding NaN or Inf, or -1; checked in row blocks of
+    about FINITE_BLOCK values, so the temporary mask never grows with the array."""
+    rows = max(1, FINITE_BLOCK // max(1, arr.shape[1]))
+    for i0 in range(0, arr.shape[0], rows):
+        finite = np.isfinite(arr[i0:i0 + rows]).all(axis=1)
+        if not finite.all():
+            return i0 + int(np.argmin(finite))
+    return -1
 
 
 def as_int(value, name, low=None, high=None):

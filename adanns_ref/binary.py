@@ -219,7 +219,7 @@ class BinaryFlatIndex:
         params, arrays = load_npz(path, "BinaryFlatIndex", 1, {"codes": (np.uint8, 2)})
         try:
             index = cls(params["d_bits"])
-            index.add(arrays["codes"])
+            index.codes = as_codes(arrays["codes"], "codes", index.code_size)  # no second copy
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{path}: invalid BinaryFlatIndex ({exc})") from exc
         return index

@@ -253,3 +253,76 @@ def test_dask_closed_client_or_cluster_and_no_workers_are_value_errors(monkeypat
     finally:
         client.close()
         cluster.close()
+
+
+# ----------------------------------------------------------------- golden manifests
+
+GOLDEN = __import__("pathlib").Path(__file__).parent / "golden"
+
+
+def _golden_copy(tmp_path):
+    import shutil
+    out = tmp_path / "golden"
+    shutil.copytree(GOLDEN, out)
+    return out
+
+
+def _edit_manifest(directory, edit):
+    import json
+    path = directory / "manifest.json"
+    manifest = json.loads(path.read_text())
+    edit(manifest)
+    path.write_text(json.dumps(manifest, indent=1, sort_keys=True, allow_nan=True))
+
+
+def _case(manifest, name):
+    return next(c for c in manifest["cases"] if c["name"] == name)
+
+
+@pytest.mark.parametrize("tol", ["rtol", "atol"])
+@pytest.mark.parametrize("value", [float("inf"), float("nan"), 1.0])
+def test_golden_refuses_unbounded_tolerances(tmp_path, tol, value):
+    from adanns_ref import golden
+    out = _golden_copy(tmp_path)
+    _edit_manifest(out, lambda m: _case(m, "flat_l2_padding")["outputs"]["D"].update({tol: value}))
+    with pytest.raises(golden.ManifestError, match=f"{tol} must be a finite number"):
+        golden.load_manifest(out)
+    assert golden.main(["--check", str(out)]) == 2
+
+
+def test_golden_id_outputs_must_be_exact(tmp_path):
+    from adanns_ref import golden
+    out = _golden_copy(tmp_path)
+    _edit_manifest(out, lambda m: _case(m, "flat_l2_padding")["outputs"]["I"].update(
+        {"compare": "close", "rtol": 1e-3, "atol": 1e-3}))
+    with pytest.raises(golden.ManifestError, match="must be compared 'exact'"):
+        golden.load_manifest(out)
+
+
+def test_golden_refuses_huge_case_parameters(tmp_path):
+    from adanns_ref import golden
+    out = _golden_copy(tmp_path)
+    case = next(c["name"] for c in golden.load_manifest(GOLDEN)["cases"] if c["component"] == "kmeans")
+    _edit_manifest(out, lambda m: _case(m, case)["params"]["kmeans"].update({"niter": 10**9}))
+    with pytest.raises(golden.ManifestError, match=r"niter: must be finite with \|value\| <= 4096"):
+        golden.load_manifest(out)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "symlink_zero", "symlink_file", "directory"])
+def test_golden_check_reports_listed_files_that_are_not_regular(tmp_path, kind):
+    import os
+    from adanns_ref import golden
+    out = _golden_copy(tmp_path)
+    target = out / "flat_ip.npz"
+    target.unlink()
+    if kind == "fifo":
+        os.mkfifo(target)
+    elif kind == "symlink_zero":
+        target.symlink_to("/dev/zero")
+    elif kind == "symlink_file":
+        target.symlink_to(GOLDEN / "flat_ip.npz")  # right bytes, but outside the directory
+    else:
+        target.mkdir()
+    report = golden.check(out)  # returns: never blocks on the FIFO nor reads /dev/zero
+    assert any("not a regular file" in p for p in report["flat_ip"]), report["flat_ip"]
+    assert golden.main(["--check", str(out)]) == 1
