@@ -77,6 +77,25 @@ def regular_file_size(path):
 
 # ---------------------------------------------------------------- atomic writes
 
+def output_path_problem(path):
+    """'' if `atomic_write` can create or replace the file `path`, else what is wrong (for a CLI
+    to refuse before its work starts): a directory, a non-regular file, or no writable directory
+    to put it in."""
+    path = os.path.abspath(os.fspath(path))
+    if os.path.isdir(path):
+        return "is a directory; give a file path"
+    if os.path.lexists(path) and not os.path.isfile(path):
+        return "exists and is not a regular file"
+    parent = os.path.dirname(path)
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        return f"{parent} is not a directory"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"directory {parent} is not writable"
+    return ""
+
+
 def _pid_running(pid):
     try:
         os.kill(pid, 0)

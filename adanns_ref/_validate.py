@@ -92,6 +92,15 @@ def as_k(k, nq, name="k"):
     return check_result_size(nq, as_int(k, name, low=1), name)
 
 
+MAX_DIM = 1 << 24  # 16,777,216: the largest vector width (d) a constructor accepts
+
+
+def as_dim(d, name="d"):
+    """A vector width in [1, MAX_DIM]: constructors size arrays from it, so an absurd d is a
+    clear ValueError instead of numpy's "Maximum allowed dimension exceeded" or MemoryError."""
+    return as_int(d, name, 1, MAX_DIM)
+
+
 MAX_NLIST = 1 << 24  # 16,777,216 lists: the nlist + 1 int64 offsets take 128 MiB
 
 

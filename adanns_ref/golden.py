@@ -308,6 +308,9 @@ def main(argv=None):
         except ValueError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
+        except KeyboardInterrupt:
+            print("interrupted (Ctrl-C); the directory may be incomplete", file=sys.stderr)
+            return 130
         size = sum(os.path.getsize(os.path.join(args.out, f)) for f in manifest["files"])
         print(f"wrote {len(manifest['cases'])} cases ({size} bytes) to {args.out}")
         return 0
@@ -316,6 +319,9 @@ def main(argv=None):
     except ManifestError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted (Ctrl-C)", file=sys.stderr)
+        return 130
     failed = [name for name, problems in report.items() if problems]
     for name, problems in report.items():
         print(f"{'FAIL' if problems else 'ok  '}  {name}")

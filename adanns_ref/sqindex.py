@@ -39,7 +39,7 @@ import numpy as np
 
 from ._persist import load_npz, save_npz
 from ._simd import _tree16, fma, simd_sum
-from ._validate import (as_bool, as_float32_matrix, as_int, as_k, check_metric, check_prefix_dim,
+from ._validate import (as_bool, as_dim, as_float32_matrix, as_int, as_k, check_metric, check_prefix_dim,
                         refuse_train_after_add)
 from .sq import (DECODE_RAW, DECODE_ROUNDED, DECODE_SIMD, ScalarQuantizer, bf16_decode,
                  bf16_encode_rne, simd_lanes)
@@ -159,7 +159,7 @@ class SQIndex:
 
     def __init__(self, d, qtype="8bit", metric="l2", rangestat="minmax", rangestat_arg=0.0,
                  prefix_dim=None, normalize=False):
-        self.d = as_int(d, "d", 1)
+        self.d = as_dim(d)
         self.dim = check_prefix_dim(prefix_dim, self.d, "prefix_dim")
         self.normalize = as_bool(normalize, "normalize")
         self.metric = check_metric(metric)

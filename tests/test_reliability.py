@@ -326,3 +326,55 @@ def test_golden_check_reports_listed_files_that_are_not_regular(tmp_path, kind):
     report = golden.check(out)  # returns: never blocks on the FIFO nor reads /dev/zero
     assert any("not a regular file" in p for p in report["flat_ip"]), report["flat_ip"]
     assert golden.main(["--check", str(out)]) == 1
+
+
+# ----------------------------------------------------------------- messages
+
+def test_hnsw_load_names_the_file_for_bad_parameters(tmp_path):
+    from adanns_ref._persist import save_npz
+    index = HNSWIndex(8, M=4)
+    index.add(_x(20, 8))
+    index.save(tmp_path / "h.npz")
+    from adanns_ref._persist import load_npz
+    params, arrays = load_npz(tmp_path / "h.npz", "HNSWIndex", 1, {}, optional=(
+        "data", "levels", "offsets", "neighbors", "rng_key", "state"))
+    save_npz(tmp_path / "bad.npz", "HNSWIndex", 1, dict(params, M=1), arrays)
+    with pytest.raises(ValueError, match=str(tmp_path / "bad.npz")):
+        HNSWIndex.load(tmp_path / "bad.npz")
+
+
+def test_corrupt_cached_tune_embeddings_say_delete_the_file(tmp_path):
+    from adanns_ref._persist import save_npz
+    from adanns_ref.tune import data
+    bad = np.full((10, 64), np.nan, np.float32)
+    save_npz(tmp_path / "embedded_mrl.npz", "TuneEmbeddings", 1, {}, {"base": bad, "queries": bad})
+    with pytest.raises(ValueError, match="delete that file"):
+        data.embedded_mrl(str(tmp_path))
+
+
+def test_ctrl_c_in_the_golden_and_conformance_clis_exits_130_without_traceback(monkeypatch, capsys):
+    from adanns_ref import golden
+    from adanns_ref.conformance import cli
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(golden, "check", interrupted)
+    assert golden.main(["--check", "anywhere"]) == 130
+    monkeypatch.setattr(cli, "run", interrupted)
+    assert cli.main(["--quick", "--only", "flat"]) == 130
+    err = capsys.readouterr().err
+    assert "interrupted" in err and "Traceback" not in err
+
+
+def test_conformance_json_to_a_directory_is_a_usage_error_before_any_work(tmp_path, monkeypatch):
+    from adanns_ref.conformance import cli
+    monkeypatch.setattr(cli, "run", lambda cases: pytest.fail("the checks ran before the path check"))
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["--quick", "--json", str(tmp_path)])
+    assert exc.value.code == 2
+
+
+def test_sqindex_huge_d_is_a_clear_value_error():
+    for make in (lambda: SQIndex(2**62, "fp16"), lambda: SQIndex(2**62, "8bit")):
+        with pytest.raises(ValueError, match="d must be <="):
+            make()
