@@ -378,3 +378,40 @@ def test_sqindex_huge_d_is_a_clear_value_error():
     for make in (lambda: SQIndex(2**62, "fp16"), lambda: SQIndex(2**62, "8bit")):
         with pytest.raises(ValueError, match="d must be <="):
             make()
+
+
+# ----------------------------------------------------------------- SQ documentation
+
+@pytest.mark.parametrize("d", [8, 24])
+def test_sq_4bit_uniform_l2_at_d_mod_16_eq_8_is_documented_and_within_rounding(d):
+    faiss = pytest.importorskip("faiss")
+    from adanns_ref import sqindex
+    rng = np.random.default_rng(d)
+    x, q = rng.standard_normal((2000, d), dtype=np.float32), rng.standard_normal((50, d), dtype=np.float32)
+    ours = SQIndex(d, "4bit_uniform")
+    ours.train(x)
+    ours.add(x)
+    ref = faiss.IndexScalarQuantizer(d, faiss.ScalarQuantizer.QT_4bit_uniform)
+    ref.train(x)
+    ref.add(x)
+    (D, I), (Df, If) = ours.search(q, 10), ref.search(q, 10)
+    assert np.array_equal(I, If)
+    np.testing.assert_allclose(D, Df, rtol=0, atol=1e-6 * np.abs(Df).max())
+    if not np.array_equal(D, Df):  # then the docs must not claim bit-identity for this case
+        assert '"4bit_uniform" with metric "l2" at d % 16 == 8' in " ".join(sqindex.__doc__.split())
+
+
+def test_sq_fp16_overflow_rows_are_never_returned_as_in_faiss_and_documented():
+    faiss = pytest.importorskip("faiss")
+    from adanns_ref import sqindex
+    x = _x(100, 8)
+    x[3, 0] = 1e6  # beyond float16's 65504: stored as inf
+    ours = SQIndex(8, "fp16")
+    ours.train(x)
+    ours.add(x)
+    ref = faiss.IndexScalarQuantizer(8, faiss.ScalarQuantizer.QT_fp16)
+    ref.train(x)
+    ref.add(x)
+    (_, I), (_, If) = ours.search(x[:5], 100), ref.search(x[:5], 100)
+    assert 3 not in I and 3 not in If and np.array_equal(I, If)
+    assert "fp16 overflow" in sqindex.__doc__
