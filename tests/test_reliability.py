@@ -3,13 +3,10 @@ loader surfaces): one test per defect, each failing on the code before the fix."
 import numpy as np
 import pytest
 
-from adanns_ref import funnel, truncate
-from adanns_ref.binary import BinaryIVFIndex, pack_lsb
-from adanns_ref.funnel_index import FunnelIndex
-from adanns_ref.hnsw import HNSWIndex
-from adanns_ref.ivf import IVFIndex
-from adanns_ref.ivfpq import IVFPQIndex
-from adanns_ref.sqindex import SQIndex
+from adanns_ref import funnel
+from adanns_ref.core import truncate
+from adanns_ref import BinaryIVFIndex, FunnelIndex, HNSWIndex, IVFIndex, IVFPQIndex, SQIndex
+from adanns_ref.quantizers.binary import pack_lsb
 
 
 def _x(n=500, d=16, seed=0):
@@ -109,7 +106,7 @@ def test_huge_nlist_is_a_value_error_not_memory_error(make):
 
 
 def test_binary_ivf_load_checks_nlist_before_allocating(tmp_path):
-    from adanns_ref._persist import save_npz
+    from adanns_ref.core.persist import save_npz
     path = tmp_path / "b.npz"
     save_npz(path, "BinaryIVFIndex", 1, {"d_bits": 64, "nlist": 2**41, "niter": 10, "seed": 1,
                                          "max_points_per_centroid": 256},
@@ -146,7 +143,7 @@ def test_normalize_must_be_a_bool_everywhere():
 @pytest.mark.parametrize("metric_name", ["METRIC_L1", "METRIC_Linf", "METRIC_Lp", "METRIC_Canberra"])
 def test_from_faiss_refuses_hnsw_with_an_unsupported_metric(metric_name):
     faiss = pytest.importorskip("faiss")
-    from adanns_ref.faiss_read import from_faiss
+    from adanns_ref import from_faiss
     f = faiss.IndexHNSWFlat(8, 4, getattr(faiss, metric_name))
     f.add(_x(100, 8))
     with pytest.raises(ValueError, match="metric_type"):
@@ -155,7 +152,7 @@ def test_from_faiss_refuses_hnsw_with_an_unsupported_metric(metric_name):
 
 def test_from_faiss_refuses_an_ivf_whose_quantizer_is_short_of_centroids():
     faiss = pytest.importorskip("faiss")
-    from adanns_ref.faiss_read import from_faiss
+    from adanns_ref import from_faiss
     quantizer = faiss.IndexFlatL2(8)
     ivf = faiss.IndexIVFFlat(quantizer, 8, 16)
     quantizer.add(_x(5, 8))
@@ -166,7 +163,7 @@ def test_from_faiss_refuses_an_ivf_whose_quantizer_is_short_of_centroids():
 
 def test_to_faiss_writable_must_be_a_bool():
     pytest.importorskip("faiss")
-    from adanns_ref.faiss_bridge import to_faiss
+    from adanns_ref import to_faiss
     index = IVFIndex(16, 4, d_c=8)
     index.train(_x())
     with pytest.raises(TypeError, match="writable"):
@@ -177,8 +174,8 @@ def test_to_faiss_writable_must_be_a_bool():
 @pytest.mark.parametrize("metric", ["l2", "ip"])
 def test_writable_adanns_ivf_reads_back_through_a_file(tmp_path, normalize, metric):
     faiss = pytest.importorskip("faiss")
-    from adanns_ref.faiss_bridge import to_faiss
-    from adanns_ref.faiss_read import from_faiss
+    from adanns_ref import to_faiss
+    from adanns_ref import from_faiss
     x = _x(400, 32)
     index = IVFIndex(32, 8, d_c=8, d_s=16, normalize=normalize, metric=metric)
     index.train(x)
@@ -206,7 +203,7 @@ def dask_client():
 
 def test_dask_knn_refuses_nan_like_the_in_process_path(dask_client):
     da = pytest.importorskip("dask.array")
-    from adanns_ref.exact import knn_search
+    from adanns_ref import knn_search
     x = _x(200)
     x[150, 3] = np.nan
     with pytest.raises(ValueError, match="NaN or Inf .*row 150"):
@@ -219,7 +216,7 @@ def test_dask_knn_refuses_nan_like_the_in_process_path(dask_client):
 
 def test_dask_knn_converts_float64_and_refuses_non_real_dtypes(dask_client):
     da = pytest.importorskip("dask.array")
-    from adanns_ref.exact import knn_search
+    from adanns_ref import knn_search
     x = _x(300)
     want = knn_search(x[:7], x, 4)
     got = knn_search(x[:7], da.from_array(x.astype(np.float64), chunks=100), 4, client=dask_client)
@@ -232,7 +229,7 @@ def test_dask_knn_converts_float64_and_refuses_non_real_dtypes(dask_client):
 def test_dask_closed_client_or_cluster_and_no_workers_are_value_errors(monkeypatch):
     distributed = pytest.importorskip("distributed")
     from adanns_ref import distributed as dist
-    from adanns_ref.exact import knn_search
+    from adanns_ref import knn_search
     x = _x(100)
     cluster = distributed.LocalCluster(n_workers=1, processes=False, dashboard_address=":0")
     client = distributed.Client(cluster)
@@ -331,11 +328,11 @@ def test_golden_check_reports_listed_files_that_are_not_regular(tmp_path, kind):
 # ----------------------------------------------------------------- messages
 
 def test_hnsw_load_names_the_file_for_bad_parameters(tmp_path):
-    from adanns_ref._persist import save_npz
+    from adanns_ref.core.persist import save_npz
     index = HNSWIndex(8, M=4)
     index.add(_x(20, 8))
     index.save(tmp_path / "h.npz")
-    from adanns_ref._persist import load_npz
+    from adanns_ref.core.persist import load_npz
     params, arrays = load_npz(tmp_path / "h.npz", "HNSWIndex", 1, {}, optional=(
         "data", "levels", "offsets", "neighbors", "rng_key", "state"))
     save_npz(tmp_path / "bad.npz", "HNSWIndex", 1, dict(params, M=1), arrays)
@@ -344,7 +341,7 @@ def test_hnsw_load_names_the_file_for_bad_parameters(tmp_path):
 
 
 def test_corrupt_cached_tune_embeddings_say_delete_the_file(tmp_path):
-    from adanns_ref._persist import save_npz
+    from adanns_ref.core.persist import save_npz
     from adanns_ref.tune import data
     bad = np.full((10, 64), np.nan, np.float32)
     save_npz(tmp_path / "embedded_mrl.npz", "TuneEmbeddings", 1, {}, {"base": bad, "queries": bad})
@@ -355,10 +352,11 @@ def test_corrupt_cached_tune_embeddings_say_delete_the_file(tmp_path):
 def test_ctrl_c_in_the_golden_and_conformance_clis_exits_130_without_traceback(monkeypatch, capsys):
     from adanns_ref import golden
     from adanns_ref.conformance import cli
+    from adanns_ref.golden import store
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
-    monkeypatch.setattr(golden, "check", interrupted)
+    monkeypatch.setattr(store, "check", interrupted)
     assert golden.main(["--check", "anywhere"]) == 130
     monkeypatch.setattr(cli, "run", interrupted)
     assert cli.main(["--quick", "--only", "flat"]) == 130
@@ -385,7 +383,7 @@ def test_sqindex_huge_d_is_a_clear_value_error():
 @pytest.mark.parametrize("d", [8, 24])
 def test_sq_4bit_uniform_l2_at_d_mod_16_eq_8_is_documented_and_within_rounding(d):
     faiss = pytest.importorskip("faiss")
-    from adanns_ref import sqindex
+    from adanns_ref.indices import sqindex
     rng = np.random.default_rng(d)
     x, q = rng.standard_normal((2000, d), dtype=np.float32), rng.standard_normal((50, d), dtype=np.float32)
     ours = SQIndex(d, "4bit_uniform")
@@ -403,7 +401,7 @@ def test_sq_4bit_uniform_l2_at_d_mod_16_eq_8_is_documented_and_within_rounding(d
 
 def test_sq_fp16_overflow_rows_are_never_returned_as_in_faiss_and_documented():
     faiss = pytest.importorskip("faiss")
-    from adanns_ref import sqindex
+    from adanns_ref.indices import sqindex
     x = _x(100, 8)
     x[3, 0] = 1e6  # beyond float16's 65504: stored as inf
     ours = SQIndex(8, "fp16")
@@ -415,3 +413,51 @@ def test_sq_fp16_overflow_rows_are_never_returned_as_in_faiss_and_documented():
     (_, I), (_, If) = ours.search(x[:5], 100), ref.search(x[:5], 100)
     assert 3 not in I and 3 not in If and np.array_equal(I, If)
     assert "fp16 overflow" in sqindex.__doc__
+
+
+# ----------------------------------------------------------------- training's thread policy
+
+def _cpu_ticks_per_thread():
+    import os
+    out = {}
+    for t in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{t}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            out[int(t)] = int(fields[11]) + int(fields[12])  # utime + stime, clock ticks
+        except OSError:
+            continue
+    return out
+
+
+def test_mrl_training_runs_on_one_thread(monkeypatch):
+    """Issue 26 item 24: a training step must not spread over cores (BLAS pool, numba prange,
+    OpenMP). Checked without timing: during every step threadpoolctl reports one BLAS thread,
+    and over a whole run only the calling thread accumulates CPU time."""
+    import sys
+    import threading
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    if not sys.platform.startswith("linux"):
+        pytest.skip("reads /proc/self/task")
+    from mrl_ref import train
+    seen = []
+    loss = train.matryoshka_ce_loss
+
+    def spy(*args, **kwargs):
+        seen.append(max(i["num_threads"] for i in threadpoolctl.threadpool_info()
+                        if i["user_api"] == "blas"))
+        return loss(*args, **kwargs)
+    monkeypatch.setattr(train, "matryoshka_ce_loss", spy)
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((2048, 784)).astype(np.float32)
+    y = rng.integers(0, 10, 2048)
+    kwargs = dict(hidden=(256, 256), epochs=2, batch_size=256, seed=0, progress=False)
+    train.train_mrl(X, y, [8, 16, 64], **kwargs)  # warm-up: BLAS and allocator threads start
+    before = _cpu_ticks_per_thread()
+    train.train_mrl(X, y, [8, 16, 64], **kwargs)
+    after = _cpu_ticks_per_thread()
+    assert seen and max(seen) == 1, f"BLAS threads during a step: {sorted(set(seen))}"
+    me = threading.get_native_id()
+    others = {t: after[t] - before.get(t, 0) for t in after if t != me}
+    assert after[me] - before[me] > 0
+    assert all(v <= 2 for v in others.values()), f"other threads used CPU: {others}"
