@@ -459,5 +459,8 @@ def test_mrl_training_runs_on_one_thread(monkeypatch):
     assert seen and max(seen) == 1, f"BLAS threads during a step: {sorted(set(seen))}"
     me = threading.get_native_id()
     others = {t: after[t] - before.get(t, 0) for t in after if t != me}
-    assert after[me] - before[me] > 0
-    assert all(v <= 2 for v in others.values()), f"other threads used CPU: {others}"
+    mine = after[me] - before[me]
+    assert mine > 0
+    # a second BLAS / numba / OpenMP worker would take about as much CPU as this thread; the
+    # few ticks allowed cover unrelated service threads of the test process (e.g. Dask's loop)
+    assert sum(others.values()) <= 0.1 * mine + 2, f"other threads used CPU: {others}, this one {mine}"
