@@ -24,7 +24,7 @@ FLT_MAX = np.float32(np.finfo(np.float32).max)
 D = 8
 FUZZ = settings(max_examples=30, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-pytestmark = pytest.mark.filterwarnings("ignore::adanns_ref.kmeans.SmallTrainingSetWarning")
+pytestmark = pytest.mark.filterwarnings("ignore::adanns_ref.quantizers.kmeans.SmallTrainingSetWarning")
 
 REAL = [np.float32, np.float64, np.float16, np.int32, np.uint8, np.bool_]
 NOT_REAL = [np.complex64, object, "U4"]
