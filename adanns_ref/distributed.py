@@ -35,6 +35,12 @@ What stays on the driver: the k-means training sample (at most k * max_points_pe
 rows, the rows the update sums), the centroid update, splits and objective, the inverted lists
 (the index is built on the driver; IVF-Flat receives the added vectors from the workers), the
 merges. Shapes and dtypes are those of the in-process functions.
+
+One entry check before any graph is built (`check_client`, `as_rows`): the client must be
+running and have at least one worker within WORKER_TIMEOUT seconds (a closed client or cluster,
+or a scheduler with no workers, is a ValueError, never an AttributeError or a hang); a dask
+array must be real-valued (complex, object and string dtypes raise TypeError, as in-process),
+is converted to float32 lazily, and is checked finite (one pass on the workers) before use.
 """
 import os
 import warnings
@@ -44,6 +50,7 @@ import numpy as np
 from .core.validate import as_float32_matrix
 from .io import load_vectors
 
+WORKER_TIMEOUT = 30.0  # seconds to wait for a worker to join before refusing the client
 BLOCK_BYTES = 64 << 20  # largest input block a task reads (float32 rows), bounds worker memory
 BLOCKS_PER_THREAD = 2  # blocks per worker thread when the data is small: a balanced load
 MERGE_GROUP = 4  # ground truth: database blocks per worker thread between two top-k merges
@@ -58,11 +65,25 @@ def _distributed():
     return distributed
 
 
-def check_client(client):
-    """client must be a connected ``distributed.Client``; returns it."""
+def check_client(client, timeout=None):
+    """client must be a running ``distributed.Client`` with at least one worker within `timeout`
+    seconds (default WORKER_TIMEOUT); returns it. Otherwise TypeError (not a Client) or
+    ValueError saying what to fix."""
     if not isinstance(client, _distributed().Client):
         raise TypeError(f"client must be a distributed.Client (or None for in-process), "
                         f"got {type(client).__name__}")
+    if client.status != "running":
+        raise ValueError(f"the Dask client is {client.status}; pass a connected Client "
+                         f"(its cluster still running), or client=None to run in-process")
+    timeout = WORKER_TIMEOUT if timeout is None else timeout
+    try:
+        client.wait_for_workers(1, timeout=timeout)
+    except OSError as exc:  # TimeoutError (no worker joined) and a lost scheduler connection
+        if isinstance(exc, TimeoutError):
+            raise ValueError(f"the Dask scheduler has no worker after {timeout:g} s; start "
+                             f"workers (dask worker <scheduler address>) or pass client=None") from exc
+        raise ValueError(f"the Dask client cannot reach its scheduler ({type(exc).__name__}: "
+                         f"{exc}); is the cluster closed? pass a connected Client") from exc
     return client
 
 
@@ -74,23 +95,45 @@ def _is_dask_array(x):
     return type(x).__module__.startswith("dask.array")
 
 
-def as_rows(x, d):
+def as_rows(x, d, client=None):
     """(x, n) for an input of n rows of d columns: an in-memory x validated as float32 (the
     in-process rule, `core.validate.as_float32_matrix`); a vector file path or a dask array
     unchanged, its shape read without reading the data (the workers validate their rows). A
-    wrong width or ndim raises ValueError (naming the file)."""
+    wrong width or ndim raises ValueError (naming the file). client: checked first
+    (`check_client`); a dask array's finiteness pass runs on it."""
+    if client is not None:
+        check_client(client)
     if _is_path(x):
         shape = load_vectors(x, mmap=True).shape  # reads the header only
         where = f"{os.fspath(x)}: "
     elif _is_dask_array(x):
         shape = x.shape
         where = "dask array x: "
+        if x.dtype == object or x.dtype.kind not in "biuf":
+            raise TypeError(f"dask array x must be a real numeric array, got dtype {x.dtype}")
     else:
         x = as_float32_matrix(x, "x", d=d)
         return x, x.shape[0]
     if len(shape) != 2 or shape[1] != d:
         raise ValueError(f"{where}shape {shape}, expected (n, {d})")
+    if _is_dask_array(x):
+        x = _finite_float32(x, client)
     return x, int(shape[0])
+
+
+def _finite_float32(x, client):
+    """A dask array as float32 (lazily, converted once per block as in-process), after one pass
+    that checks every value is finite (float64 beyond float32's range becomes inf: refused)."""
+    import dask.array as da
+    if x.dtype != np.float32:
+        x = x.astype(np.float32)
+    with np.errstate(over="ignore"):
+        check = da.isfinite(x).all(axis=1)
+        finite = check.compute() if client is None else client.compute(check).result()
+    if not finite.all():
+        raise ValueError(f"dask array x contains NaN or Inf (first in row {int(np.argmin(finite))}); "
+                         f"clean or drop those rows")
+    return x
 
 
 def block_bounds(n, align, d, n_threads):
@@ -190,7 +233,7 @@ def map_rows(client, x, d, align, fn, *args, **kwargs):
     dask array; d columns), blocks starting at multiples of `align`, on the workers; returns
     [(i0, i1, result)] in input order. Array args should be `Executor.put` futures."""
     ex = Executor(client)
-    x, n = as_rows(x, d)
+    x, n = as_rows(x, d, client)
     return map_bounds(ex, x, block_bounds(n, align, d, ex.n_threads), fn, args, kwargs)
 
 

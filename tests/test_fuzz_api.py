@@ -24,7 +24,7 @@ FLT_MAX = np.float32(np.finfo(np.float32).max)
 D = 8
 FUZZ = settings(max_examples=30, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-pytestmark = pytest.mark.filterwarnings("ignore::adanns_ref.kmeans.SmallTrainingSetWarning")
+pytestmark = pytest.mark.filterwarnings("ignore::adanns_ref.quantizers.kmeans.SmallTrainingSetWarning")
 
 REAL = [np.float32, np.float64, np.float16, np.int32, np.uint8, np.bool_]
 NOT_REAL = [np.complex64, object, "U4"]
@@ -554,3 +554,141 @@ def test_knn_recall(data, nq, k, n, big):
         want = np.mean([len(set(exact[i, :k].tolist()) & set(a for a in ann[i, :n].tolist() if a >= 0)) / k
                         for i in range(nq)])
         assert value == pytest.approx(want)
+
+
+# ------------------------------------------------------------------------------ issue 26 surfaces
+
+@pytest.fixture(scope="module")
+def surfaces():
+    from adanns_ref import HNSWIndex, SQIndex
+    xb = _train_data(120)
+    out = {"xb": xb}
+    for qtype in ("8bit", "4bit_uniform", "fp16"):
+        for metric in ("l2", "ip"):
+            index = SQIndex(D, qtype, metric=metric)
+            index.train(xb)
+            index.add(xb[:50])
+            out["sq", qtype, metric] = index
+    hnsw = HNSWIndex(D, M=4, ef_construction=10, d_c=4, d_s=D)
+    hnsw.add(xb[:80])
+    out["hnsw"] = hnsw
+    return out
+
+
+@FUZZ
+@given(xq=matrices(D), k=ks(), qtype=st.sampled_from(["8bit", "4bit_uniform", "fp16"]),
+       metric=st.sampled_from(["l2", "ip"]))
+def test_sq_index_search_and_retrain(surfaces, xq, k, qtype, metric):
+    index = surfaces["sq", qtype, metric]
+    (x, xv), (kk, kv) = xq, k
+    out = _expect(lambda: index.search(x, kk), xv and _k_valid(kk, kv, _rows(x)))
+    if out is not None:
+        rec = index.sq.decode(index.codes).astype(np.float64)
+        q64 = _as64(x)
+        assert_consistent(*out, _distances(q64, rec, metric), int(kk), metric, _tol(q64, rec))
+    with pytest.raises(ValueError, match=r"reset\(\)"):
+        index.train(surfaces["xb"])  # it holds codes: the one train-after-add rule
+
+
+@settings(FUZZ, max_examples=15)
+@given(n=st.integers(8, 60), bits=st.sampled_from([8, 16, 64]), nlist=st.integers(1, 8),
+       nprobe=st.integers(1, 10), k=st.integers(1, 12), seed=st.integers(0, 2**16))
+def test_binary_ivf_full_probe_is_exact(n, bits, nlist, nprobe, k, seed):
+    from adanns_ref import BinaryFlatIndex, BinaryIVFIndex
+    codes = np.random.default_rng(seed).integers(0, 256, (n, bits // 8), dtype=np.uint8)
+    index = BinaryIVFIndex(bits, min(nlist, n), niter=3)
+    index.train(codes)
+    index.add(codes)
+    flat = BinaryFlatIndex(bits)
+    flat.add(codes)
+    D, I = index.search(codes[:5], k, nprobe=index.nlist)
+    Df, _ = flat.search(codes[:5], k)
+    assert np.array_equal(D, Df)  # ids may differ inside a tie: check each id's distance
+    bits_ = np.unpackbits(codes, axis=1)
+    for r in range(5):
+        ids = I[r][I[r] >= 0]
+        assert len(set(ids.tolist())) == ids.size
+        assert np.array_equal((bits_[ids] != bits_[r]).sum(axis=1), D[r][:ids.size])
+    _, I1 = index.search(codes, 1, nprobe=nprobe)
+    assert (D[:, 0] == 0).all() and index.ntotal == n
+    with pytest.raises(ValueError, match=r"reset\(\)"):
+        index.set_centroids(index.centroids)
+    assert index.ntotal == n
+
+
+@FUZZ
+@given(xq=matrices(D), k=ks(), ef=st.sampled_from([1, 4, 16, 200, 2**24, 0, -3, 2.5]),
+       d_c=st.sampled_from([None, 2, 4, D]), d_s=st.sampled_from([None, 3, 6, D]))
+def test_hnsw_rescoring_search(surfaces, xq, k, ef, d_c, d_s):
+    index = surfaces["hnsw"]
+    (x, xv), (kk, kv) = xq, k
+    n = _rows(x) if xv else 0
+    dc = index.d_c if d_c is None else d_c
+    ds = index.d_s if d_s is None else d_s
+    ef_ok = isinstance(ef, int) and 1 <= ef <= 2**24
+    width = max(ef, int(kk)) if ef_ok and kv and dc != ds else 0
+    valid = xv and _k_valid(kk, kv, n) and ef_ok and max(n, 1) * width * 12 <= MAX_RESULT_BYTES
+    out = _expect(lambda: index.search(x, kk, ef_search=ef, d_c=d_c, d_s=d_s), valid)
+    if out is not None:
+        q64, b64 = _as64(x)[:, :ds], surfaces["xb"][:80, :ds].astype(np.float64)
+        assert_consistent(*out, _distances(q64, b64, "l2"), int(kk), "l2", _tol(q64, b64),
+                          exact=False)
+
+
+@st.composite
+def mixed_stages(draw):
+    n = draw(st.integers(1, 3))
+    dims = sorted(draw(st.lists(st.sampled_from([2, 4, 8]), min_size=n, max_size=n)))
+    ks_ = sorted(draw(st.lists(st.integers(1, 12), min_size=n, max_size=n)), reverse=True)
+    stages = [(d, draw(st.sampled_from(["binary", "int8", "float"])), k) for d, k in zip(dims, ks_)]
+    if n > 1 and draw(st.booleans()):
+        stages[0] = (stages[0][0], stages[0][1], None)
+    return stages
+
+
+@FUZZ
+@given(db=matrices(D, min_rows=1), xq=matrices(D), stages=mixed_stages(),
+       oversample=st.sampled_from([None, 1, 2.5, 4, float("inf"), float("nan"), 1e300, 0.5, True]))
+def test_mixed_funnel_search(db, xq, stages, oversample):
+    from adanns_ref.funnel import mixed_funnel_search
+    (b, bv), (x, xv) = db, xq
+    fill = stages[0][2] is None
+    o_ok = oversample is None or (not isinstance(oversample, bool) and np.isfinite(oversample)
+                                  and oversample >= 1)
+    valid = bv and xv and o_ok and not (fill and oversample is None)
+    if valid and fill and oversample is not None:
+        valid = max(_rows(x), 1) * int(np.ceil(oversample * stages[-1][2])) * 12 <= MAX_RESULT_BYTES
+        if valid and int(np.ceil(oversample * stages[-1][2])) < stages[1][2]:
+            valid = False  # the filled shortlist would be smaller than the next stage's
+    out = _expect(lambda: mixed_funnel_search(b, x, stages, oversample=oversample), valid)
+    if out is not None:
+        D_, I_, _ = out
+        assert D_.shape == I_.shape == (_rows(x), stages[-1][2])
+        assert ((I_ >= -1) & (I_ < _rows(b))).all()
+
+
+@pytest.fixture(scope="module")
+def local_client():
+    distributed = pytest.importorskip("distributed")
+    cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                                       dashboard_address=":0")
+    client = distributed.Client(cluster)
+    yield client
+    client.close()
+    cluster.close()
+
+
+@settings(FUZZ, max_examples=10)
+@given(xb=matrices(D, max_rows=40), k=st.integers(1, 6), chunks=st.integers(1, 20))
+def test_knn_search_with_client_matches_in_process(local_client, xb, k, chunks):
+    da = pytest.importorskip("dask.array")
+    b, valid = xb
+    arr = np.asarray(b) if not isinstance(b, list) else np.array(b, dtype=object)
+    if arr.ndim != 2 or arr.dtype == object:
+        return  # dask arrays are 2-D numeric here; lists and 1-D inputs are the in-process rule
+    q = _train_data(3, seed=5)
+    dx = da.from_array(arr, chunks=(chunks, arr.shape[1]))
+    out = _expect(lambda: knn_search(q, dx, k, client=local_client), valid)
+    if out is not None:
+        want = knn_search(q, arr, k)
+        assert np.array_equal(out[0], want[0]) and np.array_equal(out[1], want[1])

@@ -6,7 +6,7 @@ from dataclasses import asdict
 
 import numpy as np
 
-from ..core.persist import atomic_write_text
+from ..core.persist import atomic_write_text, output_path_problem
 from .checks import CHECKS
 from .compare import import_faiss
 from .grid import grid, run
@@ -56,14 +56,26 @@ def main(argv=None):
     parser.add_argument("--json", metavar="PATH", help="write the JSON summary here (atomically) "
                                                        "instead of printing it")
     args = parser.parse_args(argv)
+    if args.json:  # checked before the work: exit 1 means "a check failed", never a bad path
+        problem = output_path_problem(args.json)
+        if problem:
+            parser.error(f"--json {args.json}: {problem}")
     if args.target is not None:
         return run_target_cli(args.target, args.seed)
     cases = [c for c in grid(args.quick) if args.only is None or c.component in args.only]
-    results = run(cases)
+    try:
+        results = run(cases)
+    except KeyboardInterrupt:
+        print("interrupted (Ctrl-C); nothing written", file=sys.stderr)
+        return 130
     print("\n".join(format_table(results)))
     report = json.dumps(summary(results, "quick" if args.quick else "full"), indent=1)
     if args.json:
-        atomic_write_text(args.json, report + "\n")
+        try:
+            atomic_write_text(args.json, report + "\n")
+        except OSError as exc:
+            print(f"error: --json {args.json}: cannot write ({exc})", file=sys.stderr)
+            return 2
     else:
         print(report)
     failed = sum(not r.passed for r in results)

@@ -7,7 +7,8 @@ required array is present with the expected dtype and ndim, so a truncated, tamp
 file raises ``ValueError`` naming the file instead of giving a broken object.
 
 Reading an ``.npz`` (``read_npz``; numpy's ``np.load`` is not used) costs at most the memory of
-the arrays it returns, whatever the file claims:
+the arrays it returns plus one READ_CHUNK, whatever the file claims (each member is
+decompressed in chunks straight into its array, with a running size check):
 
 - the zip directory is checked first: only the member names the caller expects are accepted
   (an unknown or duplicated name is refused before anything is decompressed); encrypted
@@ -44,6 +45,7 @@ import numpy as np
 SCHEMA_FIELDS = ("__kind__", "__version__", "__params__")
 _DEFLATE_MAX_RATIO = 1032  # deflate emits at least 2 bits per 258-byte match: 258 * 8 / 2 = 1032
 _NPY_MAX_HEADER = 10000    # numpy's own default limit on .npy header text
+READ_CHUNK = 1 << 20       # bytes decompressed per step when reading a member
 _TMP_PREFIX = ".tmp-adanns-"
 _TMP_NAME = re.compile(r"^\.tmp-adanns-(\d+)-")
 STALE_SECONDS = 60.0
@@ -74,6 +76,25 @@ def regular_file_size(path):
 
 
 # ---------------------------------------------------------------- atomic writes
+
+def output_path_problem(path):
+    """'' if `atomic_write` can create or replace the file `path`, else what is wrong (for a CLI
+    to refuse before its work starts): a directory, a non-regular file, or no writable directory
+    to put it in."""
+    path = os.path.abspath(os.fspath(path))
+    if os.path.isdir(path):
+        return "is a directory; give a file path"
+    if os.path.lexists(path) and not os.path.isfile(path):
+        return "exists and is not a regular file"
+    parent = os.path.dirname(path)
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        return f"{parent} is not a directory"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"directory {parent} is not writable"
+    return ""
+
 
 def _pid_running(pid):
     try:
@@ -222,7 +243,13 @@ class NpzReader:
                                  f"hold the arrays its loader reads")
 
     def read(self, name):
-        """Member `name` as a writable native-byte-order C-order array."""
+        """Member `name` as a writable native-byte-order C-order array.
+
+        The payload is decompressed in READ_CHUNK pieces straight into the array's own buffer
+        (allocated once from the checked header), with a running count against the header's
+        size: peak memory is the array plus one chunk, whatever the compression. Big-endian
+        members are swapped in place; Fortran-ordered members (never written by `save_npz`)
+        cost one transient copy to C order."""
         info, at = self._infos[name], f"{self.path}: array {name!r}"
         try:
             with self._zf.open(info) as f:
@@ -232,17 +259,28 @@ class NpzReader:
                 if nbytes != payload:
                     raise ValueError(f"{at}: header shape {shape} {dtype} needs {nbytes} bytes but "
                                      f"the entry holds {payload}")
-                data = f.read(nbytes)
+                buf = np.empty(nbytes, dtype=np.uint8)
+                view, got = memoryview(buf), 0
+                while got < nbytes:
+                    chunk = f.read(min(READ_CHUNK, nbytes - got))
+                    if not chunk:
+                        break
+                    view[got:got + len(chunk)] = chunk
+                    got += len(chunk)
+                if got == nbytes and f.read(1):  # zipfile stops at file_size; never more
+                    raise ValueError(f"{at}: holds more than its header's {nbytes} bytes")
         except ValueError as exc:
             if str(exc).startswith(f"{self.path}: "):
                 raise
             raise ValueError(f"{at}: unreadable ({exc})") from exc
         except _READ_ERRORS as exc:
             raise ValueError(f"{at}: unreadable ({type(exc).__name__}: {exc})") from exc
-        if len(data) != nbytes:
-            raise ValueError(f"{at}: truncated ({len(data)} of {nbytes} bytes)")
-        arr = np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if fortran else "C")
-        return np.array(arr, dtype=dtype.newbyteorder("="), order="C")
+        if got != nbytes:
+            raise ValueError(f"{at}: truncated ({got} of {nbytes} bytes)")
+        arr = buf.view(dtype).reshape(shape, order="F" if fortran else "C")
+        if not dtype.isnative:
+            arr = arr.byteswap(inplace=True).view(dtype.newbyteorder("="))
+        return np.ascontiguousarray(arr) if fortran and arr.ndim > 1 else arr
 
     def close(self):
         self._zf.close()

@@ -22,7 +22,7 @@ candidate's prefix bit for bit from its raw row (`funnel.kernels.rerank_rows`).
 """
 import numpy as np
 
-from .validate import as_float32_matrix, check_prefix_dim
+from .validate import as_bool, as_float32_matrix, check_prefix_dim
 
 _FLT_MIN = np.finfo(np.float32).tiny  # smallest normal float32, ~1.2e-38
 PREFIX_BLOCK = 1 << 22  # float32 values of one row block in prefix_scales (16 MiB)
@@ -86,7 +86,7 @@ def prefix(x, d, normalize=True):
     """
     x = as_float32_matrix(x, "x")
     d = check_prefix_dim(d, x.shape[1], "d")
-    if not normalize:
+    if not as_bool(normalize, "normalize"):
         return np.ascontiguousarray(x[:, :d])
     # normalize_rows(normalize_rows(x)[:, :d]), dividing only the d columns that are kept: the
     # same quotients, bit for bit, without an (n, D) temporary (d = 8 of D = 2048: 256x fewer)

@@ -33,10 +33,25 @@ def as_float32_matrix(x, name="x", d=None, min_rows=0, check_finite=True):
         raise ValueError(f"{name} has {dim} columns but {d} were expected (dimension mismatch)")
     if n < min_rows:
         raise ValueError(f"{name} has {n} rows but at least {min_rows} are needed")
-    if check_finite and arr.size and not np.isfinite(arr).all():
-        bad = int(np.flatnonzero(~np.isfinite(arr).all(axis=1))[0])
-        raise ValueError(f"{name} contains NaN or Inf (first in row {bad}); clean or drop those rows")
+    if check_finite and arr.size:
+        bad = first_nonfinite_row(arr)
+        if bad >= 0:
+            raise ValueError(f"{name} contains NaN or Inf (first in row {bad}); clean or drop those rows")
     return arr
+
+
+FINITE_BLOCK = 1 << 22  # values checked per step: the temporary mask is at most 4 MiB
+
+
+def first_nonfinite_row(arr):
+    """Index of the first row of a 2-D array holding NaN or Inf, or -1; checked in row blocks of
+    about FINITE_BLOCK values, so the temporary mask never grows with the array."""
+    rows = max(1, FINITE_BLOCK // max(1, arr.shape[1]))
+    for i0 in range(0, arr.shape[0], rows):
+        finite = np.isfinite(arr[i0:i0 + rows]).all(axis=1)
+        if not finite.all():
+            return i0 + int(np.argmin(finite))
+    return -1
 
 
 def as_int(value, name, low=None, high=None):
@@ -55,19 +70,53 @@ MAX_RESULT_BYTES = 1 << 32  # 4 GiB: the largest (D, I) result one search call m
 RESULT_BYTES_PER_ENTRY = 12  # float32 distance + int64 id
 
 
-def as_k(k, nq, name="k"):
-    """Return k (>= 1) for a search of nq queries, refusing a k whose results (nq x k float32
-    distances + int64 ids = nq * k * 12 bytes; at least one query's worth, so a huge k is refused
-    even for nq = 0) would exceed MAX_RESULT_BYTES, instead of failing with MemoryError."""
-    k = as_int(k, name, low=1)
-    need = max(nq, 1) * k * RESULT_BYTES_PER_ENTRY
+def check_result_size(nq, width, name="k"):
+    """The one result-size guard of every search path: refuse a search whose per-query result or
+    candidate buffers (nq x width float32 distances + int64 ids = nq * width * 12 bytes; at least
+    one query's worth, so a huge width is refused even for nq = 0) would exceed MAX_RESULT_BYTES,
+    instead of failing with MemoryError. `width` is k, a shortlist size, or HNSW's
+    max(ef_search, k) candidates; `name` says which parameter to lower."""
+    need = max(nq, 1) * width * RESULT_BYTES_PER_ENTRY
     if need > MAX_RESULT_BYTES:
-        raise ValueError(f"{name}={k} for {nq} queries needs {need / 2**30:.3g} GiB for the results "
-                         f"(nq * k * {RESULT_BYTES_PER_ENTRY} bytes), above the "
+        raise ValueError(f"{name}={width} for {nq} queries needs {need / 2**30:.3g} GiB for the results "
+                         f"(nq * {name} * {RESULT_BYTES_PER_ENTRY} bytes), above the "
                          f"{MAX_RESULT_BYTES / 2**30:.3g} GiB limit "
                          f"(adanns_ref.core.validate.MAX_RESULT_BYTES); lower {name} or search fewer "
                          f"queries per call")
-    return k
+    return width
+
+
+def as_k(k, nq, name="k"):
+    """Return k (>= 1) for a search of nq queries, refusing a k whose results exceed
+    MAX_RESULT_BYTES (`check_result_size`)."""
+    return check_result_size(nq, as_int(k, name, low=1), name)
+
+
+MAX_DIM = 1 << 24  # 16,777,216: the largest vector width (d) a constructor accepts
+
+
+def as_dim(d, name="d"):
+    """A vector width in [1, MAX_DIM]: constructors size arrays from it, so an absurd d is a
+    clear ValueError instead of numpy's "Maximum allowed dimension exceeded" or MemoryError."""
+    return as_int(d, name, 1, MAX_DIM)
+
+
+MAX_NLIST = 1 << 24  # 16,777,216 lists: the nlist + 1 int64 offsets take 128 MiB
+
+
+def as_nlist(nlist):
+    """nlist in [1, MAX_NLIST]: an IVF index allocates nlist + 1 list offsets at construction
+    (and k-means nlist centroids), so a huge nlist from a caller or a file is refused up front."""
+    return as_int(nlist, "nlist", 1, MAX_NLIST)
+
+
+def refuse_train_after_add(index, ntotal):
+    """The one "train after add" rule of every index: re-training an index that holds vectors
+    would leave them encoded / assigned with the old parameters (silently wrong results), so it
+    is refused, naming reset()."""
+    if ntotal:
+        raise ValueError(f"{index} holds {ntotal} vectors encoded or assigned with the current "
+                         f"parameters; call reset() before re-training (or build a new index)")
 
 
 def as_bool(value, name):

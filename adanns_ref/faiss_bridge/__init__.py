@@ -57,7 +57,7 @@ absolute rounding of the cancelling terms); `adanns_ref.conformance` measures it
 """
 
 from . import serve
-from ..core.validate import as_float32_matrix, as_int, as_k
+from ..core.validate import as_bool, as_float32_matrix, as_int, as_k
 from ..indices.binary import BinaryFlatIndex, BinaryIVFIndex
 from ..indices.flat import FlatIndex
 from ..indices.hnsw import HNSWIndex
@@ -67,11 +67,12 @@ from ..indices.pqindex import PQIndex
 from ..indices.sqindex import SQIndex
 from ..panorama import PanoramaFlatIndex, PanoramaIVFIndex, PanoramaRefineIndex
 from .binary import binary_from_faiss, binary_search, binary_to_faiss
-from .common import FaissAdannsIVF, import_faiss, quantizer_centroids, read_chain, require_faiss_object
+from .common import (FaissAdannsIVF, check_centroid_count, import_faiss, quantizer_centroids, read_chain,
+                     require_faiss_object)
 from .flat import flat_from_faiss, flat_to_faiss
 from .hnsw import hnsw_from_faiss, hnsw_to_faiss, holds_hnsw
+from .ivf import ivf_from_faiss, ivf_from_independent, ivf_to_faiss
 from .panorama import is_panorama, panorama_from_faiss, panorama_to_faiss
-from .ivf import ivf_from_faiss, ivf_to_faiss
 from .pq import ivfpq_from_faiss, ivfpq_to_faiss, pq_from_faiss, pq_to_faiss, rotation
 from .sq import sq_from_faiss, sq_to_faiss
 
@@ -85,6 +86,7 @@ def to_faiss(index, writable=False):
     ``faiss.write_index`` writes (`serve.adanns_ivf`: an IndexIVFIndependentQuantizer)
     instead of a FaissAdannsIVF; the other types are already faiss indices."""
     faiss = import_faiss()
+    writable = as_bool(writable, "writable")
     if isinstance(index, FlatIndex):
         return flat_to_faiss(faiss, index)
     if isinstance(index, IVFIndex):
@@ -152,6 +154,8 @@ def from_faiss(index, xb=None):
         return flat_from_faiss(faiss, inner, outer)
     if type(inner) is faiss.IndexIVFFlat and opq is None:
         return ivf_from_faiss(faiss, inner, quantizer_centroids(faiss, inner), D, inner.d, normalize, xb)
+    if type(inner) is faiss.IndexIVFIndependentQuantizer and opq is None:
+        return ivf_from_independent(faiss, inner, D, normalize, xb)
     if type(inner) is faiss.IndexPQ:
         return pq_from_faiss(faiss, inner, D, normalize, opq)
     if type(inner) is faiss.IndexScalarQuantizer:
@@ -161,7 +165,8 @@ def from_faiss(index, xb=None):
         # faiss routes rotated vectors against s_l = R c_l; ours routes c_l: recover it (rounding)
         centroids = scoring if opq is None else scoring @ rotation(opq)
         return ivfpq_from_faiss(faiss, inner, opq, centroids, scoring, D, inner.d, normalize)
-    raise TypeError(f"from_faiss reads IndexFlat, IndexIVFFlat, IndexPQ, IndexIVFPQ, IndexHNSWFlat, "
+    raise TypeError(f"from_faiss reads IndexFlat, IndexIVFFlat, IndexIVFIndependentQuantizer, IndexPQ, "
+                    f"IndexIVFPQ, IndexHNSWFlat, "
                     f"IndexScalarQuantizer, IndexBinaryFlat and IndexBinaryIVF (optionally behind "
                     f"the chains to_faiss writes) and FaissAdannsIVF, got "
                     f"{type(inner).__name__}" + (" behind an OPQMatrix" if opq is not None else ""))
@@ -169,8 +174,9 @@ def from_faiss(index, xb=None):
 
 def from_adanns(faiss, wrapper, xb):
     """Our IVFIndex / IVFPQIndex from a FaissAdannsIVF (xb as in `from_faiss`)."""
-    centroids = wrapper.quantizer.reconstruct_n(0, wrapper.nlist)
     inner, opq = wrapper.inner()
+    check_centroid_count(wrapper.quantizer, inner.nlist)
+    centroids = wrapper.quantizer.reconstruct_n(0, inner.nlist)
     if type(inner) is faiss.IndexIVFFlat and opq is None:
         return ivf_from_faiss(faiss, inner, centroids, wrapper.d, wrapper.d_c, wrapper.normalize, xb)
     if type(inner) is faiss.IndexIVFPQ:

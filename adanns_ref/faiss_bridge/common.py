@@ -68,7 +68,7 @@ def set_cp(cp, niter, seed, max_points_per_centroid):
     cp.niter, cp.seed, cp.max_points_per_centroid = niter, seed, max_points_per_centroid
 
 
-def _describe(faiss, t):
+def describe_transform(faiss, t):
     """A comparable description of a faiss VectorTransform."""
     if isinstance(t, faiss.NormalizationTransform):
         return ("NormalizationTransform", t.d_in, float(t.norm))
@@ -91,9 +91,9 @@ def read_chain(faiss, index):
                          f"a {inner.d}-dim index: only square rotations without bias (OPQ) have an "
                          f"adanns_ref counterpart")
     D = ts[0].d_in if ts else inner.d
-    found = [_describe(faiss, t) for t in ts]
+    found = [describe_transform(faiss, t) for t in ts]
     for normalize in (False, True):
-        if found == [_describe(faiss, t) for t in prefix_transforms(faiss, D, inner.d, normalize)]:
+        if found == [describe_transform(faiss, t) for t in prefix_transforms(faiss, D, inner.d, normalize)]:
             return D, normalize, opq, inner
     raise ValueError(f"unsupported transform chain {found}; from_faiss reads the Matryoshka prefix "
                      f"chain to_faiss writes (NormalizationTransform, RemapDimensionsTransform keeping "
@@ -119,7 +119,17 @@ def quantizer_centroids(faiss, ivf):
     if not isinstance(quantizer, faiss.IndexFlat):
         raise ValueError(f"the IVF quantizer is a {type(quantizer).__name__}; adanns_ref routes "
                          f"exactly, so only IndexFlat quantizers have a counterpart")
+    check_centroid_count(quantizer, ivf.nlist)
     return quantizer.reconstruct_n(0, ivf.nlist)
+
+
+def check_centroid_count(quantizer, nlist):
+    """ValueError unless the faiss quantizer holds exactly nlist centroids (an untrained IVF's
+    quantizer may hold fewer, and faiss's reconstruct_n would raise a RuntimeError)."""
+    if quantizer.ntotal != nlist:
+        raise ValueError(f"the IVF quantizer holds {quantizer.ntotal} centroids but the IVF has "
+                         f"nlist={nlist} lists; train the faiss index (or add nlist centroids to "
+                         f"its quantizer) before converting it")
 
 
 class FaissAdannsIVF:

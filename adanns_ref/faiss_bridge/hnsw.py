@@ -90,6 +90,9 @@ def hnsw_from_faiss(faiss, index, xb):
         if data.shape != (fh.ntotal, D) or not np.array_equal(prefix(data, fh.d, normalize), stored):
             raise ValueError(f"xb (shape {data.shape}) is not the vectors whose prefixes faiss stores "
                              f"(expected shape ({fh.ntotal}, {D}) matching bit for bit)")
+    if fh.metric_type not in (faiss.METRIC_L2, faiss.METRIC_INNER_PRODUCT):
+        raise ValueError(f"faiss metric_type {fh.metric_type} has no HNSWIndex counterpart; only "
+                         f"METRIC_L2 and METRIC_INNER_PRODUCT are supported")
     metric = "l2" if fh.metric_type == faiss.METRIC_L2 else "ip"
     index = HNSWIndex(D, M=M, ef_construction=int(h.efConstruction), metric=metric,
                       normalize=normalize, d_c=fh.d, d_s=D if refine else fh.d)

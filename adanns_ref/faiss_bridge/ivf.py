@@ -13,8 +13,8 @@ import numpy as np
 from ..core.truncate import prefix
 from ..core.validate import as_float32_matrix
 from ..indices.ivf import IVFIndex
-from .common import (FaissAdannsIVF, faiss_metric, flat_index, our_metric, prefix_transforms, pretransform,
-                     read_lists, require_trained, set_cp)
+from .common import (FaissAdannsIVF, check_centroid_count, describe_transform, faiss_metric, flat_index,
+                     our_metric, prefix_transforms, pretransform, read_lists, require_trained, set_cp)
 
 
 def ivf_flat(faiss, index, quantizer_rows):
@@ -79,3 +79,33 @@ def ivf_from_faiss(faiss, ivf, centroids, D, d_c, normalize, xb):
     order[ids] = lists
     index.add_preassigned(full, order)
     return index
+
+
+def ivf_from_independent(faiss, both, D, normalize, xb):
+    """IVFIndex (AdANNS-IVF) from the IndexIVFIndependentQuantizer `serve.adanns_ivf` writes
+    (to_faiss(IVFIndex, writable=True)); any other layout raises ValueError / TypeError."""
+    ivf, quantizer = faiss.downcast_index(both.index_ivf), faiss.downcast_index(both.quantizer)
+    flat, q_chain = quantizer, []
+    if isinstance(quantizer, faiss.IndexPreTransform):
+        flat = faiss.downcast_index(quantizer.index)
+        q_chain = [faiss.downcast_VectorTransform(quantizer.chain.at(i))
+                   for i in range(quantizer.chain.size())]
+    if type(ivf) is not faiss.IndexIVFFlat or not isinstance(flat, faiss.IndexFlat):
+        raise TypeError(f"an IndexIVFIndependentQuantizer over a {type(ivf).__name__} routed by a "
+                        f"{type(flat).__name__} has no counterpart; from_faiss reads the "
+                        f"IndexIVFFlat + IndexFlat form to_faiss(IVFIndex, writable=True) writes")
+    d_c, d_s = flat.d, ivf.d
+    vt = [] if both.vt is None else [faiss.downcast_VectorTransform(both.vt)]
+    if normalize:
+        want_q = prefix_transforms(faiss, d_s, d_c, False) + [faiss.NormalizationTransform(d_c, 2.0)]
+        want_vt = []
+    else:
+        want_q = prefix_transforms(faiss, D, d_c, False)
+        want_vt = [faiss.RemapDimensionsTransform(D, d_s, False)] if d_s < D else []
+    found = ([describe_transform(faiss, t) for t in q_chain], [describe_transform(faiss, t) for t in vt])
+    if found != ([describe_transform(faiss, t) for t in want_q],
+                 [describe_transform(faiss, t) for t in want_vt]) or flat.metric_type != ivf.metric_type:
+        raise ValueError(f"unsupported IndexIVFIndependentQuantizer layout (quantizer chain, vt) = "
+                         f"{found}; from_faiss reads the one to_faiss(IVFIndex, writable=True) writes")
+    check_centroid_count(flat, ivf.nlist)
+    return ivf_from_faiss(faiss, ivf, flat.reconstruct_n(0, ivf.nlist), D, d_c, normalize, xb)

@@ -135,6 +135,7 @@ def rerank(I, db_full, q_full, dim, k, metric="l2", normalize=True):
     never modified.
     """
     db, q, metric = _check_inputs(db_full, q_full, metric)
+    normalize = as_bool(normalize, "normalize")
     I = as_ids(I, "I", n_db=db.shape[0])
     if I.shape[0] != q.shape[0]:
         raise ValueError(f"I has {I.shape[0]} rows but q_full has {q.shape[0]} queries; pass one "
@@ -182,6 +183,7 @@ def funnel_search(db_full, q_full, stages, metric="l2", normalize=True):
     flops = d_0 * N + sum_{i>=1} d_i * min(k_{i-1}, N)  (`cost.funnel_flops`).
     """
     db, q, metric = _check_inputs(db_full, q_full, metric)
+    normalize = as_bool(normalize, "normalize")
     return run_funnel(db, q, check_stages(stages, db.shape[1], q.shape[0]), metric, normalize)
 
 
@@ -197,8 +199,9 @@ def run_funnel(db, q, stages, metric, normalize, prepared=None):
     return D, I, funnel_flops(d0, db.shape[0], reranks)
 
 
-def _check_mixed_stages(stages, full_dim, oversample):
-    """stages -> list of (d_i, precision_i, k_i); None shortlists filled from oversample."""
+def _check_mixed_stages(stages, full_dim, oversample, nq):
+    """stages -> list of (d_i, precision_i, k_i); None shortlists filled from oversample; every
+    shortlist goes through the result-size guard (`check_result_size`) for nq queries."""
     try:
         stages = [tuple(s) for s in stages]
     except TypeError:
@@ -207,8 +210,9 @@ def _check_mixed_stages(stages, full_dim, oversample):
         raise ValueError("stages is empty; give e.g. [(256, 'binary', 200), (2048, 'float', 10)]")
     if oversample is not None:
         if isinstance(oversample, (bool, np.bool_)) or not np.isscalar(oversample) \
-                or not np.isreal(oversample) or not oversample >= 1:
-            raise ValueError(f"oversample must be a number >= 1 (shortlist = oversample * k), got {oversample!r}")
+                or not np.isreal(oversample) or not oversample >= 1 or not np.isfinite(oversample):
+            raise ValueError(f"oversample must be a finite number >= 1 (shortlist = oversample * k), "
+                             f"got {oversample!r}")
     for i, stage in enumerate(stages):
         if len(stage) != 3:
             raise ValueError(f"stages[{i}] must be a (dim, precision, shortlist) triple, got {stage!r}")
@@ -222,9 +226,9 @@ def _check_mixed_stages(stages, full_dim, oversample):
         if k is None:
             if oversample is None:
                 raise ValueError(f"stages[{i}] shortlist is None but no oversample was given")
-            k = int(np.ceil(float(oversample) * k_last))
+            k = int(min(np.ceil(float(oversample) * k_last), 2.0**62))  # huge: refused by as_k
         d = check_prefix_dim(d, full_dim, f"stages[{i}] dim")
-        k = as_int(k, f"stages[{i}] shortlist", 1)
+        k = as_k(k, nq, f"stages[{i}] shortlist")
         if checked and k > checked[-1][2]:
             raise ValueError(f"stages[{i}] keeps {k} but the previous stage only kept "
                              f"{checked[-1][2]}; shortlists must not grow along the funnel")
@@ -250,7 +254,7 @@ def mixed_funnel_search(db_full, q_full, stages, metric="l2", normalize=True, ov
     """
     db, q, metric = _check_inputs(db_full, q_full, metric)
     normalize = as_bool(normalize, "normalize")
-    stages = _check_mixed_stages(stages, db.shape[1], oversample)
+    stages = _check_mixed_stages(stages, db.shape[1], oversample, q.shape[0])
     D = I = None
     for i, (d, precision, k) in enumerate(stages):
         if precision == "binary":

@@ -21,9 +21,18 @@ and normalize (same kernels, same bits; tested); a stage at a dim that was not p
 computed as funnel_search computes it. Preparation reads the database once, in row blocks, and
 checks it for NaN/Inf block by block (no N x D temporary).
 
+The database must not change after preparation: the prepared scales and scan layouts describe
+the rows as they were, while re-rank stages read the rows as they are, so an edited database
+gives results that match neither version. `search` does not re-read the database to check this
+(that would cost what the index saves); preparation records a BLAKE2b digest of every byte
+(`fingerprint`, read block by block) and `verify()` re-hashes the database
+and raises ValueError if it changed (then build a new FunnelIndex).
+
 Shapes and dtypes as in `funnel.py`: db_full (N, D), queries (nq, D), real arrays converted once
 to float32; search returns D float32 (nq, k), I int64 (nq, k) and the FLOPs per query.
 """
+import hashlib
+
 import numpy as np
 
 from ..core.truncate import divide_rows, row_scales
@@ -54,6 +63,7 @@ class FunnelIndex:
         s1           (N,) float32 or None: the full-D norms (normalize=True)
         s2           dict {d: (N,) float32}: the prefix norms after the first normalisation
         nbytes       int: bytes of the prepared arrays (the database not counted)
+        fingerprint  str: hex BLAKE2b of the database bytes at preparation (see `verify`)
     """
 
     def __init__(self, db_full, dims, metric="l2", normalize=True):
@@ -80,6 +90,22 @@ class FunnelIndex:
         rows = max(BLOCK, PREPARE_BLOCK // self.d // BLOCK * BLOCK)  # a multiple of BLOCK
         for i0 in range(0, n, rows):
             self._prepare_rows(i0, min(i0 + rows, n))
+        self.fingerprint = self._digest()
+
+    def _digest(self):
+        rows = max(BLOCK, PREPARE_BLOCK // self.d // BLOCK * BLOCK)
+        digest = hashlib.blake2b(digest_size=16)
+        for i0 in range(0, self.ntotal, rows):
+            digest.update(memoryview(np.ascontiguousarray(self.db[i0:i0 + rows])).cast("B"))
+        return digest.hexdigest()
+
+    def verify(self):
+        """Re-hash the database (one read of N x D floats, in blocks) and raise ValueError if it
+        changed since preparation: searches would then mix old scales with new rows."""
+        if self._digest() != self.fingerprint:
+            raise ValueError("the database of this FunnelIndex was modified after it was prepared; "
+                             "its scales and scan layouts are stale: build a new FunnelIndex")
+        return self
 
     def _prepare_rows(self, i0, i1):
         """Scales and scan layouts of rows i0..i1 (i0 a multiple of BLOCK), as truncate.prefix

@@ -19,6 +19,9 @@ Directory layout (format FORMAT, version VERSION):
   |want| elementwise, for floating-point results).
 - ``README.md``: this format, in short, for readers in other languages.
 
+What a manifest may ask for is bounded (`manifest`): exact ids, finite small
+tolerances, small case parameters, regular files only.
+
 The cases, their deterministic inputs and the component functions (params, inputs) -> outputs
 live in ``golden.cases``; generating and checking run the same functions, which call the library.
 
@@ -48,15 +51,11 @@ import numpy as np
 from ..core.persist import atomic_write, atomic_write_text, read_npz, sha256_file
 from ..testing import blas_kernels
 from .cases import COMPONENTS, cases, tolerance
+from .manifest import (FORMAT, MANIFEST, README, VERSION, ManifestError, file_problem, load_manifest,
+                       params_json)
 
-FORMAT, VERSION = "adanns-ref-golden", 1
 RECORDED_BLAS = ("numpy", "scipy")  # whose kernels the OPQ cases' bits depend on (GEMM; QR, SVD)
-MANIFEST = "manifest.json"
-README = "README.md"
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # the earliest zip timestamp: bytes must not depend on the clock
-_NAME = re.compile(r"^[a-z0-9_]+$")  # case names (and so file names)
-_ARRAY = re.compile(r"^[A-Za-z0-9_]+$")
-_SHA = re.compile(r"^[0-9a-f]{64}$")
 # a JSON list of numbers as json.dumps(indent=...) lays it out: "[" then a newline (a string
 # value cannot hold a raw newline, so text inside descriptions never matches)
 _NUMBER_LIST = re.compile(r"\[\n\s*(-?[0-9.eE+-]+(?:,\s*-?[0-9.eE+-]+)*)\s*\]")
@@ -85,10 +84,6 @@ def _describe(arr, rule=None):
     return {**entry, **rule} if rule is not None else entry
 
 
-def _params_json(params):
-    return json.dumps(params, sort_keys=True)
-
-
 def _sha256(data):
     return hashlib.sha256(data).hexdigest()
 
@@ -103,7 +98,7 @@ def _build(case):
     outputs = _compute(case["component"], case["params"], case["inputs"])
     arrays = {f"in_{n}": a for n, a in case["inputs"].items()}
     arrays.update({f"out_{n}": a for n, a in outputs.items()})
-    arrays["params"] = np.array(_params_json(case["params"]))
+    arrays["params"] = np.array(params_json(case["params"]))
     data = _npz_bytes(arrays)
     entry = {key: case[key] for key in ("name", "component", "description", "exact_path", "params")}
     entry["file"] = case["name"] + ".npz"
@@ -189,92 +184,6 @@ def _write_bytes(path, data):
 
 # --------------------------------------------------------------------- checking
 
-class ManifestError(ValueError):
-    """manifest.json is missing, unreadable, of another format/version, or malformed."""
-
-
-def _require(cond, where, message):
-    if not cond:
-        raise ManifestError(f"manifest.json: {where}: {message}")
-
-
-def _check_arrays_spec(spec, where, outputs):
-    _require(isinstance(spec, dict), where, "must be an object {name: {dtype, shape, ...}}")
-    for name, entry in spec.items():
-        at = f"{where}.{name}"
-        _require(isinstance(entry, dict) and _ARRAY.match(name), at, "must be an object named by "
-                 "letters, digits and _")
-        _require(isinstance(entry.get("dtype"), str), at, "needs a dtype string, e.g. '<f4'")
-        shape = entry.get("shape")
-        _require(isinstance(shape, list) and all(isinstance(s, int) and s >= 0 for s in shape), at,
-                 f"shape must be a list of non-negative ints, got {shape!r}")
-        if outputs:
-            _require(entry.get("compare") in ("exact", "close"), at,
-                     f"compare must be 'exact' or 'close', got {entry.get('compare')!r}")
-            if entry["compare"] == "close":
-                for tol in ("rtol", "atol"):
-                    v = entry.get(tol)
-                    _require(isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0, at,
-                             f"{tol} must be a number >= 0, got {v!r}")
-
-
-def load_manifest(directory):
-    """Read and validate DIR/manifest.json; raises ManifestError naming the first problem."""
-    path = os.path.join(os.fspath(directory), MANIFEST)
-    try:
-        with open(path, encoding="utf-8") as f:
-            manifest = json.load(f)
-    except FileNotFoundError:
-        raise ManifestError(f"{path} not found; is {directory!r} a golden directory "
-                            f"(written by python -m adanns_ref.golden --out)?") from None
-    except (ValueError, OSError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
-        raise ManifestError(f"{path}: not readable JSON ({type(exc).__name__}: {str(exc)[:200]})") from exc
-    _require(isinstance(manifest, dict), "top level", "must be a JSON object")
-    _require(manifest.get("format") == FORMAT, "format", f"expected {FORMAT!r}, got {manifest.get('format')!r}")
-    version = manifest.get("version")
-    _require(version == VERSION and not isinstance(version, bool), "version",
-             f"this code reads version {VERSION}, got {version!r}; regenerate with --out")
-    files = manifest.get("files")
-    _require(isinstance(files, dict) and files, "files", "must be a non-empty object {file: sha256}")
-    for name, sha in files.items():
-        _require(name != MANIFEST and os.path.basename(name) == name and not name.startswith("."),
-                 f"files.{name}", "must be a plain file name inside the directory")
-        _require(isinstance(sha, str) and _SHA.match(sha), f"files.{name}",
-                 f"must be a 64-hex-digit SHA-256, got {sha!r}")
-    blas = manifest.get("blas", {})
-    _require(isinstance(blas, dict) and all(k is None or isinstance(k, dict) for k in blas.values()),
-             "blas", f"must be an object {{library: {{internal_api, version, architecture}} or null}}, "
-             f"got {blas!r}")
-    cases_ = manifest.get("cases")
-    _require(isinstance(cases_, list) and cases_, "cases", "must be a non-empty list")
-    seen = set()
-    for i, case in enumerate(cases_):
-        where = f"cases[{i}]"
-        _require(isinstance(case, dict), where, "must be an object")
-        fields = ("name", "component", "file", "description", "exact_path", "params", "inputs", "outputs")
-        missing = [f for f in fields if f not in case]
-        _require(not missing, where, f"missing fields {missing}")
-        name = case["name"]
-        _require(isinstance(name, str) and _NAME.match(name) and name not in seen, where,
-                 f"name must be a unique lower-case identifier, got {name!r}")
-        seen.add(name)
-        where = f"case {name}"
-        _require(isinstance(case["component"], str) and case["component"] in COMPONENTS, where,
-                 f"unknown component {case['component']!r}; known: {sorted(COMPONENTS)}")
-        _require(case["file"] == name + ".npz" and case["file"] in files, where,
-                 f"file must be {name + '.npz'!r} and listed in files, got {case['file']!r}")
-        _require(isinstance(case["exact_path"], bool), where, "exact_path must be true or false")
-        _require(isinstance(case["params"], dict), where, "params must be an object")
-        try:
-            _params_json(case["params"])  # the check compares this text with the case file's
-        except (ValueError, RecursionError) as exc:
-            raise ManifestError(f"manifest.json: {where}: params cannot be serialised "
-                                f"({type(exc).__name__})") from exc
-        _check_arrays_spec(case["inputs"], f"{where} inputs", outputs=False)
-        _check_arrays_spec(case["outputs"], f"{where} outputs", outputs=True)
-    return manifest
-
-
 def load_case(directory, name):
     """(params, inputs, outputs) of case `name` of a golden directory, after checking the
     manifest and the file's SHA-256 (ValueError otherwise); arrays keyed without in_/out_."""
@@ -284,6 +193,9 @@ def load_case(directory, name):
     if case is None:
         raise ValueError(f"no case {name!r} in {directory}; cases: {[c['name'] for c in manifest['cases']]}")
     path = os.path.join(directory, case["file"])
+    problem = file_problem(directory, case["file"])
+    if problem:
+        raise ValueError(f"{directory}: {problem}")
     if sha256_file(path) != manifest["files"][case["file"]]:
         raise ValueError(f"{path}: SHA-256 differs from the manifest (modified or corrupt)")
     arrays = read_npz(path, lambda n: n == "params" or n.startswith(("in_", "out_")))
@@ -337,7 +249,7 @@ def _check_case(directory, case):
                 problems.append(f"{prefix_}{n}: stored {a.dtype.str}{list(a.shape)}, manifest says "
                                 f"{entry['dtype']}{entry['shape']}")
     stored_params = arrays.get("params")
-    if stored_params is None or stored_params.dtype.kind != "U" or str(stored_params) != _params_json(case["params"]):
+    if stored_params is None or stored_params.dtype.kind != "U" or str(stored_params) != params_json(case["params"]):
         problems.append(f"{case['file']}: params differ from the manifest's params")
     if problems:
         return problems
@@ -363,11 +275,14 @@ def check(directory):
     by_file = {case["file"]: case["name"] for case in manifest["cases"]}
     for name, sha in manifest["files"].items():
         key = by_file.get(name, name)
-        try:
-            with open(os.path.join(directory, name), "rb") as f:
-                found = _sha256(f.read())
-        except FileNotFoundError:
-            report.setdefault(key, []).append(f"{name}: missing")
+        problem = file_problem(directory, name)
+        if not problem:
+            try:
+                found = sha256_file(os.path.join(directory, name))
+            except OSError as exc:
+                problem = f"{name}: unreadable ({type(exc).__name__}: {exc})"
+        if problem:
+            report.setdefault(key, []).append(problem)
             continue
         if found != sha:
             report.setdefault(key, []).append(f"{name}: SHA-256 {found} but the manifest says {sha}")
@@ -375,7 +290,8 @@ def check(directory):
         report.setdefault(extra, []).append(f"{extra}: not listed in the manifest")
     for case in manifest["cases"]:
         problems = report.setdefault(case["name"], [])
-        if not any(p.endswith(": missing") for p in problems):
+        if not any(p.startswith(f"{case['file']}: ") and not p.startswith(f"{case['file']}: SHA")
+                   for p in problems):
             problems.extend(_check_case(directory, case))
     return report
 
@@ -394,6 +310,9 @@ def main(argv=None):
         except ValueError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
+        except KeyboardInterrupt:
+            print("interrupted (Ctrl-C); the directory may be incomplete", file=sys.stderr)
+            return 130
         size = sum(os.path.getsize(os.path.join(args.out, f)) for f in manifest["files"])
         print(f"wrote {len(manifest['cases'])} cases ({size} bytes) to {args.out}")
         return 0
@@ -402,6 +321,9 @@ def main(argv=None):
     except ManifestError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted (Ctrl-C)", file=sys.stderr)
+        return 130
     failed = [name for name, problems in report.items() if problems]
     for name, problems in report.items():
         print(f"{'FAIL' if problems else 'ok  '}  {name}")

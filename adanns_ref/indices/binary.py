@@ -23,7 +23,7 @@ import numpy as np
 
 from ..core.persist import load_npz, save_npz
 from ..core.topk import heap_push, new_heaps, sort_heaps
-from ..core.validate import as_int, as_k
+from ..core.validate import as_int, as_k, as_nlist, refuse_train_after_add
 from ..quantizers.binary import (as_codes, check_bits, hamming, hamming_finalize, hamming_knn, pack_lsb,
                                  to_words, unpack_lsb)
 from ..quantizers.kmeans import KMeans
@@ -88,7 +88,7 @@ class BinaryFlatIndex:
         params, arrays = load_npz(path, "BinaryFlatIndex", 1, {"codes": (np.uint8, 2)})
         try:
             index = cls(params["d_bits"])
-            index.add(arrays["codes"])
+            index.codes = as_codes(arrays["codes"], "codes", index.code_size)  # no second copy
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{path}: invalid BinaryFlatIndex ({exc})") from exc
         return index
@@ -120,7 +120,7 @@ class BinaryIVFIndex(InvertedLists):
     def __init__(self, d_bits, nlist, niter=10, seed=1234, max_points_per_centroid=256):
         self.d_bits = check_bits(d_bits)
         self.code_size = self.d_bits // 8
-        self.nlist = as_int(nlist, "nlist", 1)
+        self.nlist = as_nlist(nlist)
         self.niter = as_int(niter, "niter", 1)
         self.seed = as_int(seed, "seed", 0, 2**31 - 1)
         self.max_points_per_centroid = as_int(max_points_per_centroid, "max_points_per_centroid", 1)
@@ -132,7 +132,9 @@ class BinaryIVFIndex(InvertedLists):
         return self._codes[self._rows(l)].copy()
 
     def train(self, codes):
-        """k-means on the codes' +-1 floats, centroids binarized (faiss's recipe). Returns self."""
+        """k-means on the codes' +-1 floats, centroids binarized (faiss's recipe). Returns self.
+        An index holding codes refuses (they sit in the old centroids' lists): reset() first."""
+        refuse_train_after_add("BinaryIVFIndex", self.ntotal)
         codes = as_codes(codes, "codes", self.code_size)
         if codes.shape[0] < self.nlist:
             raise ValueError(f"train needs at least nlist={self.nlist} codes, got {codes.shape[0]}")
@@ -142,12 +144,13 @@ class BinaryIVFIndex(InvertedLists):
         return self
 
     def set_centroids(self, centroids):
-        """Install binary centroids (nlist, code_size) uint8, e.g. faiss's quantizer codes."""
+        """Install binary centroids (nlist, code_size) uint8, e.g. faiss's quantizer codes. An
+        index holding codes refuses (they sit in the old centroids' lists): reset() first."""
+        refuse_train_after_add("BinaryIVFIndex", self.ntotal)
         centroids = as_codes(centroids, "centroids", self.code_size)
         if centroids.shape[0] != self.nlist:
             raise ValueError(f"centroids has {centroids.shape[0]} rows, nlist is {self.nlist}")
-        self._centroids = centroids
-        self.reset()
+        self._centroids = centroids.copy()
 
     def _require_trained(self, verb):
         if not self.is_trained:

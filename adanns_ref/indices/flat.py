@@ -88,7 +88,8 @@ class FlatIndex:
             index = cls(params["d"], params["metric"])
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{path}: invalid FlatIndex parameters {params!r} ({exc})") from exc
-        index.add(as_float32_matrix(arrays["xb"], f"{path}: xb", d=index.d))
+        xb = as_float32_matrix(arrays["xb"], f"{path}: xb", d=index.d)
+        index._buf, index.ntotal = xb, xb.shape[0]  # the loaded array itself: no second copy
         return index
 
     def __repr__(self):

@@ -49,7 +49,8 @@ from ..core.persist import load_npz, save_npz
 from ..core.simd import simd_sum
 from ..core.topk import finalize, heap_push, heap_sort, new_heaps
 from ..core.truncate import prefix
-from ..core.validate import as_bool, as_float32_matrix, as_int, as_k, check_metric, check_prefix_dim
+from ..core.validate import (as_bool, as_float32_matrix, as_int, as_k, as_nlist, check_metric,
+                             check_prefix_dim, refuse_train_after_add)
 from ..distributed import Executor, as_rows, map_concat
 from ..quantizers.kmeans import KMeans
 from ..search.assign import routing_plan, search_centroids
@@ -136,7 +137,7 @@ class IVFIndex(InvertedLists):
     def __init__(self, d, nlist, d_c=None, d_s=None, metric="l2", normalize=True, niter=10,
                  seed=1234, max_points_per_centroid=256):
         self.d = as_int(d, "d", 1)
-        self.nlist = as_int(nlist, "nlist", 1)
+        self.nlist = as_nlist(nlist)
         self.d_c = check_prefix_dim(d_c, self.d, "d_c")
         self.d_s = check_prefix_dim(d_s, self.d, "d_s")
         self.metric = check_metric(metric)
@@ -170,7 +171,8 @@ class IVFIndex(InvertedLists):
         """k-means on the d_c prefixes of x (n, D), n >= nlist; sets `centroids`.
         client: a ``distributed.Client``: x may then also be a vector file path or a dask
         array; the workers read the k-means training rows and assign them (`distributed`;
-        same centroids as in-process)."""
+        same centroids as in-process). An index holding vectors refuses: reset() first."""
+        refuse_train_after_add("IVFIndex", self.ntotal)
         km = KMeans(self.nlist, niter=self.niter, seed=self.seed,
                     max_points_per_centroid=self.max_points_per_centroid,
                     spherical=self.metric == "ip", metric=self.metric)
@@ -178,7 +180,7 @@ class IVFIndex(InvertedLists):
             x = as_float32_matrix(x, "x", d=self.d)
             n = x.shape[0]
         else:
-            x, n = as_rows(x, self.d)
+            x, n = as_rows(x, self.d, client)
         if n < self.nlist:
             raise ValueError(f"training needs at least nlist={self.nlist} vectors, got {n}; "
                              f"lower nlist or train on more data")
@@ -196,9 +198,7 @@ class IVFIndex(InvertedLists):
         c = as_float32_matrix(c, "centroids", d=self.d_c)
         if c.shape[0] != self.nlist:
             raise ValueError(f"centroids has {c.shape[0]} rows but nlist={self.nlist}")
-        if self.ntotal:
-            raise ValueError(f"the index already holds {self.ntotal} vectors assigned to the old "
-                             f"centroids; call reset() before re-training")
+        refuse_train_after_add("IVFIndex", self.ntotal)
         self._centroids = c.copy()
         self._prefix_cache = {}
 
@@ -209,7 +209,7 @@ class IVFIndex(InvertedLists):
         blocks of rows are assigned on the workers and merged in input order (same lists)."""
         if client is not None:
             self._require_trained("add")
-            x, n = as_rows(x, self.d)
+            x, n = as_rows(x, self.d, client)
             plan, align = routing_plan(n, self.d_c, self.nlist, 1)
             local = isinstance(x, np.ndarray)
             lists, rows = map_concat(client, self._without_lists(), "_lists_of", x, self.d, align, plan,

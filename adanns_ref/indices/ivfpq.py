@@ -69,7 +69,8 @@ from ..core.mt19937 import rand_perm
 from ..core.persist import load_npz, save_npz
 from ..core.topk import finalize, new_heaps
 from ..core.truncate import prefix
-from ..core.validate import as_bool, as_float32_matrix, as_int, as_k, check_metric, check_prefix_dim
+from ..core.validate import (as_bool, as_float32_matrix, as_int, as_k, as_nlist, check_metric,
+                             check_prefix_dim, refuse_train_after_add)
 from ..distributed import as_rows, map_concat
 from ..quantizers.opq import OPQ
 from ..quantizers.pq import ProductQuantizer
@@ -121,7 +122,7 @@ class IVFPQIndex(InvertedLists):
                  metric="l2", normalize=True, niter=10, seed=1234, allow_small=False, opq_niter=50,
                  precomputed=True):
         self.d = as_int(d, "d", 1)
-        self.nlist = as_int(nlist, "nlist", 1)
+        self.nlist = as_nlist(nlist)
         self.d_c = check_prefix_dim(d_c, self.d, "d_c")
         self.d_s = check_prefix_dim(d_s, self.d, "d_s")
         self.use_opq = as_bool(opq, "opq")
@@ -187,9 +188,7 @@ class IVFPQIndex(InvertedLists):
         The index is only modified once every step has succeeded. client: a
         ``distributed.Client`` for the coarse k-means (`IVFIndex.train`); the rest runs here."""
         x = as_float32_matrix(x, "x", d=self.d)
-        if self.ntotal:
-            raise ValueError(f"the index holds {self.ntotal} vectors encoded with the old "
-                             f"parameters; call reset() before re-training")
+        refuse_train_after_add("IVFPQIndex", self.ntotal)
         coarse = IVFIndex(self.d, self.nlist, d_c=self.d_c, metric=self.metric,
                           normalize=self.normalize, niter=self.niter, seed=self.seed)
         coarse.train(x, client=client)  # checks n >= nlist
@@ -238,7 +237,7 @@ class IVFPQIndex(InvertedLists):
                 return
             lists, codes = self._encode_rows(x)
         else:
-            x, n = as_rows(x, self.d)
+            x, n = as_rows(x, self.d, client)
             plan, align = routing_plan(n, self.d_c, self.nlist, 1)
             lists, codes = map_concat(client, self._for_workers(), "_encode_rows", x, self.d,
                                       math.lcm(align, self.pq.encode_alignment), plan,
@@ -380,9 +379,7 @@ class IVFPQIndex(InvertedLists):
         """Install trained parameters instead of training (e.g. read back from faiss): centroids
         c_l (nlist, d_c); scoring_centroids s_l (nlist, d_s), in the rotated space when opq=True;
         codebooks (M, ksub, dsub); A (d_s, d_s) orthonormal, given iff opq=True. Returns self."""
-        if self.ntotal:
-            raise ValueError(f"the index holds {self.ntotal} vectors encoded with the old "
-                             f"parameters; call reset() first")
+        refuse_train_after_add("IVFPQIndex", self.ntotal)
         c = as_float32_matrix(centroids, "centroids", d=self.d_c)
         s = as_float32_matrix(scoring_centroids, "scoring_centroids", d=self.d_s)
         if c.shape[0] != self.nlist or s.shape[0] != self.nlist:

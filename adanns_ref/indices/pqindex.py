@@ -26,7 +26,8 @@ import numpy as np
 from ..core import cost
 from ..core.persist import load_npz, save_npz
 from ..core.truncate import prefix
-from ..core.validate import as_bool, as_float32_matrix, as_int, check_prefix_dim
+from ..core.validate import (as_bool, as_float32_matrix, as_int, check_prefix_dim,
+                             refuse_train_after_add)
 from ..quantizers.opq import OPQ
 from ..quantizers.pq import ProductQuantizer
 
@@ -111,9 +112,7 @@ class PQIndex:
         An index holding codes refuses (they were encoded with the old codebooks): reset() first.
         The index is only modified once every step has succeeded."""
         z = self._prefix(x, "x")
-        if self.ntotal:
-            raise ValueError(f"the index holds {self.ntotal} vectors encoded with the old "
-                             f"parameters; call reset() before re-training")
+        refuse_train_after_add("PQIndex", self.ntotal)
         opq = None
         if self.use_opq:
             opq = OPQ(self.dim, self.M, niter=self.opq_niter, seed=self.seed,

@@ -51,7 +51,7 @@ import numba
 import numpy as np
 
 from ..core.simd import fma
-from ..core.validate import as_float32_matrix, as_int, as_uint8_codes
+from ..core.validate import as_dim, as_float32_matrix, as_int, as_uint8_codes
 
 QTYPES = ("8bit", "8bit_uniform", "4bit", "4bit_uniform", "fp16", "bf16")
 RANGESTATS = ("minmax", "meanstd", "quantiles", "optim")
@@ -271,7 +271,7 @@ class ScalarQuantizer:
     """
 
     def __init__(self, d, qtype="8bit", rangestat="minmax", rangestat_arg=0.0):
-        self.d = as_int(d, "d", 1)
+        self.d = as_dim(d)
         self.qtype = _check_choice(qtype, "qtype", QTYPES)
         self.rangestat = _check_choice(rangestat, "rangestat", RANGESTATS)
         if isinstance(rangestat_arg, (bool, np.bool_)) or not np.isscalar(rangestat_arg) \

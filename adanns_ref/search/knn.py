@@ -48,7 +48,7 @@ def distributed_knn_search(xq, xb, k, metric, client):
     top-k before the next starts: driver memory O(nq * k * group). xq validated float32 (nq, d)."""
     nq, d = xq.shape
     ex = Executor(client)
-    xb, nb = as_rows(xb, d)
+    xb, nb = as_rows(xb, d, client)
     bounds = block_bounds(nb, DB_BLOCK, d, ex.n_threads)
     plan = search_plan(nq, d)
     xq_future = ex.put(xq)

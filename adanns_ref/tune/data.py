@@ -65,9 +65,16 @@ def embedded_mrl(cache_dir, seed=0):
     path = os.path.join(cache_dir, "embedded_mrl.npz")
     params = dict(MRL_RECIPE, hidden=list(MRL_RECIPE["hidden"]), seed=seed)
     if os.path.exists(path):
-        found, arrays = load_npz(path, "TuneEmbeddings", 1, {"base": ("float32", 2), "queries": ("float32", 2)})
+        try:
+            found, arrays = load_npz(path, "TuneEmbeddings", 1,
+                                     {"base": ("float32", 2), "queries": ("float32", 2)})
+            base = as_float32_matrix(arrays["base"], f"{path}: base")
+            queries = as_float32_matrix(arrays["queries"], f"{path}: queries", d=base.shape[1])
+        except ValueError as exc:
+            raise ValueError(f"{exc}\nthe cached MRL embeddings {path} are corrupt; delete that file "
+                             f"and rerun to train them again") from exc
         if found == params:
-            return arrays["base"], arrays["queries"]
+            return base, queries
     from mrl_ref.data import load_fashion_mnist
     from mrl_ref.train import train_mrl
     Xtr, ytr = load_fashion_mnist("train", subset="embedded", flatten=True)

@@ -68,7 +68,7 @@ from ...core.mt19937 import MTState
 from ...core.persist import load_npz, save_npz
 from ...core.truncate import prefix
 from ...core.validate import (as_bool, as_float32_matrix, as_int, as_k, check_metric,
-                              check_prefix_dim)
+                              check_prefix_dim, check_result_size)
 
 _KIND, _VERSION = "HNSWIndex", 1
 SHUFFLE_SEED = 789  # faiss: RandomGenerator rng2(789) in hnsw_add_vertices_deterministic
@@ -137,8 +137,7 @@ class HNSWIndex:
         self._probas, self._cum = level_probabilities(self.M)
         self._keeps = np.array([pruned_size(c) for c in np.diff(self._cum)], np.int64)
         self._rng = MTState(self.seed)
-        self._set_graph(np.empty((0, self.d), np.float32), np.empty(0, np.int64),
-                        np.zeros(1, np.int64), np.empty(0, np.int32), -1, -1)
+        self.reset()
         self.last_search_ndis = np.empty(0, np.int64)
         self.last_search_flops = 0.0
 
@@ -264,6 +263,12 @@ class HNSWIndex:
         starts, lvl, dest, srcs = K.reverse_edges(pts, self._levels, g)
         K.merge_reverse_batch(starts, lvl, dest, srcs, self._keeps, self._xb, g, ip)
 
+    def reset(self):
+        """Remove every vector and the graph; parameters stay, and so does the level RNG's state,
+        as in faiss ``IndexHNSWFlat.reset`` (a graph rebuilt after reset() equals faiss's)."""
+        self._set_graph(np.empty((0, self.d), np.float32), np.empty(0, np.int64),
+                        np.zeros(1, np.int64), np.empty(0, np.int32), -1, -1)
+
     # ----------------------------------------------------------------------- search
 
     def _database_at(self, d):
@@ -289,7 +294,7 @@ class HNSWIndex:
         d_c = self.d_c if d_c is None else check_prefix_dim(d_c, self.d, "d_c")
         d_s = self.d_s if d_s is None else check_prefix_dim(d_s, self.d, "d_s")
         nq, ip = xq.shape[0], self.metric == "ip"
-        kb = max(ef, k) if d_s != d_c else k
+        kb = check_result_size(nq, max(ef, k), "max(ef_search, k)") if d_s != d_c else k
         D, I = np.empty((nq, kb), np.float32), np.empty((nq, kb), np.int64)
         ndis = np.zeros(nq, np.int64)
         K.search_batch(prefix(xq, d_c, self.normalize), self._database_at(d_c), self._graph(),
@@ -326,7 +331,7 @@ class HNSWIndex:
             "neighbors": (np.int32, 1), "rng_key": (np.uint32, 1), "state": (np.int64, 1)})
         try:
             index = cls(**params)
-        except TypeError as exc:
+        except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{path}: invalid HNSWIndex parameters {params!r} ({exc})") from exc
         data = as_float32_matrix(a["data"], f"{path}: data", d=index.d)
         if a["state"].shape != (3,) or a["rng_key"].shape != (624,) or not 0 <= a["state"][2] <= 624:

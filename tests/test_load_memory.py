@@ -1,0 +1,84 @@
+"""Loading a saved index peaks at <= the arrays it returns + 64 MiB (issue 26, item 15), measured
+under an address-space cap: a child process warms up (imports, numba, one small load), then caps
+RLIMIT_AS at its current size + the returned arrays + 64 MiB and loads the big file. The old
+reader (whole member read into bytes, then copied) needed about 3x the array and fails here."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+SLACK = 64 << 20
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+CHILD = r"""
+import resource, sys
+import numpy as np
+from adanns_ref import {cls}
+small, big, extra = sys.argv[1], sys.argv[2], int(sys.argv[3])
+{cls}.load(small)  # imports, JIT and allocator arenas before the measurement
+with open("/proc/self/status") as f:
+    vm = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize:"))
+resource.setrlimit(resource.RLIMIT_AS, (vm + extra, resource.getrlimit(resource.RLIMIT_AS)[1]))
+index = {cls}.load(big)
+print("loaded", index.ntotal)
+"""
+
+
+def _array_bytes(obj):
+    """Bytes of the numpy arrays an object holds (attributes, and dicts / tuples among them)."""
+    seen, total, todo = set(), 0, list(vars(obj).values())
+    while todo:
+        v = todo.pop()
+        if isinstance(v, np.ndarray):
+            base = v if v.base is None else v.base
+            if id(base) not in seen and isinstance(base, np.ndarray):
+                seen.add(id(base))
+                total += base.nbytes
+        elif isinstance(v, dict):
+            todo.extend(v.values())
+        elif isinstance(v, (list, tuple)):
+            todo.extend(v)
+        elif hasattr(v, "__dict__") and type(v).__module__.startswith("adanns_ref"):
+            todo.extend(vars(v).values())
+    return total
+
+
+def _build(cls, n, rng, zeros):
+    from adanns_ref import BinaryFlatIndex, FlatIndex, SQIndex
+    d = 64
+    x = np.zeros((n, d), np.float32) if zeros else rng.standard_normal((n, d), dtype=np.float32)
+    if cls == "FlatIndex":
+        index = FlatIndex(d)
+        index.add(x)
+    elif cls == "SQIndex":
+        index = SQIndex(d, "fp16")
+        index.train(x[:1000])
+        index.add(x)
+    else:
+        index = BinaryFlatIndex(d * 32)  # the float rows' bytes as codes
+        index.add(np.ascontiguousarray(x.view(np.uint8)))
+    return index
+
+
+@pytest.mark.parametrize("cls,n,zeros", [
+    ("FlatIndex", 1 << 20, False),     # 256 MiB stored (random floats barely deflate)
+    ("FlatIndex", 1 << 20, True),      # 256 MiB of zeros in a ~0.25 MiB deflated file
+    ("SQIndex", 1 << 20, False),       # 128 MiB of fp16 codes
+    ("BinaryFlatIndex", 1 << 19, False),
+])
+def test_load_peaks_within_returned_arrays_plus_64_mib(tmp_path, cls, n, zeros):
+    if not sys.platform.startswith("linux"):
+        pytest.skip("RLIMIT_AS and /proc/self/status are Linux's")
+    rng = np.random.default_rng(0)
+    small, big = _build(cls, 1000, rng, zeros), _build(cls, n, rng, zeros)
+    small.save(tmp_path / "small.npz")
+    big.save(tmp_path / "big.npz")
+    returned = _array_bytes(big)
+    del big
+    run = subprocess.run([sys.executable, "-c", CHILD.format(cls=cls), str(tmp_path / "small.npz"),
+                          str(tmp_path / "big.npz"), str(returned + SLACK)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0 and "loaded" in run.stdout, \
+        f"{cls}.load of {returned >> 20} MiB of arrays exceeded +64 MiB: {run.stderr[-800:]}"
