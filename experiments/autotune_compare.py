@@ -84,10 +84,13 @@ def autotune_points(faiss, xb, xq, gt, split, timing):
         index.add(xb)
         ps = faiss.ParameterSpace()
         ps.initialize(index)
+        ps.verbose = 0
         crit = faiss.IntersectionCriterion(len(val), K)
         crit.set_groundtruth(None, np.ascontiguousarray(gt[val], dtype=np.int64))
         ops = ps.explore(index, np.ascontiguousarray(xq[val]), crit)
         for i in range(ops.optimal_pts.size()):
+            if ops.optimal_pts.at(i).cno < 0:   # OperatingPoints' sentinel (perf 0, no key)
+                continue
             key = ops.optimal_pts.at(i).key
             ps.set_index_parameters(index, key)
             _, I = index.search(xq, K)

@@ -373,3 +373,25 @@ def test_plot_merges_labels_of_one_row_and_draws_budget_lines(tmp_path):
     assert [m[1] for m in report.marks(result).values()] == ["ms, recall, overall"]
     report.plot(str(tmp_path / "p.png"), result)
     assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_progress_bar_on_a_tty_and_one_line_per_phase_otherwise():
+    import io
+
+    from adanns_ref.tune.progress import Phase
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+    tty = Tty()
+    phase = Phase("builds", 4, tty)
+    phase.step(1, "flat d=8")
+    assert "ETA" in tty.getvalue() and " 25%" in tty.getvalue() and "flat d=8" in tty.getvalue()
+    phase.step(3, "ivf")
+    phase.done("2 builds")
+    assert "100%" in tty.getvalue() and tty.getvalue().endswith(" s\n")
+    log = io.StringIO()
+    phase = Phase("builds", 4, log)
+    phase.step(4, "x")
+    phase.done("2 builds")
+    assert re.fullmatch(r"\[tune\] builds: 2 builds, \d+\.\d s\n", log.getvalue())
