@@ -33,7 +33,7 @@ import time
 
 import numpy as np
 
-from adanns_ref.metrics import knn_recall
+from adanns_ref.evaluation.metrics import knn_recall
 from adanns_ref.tune import choose, data, latency
 from adanns_ref.tune.run import tune
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from adanns_ref.io import write_fbin, write_hdf5, write_npy
-from adanns_ref.metrics import knn_recall
+from adanns_ref.evaluation.metrics import knn_recall
 from adanns_ref.tune import choose, data, latency, measure, refine, report
 from adanns_ref.tune import run as run_mod
 from adanns_ref.tune.cli import main

@@ -13,7 +13,7 @@ The metric is what the user says (`resolve_metric`): ``l2`` is squared L2 on the
 they are, ``ip`` the inner product as it is; normalisation happens only with ``--normalize`` or
 ``--metric cosine`` (searched as squared L2 between unit vectors, 2 - 2 cos: the same ranking).
 
-Ground truth: exact top-k at full D (`topk.knn_search` on blocks of `GT_BLOCK` base rows, merged
+Ground truth: exact top-k at full D (`search.knn.knn_search` on blocks of `GT_BLOCK` base rows, merged
 with ties to the smaller id), cached in DIR/groundtruth.npz under a SHA-256 of *every* byte of
 the base and the queries plus the shapes and the metric (`fingerprint`).
 """
@@ -22,11 +22,11 @@ import os
 
 import numpy as np
 
-from .._persist import load_npz, save_npz
-from .._validate import as_float32_matrix
+from ..core.persist import load_npz, save_npz
+from ..core.truncate import prefix
+from ..core.validate import as_float32_matrix
 from ..io import load_vectors, read_hdf5
-from ..topk import knn_search
-from ..truncate import prefix
+from ..search.knn import knn_search
 
 GT_BLOCK = 1 << 16
 HASH_BLOCK_ROWS = 1 << 14

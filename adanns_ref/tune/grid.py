@@ -37,7 +37,7 @@ families at full D: IVF{nlist},Flat (ivf d_c = d_s = D, nlist ~ sqrt N) and HNSW
 d_c = d_s = D), searched as faiss searches them (with the user's metric, no normalisation
 unless asked for), so the choice is never worse than faiss AutoTune's over them on the grid's
 settings. `refine.around_front` adds a second pass around the Pareto front. AdANNS-IVF and AdANNS-HNSW keep d_c <= d_s, the
-shape a single faiss index serves (`faiss_serve.adanns_ivf`).
+shape a single faiss index serves (`faiss_bridge.serve.adanns_ivf`).
 
 Budgets prune before anything is built where the cost is known from the configuration alone
 (bytes per vector of every family, MFLOPs of flat and funnels): a configuration every given
@@ -50,7 +50,7 @@ Extension point (HNSW, scalar / binary quantization, ...): a new family adds its
 """
 import math
 
-from .. import cost
+from ..core import cost
 
 HNSW_EF_CONSTRUCTION = 40  # faiss IndexHNSW's default efConstruction
 
@@ -152,7 +152,7 @@ def bytes_per_vector(family, params):
     """Stored bytes per database vector of one configuration (ids of IVF lists included)."""
     if family == "flat":
         return cost.bytes_per_vector_flat(params["d"])
-    if family == "funnel":  # the faiss form keeps both prefixes (faiss_serve.funnel)
+    if family == "funnel":  # the faiss form keeps both prefixes (faiss_bridge.serve.funnel)
         return cost.bytes_per_vector_flat(params["d0"]) + cost.bytes_per_vector_flat(params["r"])
     if family == "ivf":
         return cost.bytes_per_vector_flat(params["d_s"], ids=True)

@@ -27,19 +27,20 @@ import tracemalloc
 import numba
 import numpy as np
 
-from .. import cost
+from ..core import cost
+from ..core.threads import blas_single_thread
+from ..core.truncate import prefix
+from ..evaluation.metrics import knn_recall
 from ..faiss_bridge import import_faiss, to_faiss
-from ..faiss_serve import flat_prefix, funnel, hnsw, refine_prefix, set_nprobe
-from ..flat import FlatIndex
-from ..funnel import rerank
-from ..hnsw import HNSWIndex
-from ..ivf import IVFIndex
-from ..ivfpq import IVFPQIndex
-from ..metrics import knn_recall
-from ..pqindex import PQIndex
-from ..sqindex import SQIndex
-from ..topk import blas_single_thread, knn_search
-from ..truncate import prefix
+from ..faiss_bridge.serve import flat_prefix, funnel, hnsw, refine_prefix, set_nprobe
+from ..funnel.funnel import rerank
+from ..indices.flat import FlatIndex
+from ..indices.hnsw.index import HNSWIndex
+from ..indices.ivf import IVFIndex
+from ..indices.ivfpq import IVFPQIndex
+from ..indices.pqindex import PQIndex
+from ..indices.sqindex import SQIndex
+from ..search.knn import knn_search
 from . import grid, latency
 
 PQ_FULL_TRAIN = 39 * 256  # faiss's fewest training points for 256 centroids without a warning
@@ -172,7 +173,7 @@ class IVFSearcher(Searcher):
         if self._last_d_s not in (None, d_s):
             # the sweep runs d_s by d_s: drop the N x d_s prefixes IVFIndex cached for the last
             # one, so at most one cached copy lives beside the stored vectors (1M x 768: 3 GB)
-            self.index._prefix_cache.pop(("data", self._last_d_s), None)
+            self.index.drop_prefix_cache(self._last_d_s)
         self._last_d_s = d_s
         D, I = self.index.search(q, k, nprobe=nprobe, d_s=d_s)
         return D, I, self.index.last_search_flops

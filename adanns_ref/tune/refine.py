@@ -17,7 +17,7 @@ Intermediate prefix sizes are midpoints rounded to a multiple of 4. Proposals ar
 builds (family + build parameters -> sweep entries), so a refined index is built once. --quick
 refines the same way (its coarse grid is smaller, its refinement too: only the front).
 """
-from ..select import pareto_front
+from ..evaluation.select import pareto_front
 from . import grid
 from .measure import config_key
 

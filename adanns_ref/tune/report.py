@@ -11,8 +11,8 @@ import json
 import math
 import os
 
-from .._persist import atomic_write, atomic_write_text
-from ..select import pareto_front
+from ..core.persist import atomic_write, atomic_write_text
+from ..evaluation.select import pareto_front
 
 FAMILY_NAMES = {"flat": "Flat (prefix)", "funnel": "Funnel", "ivf": "IVF / AdANNS-IVF",
                 "pq": "AdANNS-OPQ", "ivfpq": "IVFOPQ", "sq": "SQ (8bit / fp16)",

@@ -18,8 +18,8 @@ import time
 
 import numpy as np
 
-from .._persist import atomic_write, atomic_write_text
-from .._validate import as_int
+from ..core.persist import atomic_write, atomic_write_text
+from ..core.validate import as_int
 from ..distributed import map_configs
 from ..io import write_npy
 from . import choose, data, grid, latency, measure, refine, report
