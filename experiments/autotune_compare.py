@@ -13,7 +13,8 @@ the test half (tune's split, seed 0), and ms/query at one thread from `adanns_re
 (median of 5 passes after a warm-up, batch call, on tune's fixed sample of <= 500 queries).
 
 AutoTune: for each of ``IVF{n},Flat`` (n = 2^round(log2 sqrt N)), ``HNSW32`` and
-``OPQ16,IVF{n},PQ16``, the index is built by ``faiss.index_factory``, ``ParameterSpace.explore``
+``OPQ16,IVF{n},PQ16``, the index is built by ``faiss.index_factory`` (IVFPQ without polysemous
+training, which only serves the Hamming pre-filter), ``ParameterSpace.explore``
 finds its operating points with ``IntersectionCriterion`` (= k-recall@k) on the validation
 queries, and each optimal point is re-measured as above. tune: one run (``--quick`` unless
 ``--full``) with metric l2 and the NumPy ground truth; its choices under each budget are made
@@ -80,6 +81,11 @@ def autotune_points(faiss, xb, xq, gt, split, timing):
     points = []
     for factory in (f"IVF{nlist},Flat", "HNSW32", f"OPQ16,IVF{nlist},PQ16"):
         index = faiss.index_factory(D, factory)
+        ivf = faiss.try_extract_index_ivf(index)
+        if isinstance(ivf, faiss.IndexIVFPQ):
+            # polysemous training only serves Hamming pre-filtering (the "ht" knob); it takes
+            # minutes of simulated annealing and does not change IVFPQ's recall or speed otherwise
+            ivf.do_polysemous_training = False
         index.train(xb)
         index.add(xb)
         ps = faiss.ParameterSpace()
