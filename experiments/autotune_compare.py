@@ -82,6 +82,7 @@ def autotune_points(faiss, xb, xq, gt, split, timing):
     for factory in (f"IVF{nlist},Flat", "HNSW32", f"OPQ16,IVF{nlist},PQ16"):
         index = faiss.index_factory(D, factory)
         ivf = faiss.try_extract_index_ivf(index)
+        ivf = None if ivf is None else faiss.downcast_index(ivf)
         if isinstance(ivf, faiss.IndexIVFPQ):
             # polysemous training only serves Hamming pre-filtering (the "ht" knob); it takes
             # minutes of simulated annealing and does not change IVFPQ's recall or speed otherwise
