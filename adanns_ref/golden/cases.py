@@ -193,7 +193,7 @@ def _run_binary_ivf(p, a):
     index.train(codes)
     index.add(codes)
     D, I = index.search(binarize(a["xq"]), **p["search"])
-    return {"centroids": index.centroids, "list_sizes": index.list_sizes,
+    return {"centroids": index.centroids, "list_sizes": index.list_sizes(),
             "list_ids": np.concatenate([index.list_ids(l) for l in range(index.nlist)]), "D": D, "I": I}
 
 

@@ -27,6 +27,7 @@ from ..core.validate import as_int, as_k
 from ..quantizers.binary import (as_codes, check_bits, hamming, hamming_finalize, hamming_knn, pack_lsb,
                                  to_words, unpack_lsb)
 from ..quantizers.kmeans import KMeans
+from .invlists import InvertedLists, append_to_lists, check_lists
 
 
 @numba.njit(cache=True, parallel=True)
@@ -96,7 +97,7 @@ class BinaryFlatIndex:
         return f"BinaryFlatIndex(d_bits={self.d_bits}, ntotal={self.ntotal})"
 
 
-class BinaryIVFIndex:
+class BinaryIVFIndex(InvertedLists):
     """faiss `IndexBinaryIVF(IndexBinaryFlat(d_bits), d_bits, nlist)` (see the module docstring).
 
     Parameters
@@ -110,9 +111,9 @@ class BinaryIVFIndex:
         centroids    (nlist, code_size) uint8, or None before training
         code_size    int, = d_bits / 8 bytes
         ntotal       int: stored codes
-        list_sizes   (nlist,) int64: codes per list
         is_trained   bool
-    Lists: `list_ids(l)` (size,) int64 and `list_codes(l)` (size, code_size) uint8 in scan
+    Lists (`indices.invlists.InvertedLists`): `list_sizes()` (nlist,) int64, `list_ids(l)`
+    (size,) int64 and `list_codes(l)` (size, code_size) uint8 in scan
     order; `set_lists(codes, ids, offsets)` installs CSR lists (e.g. read from faiss).
     """
 
@@ -123,30 +124,12 @@ class BinaryIVFIndex:
         self.niter = as_int(niter, "niter", 1)
         self.seed = as_int(seed, "seed", 0, 2**31 - 1)
         self.max_points_per_centroid = as_int(max_points_per_centroid, "max_points_per_centroid", 1)
-        self.centroids = None
+        self._centroids = None
         self.reset()
-
-    @property
-    def ntotal(self):
-        return int(self._ids.shape[0])
-
-    @property
-    def is_trained(self):
-        return self.centroids is not None
-
-    @property
-    def list_sizes(self):
-        return np.diff(self._offsets)
-
-    def list_ids(self, l):
-        """Ids (int64) of list l in scan order (a copy)."""
-        l = as_int(l, "l", 0, self.nlist - 1)
-        return self._ids[self._offsets[l]:self._offsets[l + 1]].copy()
 
     def list_codes(self, l):
         """Codes (size, code_size) uint8 of list l in scan order (a copy)."""
-        l = as_int(l, "l", 0, self.nlist - 1)
-        return self._codes[self._offsets[l]:self._offsets[l + 1]].copy()
+        return self._codes[self._rows(l)].copy()
 
     def train(self, codes):
         """k-means on the codes' +-1 floats, centroids binarized (faiss's recipe). Returns self."""
@@ -155,14 +138,15 @@ class BinaryIVFIndex:
             raise ValueError(f"train needs at least nlist={self.nlist} codes, got {codes.shape[0]}")
         km = KMeans(self.nlist, niter=self.niter, seed=self.seed,
                     max_points_per_centroid=self.max_points_per_centroid)
-        self.centroids = pack_lsb(km.fit(unpack_lsb(codes, self.d_bits)).centroids)
+        self._centroids = pack_lsb(km.fit(unpack_lsb(codes, self.d_bits)).centroids)
         return self
 
     def set_centroids(self, centroids):
         """Install binary centroids (nlist, code_size) uint8, e.g. faiss's quantizer codes."""
-        self.centroids = as_codes(centroids, "centroids", self.code_size)
-        if self.centroids.shape[0] != self.nlist:
-            raise ValueError(f"centroids has {self.centroids.shape[0]} rows, nlist is {self.nlist}")
+        centroids = as_codes(centroids, "centroids", self.code_size)
+        if centroids.shape[0] != self.nlist:
+            raise ValueError(f"centroids has {centroids.shape[0]} rows, nlist is {self.nlist}")
+        self._centroids = centroids
         self.reset()
 
     def _require_trained(self, verb):
@@ -173,29 +157,21 @@ class BinaryIVFIndex:
         """Append code rows to their Hamming-nearest lists; ids ntotal .. ntotal + n - 1."""
         self._require_trained("add")
         codes = as_codes(codes, "codes", self.code_size)
-        assign = hamming_knn(codes, self.centroids, 1)[1][:, 0]
+        assign = hamming_knn(codes, self._centroids, 1)[1][:, 0]
         ids = np.arange(self.ntotal, self.ntotal + codes.shape[0], dtype=np.int64)
-        all_codes = np.concatenate([self._codes, codes])
-        all_ids = np.concatenate([self._ids, ids])
-        lists = np.concatenate([np.repeat(np.arange(self.nlist), self.list_sizes), assign])
-        order = np.argsort(lists, kind="stable")  # insertion order inside each list
-        self.set_lists(all_codes[order], all_ids[order],
-                        np.concatenate([[0], np.cumsum(np.bincount(lists, minlength=self.nlist))]))
+        (all_codes, all_ids), offsets = append_to_lists(self._offsets, (self._codes, self._ids), assign,
+                                                        (codes, ids))
+        self._install(all_codes, all_ids, offsets)
 
     def set_lists(self, codes, ids, offsets):
-        """Install CSR lists: list l holds rows offsets[l]:offsets[l + 1] of codes (n, code_size)
-        uint8 / ids (n,) int64, scanned in that order (the faiss bridge keeps faiss's order).
-        offsets: (nlist + 1,) int64, non-decreasing from 0 to n; ValueError otherwise."""
-        codes = as_codes(codes, "codes", self.code_size)
-        offsets = np.asarray(offsets, dtype=np.int64)
-        if (offsets.shape != (self.nlist + 1,) or offsets[0] != 0 or offsets[-1] != codes.shape[0]
-                or np.any(np.diff(offsets) < 0) or np.shape(ids) != (codes.shape[0],)):
-            raise ValueError(f"set_lists needs offsets (nlist + 1,) = ({self.nlist + 1},) rising from 0 to "
-                             f"n = {codes.shape[0]} and ids (n,), got offsets {offsets.shape}, "
-                             f"ids {np.shape(ids)}")
-        self._codes, self._ids = np.ascontiguousarray(codes), np.ascontiguousarray(ids, dtype=np.int64)
-        self._offsets = np.asarray(offsets, dtype=np.int64)
-        self._words = to_words(self._codes)
+        """Install CSR lists (e.g. read from faiss, whose scan order they keep): codes (N,
+        code_size) uint8 in list order, ids (N,) a permutation of 0..N-1, offsets (nlist + 1,)
+        int64 with list l at rows offsets[l]:offsets[l+1]; TypeError / ValueError otherwise."""
+        self._install(*check_lists(codes, ids, offsets, self.nlist, self.code_size, np.uint8))
+
+    def _install(self, codes, ids, offsets):
+        self._codes, self._ids, self._offsets = codes, ids, offsets
+        self._words = to_words(codes)
 
     def search(self, qcodes, k, nprobe=1):
         """k Hamming-nearest stored codes among the nprobe nearest lists -> (D int32, I int64)."""
@@ -203,7 +179,7 @@ class BinaryIVFIndex:
         q = as_codes(qcodes, "qcodes", self.code_size)
         k = as_k(k, q.shape[0])
         nprobe = min(as_int(nprobe, "nprobe", 1), self.nlist)  # faiss clamps too
-        probes = hamming_knn(q, self.centroids, nprobe)[1]
+        probes = hamming_knn(q, self._centroids, nprobe)[1]
         hd, hi = new_heaps(q.shape[0], k)
         _scan_lists(to_words(q), self._words, self._ids, self._offsets, probes, hd, hi)
         sort_heaps(hd, hi)
@@ -211,10 +187,8 @@ class BinaryIVFIndex:
 
     def reset(self):
         """Remove all codes (the centroids stay)."""
-        self._codes = np.empty((0, self.code_size), dtype=np.uint8)
-        self._words = to_words(self._codes)
-        self._ids = np.empty(0, dtype=np.int64)
-        self._offsets = np.zeros(self.nlist + 1, dtype=np.int64)
+        self._install(np.empty((0, self.code_size), dtype=np.uint8), np.empty(0, dtype=np.int64),
+                      np.zeros(self.nlist + 1, dtype=np.int64))
 
     def _params(self):
         return {"d_bits": self.d_bits, "nlist": self.nlist, "niter": self.niter, "seed": self.seed,
@@ -222,7 +196,7 @@ class BinaryIVFIndex:
 
     def save(self, path):
         """Write parameters, centroids and lists (codes in insertion order) to a .npz file."""
-        cent = self.centroids if self.centroids is not None else np.empty((0, self.code_size), np.uint8)
+        cent = self._centroids if self.is_trained else np.empty((0, self.code_size), np.uint8)
         order = np.argsort(self._ids)
         save_npz(path, "BinaryIVFIndex", 1, self._params(),
                  {"centroids": cent, "codes": self._codes[order]})
