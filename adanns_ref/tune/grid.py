@@ -31,8 +31,12 @@ powers of two up to min(nlist, 64); funnel shortlists k * {2, 5, 10, 20, 50}; PQ
 M in {4, 8, 16, 32, 64} bytes with M <= d and d % M == 0; SQ qtypes 8bit and fp16, SQ funnels
 with the funnels' shortlists. Quick mode: SQ8 only, at the IVF d_c dims, SQ funnels re-rank at D; d_c every other dim, funnels
 re-rank at D only, shortlists k * {5, 20}, nprobe {1, 4, 16}, (IVF)OPQ at D with 8 bytes and 3
-OPQ iterations, HNSW with M 16 at the IVF's d_c and efSearch {16, 64} (full: M {16, 32} at
-every d_c, efSearch 16..256 by doublings). AdANNS-IVF and AdANNS-HNSW keep d_c <= d_s, the
+OPQ iterations, HNSW with M 16 at the IVF's d_c and M 32 at D, efSearch {16, 64} (full:
+M {16, 32} at every d_c, efSearch 16..256 by doublings). Both grids hold faiss's index-factory
+families at full D: IVF{nlist},Flat (ivf d_c = d_s = D, nlist ~ sqrt N) and HNSW{M} (hnsw
+d_c = d_s = D), searched as faiss searches them (with the user's metric, no normalisation
+unless asked for), so the choice is never worse than faiss AutoTune's over them on the grid's
+settings. `refine.around_front` adds a second pass around the Pareto front. AdANNS-IVF and AdANNS-HNSW keep d_c <= d_s, the
 shape a single faiss index serves (`faiss_bridge.serve.adanns_ivf`).
 
 Budgets prune before anything is built where the cost is known from the configuration alone
@@ -135,11 +139,12 @@ def builds(N, D, k, dims, quick=False, families=FAMILIES):
                 out.append({"family": "pq", "build": {"d": d, "M": M}, "sweep": [{}]})
     if "hnsw" in families:
         efs = (16, 64) if quick else (16, 32, 64, 128, 256)
-        for M in (16,) if quick else (16, 32):
-            for d_c in sorted(set(ivf_dcs)):
-                out.append({"family": "hnsw", "build": {"M": M, "d_c": d_c},
-                            "sweep": [{"d_s": d_s, "ef_search": ef} for d_s in dims if d_s >= d_c
-                                      for ef in efs]})
+        graphs = [(16, d_c) for d_c in sorted(set(ivf_dcs))] + [(32, D)] if quick else \
+            [(M, d_c) for M in (16, 32) for d_c in sorted(set(ivf_dcs))]
+        for M, d_c in graphs:   # HNSW32 at full D (faiss's "HNSW32") is in both grids
+            out.append({"family": "hnsw", "build": {"M": M, "d_c": d_c},
+                        "sweep": [{"d_s": d_s, "ef_search": ef} for d_s in dims if d_s >= d_c
+                                  for ef in efs]})
     return out
 
 
