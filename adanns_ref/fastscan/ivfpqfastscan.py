@@ -65,7 +65,7 @@ class IVFPQFastScanIndex:
         self.niter, self.seed, self.allow_small = as_int(niter, "niter", 1), self.ivf.seed, allow_small
         self.M2 = self.M + (self.M & 1)
         self.last_overflow = None
-        self._repack()
+        self.repack()
 
     @property
     def is_trained(self):
@@ -86,15 +86,16 @@ class IVFPQFastScanIndex:
 
     def reset(self):
         self.ivf.reset()
-        self._repack()
+        self.repack()
 
     def add(self, x):
         """Route, encode and append x (n, d); ids ntotal .. ntotal + n - 1."""
         self.ivf.add(x)
-        self._repack()
+        self.repack()
 
-    def _repack(self):
-        """Packed blocks of every list from the IVFPQ lists (faiss packs at add time)."""
+    def repack(self):
+        """Re-pack every list's blocks from the IVFPQ lists (faiss packs at add time); call it
+        after changing `ivf`'s lists directly (e.g. ``ivf.set_lists``)."""
         blocks, bo, ids, offs = [], [0], [], [0]
         for l in range(self.nlist):
             codes = self.ivf.list_codes(l) if self.ivf.ntotal else np.empty((0, 0), np.uint8)
@@ -167,7 +168,7 @@ class IVFPQFastScanIndex:
                 raise ValueError("codes stored in an untrained index")
         except (TypeError, ValueError) as exc:
             raise ValueError(f"{path}: invalid IVFPQFastScanIndex contents ({exc})") from exc
-        index._repack()
+        index.repack()
         return index
 
     def __repr__(self):
