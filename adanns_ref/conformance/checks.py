@@ -14,6 +14,7 @@ from ..pqindex import PQIndex
 from ..truncate import prefix
 from . import compare as cmp
 from .checks_codes import CODE_CHECKS
+from .checks_fastscan import FASTSCAN_CHECKS
 
 
 def check_kmeans(case, n, d, k, niter=25, spherical=False, dup=0, max_ppc=256, nredo=1, gemm=False):
@@ -342,4 +343,4 @@ def check_hnsw(case, n, D, M, metric, searches, efc=40, batches=(), dup=0, d_c=N
 
 CHECKS = {"kmeans": check_kmeans, "flat": check_flat, "ivf": check_ivf, "adanns_ivf": check_adanns_ivf,
           "pq": check_pq, "opq": check_opq, "ivfpq": check_ivfpq, "metrics": check_metrics,
-          "hnsw": check_hnsw, "adanns_hnsw": check_hnsw, **CODE_CHECKS}
+          "hnsw": check_hnsw, "adanns_hnsw": check_hnsw, **CODE_CHECKS, **FASTSCAN_CHECKS}
