@@ -7,6 +7,7 @@ from .binary import BinaryFlatIndex, BinaryIVFIndex, binarize, quantize_embeddin
 from .exact import knn_search
 from .faiss_bridge import to_faiss
 from .faiss_read import from_faiss
+from .fastscan import IVFPQFastScanIndex, PQFastScanIndex
 from .flat import FlatIndex
 from .funnel import funnel_search, mixed_funnel_search, rerank
 from .funnel_index import FunnelIndex
@@ -24,7 +25,7 @@ from .sq import ScalarQuantizer
 from .sqindex import SQIndex
 from .truncate import prefix
 
-__all__ = ["BinaryFlatIndex", "BinaryIVFIndex", "FlatIndex", "FunnelIndex", "HNSWIndex", "IVFIndex",
+__all__ = ["BinaryFlatIndex", "BinaryIVFIndex", "PQFastScanIndex", "IVFPQFastScanIndex", "FlatIndex", "FunnelIndex", "HNSWIndex", "IVFIndex",
            "IVFPQIndex", "KMeans", "OPQ", "PQIndex", "ProductQuantizer", "SQIndex",
            "ScalarQuantizer", "adannsopq_sweep", "best_under_budget", "binarize", "from_faiss",
            "funnel_search", "knn_recall", "knn_search", "load_vectors", "map_at_k",
