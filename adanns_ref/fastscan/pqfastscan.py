@@ -25,7 +25,9 @@ tables, a and b, ids and distances bit for bit at k <= 20 including ties, whenev
 tables are (`pq`: dsub < 16 and not 12; BLAS tables at dsub >= 16 may differ in the last bit and
 then, rarely, move a rounding of Tq by one). k > 20: distances bit for bit, ids equal up to the
 order among equal distances and the choice among equal distances at the k-th place (`scan`).
-Deviations: the IP tables at dsub >= 16 use direct sums (faiss: BLAS), as above.
+Deviations: at dsub >= 16 both table kinds come from BLAS on each side (NumPy's vs faiss's
+sgemm), equal to the last bit only where the kernels agree; k > 20 ids among ties (`scan`).
+Searching an empty index returns the handler's padding (faiss 1.15.1 crashes there).
 """
 import numpy as np
 
