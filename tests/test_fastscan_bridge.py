@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from adanns_ref.faiss_bridge_fastscan import fastscan_from_faiss, fastscan_to_faiss
+from adanns_ref.faiss_bridge.fastscan import fastscan_from_faiss, fastscan_to_faiss
 from adanns_ref.fastscan import IVFPQFastScanIndex, PQFastScanIndex
 
 faiss = pytest.importorskip("faiss")

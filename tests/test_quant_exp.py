@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from adanns_ref.binary import binarize
-from adanns_ref.sqindex import SQIndex
+from adanns_ref.quantizers.binary import binarize
+from adanns_ref.indices.sqindex import SQIndex
 from experiments.reproduce.quant import code_bytes, quant_grid
 
 PAPER_NEST = [8, 16, 32, 64, 128, 256, 512, 1024, 2048]
@@ -32,8 +32,8 @@ def test_one_hamming_scan_serves_every_funnel_like_mixed_funnel_search(d):
     """binary_funnels re-ranks prefixes of one long Hamming shortlist; with ties to the smaller
     id that is the funnel `mixed_funnel_search` runs stage by stage (ties are frequent here:
     non-negative data, few bits)."""
-    from adanns_ref.binary import hamming_knn
-    from adanns_ref.funnel import mixed_funnel_search
+    from adanns_ref.quantizers.binary import hamming_knn
+    from adanns_ref.funnel.funnel import mixed_funnel_search
     from experiments.reproduce.quant import QUANT_K, binary_funnels
 
     rng = np.random.default_rng(d)

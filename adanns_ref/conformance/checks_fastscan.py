@@ -3,7 +3,7 @@ IndexIVFPQFastScan (implem 12 / 13, bbs = 32), and their bridge rows. Registered
 `checks.CHECKS` as "pq_fastscan" and "ivfpq_fastscan"."""
 import numpy as np
 
-from ..faiss_bridge_fastscan import fastscan_from_faiss, fastscan_to_faiss
+from ..faiss_bridge.fastscan import fastscan_from_faiss, fastscan_to_faiss
 from ..fastscan import IVFPQFastScanIndex, PQFastScanIndex
 from . import compare as cmp
 

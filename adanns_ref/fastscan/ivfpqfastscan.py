@@ -26,10 +26,10 @@ uninitialised output buffer (0 unless that memory holds FLT_MAX): we use 0.
 """
 import numpy as np
 
-from .._persist import load_npz, save_npz
-from .._validate import as_bool, as_float32_matrix, as_int, as_k, check_metric
-from ..assign import search_centroids
-from ..ivfpq import IVFPQIndex
+from ..core.persist import load_npz, save_npz
+from ..core.validate import as_bool, as_float32_matrix, as_int, as_k, check_metric
+from ..search.assign import search_centroids
+from ..indices.ivfpq import IVFPQIndex
 from . import lut as lutmod
 from . import packing, scan
 from .pqfastscan import float_tables, overflow_report, search_output

@@ -31,9 +31,9 @@ Searching an empty index returns the handler's padding (faiss 1.15.1 crashes the
 """
 import numpy as np
 
-from .._persist import load_npz, save_npz
-from .._validate import as_bool, as_float32_matrix, as_int, as_k, check_metric
-from ..pq import ProductQuantizer
+from ..core.persist import load_npz, save_npz
+from ..core.validate import as_bool, as_float32_matrix, as_int, as_k, check_metric
+from ..quantizers.pq import ProductQuantizer
 from . import lut as lutmod
 from . import packing, scan
 

@@ -41,8 +41,8 @@ Shapes: lut (nq, M2, 16) uint8; blocks (nblocks, M2 / 2 * 32) uint8; heaps hv (n
 import numba
 import numpy as np
 
-from ..topk import FLT_MAX
-from .._simd import fma
+from ..core.topk import FLT_MAX
+from ..core.simd import fma
 
 U16_NEUTRAL_MAX = 65535
 INTENDED_NEUTRAL_MAX = np.int64(1) << 40  # wrap=False: no value reaches it

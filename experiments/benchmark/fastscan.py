@@ -25,7 +25,7 @@ def _scanned(xq, xb):
 
 
 def bench_pq_fastscan(ctx):
-    from adanns_ref.faiss_bridge_fastscan import fastscan_to_faiss
+    from adanns_ref.faiss_bridge.fastscan import fastscan_to_faiss
     from adanns_ref.fastscan import PQFastScanIndex
     xb, xq = ctx.cached("codes_data", lambda: _codes_data(ctx))
     d = xb.shape[1]
@@ -43,7 +43,7 @@ def bench_pq_fastscan(ctx):
 
 
 def bench_ivfpq_fastscan(ctx):
-    from adanns_ref.faiss_bridge_fastscan import fastscan_to_faiss
+    from adanns_ref.faiss_bridge.fastscan import fastscan_to_faiss
     from adanns_ref.fastscan import IVFPQFastScanIndex
     xb, xq = ctx.cached("codes_data", lambda: _codes_data(ctx))
     d, k = xb.shape[1], ctx.cfg["k"]

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from adanns_ref.select import pareto_front
+from adanns_ref.evaluation.select import pareto_front
 
 MIN_SAVING = 2.0         # "many times less compute": at least 2x fewer MFLOPs/query
 SMALL_DIM_FRACTION = 8   # "small dims" = nesting sizes <= D / 8 (paper: 8..256 of 2048)
@@ -324,7 +324,7 @@ def opq_half_bytes(tables, ctx):
 
 def ivfopq(tables, ctx):
     if not ctx["ivfpq"]:
-        raise NotApplicable("adanns_ref.ivfpq not available in this build")
+        raise NotApplicable("adanns_ref.indices.ivfpq not available in this build")
     rows = tables["exp5_opq"]
     ada = groups(rows, ctx["seeds"], method="AdANNS-IVFOPQ")
     rigid = groups(rows, ctx["seeds"], method="FF-IVFOPQ")

@@ -54,7 +54,7 @@ import time
 
 import numpy as np
 
-from adanns_ref._persist import atomic_write_text
+from adanns_ref.core.persist import atomic_write_text
 from adanns_ref.distributed import close, connect
 
 from . import ann, claims as claim_rules, graph, mrl, plots, quant, report as report_md

@@ -33,8 +33,8 @@ import time
 
 import numpy as np
 
-from adanns_ref.topk import knn_search
-from adanns_ref.truncate import prefix
+from adanns_ref.core.truncate import prefix
+from adanns_ref.search.knn import knn_search
 
 from .mrl import ff_models, model_stages
 from .rows import RowCollector
@@ -64,12 +64,12 @@ def quant_grid(nesting, precisions, max_d):
 def _search(db, q, d, precision):
     """I (nq, QUANT_K) of an exhaustive search of the d-prefixes at `precision`."""
     if precision == "binary":
-        from adanns_ref.binary import binarize, hamming_knn
+        from adanns_ref.quantizers.binary import binarize, hamming_knn
         return hamming_knn(binarize(q, d), binarize(db, d), QUANT_K)[1]
     zb, zq = prefix(db, d), prefix(q, d)
     if precision == "float":
         return knn_search(zq, zb, QUANT_K)[1]
-    from adanns_ref.sqindex import SQIndex
+    from adanns_ref.indices.sqindex import SQIndex
     index = SQIndex(d, SQ_QTYPE[precision])
     index.train(zb)
     index.add(zb)
@@ -80,8 +80,8 @@ def binary_funnels(db, q, d, D, oversamples):
     """One Hamming scan of the d-bit codes -> (I of the binary row (nq, QUANT_K), its seconds,
     {oversample: (I of binary@d -> ceil(oversample * QUANT_K) -> float@D, seconds incl. the scan,
     shortlist)})."""
-    from adanns_ref.binary import binarize, hamming_knn
-    from adanns_ref.funnel import rerank
+    from adanns_ref.quantizers.binary import binarize, hamming_knn
+    from adanns_ref.funnel.funnel import rerank
 
     lists = {o: min(db.shape[0], int(np.ceil(o * QUANT_K))) for o in oversamples}
     (_, S), scan = _timed(lambda: hamming_knn(binarize(q, d), binarize(db, d),
@@ -109,7 +109,7 @@ def _warm_up(db, q):
 def exp8_quant(pipe, cfg, data, models, val_idx, test_idx):
     """Every MR prefix x precision, the rigid precisions at full D on MR and FF-D, and binary
     funnels; one row per seed with bytes/vector, ms/query and the three accuracies."""
-    from adanns_ref.cost import mixed_funnel_cost
+    from adanns_ref.core.cost import mixed_funnel_cost
 
     _, ytr, _, yte = data
     cfg = {**DEFAULTS, **cfg}
@@ -164,6 +164,6 @@ def exp8_quant(pipe, cfg, data, models, val_idx, test_idx):
                                 "quant_ff")}
     deps = model_stages(models, ["MRL", f"FF-{D}"] if cfg["quant_ff"] else ["MRL"])
     return pipe.run("exp8_quant", conf, compute, deps=deps,
-                    code=["adanns_ref.binary", "adanns_ref.sq", "adanns_ref.sqindex", "adanns_ref.funnel",
-                          "adanns_ref.topk", "adanns_ref.metrics", "experiments.reproduce.rows",
+                    code=["adanns_ref.indices.binary", "adanns_ref.quantizers.sq", "adanns_ref.indices.sqindex", "adanns_ref.funnel.funnel",
+                          "adanns_ref.core.topk", "adanns_ref.evaluation.metrics", "experiments.reproduce.rows",
                           "experiments.reproduce.quant"])

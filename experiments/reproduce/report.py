@@ -5,7 +5,7 @@ import sys
 
 import numpy as np
 
-from adanns_ref.select import pareto_front
+from adanns_ref.evaluation.select import pareto_front
 
 from . import claims as claim_rules, rules
 from .ann import RERANK_SHORTLIST as RERANK
@@ -207,7 +207,7 @@ def _section_hnsw(t):
              for m in ("AdANNS-HNSW", "MR-HNSW", "FF-HNSW", "AdANNS-HNSW-D")
              for sub in [[r for r in rows if r["method"] == m]] if sub]
     return ("## 7. AdANNS-HNSW vs rigid HNSW\n\n"
-            "AdANNS-HNSW: HNSW graph (faiss-identical, `adanns_ref.hnsw`) built and walked on the "
+            "AdANNS-HNSW: HNSW graph (faiss-identical, `adanns_ref.indices.hnsw.index`) built and walked on the "
             "first d_c dims of the MR, the max(efSearch, k) candidates re-scored with the first "
             "d_s dims. MR-HNSW: the same graph with d_s = d_c. FF-HNSW: HNSW on each fixed-feature "
             "model. AdANNS-HNSW-D: one graph built at full D, searched at smaller d_c. MFLOPs = "
@@ -302,7 +302,7 @@ def _changes_section(changed, previous_note):
 
 def write_report(path, meta, tables, claims, timings, infos, changed=None):
     """meta: dict(preset, command, config, n_train, n_test, ...); writes markdown atomically."""
-    from adanns_ref._persist import atomic_write_text
+    from adanns_ref.core.persist import atomic_write_text
 
     lines = [f"# Reproduction of MRL and AdANNS on Fashion-MNIST (preset `{meta['preset']}`)\n",
              f"Command: `{meta['command']}`  \nDatabase (train): {meta['n_train']} images; "

@@ -9,14 +9,14 @@ the row's position:
     recall10_per_query  float32 (n_rows, nq)  |exact top-10 at full D ∩ returned top-10| / 10,
                                               exact search on the same representation
 
-The accuracies in the rows come from `adanns_ref.metrics`; the per-query vectors are checked to
+The accuracies in the rows come from `adanns_ref.evaluation.metrics`; the per-query vectors are checked to
 average to the same values, so both always describe the same metric. Paired comparisons on the
 same queries are far tighter than comparing two independent estimates, and per-query values let
 `rules.bootstrap_mean` resample queries and seeds.
 """
 import numpy as np
 
-from adanns_ref.metrics import knn_recall, map_at_k, top1_accuracy
+from adanns_ref.evaluation.metrics import knn_recall, map_at_k, top1_accuracy
 
 from .stage import StageResult
 
@@ -28,7 +28,7 @@ VECTOR = {"top1": "top1_per_query", "map10": "ap10_per_query", "recall10": "reca
 
 def _check_mean(per_query, expected, what):
     if not np.isclose(per_query.mean(), expected, rtol=0, atol=1e-9):
-        raise RuntimeError(f"per-query {what} disagrees with adanns_ref.metrics")
+        raise RuntimeError(f"per-query {what} disagrees with adanns_ref.evaluation.metrics")
 
 
 def correct_first(I, ytr, yte):
