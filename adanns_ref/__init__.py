@@ -23,9 +23,12 @@ from .search import knn_search
 
 __version__ = "0.1.0"
 
+from .fastscan import IVFPQFastScanIndex, PQFastScanIndex
+
 __all__ = ["BinaryFlatIndex", "BinaryIVFIndex", "FlatIndex", "FunnelIndex", "HNSWIndex", "IVFIndex",
-           "IVFPQIndex", "KMeans", "OPQ", "PQIndex", "PanoramaFlatIndex", "PanoramaIVFIndex",
-           "PanoramaRefineIndex", "ProductQuantizer", "SQIndex", "ScalarQuantizer",
+           "IVFPQFastScanIndex", "IVFPQIndex", "KMeans", "OPQ", "PQFastScanIndex", "PQIndex",
+           "PanoramaFlatIndex", "PanoramaIVFIndex", "PanoramaRefineIndex", "ProductQuantizer",
+           "SQIndex", "ScalarQuantizer",
            "SmallTrainingSetWarning", "binarize", "faiss_search", "from_faiss", "funnel_search",
            "knn_search", "load_vectors", "mixed_funnel_search", "prefix", "rerank", "to_faiss"]
 

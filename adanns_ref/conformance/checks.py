@@ -18,6 +18,7 @@ from ..quantizers.opq import OPQ, random_rotation
 from ..quantizers.pq import ProductQuantizer
 from .checks_codes import CODE_CHECKS
 from .checks_panorama import PANORAMA_CHECKS
+from .checks_fastscan import FASTSCAN_CHECKS
 
 
 def check_kmeans(case, n, d, k, niter=25, spherical=False, dup=0, max_ppc=256, nredo=1, gemm=False):
@@ -346,4 +347,4 @@ def check_hnsw(case, n, D, M, metric, searches, efc=40, batches=(), dup=0, d_c=N
 
 CHECKS = {"kmeans": check_kmeans, "flat": check_flat, "ivf": check_ivf, "adanns_ivf": check_adanns_ivf,
           "pq": check_pq, "opq": check_opq, "ivfpq": check_ivfpq, "metrics": check_metrics,
-          "hnsw": check_hnsw, "adanns_hnsw": check_hnsw, **CODE_CHECKS, **PANORAMA_CHECKS}
+          "hnsw": check_hnsw, "adanns_hnsw": check_hnsw, **CODE_CHECKS, **PANORAMA_CHECKS, **FASTSCAN_CHECKS}

@@ -91,6 +91,10 @@ def grid(quick=False):
         _case("adanns_hnsw", "D32-dc8-ds32", n=2000, D=32, M=8, metric="l2", d_c=8,
               searches=((10, 32), (10, 8))),
         *PANORAMA_QUICK,
+        _case("pq_fastscan", "n1500-d16-M4-l2-dups", n=1500, d=16, M=4, metric="l2", dup=300),
+        _case("pq_fastscan", "n1500-d16-M8-ip", n=1500, d=16, M=8, metric="ip"),
+        _case("ivfpq_fastscan", "n2000-d32-nl8-M16-l2-dups", n=2000, d=32, nlist=8, M=16, metric="l2",
+              nprobes=(1, 3), dup=300),
     ]
     if quick:
         return cases
@@ -141,6 +145,15 @@ def grid(quick=False):
         _case("hnsw", "n5000-d100-M32-ip", n=5000, D=100, M=32, metric="ip", searches=((10, 16), (10, 128))),
         _case("hnsw", "n3000-d8-M4-efc10-dups", n=3000, D=8, M=4, efc=10, metric="l2", dup=1500,
               searches=((10, 16), (30, 4))),
+        _case("pq_fastscan", "n3000-d64-M32-l2", n=3000, d=64, M=32, metric="l2", ks=(1, 5, 20, 21, 64)),
+        _case("pq_fastscan", "n3000-d48-M16-ip-dups", n=3000, d=48, M=16, metric="ip", dup=600),
+        _case("pq_fastscan", "n2000-d30-M15-l2-odd", n=2000, d=30, M=15, metric="l2"),
+        _case("ivfpq_fastscan", "n4000-d32-nl16-M8-ip", n=4000, d=32, nlist=16, M=8, metric="ip",
+              nprobes=(1, 4, 16)),
+        _case("ivfpq_fastscan", "n3000-d64-nl12-M32-l2-dups", n=3000, d=64, nlist=12, M=32, metric="l2",
+              nprobes=(2, 12), dup=500),
+        _case("ivfpq_fastscan", "n3000-d16-nl10-M4-l2", n=3000, d=16, nlist=10, M=4, metric="l2",
+              nprobes=(3,)),
         _case("adanns_hnsw", "D48-dc12-ds48-ip", n=4000, D=48, M=12, metric="ip", d_c=12,
               searches=((10, 16), (5, 64))),
         *PANORAMA_FULL,

@@ -23,7 +23,7 @@ from ..indices.ivf import IVFIndex
 from ..indices.ivfpq import IVFPQIndex
 from ..indices.pqindex import PQIndex
 from ..indices.sqindex import SQIndex
-from ..panorama import PanoramaFlatIndex, PanoramaIVFIndex, PanoramaRefineIndex
+from .families import run_fastscan, run_panorama
 from ..quantizers.binary import binarize
 from ..quantizers.kmeans import KMeans
 from ..quantizers.opq import OPQ
@@ -217,34 +217,12 @@ def _run_hnsw(p, a):
             "flops": np.float64(index.last_search_flops)}
 
 
-def _panorama_out(index, D, I):
-    s = index.last_search_stats
-    return {"D": D, "I": I, "rows_per_level": s.rows_per_level,
-            "stats": np.array([s.total_dims, s.total_dims_scanned], dtype=np.int64)}
-
-
-def _run_panorama(p, a):
-    """Panorama flat / IVF / refine (faiss IndexFlatL2Panorama, IndexIVFFlatPanorama,
-    IndexRefinePanorama): results, faiss's pruning counters, rows entering each level."""
-    if p["form"] == "flat":
-        index = PanoramaFlatIndex(**p["index"])
-    elif p["form"] == "ivf":
-        index = PanoramaIVFIndex(**p["index"])
-        index.train(a["xb"])
-    else:
-        index = PanoramaRefineIndex(FlatIndex(a["xb"].shape[1], p["index"]["metric"]), **p["index"])
-    index.add(a["xb"])
-    out = _panorama_out(index, *index.search(a["xq"], **p["search"]))
-    if p["form"] == "flat":
-        out.update(level_codes=index.level_codes(), tail_norms=index.tail_norms())
-    return out
-
-
-COMPONENTS = {"panorama": _run_panorama, "kmeans": _run_kmeans, "flat": _run_flat, "ivf": _run_ivf, "pq": _run_pq,
+COMPONENTS = {"panorama": run_panorama, "kmeans": _run_kmeans, "flat": _run_flat, "ivf": _run_ivf, "pq": _run_pq,
               "opq": _run_opq, "pqindex": _run_pqindex, "ivfpq": _run_ivfpq,
               "funnel": _run_funnel, "metrics": _run_metrics, "sq": _run_sq,
               "binary_flat": _run_binary_flat, "binary_ivf": _run_binary_ivf,
-              "mixed_funnel": _run_mixed_funnel, "hnsw": _run_hnsw}
+              "mixed_funnel": _run_mixed_funnel, "hnsw": _run_hnsw,
+              "fastscan": run_fastscan}
 
 
 def tolerance(output, exact_path):
@@ -341,6 +319,14 @@ def cases():
     add("ivfpq_l2", "ivfpq", "IVFPQ = faiss IndexIVFPQ(D=8, nlist=6, M=4, nbits=8), by_residual, "
         "normalize=False: coarse centroids, codebooks, lists, codes, ADC search",
         _ivfpq(8, 6, 4, 8, 8, 8, False, False, 10, 2), _xb_xq(300, 8, 8, 12, 126))
+    add("pq_fastscan_l2", "fastscan", "faiss IndexPQFastScan(d=12, M=6, 4 bits, bbs=32): packed "
+        "codes, per-column quantized tables (a, b), exact uint16 sums; k=1, 5 (heap), 25 (reservoir)",
+        {"index": {"d": 12, "M": 6, "metric": "l2", "allow_small": True}, "ks": [1, 5, 25],
+         "search": {}}, _xb_xq(300, 6, 12, 10, 136))
+    add("ivfpq_fastscan_ip", "fastscan", "faiss IndexIVFPQFastScan(d=8, nlist=4, M=4), IP, "
+        "by_residual=False: 65535-bounded tables, lists in ascending number, nprobe=2",
+        {"index": {"d": 8, "nlist": 4, "M": 4, "metric": "ip", "allow_small": True}, "ks": [1, 5],
+         "search": {"nprobe": 2}}, _xb_xq(300, 6, 8, 8, 141))
     add("ivfpq_adanns_opq_nbits4", "ivfpq", "AdANNS-IVFOPQ: routing at d_c=4, OPQ + PQ(M=4, "
         "nbits=4) at d_s=8 of D=16, re-normalised prefixes (the rotation goes through GEMM and "
         "LAPACK: tolerance-checked)", _ivfpq(16, 6, 4, 4, 4, 8, True, True, 10, 3),

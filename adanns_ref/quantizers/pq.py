@@ -346,6 +346,21 @@ class ProductQuantizer:
         q = as_float32_matrix(q, "q", d=self.d)
         return self._ip_tables(q)
 
+    def inner_product_tables(self, q):
+        """T (nq, M, ksub) float32 as faiss's batch ``compute_inner_prod_tables`` (the IP tables of
+        ``IndexPQFastScan``): dsub 2 with nbits < 8 unfused (``compute_PQ_dis_tables_dsub2``:
+        each product rounded, then added; bit-identical), other dsub < 16 as
+        `inner_product_table` (bit-identical but at dsub 12), dsub >= 16 by BLAS (faiss sgemm;
+        last-bit differences possible)."""
+        self._require_trained("inner_product_tables")
+        q = as_float32_matrix(q, "q", d=self.d)
+        if self.dsub > DIRECT_MAX_DSUB:
+            qs = q.reshape(q.shape[0], self.M, self.dsub).transpose(1, 0, 2)
+            return np.ascontiguousarray(np.matmul(qs, self._cbT).transpose(1, 0, 2))
+        tables = np.empty((q.shape[0], self.M, self.ksub), dtype=np.float32)
+        _tables_direct(q, self._cbT, False, not (self.dsub == 2 and self.nbits < 8), tables)
+        return tables
+
     def _ip_tables(self, q):
         tables = np.empty((q.shape[0], self.M, self.ksub), dtype=np.float32)
         _tables_direct(q, self._cbT, False, True, tables)

@@ -40,6 +40,7 @@ from .ann import (bench_adanns_ivf, bench_exact_knn, bench_funnel, bench_ivf_fla
                   bench_ivfpq, bench_kmeans, bench_opq, bench_pq, bench_pq_nanopq)
 from .codes import bench_hamming, bench_hnsw, bench_sq8
 from .contention import bench_contention
+from .fastscan import bench_ivfpq_fastscan, bench_pq_fastscan
 from .funnel import bench_funnel_paper, bench_funnel_paper_faiss
 from .panorama import bench_panorama_batch, bench_panorama_one
 from .measure import Context, NotAvailable, ThreadPin, Workload, log, machine_reference
@@ -119,6 +120,11 @@ WORKLOADS = [
              "faiss IndexScalarQuantizer QT_8bit", 1.5, ["adanns_ref.indices.sqindex"], bench_sq8),
     Workload("hamming", lambda c: f"Hamming scan, {c['codes_n_db']} x {c['codes_dim']} bits",
              "faiss IndexBinaryFlat", 1.5, ["adanns_ref.indices.binary"], bench_hamming),
+    Workload("pq_fastscan", lambda c: f"PQ32x4fs search, {c['codes_n_db']} x {c['codes_dim']}",
+             "faiss IndexPQFastScan (same codes)", 2.0, ["adanns_ref.fastscan"], bench_pq_fastscan),
+    Workload("ivfpq_fastscan", lambda c: f"IVF64,PQ32x4fs search, {c['codes_n_db']} x "
+             f"{c['codes_dim']}", "faiss IndexIVFPQFastScan (same codes)", 2.0,
+             ["adanns_ref.fastscan"], bench_ivfpq_fastscan),
     Workload("mrl_epoch", lambda c: f"MRL training epoch, MLP 784-512-512-256, 6 heads, "
              f"batch 256, {c['mrl_rows']} rows", "PyTorch CPU, same model", 1.5,
              ["mrl_ref.train"], bench_mrl_epoch),

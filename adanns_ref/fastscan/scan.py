@@ -1,0 +1,192 @@
+"""Exact integer scan of 4-bit fast-scan codes and faiss 1.15's result handlers.
+
+Accumulation (faiss ``kernel_accumulate_block`` / ``pq4_kernel_qbs_256`` / the AVX-512 kernels):
+for a query with quantized table Tq (M2, 16) uint8 and a vector with sub-codes c_m,
+
+    s = sum_{m < M2} Tq[m, c_m]   (exact integer),   faithful value  v = s mod 2^16   (uint16)
+
+faiss adds 16-bit lanes with wrapping adds and a lo/hi byte trick (accu0 - (accu1 << 8)); every
+step is mod 2^16, so its value is exactly s mod 2^16 whatever the SIMD level. IVF L2 with a
+bias adds the uint16 bias the same way (mod 2^16). The kernels here compute s in int32 beside v:
+``wrap=True`` (default, faiss's result) ranks by v, ``wrap=False`` (the mathematically intended
+result) by s; both report max s per query and whether any s exceeded 65535.
+
+Handlers (``simd_result_handlers.h``), keyed by faiss's comparator C = CMax (L2: keep the
+smallest) or CMin (IP: keep the largest), vectors visited in scan order (flat: ids ascending; IVF:
+probed lists in ascending list number, each list in stored order):
+
+- k == 1, ``SingleResultHandler``: best starts at C's neutral value (65535 / 0), a vector enters
+  iff v is strictly better than best; the kept value sits in an **int16** (faiss's
+  ``std::vector<int16_t> idis``), so a kept v >= 32768 is output as v - 65536, and no result
+  outputs b + (-1)/a for L2 (neutral 65535 read as int16 -1) with id -1.
+- k <= 20 (implem 12), ``HeapHandler``: a k-heap of (v, id) keyed by faiss's cmp2 (value, then
+  id). The threshold is the root's value; a vector enters iff v is strictly better than it (a
+  tie with the root never enters), replacing the root. Empty slots start at (neutral, -1), so a
+  vector with v == 65535 (L2) or v == 0 (IP) is never returned. Output sorted by cmp2 (L2:
+  (v, id) ascending; IP: (v, id) descending), missing results as (neutral * (1/a) + b, -1).
+- k > 20 (implem 13), ``ReservoirHandler``: capacity 2k rounded up to 16; entries strictly
+  better than the threshold are kept, the reservoir is cut by faiss's SIMD ``partition_fuzzy``
+  when full and the survivors sorted by value with ``std::sort``. The returned values (the
+  multiset of the k best v) are deterministic and reproduced; which ids faiss returns among
+  equal values at the cut, and their order among equal values (``std::sort`` is not stable),
+  are NOT reproduced: we keep the heap's rule and cmp2 order. Missing results: (+-FLT_MAX, -1).
+
+Output scaling: distance = v * (1 / a) + b in float32 with one fused multiply-add (faiss's
+handlers compile ``heap_dis_in[j] * one_a + b`` into an FMA in its AVX2/AVX-512 units; tests
+check this bit for bit), with one_a = float32(1 / a).
+
+Shapes: lut (nq, M2, 16) uint8; blocks (nblocks, M2 / 2 * 32) uint8; heaps hv (nq, k) int64
+(transformed values, see `_key`) and hid (nq, k) int64.
+"""
+import numba
+import numpy as np
+
+from ..core.topk import FLT_MAX
+from ..core.simd import fma
+
+U16_NEUTRAL_MAX = 65535
+INTENDED_NEUTRAL_MAX = np.int64(1) << 40  # wrap=False: no value reaches it
+
+
+@numba.njit(cache=True, nogil=True)
+def block_sums(lut, block, M2, acc):
+    """acc[0:32] = exact int32 sums sum_m lut[m, c_m] of the 32 vectors of one packed block."""
+    for v in range(32):
+        acc[v] = 0
+    for p in range(M2 // 2):
+        t0 = lut[2 * p]
+        t1 = lut[2 * p + 1]
+        base = 32 * p
+        for j in range(16):
+            b0 = block[base + j]
+            b1 = block[base + 16 + j]
+            vec = (j >> 1) + 8 * (j & 1)
+            acc[vec] += np.int32(t0[b0 & 15]) + np.int32(t1[b1 & 15])
+            acc[vec + 16] += np.int32(t0[b0 >> 4]) + np.int32(t1[b1 >> 4])
+
+
+@numba.njit(cache=True, nogil=True)
+def _sift_root(hv, hid, k, v, i):
+    """faiss heap_replace_top on a max-heap of (value, id) keys (cmp2: value, then id)."""
+    pos = 0
+    while True:
+        c = 2 * pos + 1
+        if c >= k:
+            break
+        r = c + 1
+        if r < k and (hv[r] > hv[c] or (hv[r] == hv[c] and hid[r] > hid[c])):
+            c = r
+        if v > hv[c] or (v == hv[c] and i > hid[c]):
+            break
+        hv[pos] = hv[c]
+        hid[pos] = hid[c]
+        pos = c
+    hv[pos] = v
+    hid[pos] = i
+
+
+@numba.njit(cache=True, nogil=True)
+def scan_list(lut, blocks, n, ids, bias, is_max, wrap, hv, hid, stats):
+    """Scan the n vectors of `blocks` (ids[j] their ids, or j when ids is empty) for one query
+    and push them into its heap (hv, hid) of transformed keys; stats[0] = max unwrapped sum,
+    stats[1] += number of sums > 65535."""
+    M2 = lut.shape[0]
+    k = hv.shape[0]
+    acc = np.empty(32, np.int32)
+    for b in range(blocks.shape[0]):
+        block_sums(lut, blocks[b], M2, acc)
+        for v in range(32):
+            j = 32 * b + v
+            if j >= n:
+                break
+            s = np.int64(acc[v]) + bias
+            if s > stats[0]:
+                stats[0] = s
+            if s > 65535:
+                stats[1] += 1
+            val = (s & 0xFFFF) if wrap else s
+            key = val if is_max else -val
+            if key < hv[0]:
+                i = ids[j] if ids.shape[0] else np.int64(j)
+                _sift_root(hv, hid, k, key, i if is_max else -i)
+
+
+@numba.njit(cache=True, parallel=True)
+def scan_flat(luts, blocks, n, is_max, wrap, hv, hid, stats):
+    """Every query of luts (nq, M2, 16) against all n vectors of blocks (flat index)."""
+    none = np.empty(0, np.int64)
+    for q in numba.prange(luts.shape[0]):
+        scan_list(luts[q], blocks, n, none, 0, is_max, wrap, hv[q], hid[q], stats[q])
+
+
+@numba.njit(cache=True, parallel=True)
+def scan_ivf(luts, blocks, block_offsets, offsets, ids, probes, is_max, wrap, hv, hid, stats):
+    """Every query against its probed lists, in ascending list number (probes (nq, nprobe),
+    -1 = none); list l holds ids[offsets[l]:offsets[l+1]] in blocks[block_offsets[l]:...]."""
+    for q in numba.prange(luts.shape[0]):
+        lists = np.sort(probes[q])
+        for t in range(lists.shape[0]):
+            l = lists[t]
+            if l < 0 or (t > 0 and lists[t - 1] == l):
+                continue
+            n = offsets[l + 1] - offsets[l]
+            if n == 0:
+                continue
+            scan_list(luts[q], blocks[block_offsets[l]:block_offsets[l + 1]], n,
+                      ids[offsets[l]:offsets[l + 1]], 0, is_max, wrap, hv[q], hid[q], stats[q])
+
+
+@numba.njit(cache=True)
+def _scale(v, one_a, b):
+    """float32 v * one_a + b with one rounding (faiss's contracted handler output)."""
+    return fma(np.float32(v), one_a, b)
+
+
+@numba.njit(cache=True, parallel=True)
+def finish(hv, hid, is_max, wrap, mode, a, b, D, I):
+    """Sorted output of the heaps: mode 0 = SingleResultHandler, 1 = HeapHandler, 2 = Reservoir."""
+    nq, k = hv.shape
+    for q in numba.prange(nq):
+        one_a = np.float32(1) / a[q]
+        sub = np.empty(k, np.int64)
+        nreal = 0
+        for t in range(k):
+            if hid[q, t] != (-1 if is_max else 1):
+                # insertion by (key value, key id) ascending = faiss's heap_reorder order
+                u = nreal
+                while u > 0 and (hv[q, sub[u - 1]] > hv[q, t] or
+                                 (hv[q, sub[u - 1]] == hv[q, t] and hid[q, sub[u - 1]] > hid[q, t])):
+                    sub[u] = sub[u - 1]
+                    u -= 1
+                sub[u] = t
+                nreal += 1
+        for t in range(nreal):
+            u = sub[t]
+            val = hv[q, u] if is_max else -hv[q, u]
+            ident = hid[q, u] if is_max else -hid[q, u]
+            if mode == 0 and wrap and val >= 32768:
+                val -= 65536  # faiss SingleResultHandler stores the value in an int16
+            D[q, t] = _scale(val, one_a, b[q])
+            I[q, t] = ident
+        for t in range(nreal, k):
+            I[q, t] = -1
+            if mode == 2:
+                D[q, t] = FLT_MAX if is_max else -FLT_MAX
+            else:
+                neutral = (U16_NEUTRAL_MAX if wrap else INTENDED_NEUTRAL_MAX) if is_max else 0
+                if mode == 0 and wrap and is_max:
+                    neutral = -1
+                D[q, t] = _scale(neutral, one_a, b[q])
+
+
+def new_heaps(nq, k, is_max, wrap):
+    """Empty transformed heaps: keys (neutral, -1) for CMax, (-0, +1) for CMin."""
+    neutral = (U16_NEUTRAL_MAX if wrap else INTENDED_NEUTRAL_MAX) if is_max else 0
+    hv = np.full((nq, k), neutral if is_max else -neutral, np.int64)
+    hid = np.full((nq, k), -1 if is_max else 1, np.int64)
+    return hv, hid
+
+
+def handler_mode(k):
+    """faiss's handler choice for implem 12 / 13: 0 single (k = 1), 1 heap (k <= 20), 2 reservoir."""
+    return 0 if k == 1 else (1 if k <= 20 else 2)
