@@ -1,37 +1,55 @@
 """The verdict rules of the reproduction, on paired per-query outcomes over several seeds.
 
 Every claim compares X with Y on the same queries, for each training seed s and query q, at one
-or more matched points p (e.g. one per nesting size or per budget), all declared in
-`claims.py` before the data are seen. Its evidence is the gain array
+or more matched points p (one per nesting size, per budget, ...), all declared in `claims.py`
+before the data are seen. Its evidence is the gain array
 
     g[s, p, q] = outcome_X - outcome_Y         (S seeds, P matched points, n queries)
 
-and its summary is the mean gain over seeds, points and queries. The interval is a seeded
-bootstrap over seeds *and* queries (seeds and queries resampled with replacement, the same
-query draw for every seed and point, so the pairing is kept), so it carries the seed-to-seed
-variance of training as well as the query sampling noise. Percentile intervals, N_BOOT draws.
+Interval (hierarchical, per point p). The seed means m_s = mean_q g[s, p, q] and their mean
+g_bar = mean_s m_s (the estimate). Two variance components:
 
-Rules (m = the margin declared per claim and metric, in the metric's units):
+    se_seed^2  = var_s(m_s) / S                 (sample variance, S - 1 degrees of freedom)
+    se_query^2 = var_q(mean_s g[s, p, q]) / n   (the same queries serve every seed)
 
-- "beats" (X beats Y): the two-sided 95% interval of the gain lies above 0 -> reproduced;
-  otherwise not reproduced.
-- "matches" (X matches Y, two one-sided tests at 5% each = the 90% interval): the interval lies
-  inside (-m, +m) -> reproduced; it lies wholly outside [-m, +m] -> not reproduced; otherwise
-  inconclusive (the data cannot tell).
-- "no_worse" (X reaches Y, one-sided non-inferiority at 5%, used for "at less compute" claims
-  where X being better is no failure): the lower 5% bound is above -m -> reproduced; the upper
-  95% bound is below -m -> not reproduced; otherwise inconclusive.
+and the two-sided interval at level 1 - a is g_bar +- sqrt((t_{S-1, 1-a/2} se_seed)^2 +
+(z_{1-a/2} se_query)^2). Under g = mu + a_s + b_q + e_sq the estimator's variance is
+s_a^2 / S + s_b^2 / n + s_e^2 / (S n); se_seed^2 estimates the first and third terms, se_query^2
+the second and third, so the sum counts the third twice (conservative) and the t quantile
+carries the uncertainty of a seed variance estimated from S seeds. With S = 1 the seed term
+cannot be estimated: the interval is the query term alone, and the claim row says so.
+(`tests/test_rules.py` simulates seed variance and checks the coverage.)
 
-A claim judged on several metrics takes the worst verdict (not reproduced < inconclusive <
-reproduced). Each claim has a negative control: the same rule on a pair that must not
-reproduce (a rigid pair that truly differs, for "matches"/"no_worse"; the claim's own pair with
-X and Y swapped at random per query, whose true gain is 0, for "beats"). A claim whose control
-is also reproduced is "vacuous at this scale" and counts as not reproduced.
+Rules (m = the margin of a "matches" / "no_worse" claim, delta = the minimum effect of a
+"beats" claim, both declared per claim in the deciding metric's units):
+
+- "beats" (X beats Y by at least delta, two-sided 95% interval [lo, hi]): lo > delta ->
+  reproduced; hi < delta -> not reproduced (the gain is surely below the minimum effect, or
+  negative); otherwise inconclusive.
+- "matches" (two one-sided tests at 5% each = the 90% interval): inside (-m, +m) ->
+  reproduced; wholly outside [-m, +m] -> not reproduced; otherwise inconclusive.
+- "no_worse" (one-sided non-inferiority at 5%, for "at less compute" claims): lo(90%) > -m ->
+  reproduced; hi(90%) < -m -> not reproduced; otherwise inconclusive.
+
+Per-point claims ("at every small size", "at every budget") are judged at each point and take
+the worst point's verdict (not reproduced < inconclusive < reproduced): an intersection-union
+test, whose level is that of each point's test without a multiplicity correction (Berger 1982).
+Holm's correction would serve "at some point" claims; none is declared.
+
+Controls (pairs that must not reproduce; a claim whose control reproduces is "vacuous at this
+scale" and counts as not reproduced):
+
+- "swap": the claim's own pair with X and Y swapped per query by a seeded coin (true gain 0),
+  judged two-sided on the mean over points: its 95% interval must cover 0 (it reproduces when
+  lo > 0 or hi < 0), which checks the interval's calibration.
+- "seed": X against itself at other seeds (seed i against seed S//2 + i, so S//2 pairs), judged
+  two-sided by the claim's own rule: it reproduces when lo > delta or hi < -delta, i.e. when
+  seed-to-seed variation alone would decide the claim.
+- "rigid" / "attribution": a declared pair judged by the claim's own rule (one-sided).
 """
 import numpy as np
+from scipy import stats
 
-N_BOOT = 2000
-_CHUNK = 200
 ALPHA = 0.05
 
 REPRODUCED = "reproduced"
@@ -39,7 +57,9 @@ NOT_REPRODUCED = "not reproduced"
 INCONCLUSIVE = "inconclusive"
 VACUOUS = "vacuous at this scale"
 NOT_APPLICABLE = "not applicable at this scale"
+NOT_APPLICABLE_BUDGETS = "not applicable at these budgets"
 KINDS = ("beats", "matches", "no_worse")
+CONTROL_KINDS = ("swap", "seed", "rigid", "attribution")
 _ORDER = {NOT_REPRODUCED: 0, INCONCLUSIVE: 1, REPRODUCED: 2}
 
 
@@ -58,54 +78,79 @@ def as_gains(gains):
     return g
 
 
-def bootstrap_mean(gains, seed, n_boot=N_BOOT):
-    """(mean gain, bootstrap draws (n_boot,)) over seeds and queries, paired across points."""
-    g = as_gains(gains).mean(axis=1)                         # (S, n): mean over matched points
-    S, n = g.shape
-    rng = np.random.default_rng(seed)
-    draws = np.empty(n_boot)
-    for start in range(0, n_boot, _CHUNK):                   # chunks bound the (c, n) weights
-        c = min(_CHUNK, n_boot - start)
-        rows = np.arange(c)[:, None] * n + rng.integers(0, n, size=(c, n))
-        counts = np.bincount(rows.ravel(), minlength=c * n).reshape(c, n).astype(np.float64)
-        per_seed = g @ counts.T / n                                          # (S, c)
-        seeds = rng.integers(0, S, size=(c, S))                               # (c, S)
-        draws[start:start + c] = per_seed[seeds, np.arange(c)[:, None]].mean(axis=1)
-    return float(g.mean()), draws
+def hierarchical_interval(gains, level):
+    """Per point of gains (S, P, n): dict(estimate, interval (lo, hi), seed_gains (S,),
+    se_seed (None for S = 1), se_query) with the interval of the module docstring."""
+    if not 0 < level < 1:
+        raise ValueError(f"level must lie in (0, 1), got {level}")
+    g = as_gains(gains)
+    S, P, n = g.shape
+    z = float(stats.norm.ppf((1 + level) / 2))
+    t = float(stats.t.ppf((1 + level) / 2, S - 1)) if S > 1 else None
+    out = []
+    for p in range(P):
+        seed_means = g[:, p, :].mean(axis=1)
+        est = float(seed_means.mean())
+        se_q = float(g[:, p, :].mean(axis=0).std(ddof=1) / np.sqrt(n)) if n > 1 else 0.0
+        se_s = float(seed_means.std(ddof=1) / np.sqrt(S)) if S > 1 else None
+        half = np.hypot(t * se_s if S > 1 else 0.0, z * se_q)
+        out.append({"estimate": est, "interval": (est - half, est + half),
+                    "seed_gains": [float(v) for v in seed_means], "se_seed": se_s, "se_query": se_q})
+    return out
 
 
-def interval(draws, level):
-    """Two-sided percentile interval (lo, hi) of the bootstrap draws at confidence `level`."""
-    lo, hi = np.quantile(draws, [(1 - level) / 2, (1 + level) / 2])
-    return float(lo), float(hi)
-
-
-def judge(kind, draws, margin=None):
-    """(verdict, (lo, hi)) of one metric under rule `kind` (see the module docstring)."""
+def judge(kind, interval, margin=None, min_effect=None):
+    """The verdict of one point under rule `kind` from its interval (lo, hi), computed at 95%
+    for "beats" and at 90% for "matches" / "no_worse" (`level_of`)."""
     if kind not in KINDS:
         raise ValueError(f"rule kind must be one of {KINDS}, got {kind!r}")
+    lo, hi = interval
     if kind == "beats":
-        lo, hi = interval(draws, 1 - ALPHA)
-        return (REPRODUCED if lo > 0 else NOT_REPRODUCED), (lo, hi)
+        if min_effect is None or min_effect < 0:
+            raise ValueError(f"rule 'beats' needs a minimum effect >= 0, got {min_effect!r}")
+        return REPRODUCED if lo > min_effect else NOT_REPRODUCED if hi < min_effect else INCONCLUSIVE
     if margin is None or not margin > 0:
         raise ValueError(f"rule {kind!r} needs a positive margin, got {margin!r}")
-    lo, hi = interval(draws, 1 - 2 * ALPHA)
     if kind == "matches":
         if -margin < lo and hi < margin:
-            return REPRODUCED, (lo, hi)
-        return (NOT_REPRODUCED if lo > margin or hi < -margin else INCONCLUSIVE), (lo, hi)
+            return REPRODUCED
+        return NOT_REPRODUCED if lo > margin or hi < -margin else INCONCLUSIVE
     if lo > -margin:
-        return REPRODUCED, (lo, hi)
-    return (NOT_REPRODUCED if hi < -margin else INCONCLUSIVE), (lo, hi)
+        return REPRODUCED
+    return NOT_REPRODUCED if hi < -margin else INCONCLUSIVE
+
+
+def level_of(kind):
+    return 1 - ALPHA if kind == "beats" else 1 - 2 * ALPHA
 
 
 def worst(verdicts):
-    """The combined verdict of several metrics: the worst of them."""
+    """The combined verdict of several points or metrics: the worst of them."""
     return min(verdicts, key=_ORDER.__getitem__)
 
 
+def judge_points(kind, gains, labels=None, margin=None, min_effect=None):
+    """Judge every point of gains (S, P, n): dict(verdict = the worst point's, estimate = mean
+    over points, interval of the point mean, seed_gains of the point mean, points = [dict(label,
+    estimate, interval, verdict, seed_gains)])."""
+    g = as_gains(gains)
+    labels = list(labels) if labels is not None else [str(p) for p in range(g.shape[1])]
+    if len(labels) != g.shape[1]:
+        raise ValueError(f"{len(labels)} point labels for {g.shape[1]} points")
+    level = level_of(kind)
+    points = []
+    for label, r in zip(labels, hierarchical_interval(g, level)):
+        points.append(dict(r, label=label, interval=list(r["interval"]),
+                           verdict=judge(kind, r["interval"], margin, min_effect)))
+    pooled = hierarchical_interval(g.mean(axis=1, keepdims=True), level)[0]
+    return {"verdict": worst([p["verdict"] for p in points]), "estimate": pooled["estimate"],
+            "interval": list(pooled["interval"]), "seed_gains": pooled["seed_gains"],
+            "se_seed": pooled["se_seed"], "points": points, "margin": margin,
+            "min_effect": min_effect}
+
+
 def swapped_null(x, y, seed):
-    """The "beats" control: X and Y swapped per query by a seeded fair coin (same coin for every
+    """The "swap" control: X and Y swapped per query by a seeded fair coin (same coin for every
     seed and point), so the true gain is 0. x, y: arrays of equal shape (..., n)."""
     x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
     if x.shape != y.shape:
@@ -114,31 +159,72 @@ def swapped_null(x, y, seed):
     return np.where(coin, x, y), np.where(coin, y, x)
 
 
-def evaluate(kind, claim_pairs, control_pairs, margins=None, seed=0):
-    """Judge a claim and its control on each metric.
+def seed_split(x):
+    """The "seed" control's pair from X's own outcomes (S, ...): (X at seeds 0..h-1, X at
+    seeds h..2h-1), h = S // 2. Needs S >= 2."""
+    x = np.asarray(x, dtype=np.float64)
+    h = x.shape[0] // 2
+    if h < 1:
+        raise ValueError(f"the seed control needs at least 2 seeds, got {x.shape[0]}")
+    return x[:h], x[h:2 * h]
 
-    claim_pairs / control_pairs: {metric: (x, y)} with x, y paired outcome arrays (S, P, n) (or
-    (S, n), (n,)); margins: {metric: margin} for "matches" / "no_worse". Returns a dict with the
-    combined "verdict" (VACUOUS when the claim and its control are both reproduced), the
-    control's combined "control_verdict", and per metric the estimate, interval and verdict of
-    the claim ("metrics") and of the control ("control_metrics").
-    """
-    margins = margins or {}
 
-    def side(pairs, salt):
-        out = {}
-        for i, (metric, (x, y)) in enumerate(sorted(pairs.items())):
-            g = as_gains(np.asarray(x, dtype=np.float64) - np.asarray(y, dtype=np.float64))
-            est, draws = bootstrap_mean(g, seed + 7919 * salt + i)
-            verdict, ci = judge(kind, draws, margins.get(metric))
-            out[metric] = {"estimate": est, "interval": list(ci), "verdict": verdict,
-                           "margin": margins.get(metric)}
-        return out
+def judge_control(kind, rule, gains, margin=None, min_effect=None):
+    """dict(verdict, estimate, interval, seed_gains) of a control (see the module docstring);
+    "reproduced" means the control passed a rule it must not pass."""
+    if kind not in CONTROL_KINDS:
+        raise ValueError(f"control kind must be one of {CONTROL_KINDS}, got {kind!r}")
+    g = as_gains(gains).mean(axis=1, keepdims=True)
+    if kind == "swap":
+        r = hierarchical_interval(g, 1 - ALPHA)[0]
+        lo, hi = r["interval"]
+        verdict = REPRODUCED if lo > 0 or hi < 0 else NOT_REPRODUCED
+    elif kind == "seed":
+        r = hierarchical_interval(g, level_of(rule))[0]
+        lo, hi = r["interval"]
+        d = min_effect if rule == "beats" else margin
+        verdict = REPRODUCED if lo > d or hi < -d else NOT_REPRODUCED
+    else:
+        r = hierarchical_interval(g, level_of(rule))[0]
+        verdict = judge(rule, r["interval"], margin, min_effect)
+    return {"verdict": verdict, "estimate": r["estimate"], "interval": list(r["interval"]),
+            "seed_gains": r["seed_gains"]}
 
-    claim, control = side(claim_pairs, 1), side(control_pairs, 2)
-    verdict = worst([m["verdict"] for m in claim.values()])
-    control_verdict = worst([m["verdict"] for m in control.values()])
+
+def evaluate(kind, pairs, controls, labels=None, margin=None, min_effect=None):
+    """Judge a claim on its deciding metric and its controls.
+
+    pairs: (x, y) paired outcome arrays (S, P, n) (or (S, n), (n,)); controls: [(name, control
+    kind, (x, y))]. Returns dict(verdict (VACUOUS when the claim and any control reproduce),
+    control_verdict (reproduced if any control reproduced), claim = `judge_points`, controls =
+    [dict(name, kind, verdict, estimate, interval, seed_gains)])."""
+    x, y = (np.asarray(a, dtype=np.float64) for a in pairs)
+    claim = judge_points(kind, x - y, labels, margin, min_effect)
+    ctrl = []
+    for name, ckind, (cx, cy) in controls:
+        r = judge_control(ckind, kind, np.asarray(cx, dtype=np.float64) - np.asarray(cy, dtype=np.float64),
+                          margin, min_effect)
+        ctrl.append(dict(r, name=name, kind=ckind))
+    control_verdict = (REPRODUCED if any(c["verdict"] == REPRODUCED for c in ctrl)
+                       else NOT_REPRODUCED if ctrl else None)
+    verdict = claim["verdict"]
     if verdict == REPRODUCED and control_verdict == REPRODUCED:
         verdict = VACUOUS
-    return {"verdict": verdict, "control_verdict": control_verdict, "metrics": claim,
-            "control_metrics": control}
+    return {"verdict": verdict, "control_verdict": control_verdict, "claim": claim, "controls": ctrl}
+
+
+def ratio_interval(ref, x, level=1 - ALPHA):
+    """Wall-clock ratio ref / x with an interval, from times (S, R) per seed and repeat: the
+    geometric mean over seeds of each seed's median ratio, interval t_{S-1} on the seeds' log
+    ratios (S = 1: t_{R-1} on the repeats' log ratios). Returns (ratio, (lo, hi))."""
+    ref, x = (np.atleast_2d(np.asarray(a, dtype=np.float64)) for a in (ref, x))
+    if ref.shape != x.shape or np.any(ref <= 0) or np.any(x <= 0):
+        raise ValueError(f"times must be positive arrays of equal shape (S, R), got {ref.shape}, {x.shape}")
+    logs = np.log(np.median(ref, axis=1)) - np.log(np.median(x, axis=1))
+    if len(logs) == 1:
+        logs = np.log(ref[0]) - np.log(x[0])
+    m = float(logs.mean())
+    if len(logs) < 2:
+        return float(np.exp(m)), (float("nan"), float("nan"))
+    half = float(stats.t.ppf((1 + level) / 2, len(logs) - 1)) * logs.std(ddof=1) / np.sqrt(len(logs))
+    return float(np.exp(m)), (float(np.exp(m - half)), float(np.exp(m + half)))
