@@ -92,7 +92,7 @@ def test_interval_covers_the_truth_at_least_90_percent_of_the_time(S, sd_seed, s
         hits += lo <= 0.02 <= hi
         naive += abs(r["estimate"] - 0.02) <= 1.96 * r["se_query"]   # queries only
     assert hits / 400 >= 0.90
-    if sd_seed >= 0.02:   # the test can fail: an interval blind to seeds undercovers here
+    if sd_seed >= 0.02 and S <= 3:   # the test can fail: an interval blind to seeds undercovers here
         assert naive / 400 < 0.80
 
 
