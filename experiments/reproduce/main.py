@@ -78,7 +78,7 @@ PRESETS = {
         pq_train_size=None,
         quant_precisions=["binary", "4bit", "int8", "float"], quant_max_d=None,
         quant_oversamples=[2, 5], quant_ff=True,
-        hnsw_dims=[4, 16], hnsw_M=8, hnsw_efc=16, hnsw_efs=[8, 32]),
+        hnsw_dims=[4, 16], hnsw_ds=[4, 16], hnsw_M=8, hnsw_efc=16, hnsw_efs=[8, 32]),
     "small": dict(
         n_seeds=2,
         subset="embedded", per_class=None, nesting=[2, 4, 8, 16, 32, 64], hidden=[256, 256],
@@ -89,7 +89,7 @@ PRESETS = {
         pq_train_size=None,
         quant_precisions=["binary", "4bit", "int8", "float"], quant_max_d=None,
         quant_oversamples=[4, 10], quant_ff=True,
-        hnsw_dims=[8, 16, 64], hnsw_M=16, hnsw_efc=40, hnsw_efs=[16, 64]),
+        hnsw_dims=[8, 16, 64], hnsw_ds=[8, 16, 64], hnsw_M=16, hnsw_efc=40, hnsw_efs=[16, 64]),
     "full": dict(
         n_seeds=3,
         subset=None, per_class=None, nesting=[2, 4, 8, 16, 32, 64], hidden=[256, 256],
@@ -100,13 +100,14 @@ PRESETS = {
         # (OPQ training dominates: 25 s for one M = 16 index), ~52 min in all. Trimmed to one
         # nlist (256), 2 timed repeats, M <= 16 and 4 OPQ iterations on 8,192 rows (8.5 s per
         # M = 16 index): exp4 ~265 s, exp5 ~125 s per seed, ~25 min in all.
-        ivf_nlists=[256], ivf_nprobes=[1, 2, 4, 8, 16], timing_repeats=2, opq_budgets=[4, 8, 16],
+        # timing: 5 repeats on 1,000 queries after a full untimed search, every seed (issue 24)
+        ivf_nlists=[256], ivf_nprobes=[1, 2, 4, 8, 16], timing_repeats=5, opq_budgets=[4, 8, 16],
         opq_niter=4, ivfpq_nlist=256, ivfopq_budgets=[8, 16], ivfopq_dcs=[8],
         ivfopq_nprobes=[1, 4, 16], pq_train_size=8192,
         # exp8: 4bit left out (an SQ4 scan costs as much as an SQ8 one; the int8 grid is ~10 s a seed)
         quant_precisions=["binary", "int8", "float"], quant_max_d=None, quant_oversamples=[4, 10],
         quant_ff=True,
-        hnsw_dims=[8, 16, 64], hnsw_M=16, hnsw_efc=40, hnsw_efs=[16, 64]),
+        hnsw_dims=[8, 16, 64], hnsw_ds=[8, 16, 64], hnsw_M=16, hnsw_efc=40, hnsw_efs=[16, 64]),
     # The papers' dims: D = 2048, nesting 8..2048, every claim judged where the papers report it.
     # Linear (pre-activation) embedding layer: a post-ReLU one leaves short prefixes all zero;
     # its rank is <= 256 (the last hidden layer), so dims 512..2048 add no information that
@@ -161,14 +162,15 @@ PRESETS = {
         shortlists=[200], adaptive_dims=[8, 16, 32, 64], rerank_dims=[2048],
         funnel_dims=[8, 16, 32, 64, 128, 2048], funnel_shortlists=[200, 100, 50, 25, 10],
         retrieval_k=10,
-        # measured idle: with nprobe 1..16 and d_s up to 2048 on every index exp4 passed 277 s
-        # on its first seed's fourth index (d_s = 2048 scans dominate): nprobe {1, 4, 16}, d_s
-        # = 2048 only on the d_c = 2048 index (rigid MR-IVF at D); OPQ up to 32 / 64 bytes
-        ivf_nlists=[256], ivf_nprobes=[1, 4, 16], ivf_dcs=[8, 16, 32, 64, 2048],
-        # IVF-D (first seed, no claim reads it) at d_s 16 / 64 / 256: 92 s of the first seed's
-        # 200 s with all six
-        ivf_dss=[8, 16, 32, 64, 128, 256], ivf_d_dss=[16, 64, 256],
-        timing_repeats=2,
+        # exp4, symmetric (issue 24: the same d_s up to D for every d_c; the claims refuse a grid
+        # with holes): d_c = d_s in {8, 32, 256, 2048}, nprobe {1, 4} (the paper's 1-4). Scan
+        # work per seed ~ 4 indices x (8 + 32 + 256 + 2048) dims x 5 probes, about half the
+        # previous grid's (5 indices x d_s <= 256 x 21 probes + d_s = 2048 on one), plus 5 timed
+        # repeats on 1,000 queries (+50 %): NOT yet measured idle. IVF-D (first seed, no claim
+        # reads it) at d_s 32 / 256
+        ivf_nlists=[256], ivf_nprobes=[1, 4], ivf_dcs=[8, 32, 256, 2048],
+        ivf_dss=[8, 32, 256, 2048], ivf_d_dss=[32, 256],
+        timing_repeats=5,
         # exp5: AdANNS-OPQ at 8 / 16 / 32 bytes against rigid OPQ on FF-2048 at twice the bytes
         # (64 vs 128 bytes left out: ADC over 128 tables); d in {16, 64, 256} (at 8 bytes d = 8
         # is PQ with one dim per byte); IVFOPQ at 16 bytes, routing at d_c = 8 (< d_s) and 64
@@ -179,13 +181,17 @@ PRESETS = {
         opq_dims=[16, 64, 256], opq_niter=2,
         ivfpq_nlist=256, ivfopq_budgets=[16], ivfopq_dcs=[8, 64], ivfopq_nprobes=[1, 4, 16],
         pq_train_size=4096,
-        # exp8: SQ only up to d = 64 (int8 at 2048 would cost ~80 s a seed), no FF rows, binary
-        # funnels at oversample 10 only: 94 s a seed with int8 / float at 128 and oversample 4
+        # exp8: SQ only up to d = 64, no FF rows, binary funnels at oversample 10 only: 94 s a
+        # seed with int8 / float at 128 and oversample 4. `quant.quant_grid` adds int8@2048 (the
+        # second byte budget the claim needs) and the largest prefix of each precision within
+        # each budget (int8@256 / 1024, float@512): int8 at 2048 ~80 s a seed, NOT yet measured
         quant_precisions=["binary", "int8", "float"], quant_max_d=64, quant_oversamples=[10],
         quant_ff=False,
         # exp7: graphs at 32 and 256 (MR and FF; build distance work grows with the dim, one at
-        # 2048 alone would take ~40 s), re-scored at 128 / 512 / 2048           ~ 100 s
-        hnsw_dims=[32, 256], hnsw_ds=[128, 512, 2048], hnsw_M=16, hnsw_efc=40, hnsw_efs=[16, 64]),
+        # 2048 alone would take ~40 s), AdANNS-HNSW re-scores the d = 32 graph at 256: rigid
+        # graphs exist at every dim AdANNS-HNSW uses (issue 24; re-scoring at 512 / 2048 would
+        # need rigid graphs there)
+        hnsw_dims=[32, 256], hnsw_ds=[32, 256], hnsw_M=16, hnsw_efc=40, hnsw_efs=[16, 64]),
 }
 
 

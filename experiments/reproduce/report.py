@@ -265,20 +265,51 @@ def _section_quant(t, info):
             "Per seed: `tables/exp8_quant.csv`.\n")
 
 
+def _threshold(c):
+    if c.get("min_effect") is not None:
+        return f"minimum effect {100 * c['min_effect']:.2f} pp"
+    return f"margin ±{100 * c['margin']:.2f} pp" if c.get("margin") else ""
+
+
+def _ci(iv):
+    return f"[{100 * iv[0]:+.2f}, {100 * iv[1]:+.2f}]"
+
+
+def _claim_detail(c):
+    """The per-claim block: rule, deciding metric, every point, per-seed gains, every control."""
+    head = (f"**`{c['id']}`**: rule **{c['rule']}** on {c.get('metric')} ({_threshold(c)}); "
+            f"verdict **{c['verdict']}**; seeds {c['seeds']}.")
+    if "point_rows" not in c:
+        return head + f" {c.get('measured', '')}\n"
+    lines = [head + (f" {c['metric_note']}." if c.get("metric_note") else "") +
+             (f" {c['seed_note']}." if c.get("seed_note") else ""), "",
+             f"Compared: {c.get('points', '')}.", ""]
+    pts = [dict(p, est=f"{100 * p['estimate']:+.2f}", ci=_ci(p["interval"]),
+                seeds=", ".join(f"{100 * g:+.2f}" for g in p["seed_gains"])) for p in c["point_rows"]]
+    lines.append(md_table(pts, [("label", "point", str), ("est", "gain pp", str),
+                                ("ci", f"{'95' if c['rule'] == 'beats' else '90'}% CI pp", str),
+                                ("seeds", "per-seed gains pp", str), ("verdict", "verdict", str)]))
+    ctrl = [dict(k, est=f"{100 * k['estimate']:+.2f}", ci=_ci(k["interval"]),
+                 seeds=", ".join(f"{100 * g:+.2f}" for g in k["seed_gains"])) for k in c["controls"]]
+    if ctrl:
+        lines += ["", "Controls (must not pass; \"reproduced\" = passed):", "",
+                  md_table(ctrl, [("kind", "kind", str), ("name", "control", str), ("est", "gain pp", str),
+                                  ("ci", "CI pp", str), ("seeds", "per-seed pp", str),
+                                  ("verdict", "result", str)])]
+    return "\n".join(lines) + "\n"
+
+
 def _claims_section(claims):
-    verdict = [dict(c, shown=c["verdict"] + (f"; {c['verdict_note']}" if c.get("verdict_note") else ""),
-                    ctrl=c.get("control_verdict", "")) for c in claims]
+    summary = [dict(c, ctrl=c.get("control_verdict") or "", wall=claim_rules.wall_clock_text(c))
+               for c in claims]
     lines = ["## Claims\n",
-             md_table(verdict, [("id", "id", str), ("claim", "claim", str), ("paper", "paper", str),
-                                ("measured", "ours (X vs Y, gain, interval)", str),
-                                ("shown", "verdict", str), ("ctrl", "control", str)]),
+             md_table(summary, [("id", "id", str), ("claim", "claim", str), ("paper", "paper", str),
+                                ("measured", "ours (X vs Y, gain, interval, per seed, per point)", str),
+                                ("verdict", "verdict", str), ("ctrl", "controls", str),
+                                ("wall", "measured wall-clock (not judged)", str)]),
              "\nPer claim (rules in `experiments/reproduce/rules.py`, declarations in "
              "`experiments/reproduce/claims.py`; nothing is judged by hand):\n"]
-    for c in claims:
-        margins = ", ".join(f"{m} ±{100 * v:.2f} pp" for m, v in c["margins"].items() if v)
-        lines.append(f"- `{c['id']}`: rule **{c['rule']}**{' (margin ' + margins + ')' if margins else ''}; "
-                     f"control: {c['control']} -> {c.get('control_verdict', 'n/a')}; "
-                     f"{c.get('points', '')}; seeds {c['seeds']}.")
+    lines += [_claim_detail(c) for c in claims]
     why = [c for c in claims if c.get("why_not")]
     if why:
         lines.append("\n### Why not\n")
