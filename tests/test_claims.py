@@ -115,6 +115,12 @@ def test_changes_lists_changed_added_and_dropped_verdicts_under_renamed_ids():
     assert rows["mrl-vs-ff-small-dims-map"]["before"] == "reproduced: old"
     assert rows["mrl-vs-ff-small-dims-map"]["after"] == "not reproduced: new"
     assert rows["mrl-vs-svd"]["before"] == "(no such claim)" and rows["gone"]["after"] == "(dropped)"
+    assert rows["mrl-vs-svd"]["why"] == "every point passes and no control does: w"
+    assert rows["mrl-vs-ff-small-dims-map"]["why"] == "new"
+    # the outcomes new to these rules are changes too
+    holed = [{"id": "mrl-e-full-dim", "verdict": "not applicable at these budgets", "measured": "grid hole: x"}]
+    (row,) = claims.changes([old[1]], holed)
+    assert row["after"] == "not applicable at these budgets: grid hole: x" and row["why"] == "grid hole: x"
 
 
 # ---------------------------------------------------------------- exp8: quantized prefixes

@@ -128,8 +128,9 @@ RENAMED = {"knn_top1-small-dims": "mrl-vs-ff-small-dims-map",
 
 
 def changes(previous, current):
-    """Rows {id, before, after} for every claim whose verdict differs from `previous` (the
-    claims of an earlier claims.json, ids renamed by RENAMED), including added / dropped ones."""
+    """Rows {id, before, after, why} for every claim whose verdict differs from `previous` (the
+    claims of an earlier claims.json, ids renamed by RENAMED), including added / dropped ones;
+    `why` gives the numbers behind the new verdict (its why-not paragraph, or its estimate)."""
     before = {RENAMED.get(c["id"], c["id"]): c for c in previous}
     after = {c["id"]: c for c in current}
     out = []
@@ -138,11 +139,12 @@ def changes(previous, current):
         if b is None or a is None or b["verdict"] != a["verdict"]:
             out.append({"id": cid,
                         "before": "(no such claim)" if b is None else f"{b['verdict']}: {b.get('measured', '')}",
-                        "after": "(dropped)" if a is None else f"{a['verdict']}: {a.get('measured', '')}"})
+                        "after": "(dropped)" if a is None else f"{a['verdict']}: {a.get('measured', '')}",
+                        "why": "" if a is None else
+                        f"every point passes and no control does: {a.get('measured', '')}"
+                        if a["verdict"] == rules.REPRODUCED else a.get("why_not") or a.get("measured", "")})
     return out
 
-
-# ---------------------------------------------------------------- one function judges all
 
 def _controls(claim, ev, ctx):
     """The claim's declared controls, plus, for "beats", the swap and the seed controls."""

@@ -14,8 +14,9 @@ re-scored * d_s); ms/query measured like exp. 4 (`stage.timed_repeats`, every se
 10-recall@10 is against exact search at full D on the same representation (FF-d: FF-d itself).
 
 Grid, from the preset (`hnsw_grid`): graph dims `hnsw_dims` (default: the nesting sizes D/32,
-D/8 and D that exist), re-scoring dims `hnsw_ds` (default: the whole nesting; each graph uses
-the ones above its d_c, and d_c itself), M `hnsw_M` (16), efConstruction `hnsw_efc` (40),
+D/8 and D that exist), re-scoring dims `hnsw_ds` (default: the graph dims, so that a rigid graph
+exists at every dim AdANNS-HNSW uses (`grids.hnsw_holes`); each graph uses the ones above its
+d_c, and d_c itself), M `hnsw_M` (16), efConstruction `hnsw_efc` (40),
 efSearch sweep `hnsw_efs` ([16, 64]). Builds dominate the cost (one MR and one FF graph per dim
 and seed; build distance work grows with the dim), so the dims list is what a preset trims.
 Graph seeds are 12345 (faiss's) + the training seed.
@@ -37,7 +38,7 @@ def hnsw_grid(cfg):
     docstring for a preset that does not name them."""
     nest, D = cfg["nesting"], cfg["nesting"][-1]
     dims = cfg.get("hnsw_dims") or [d for d in nest if d in (D // 32, D // 8, D)]
-    ds = cfg.get("hnsw_ds") or nest
+    ds = cfg.get("hnsw_ds") or dims   # default: re-score only where a rigid graph exists
     bad = [d for d in list(dims) + list(ds) if d not in nest]
     if bad:
         raise ValueError(f"hnsw_dims / hnsw_ds {bad} are not nesting sizes {nest}")

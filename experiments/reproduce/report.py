@@ -328,7 +328,8 @@ def _changes_section(changed, previous_note):
     if not changed:
         return lines + ["none.\n"]
     return lines + [md_table(changed, [("id", "id", str), ("before", "before", str),
-                                       ("after", "now", str)]) + "\n"]
+                                       ("after", "now", str), ("why", "why (numbers of this run)", str)])
+                    + "\n"]
 
 
 def write_report(path, meta, tables, claims, timings, infos, changed=None):
