@@ -32,10 +32,10 @@ FALLBACK = "mAP@10"      # the task metric every retrieval row has
 
 EXP1_VEC = {"mAP@10": "knn_ap10_per_query", "1-NN top-1": "knn_top1_per_query",
             "linear top-1": "linear_top1_per_query", "10-recall@10": "knn_recall10_per_query",
-            "mAP@R": "knn_apR_per_query", "R-precision": "knn_rprec_per_query"}
+            "mAP@R": "knn_apr_per_query", "R-precision": "knn_rprec_per_query"}
 ANN_VEC = {"mAP@10": "ap10_per_query", "10-recall@10": "recall10_per_query",
            "1-NN top-1": "top1_per_query", "top-1": "top1_per_query",
-           "mAP@R": "apR_per_query", "R-precision": "rprec_per_query"}
+           "mAP@R": "apr_per_query", "R-precision": "rprec_per_query"}
 RECALL = "10-recall@10"
 
 
