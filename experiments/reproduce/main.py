@@ -57,7 +57,7 @@ import numpy as np
 from adanns_ref._persist import atomic_write_text
 from adanns_ref.distributed import close, connect
 
-from . import ann, claims as claim_rules, graph, mrl, plots, quant, report as report_md
+from . import ann, claims as claim_rules, geometry, graph, mrl, plots, quant, report as report_md
 from .rows import attach_evidence
 from .stage import Pipeline, StageResult, log
 
@@ -154,9 +154,10 @@ PRESETS = {
     # of the database behind the SVD baseline's Gram matrix (1 GB) + one IVF index (0.5 GB);
     # 6.3 GB peak RSS measured.
     "paper": dict(
-        n_seeds=2,
+        n_seeds=5,
+        task="fmnist3", composites=(60000, 10000), data_seed=0,
         subset=None, per_class=None, nesting=[8, 16, 32, 64, 128, 256, 512, 1024, 2048],
-        hidden=[256, 256], embedding="linear", ff_sizes=[8, 16, 32, 64, 256, 2048],
+        hidden=[256, 256], embedding="gelu", ff_sizes=[8, 16, 32, 64, 256, 2048],
         baseline_dims=[8, 16, 32, 64, 128, 256],
         epochs=6, batch_size=256, optimizer="sgd", lr=0.05, warmup=1,
         shortlists=[200], adaptive_dims=[8, 16, 32, 64], rerank_dims=[2048],
@@ -204,9 +205,18 @@ def _stratified_first(y, per_class):
 
 
 def load_data(cfg):
-    """(X_train, y_train, X_test, y_test): float32 (n, 784) in [0, 1], int64 labels."""
+    """(X_train, y_train, X_test, y_test): float32 (n, 784) in [0, 1], int64 labels; on task
+    "fmnist3" the composites of `mrl_ref.composites` (n, 2352), cfg["composites"] = (n_train,
+    n_test) drawn from cfg["subset"]'s images with cfg["data_seed"] (default 0)."""
+    from mrl_ref.composites import load_fmnist3
     from mrl_ref.data import load_fashion_mnist
 
+    if geometry.task(cfg) == "fmnist3":
+        n_tr, n_te = cfg["composites"]
+        seed = cfg.get("data_seed", 0)
+        Xtr, ytr = load_fmnist3("train", n=n_tr, seed=seed, subset=cfg["subset"])
+        Xte, yte = load_fmnist3("test", n=n_te, seed=seed, subset=cfg["subset"])
+        return Xtr, ytr, Xte, yte
     Xtr, ytr = load_fashion_mnist("train", subset=cfg["subset"], flatten=True)
     Xte, yte = load_fashion_mnist("test", subset=cfg["subset"], flatten=True)
     if cfg["per_class"] is not None:
@@ -222,19 +232,23 @@ def split_queries(n, seed):
     return np.sort(perm[: n // 2]), np.sort(perm[n // 2:])
 
 
-def make_figures(pipe, preset, names):
+def make_figures(pipe, preset, names, task="fmnist"):
     """One PNG per experiment; a stage of its own so that restyling never retrains anything."""
+    where = "Fashion-MNIST" if task == "fmnist" else "Fashion-MNIST composites (1,000 classes)"
+
     def compute(ctx):
         files = []
         for name in names:
             plot, title = plots.FIGURES[name]
             path = os.path.join(pipe.out, "figures", f"{name}.png")
-            plot(ctx.inputs[name].tables, path, pipe.hashes[name],
-                 f"{title} - Fashion-MNIST ({preset} preset)")
+            plot(ctx.inputs[name].tables, path, pipe.hashes[name], f"{title} - {where} ({preset} preset)")
             files.append(path)
         return StageResult(files=files)
 
-    return pipe.run("figures", {"names": names, "preset": preset}, compute, deps=names,
+    conf = {"names": names, "preset": preset}
+    if task != "fmnist":  # absent for Fashion-MNIST: the presets before the option keep their cache
+        conf["task"] = task
+    return pipe.run("figures", conf, compute, deps=names,
                     code=["experiments.reproduce.plots"])
 
 
@@ -280,7 +294,8 @@ def main(argv=None):
     val_idx, test_idx = split_queries(len(data[2]), args.seed)
 
     models = mrl.train_all(pipe, cfg, data)
-    mrl.exact_knn(pipe, cfg, models)
+    mrl.exact_knn(pipe, cfg, models, data)
+    geometry.geometry_stage(pipe, cfg, models)
     mrl.exp1_dims(pipe, cfg, data, models, val_idx, test_idx)
     mrl.exp2_adaptive_cls(pipe, cfg, data, models, val_idx, test_idx)
     mrl.exp3_retrieval(pipe, cfg, data, models, val_idx, test_idx)
@@ -294,21 +309,25 @@ def main(argv=None):
     ann.exp6_budget(pipe, cfg, val_idx, test_idx)
     quant.exp8_quant(pipe, cfg, data, models, val_idx, test_idx)
     names = list(plots.FIGURES)
-    make_figures(pipe, args.preset, names)
+    make_figures(pipe, args.preset, names, geometry.task(cfg))
 
     tables = {n: pipe.results[n].tables[n] for n in names}
     tables["exp4_baselines"] = pipe.results["exp4_ivf"].tables["exp4_baselines"]
+    tables["geometry"] = pipe.results["geometry"].tables["geometry"]
     infos = {n: pipe.results[n].info for n in names}
     evidence = {n: attach_evidence(pipe.results[n].tables[n], pipe.results[n].arrays) for n in names}
     ctx = {"seeds": cfg["seeds"], "folds": (val_idx, test_idx), "nq": len(data[2]),
            "nesting": cfg["nesting"], "ivfpq": ann.ivfpq_available()}
     claims = claim_rules.all_claims(evidence, ctx)
-    layer = ("linear (the last layer's pre-activation)" if mrl.embedding(cfg) == "linear"
-             else "post-ReLU")
+    layer = {"linear": "linear (the last layer's pre-activation, rank <= last hidden + 1)",
+             "gelu": "GELU of the last layer (exact erf form, full rank)"}.get(mrl.embedding(cfg), "post-ReLU")
     meta = {"preset": args.preset, "seeds": cfg["seeds"], "D": cfg["D"], "nesting": cfg["nesting"],
-            "encoder": f"MLP {'-'.join(str(h) for h in [784, *cfg['hidden'], cfg['D']])}, "
+            "task_title": "Fashion-MNIST" if geometry.task(cfg) == "fmnist" else "Fashion-MNIST composites",
+            "encoder": f"MLP {'-'.join(str(h) for h in [data[0].shape[1], *cfg['hidden'], cfg['D']])}, "
                        f"embedding layer {layer}; {len(cfg['seeds'])} training seeds per model",
             "n_train": len(data[0]), "n_test": len(data[2]),
+            "task_lines": geometry.header_lines(geometry.task(cfg), tables["geometry"],
+                                                tables["exp1_dims"], cfg["D"]),
             "command": "python -m experiments.reproduce " + shlex.join(sys.argv[1:] if argv is None else argv),
             "total_wall_s": time.perf_counter() - t_start, "load_at_start": load_at_start,
             "where": where}

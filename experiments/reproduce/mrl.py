@@ -38,6 +38,8 @@ def _train_config(cfg, kind, nesting, seed):
     conf = dict({k: cfg[k] for k in keys}, kind=kind, nesting=list(nesting), seed=seed)
     if embedding(cfg) != "relu":  # absent for relu: the presets before the option keep their cache
         conf["embedding"] = embedding(cfg)
+    if cfg.get("task", "fmnist") != "fmnist":  # likewise absent for Fashion-MNIST itself
+        conf.update(task=cfg["task"], composites=list(cfg["composites"]), data_seed=cfg.get("data_seed", 0))
     return conf
 
 
@@ -91,9 +93,25 @@ def train_all(pipe, cfg, data):
     return out
 
 
-def exact_knn(pipe, cfg, models):
-    """Stage `exact_knn`: per seed and model, the exact top-GT_K test-query ids (int64 (nq,
-    GT_K)) at the model's full dim, set as model["gt"]. Experiments list "exact_knn" in deps."""
+def at_r(cfg):
+    """True on a task whose deciding metric is mAP@R / R-precision (the composite task)."""
+    return cfg.get("task", "fmnist") != "fmnist"
+
+
+def search_k(cfg, data, k):
+    """k, or max(k, max R) on an at_r task: the exact top-k then also holds every query's R
+    relevant-class slots (R = database items of the query's class, `metrics.r_values`)."""
+    from adanns_ref.metrics import r_values
+
+    return max(k, int(r_values(data[1], data[3]).max())) if at_r(cfg) else k
+
+
+def exact_knn(pipe, cfg, models, data=None):
+    """Stage `exact_knn`: per seed and model, the exact top-k test-query ids (int64 (nq, k),
+    k = GT_K, or max(GT_K, max R) on an at_r task: `search_k`) at the model's full dim, set as
+    model["gt"] (`reference` slices its first GT_K). Experiments list "exact_knn" in deps."""
+    k_gt = GT_K if data is None else search_k(cfg, data, GT_K)
+
     def key(name, seed):
         return f"{name.lower().replace('-', '_')}_s{seed}"
 
@@ -102,10 +120,10 @@ def exact_knn(pipe, cfg, models):
         for seed, ms in models.items():
             for name, m in ms.items():
                 d = m["sizes"][-1]
-                arrays[key(name, seed)] = knn_search(prefix(m["q"], d), prefix(m["db"], d), GT_K)[1]
+                arrays[key(name, seed)] = knn_search(prefix(m["q"], d), prefix(m["db"], d), k_gt)[1]
         return StageResult(arrays=arrays)
 
-    res = pipe.run("exact_knn", {"k": GT_K, "seeds": cfg["seeds"]}, compute, deps=model_stages(models),
+    res = pipe.run("exact_knn", {"k": k_gt, "seeds": cfg["seeds"]}, compute, deps=model_stages(models),
                    code=["adanns_ref.topk", "adanns_ref.exact", "adanns_ref.truncate"])
     for seed, ms in models.items():
         for name, m in ms.items():
@@ -165,16 +183,19 @@ def zero_prefix_fraction(db, d):
 def exp1_dims(pipe, cfg, data, models, val_idx, test_idx):
     """Per seed and size: linear top-1 (own heads), 1-NN top-1, mAP@10 and 10-recall@10 (against
     exact search at full D: MRL-D for MRL, MRL-E-D for MRL-E, FF-D for FF, SVD and RP), and the
-    share of all-zero prefixes, for MRL, MRL-E, FF, SVD and RP (SVD / RP at cfg["baseline_dims"])."""
+    share of all-zero prefixes, for MRL, MRL-E, FF, SVD and RP (SVD / RP at cfg["baseline_dims"]);
+    on an at_r task also mAP@R and R-precision ("mapr", "rprec"; searches return max R ids)."""
     _, ytr, _, yte = data
     D, nest = cfg["D"], cfg["nesting"]
     base_dims = list(cfg.get("baseline_dims") or nest)
+    use_r, k_search = at_r(cfg), search_k(cfg, data, MAP_K)
 
     def compute(ctx):
         rows = RowCollector(ytr, yte, val_idx, test_idx)
         for seed, ms in models.items():
             ffs = ff_models(ms)
             full = {n: reference(ms[n], MAP_K) for n in ("MRL", "MRL-E", f"FF-{D}")}
+            at_d = {n: ms[n]["gt"][:, :k_search] for n in full}
             todo = [(n, d, ms[n]["db"], ms[n]["q"], ms[n]["logits"][d], full[n])
                     for n in ("MRL", "MRL-E") for d in nest]
             todo += [("FF", d, m["db"], m["q"], m["logits"][d], full[f"FF-{D}"])
@@ -183,20 +204,23 @@ def exp1_dims(pipe, cfg, data, models, val_idx, test_idx):
             todo += [(n, d, db, q, None, full[f"FF-{D}"]) for (n, d), (db, q) in proj.items()]
             for name, d, db, q, logits, gt in todo:
                 # at full D the search is the reference itself (same call, same ids)
-                I = gt if d == D and name != "SVD" and name != "RP" else \
-                    knn_search(prefix(q, d), prefix(db, d), MAP_K)[1]
-                knn, knn_vec = rows.evaluate(I, gt, prefix="knn_")
+                I = at_d[name if name != "FF" else f"FF-{D}"] if d == D and name not in ("SVD", "RP") \
+                    else knn_search(prefix(q, d), prefix(db, d), k_search)[1]
+                knn, knn_vec = rows.evaluate(I, gt, prefix="knn_", at_r=use_r)
                 linear = (np.full(len(yte), np.nan, np.float32) if logits is None else
                           (np.argmax(logits, axis=1) == yte).astype(np.float32))
                 rows.add_vectors({"model": name, "dim": d, "seed": seed,
                                   "linear_top1": None if logits is None else float(linear.mean()),
                                   "knn_top1": knn["knn_top1"], "map10": knn["knn_map10"],
                                   "recall10": knn["knn_recall10"],
-                                  "zero_prefix": zero_prefix_fraction(db, d)},
+                                  "zero_prefix": zero_prefix_fraction(db, d),
+                                  **({"mapr": knn["knn_mapr"], "rprec": knn["knn_rprec"]} if use_r else {})},
                                  dict(knn_vec, linear_top1_per_query=linear))
         return rows.result("exp1_dims")
 
     conf = {"map_k": MAP_K, "seeds": cfg["seeds"]}
+    if use_r:
+        conf["search_k"] = k_search
     if base_dims != nest:
         conf["baseline_dims"] = base_dims
     return pipe.run("exp1_dims", conf, compute, deps=model_stages(models) + ["exact_knn"],
