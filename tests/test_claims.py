@@ -339,6 +339,8 @@ def test_less_compute_chooses_by_mflops_so_noisy_timings_change_nothing():
     assert len({round(r["wall_clock"]["ratio"], 6) for r in rows}) > 1   # the timings did differ
     lo, hi = rows[0]["wall_clock"]["interval"]
     assert lo < rows[0]["wall_clock"]["ratio"] < hi
+    slow = dict(rows[0], wall_clock={"ratio": 0.5, "interval": [0.25, 1.0]})
+    assert claims.wall_clock_text(slow) == "2.00x slower in wall-clock, 95% CI [1.00, 4.00]"
 
 
 def test_equal_compute_is_judged_per_budget_with_an_attribution_control():

@@ -235,10 +235,12 @@ def wall_clock_text(row):
     if not w:
         return ""
     lo, hi = w["interval"]
-    ci = "" if lo != lo else f", 95% CI [{lo:.2f}, {hi:.2f}]"
     paper = row.get("paper_saving", {}).get("wall-clock")
-    return (f"{w['ratio']:.2f}x less wall-clock{ci}" + (f" (paper {paper:g}x)" if paper else "")
-            if w["ratio"] >= 1 else f"{1 / w['ratio']:.2f}x slower in wall-clock{ci}")
+    if w["ratio"] >= 1:
+        ci = "" if lo != lo else f", 95% CI [{lo:.2f}, {hi:.2f}]"
+        return f"{w['ratio']:.2f}x less wall-clock{ci}" + (f" (paper {paper:g}x)" if paper else "")
+    ci = "" if lo != lo else f", 95% CI [{1 / hi:.2f}, {1 / lo:.2f}]"   # of the slow-down
+    return f"{1 / w['ratio']:.2f}x slower in wall-clock{ci}"
 
 
 def why_not(row):
