@@ -17,7 +17,7 @@ the row's position:
 The accuracies in the rows come from `adanns_ref.metrics`; the per-query vectors are checked to
 average to the same values, so both always describe the same metric. Paired comparisons on the
 same queries are far tighter than comparing two independent estimates, and per-query values let
-`rules.bootstrap_mean` resample queries and seeds.
+`rules.hierarchical_interval` combine the query and the seed variance.
 """
 import numpy as np
 
