@@ -310,8 +310,10 @@ def fig_opq(tables, path, config_hash, title):
                          for m, r in select_per_budget(rows, method).items())
             if not sel:
                 continue
+            ref = "" if metric != "recall10_test" else (" (recall vs FF-D)" if method.startswith("FF")
+                                                         else " (recall vs MR-D)")
             ax.errorbar([s_[0] for s_ in sel], [s_[1] for s_ in sel], yerr=[s_[3] for s_ in sel],
-                        marker=marker, color=COLORS[method], label=method, capsize=2)
+                        marker=marker, color=COLORS[method], label=method + ref, capsize=2)
             if method == "AdANNS-OPQ":
                 for m, y, d, _ in sel:
                     ax.annotate(f"d={d}", (m, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
@@ -377,7 +379,7 @@ def fig_quant(tables, path, config_hash, title):
             ff = [r for r in rows if r["method"] == f"FF-{p}"]
             if ff:
                 ax.scatter([r[x] for r in ff], [r["recall10"] for r in ff], marker="x", s=60,
-                           color=colors[p], label=f"FF-D, {p}")
+                           color=colors[p], label=f"FF-D, {p} (recall vs FF-D)")
         overs = sorted({r["oversample"] for r in rows if r["method"] == "binary-funnel"})
         for o, color in zip(overs, ("tab:purple", "tab:brown", "tab:gray", "tab:pink")):
             fn = [(r[x], r["recall10"], r.get("recall10_sd", 0.0)) for r in sorted(rows, key=lambda r: r["d"])
