@@ -189,3 +189,17 @@ def test_bad_inputs_raise():
         rules.swapped_null(np.zeros(3), np.zeros(4), 0)
     with pytest.raises(ValueError, match="control kind"):
         rules.judge_control("shuffle", "beats", np.zeros(5), min_effect=0.0)
+
+
+def test_timed_repeats_warm_up_on_every_query_then_time_the_preset_repeats():
+    from experiments.reproduce.stage import timed_repeats, timing
+
+    calls = []
+    q = np.arange(3000)
+    out, ms = timed_repeats(lambda qq: calls.append(len(qq)) or len(qq), q, {"timing_repeats": 6})
+    assert out == 3000 and calls == [3000] + [1000] * 6 and len(ms) == 6
+    before = len(calls)
+    none, ms = timed_repeats(lambda qq: calls.append(len(qq)), q, {}, full=False)
+    assert none is None and len(ms) == 5 and calls[before:] == [1000] * 5   # no full search
+    with pytest.raises(ValueError, match="timing_repeats must be >= 5"):
+        timing({"timing_repeats": 2})
