@@ -95,3 +95,21 @@ def test_bad_inputs(embedded):
         make_composites(images, labels, 0, 0)
     with pytest.raises(ValueError, match="split"):
         load_fmnist3("val", subset="embedded")
+
+
+def test_full_split_from_the_installed_dataset():
+    """The whole test split (Debian package `dataset-fashion-mnist` or $FASHION_MNIST_DIR): 10,000
+    composites, 10 per class, every panel a test image of the class its digit names."""
+    from mrl_ref.data import DatasetNotFoundError
+
+    try:
+        images, labels = load_fashion_mnist("test")
+    except DatasetNotFoundError:
+        pytest.skip("Fashion-MNIST files not installed (apt-get install -y dataset-fashion-mnist)")
+    X, y = load_fmnist3("test", seed=0, flatten=False)
+    assert X.shape == (10000, 28, 84) and np.bincount(y, minlength=1000).tolist() == [10] * 1000
+    _, _, src = make_composites(images, labels, 10000,
+                                int(np.random.SeedSequence(0).spawn(2)[1].generate_state(1)[0]))
+    for p in range(3):
+        np.testing.assert_array_equal(X[:, :, 28 * p:28 * (p + 1)], images[src[:, p]])
+        np.testing.assert_array_equal(labels[src[:, p]], (y // 10 ** (2 - p)) % 10)
