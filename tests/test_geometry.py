@@ -59,7 +59,10 @@ def _exp1(seed_values):
 def test_headroom_is_ff_d_minus_ff_smallest_on_the_deciding_metric():
     h = g.headroom(_exp1({0: (0.10, 0.40), 1: (0.12, 0.38)}))
     assert h["metric"] == "rprec" and h["d_min"] == 8 and h["d_max"] == 2048
-    assert h["mapr_gap_pp"] == pytest.approx(14.0)
+    assert h["other"] == ("mAP@R", pytest.approx(14.0))
+    by_mapr = g.headroom(_exp1({0: (0.10, 0.40), 1: (0.12, 0.38)}), "mAP@R")
+    assert by_mapr["metric"] == "mapr" and by_mapr["gap_pp"] == pytest.approx(14.0)
+    assert by_mapr["other"] == ("R-precision", pytest.approx(28.0))
     assert h["gap_pp"] == pytest.approx(28.0) and h["gap_sd_pp"] == pytest.approx(np.std([30, 26], ddof=1))
     no_r = [{k: v for k, v in r.items() if k not in ("mapr", "rprec")} for r in _exp1({0: (0, 0)})]
     assert g.headroom(no_r)["metric"] == "map10" and g.headroom(no_r)["gap_pp"] == pytest.approx(1.0)

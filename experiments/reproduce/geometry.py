@@ -95,10 +95,16 @@ def geometry_stage(pipe, cfg, models):
                     compute, deps=deps, code=["experiments.reproduce.geometry", "adanns_ref.truncate"])
 
 
-def deciding_metric(exp1_rows):
-    """("rprec", "R-precision") when exp1 recorded it (the composite task), else ("map10", "mAP@10")."""
-    if exp1_rows and exp1_rows[0].get("rprec") is not None:
-        return "rprec", "R-precision"
+ROW_KEYS = {"R-precision": "rprec", "mAP@R": "mapr", "mAP@10": "map10"}
+
+
+def deciding_metric(exp1_rows, label=None):
+    """(row key, label) of the deciding metric: `label` (a key of ROW_KEYS, e.g. the claims'
+    task metric) when exp1 recorded it, else R-precision when recorded (the composite task),
+    else mAP@10."""
+    for name in ([label] if label else []) + ["R-precision", "mAP@10"]:
+        if exp1_rows and exp1_rows[0].get(ROW_KEYS[name]) is not None:
+            return ROW_KEYS[name], name
     return "map10", "mAP@10"
 
 
@@ -110,36 +116,39 @@ def _gap(ff, key, d_min, d_max):
     return per_seed, float(gaps.mean()), float(gaps.std(ddof=1)) if len(gaps) > 1 else 0.0
 
 
-def headroom(exp1_rows):
+def headroom(exp1_rows, label=None):
     """FF at the smallest trained d vs FF at the largest, on the deciding metric, per seed.
 
     Returns dict(metric, label, d_min, d_max, per_seed [(seed, small, large)], gap_pp mean of
-    (large - small) in percentage points, gap_sd_pp sample sd over seeds, and mapr_gap_pp (the
-    same gap on mAP@R) when the deciding metric is R-precision), or None without FF rows."""
+    (large - small) in percentage points, gap_sd_pp sample sd over seeds, and other = (label,
+    gap_pp) of the other at-R metric when the deciding one is mAP@R or R-precision), or None
+    without FF rows. label: see `deciding_metric`."""
     ff = [r for r in exp1_rows if r["model"] == "FF"]
     if not ff:
         return None
-    key, label = deciding_metric(exp1_rows)
+    key, label = deciding_metric(exp1_rows, label)
     d_min, d_max = min(r["dim"] for r in ff), max(r["dim"] for r in ff)
     per_seed, gap, sd = _gap(ff, key, d_min, d_max)
     out = {"metric": key, "label": label, "d_min": d_min, "d_max": d_max, "per_seed": per_seed,
            "gap_pp": gap, "gap_sd_pp": sd}
-    if key == "rprec":
-        out["mapr_gap_pp"] = _gap(ff, "mapr", d_min, d_max)[1]
+    other = {"rprec": ("mapr", "mAP@R"), "mapr": ("rprec", "R-precision")}.get(key)
+    if other:
+        out["other"] = (other[1], _gap(ff, other[0], d_min, d_max)[1])
     return out
 
 
-def header_lines(cfg_task, geometry_rows, exp1_rows, D):
-    """Markdown for the report header: task, headroom line and the spectrum table of D-dim models."""
+def header_lines(cfg_task, geometry_rows, exp1_rows, D, deciding=None):
+    """Markdown for the report header: task, headroom line (on `deciding`, see `deciding_metric`)
+    and the spectrum table of the D-dim models."""
     lines = [f"Task: {TASKS[cfg_task]}.\n"]
-    h = headroom(exp1_rows or [])
+    h = headroom(exp1_rows or [], deciding)
     if h is not None:
         seeds = ", ".join(f"seed {s}: {100 * a:.2f} vs {100 * b:.2f}" for s, a, b in h["per_seed"])
         verdict = "enough" if h["gap_pp"] >= 10 else "NOT enough: the dimension claims cannot be decided"
         lines.append(f"Headroom on the deciding metric ({h['label']}): FF-{h['d_max']} - FF-{h['d_min']} "
                      f"= {h['gap_pp']:.2f} ± {h['gap_sd_pp']:.2f} pp over {len(h['per_seed'])} seeds "
                      f"({seeds}); >= 10 pp required: {verdict}" +
-                     (f". On mAP@R: {h['mapr_gap_pp']:.2f} pp" if "mapr_gap_pp" in h else "") + ".\n")
+                     (f". On {h['other'][0]}: {h['other'][1]:.2f} pp" if "other" in h else "") + ".\n")
     full = [r for r in geometry_rows or [] if r["D"] == D]
     if full:
         groups = {}
