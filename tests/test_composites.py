@@ -113,3 +113,18 @@ def test_full_split_from_the_installed_dataset():
     for p in range(3):
         np.testing.assert_array_equal(X[:, :, 28 * p:28 * (p + 1)], images[src[:, p]])
         np.testing.assert_array_equal(labels[src[:, p]], (y // 10 ** (2 - p)) % 10)
+
+
+def test_reproduce_load_data_validates_the_composite_preset():
+    from experiments.reproduce.main import load_data
+
+    cfg = {"task": "fmnist3", "subset": "embedded", "per_class": None, "composites": (1200, 300)}
+    Xtr, ytr, Xte, yte = load_data(cfg)
+    assert Xtr.shape == (1200, 2352) and Xte.shape == (300, 2352)
+    assert ytr.dtype == yte.dtype == np.int64 and ytr.max() < 1000
+    np.testing.assert_array_equal(Xtr, load_fmnist3("train", n=1200, seed=0, subset="embedded")[0])
+    for bad in (None, (1200,), (0, 10), (1.5, 10)):
+        with pytest.raises(ValueError, match="composites="):
+            load_data(dict(cfg, composites=bad))
+    with pytest.raises(ValueError, match="task must be"):
+        load_data(dict(cfg, task="cifar"))

@@ -203,7 +203,10 @@ def load_data(cfg):
     from mrl_ref.data import load_fashion_mnist
 
     if geometry.task(cfg) == "fmnist3":
-        n_tr, n_te = cfg["composites"]
+        pair = cfg.get("composites")
+        if not (isinstance(pair, (list, tuple)) and len(pair) == 2 and all(type(v) is int and v >= 1 for v in pair)):
+            raise ValueError(f"task 'fmnist3' needs composites=(n_train, n_test), two ints >= 1, got {pair!r}")
+        n_tr, n_te = pair
         seed = cfg.get("data_seed", 0)
         Xtr, ytr = load_fmnist3("train", n=n_tr, seed=seed, subset=cfg["subset"])
         Xte, yte = load_fmnist3("test", n=n_te, seed=seed, subset=cfg["subset"])
