@@ -53,10 +53,10 @@ def task(cfg):
 
 def spectrum(x):
     """Eigenvalues (float64 (D,), descending, >= 0) of Xc^T Xc for X = x (n, D) float64-centred."""
-    x64 = np.asarray(x, dtype=np.float64)
-    if x64.ndim != 2 or x64.shape[0] < 2:
-        raise ValueError(f"spectrum needs a matrix of >= 2 rows, got shape {x64.shape}")
-    xc = x64 - x64.mean(axis=0)
+    xc = np.array(x, dtype=np.float64)  # a copy, centred in place: one (n, D) float64 array
+    if xc.ndim != 2 or xc.shape[0] < 2:
+        raise ValueError(f"spectrum needs a matrix of >= 2 rows, got shape {xc.shape}")
+    xc -= xc.mean(axis=0)
     lam = np.linalg.eigvalsh(xc.T @ xc)[::-1]
     return np.maximum(lam, 0.0)
 
