@@ -92,7 +92,7 @@ def test_paper_paths_run_end_to_end(paper_run):
     report = (out / "report.md").read_text()
     assert "Every configuration that re-ranks at D = 128" in report
     assert "Fashion-MNIST composites" in report and "Headroom on the deciding metric (R-precision)" in report
-    assert "| MRL | 128 |" in report and "MLP 2352-32-128" in report
+    assert "| MRL | 128 |" in report and "MLP 2352-32-128" in report and "2000 composites" in report
     assert "fewer MFLOPs than exact at MRL's 99 %-variance dim" in report
     assert report.count("| adaptive | ") >= 2 and "wall-clock speed-up (x)" in report
     exp4 = _table(out, "exp4_ivf")

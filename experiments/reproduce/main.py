@@ -318,6 +318,7 @@ def main(argv=None):
              "gelu": "GELU of the last layer (exact erf form, full rank)"}.get(mrl.embedding(cfg), "post-ReLU")
     meta = {"preset": args.preset, "seeds": cfg["seeds"], "D": cfg["D"], "nesting": cfg["nesting"],
             "task_title": "Fashion-MNIST" if geometry.task(cfg) == "fmnist" else "Fashion-MNIST composites",
+            "items": "images" if geometry.task(cfg) == "fmnist" else "composites",
             "encoder": f"MLP {'-'.join(str(h) for h in [data[0].shape[1], *cfg['hidden'], cfg['D']])}, "
                        f"embedding layer {layer}; {len(cfg['seeds'])} training seeds per model",
             "n_train": len(data[0]), "n_test": len(data[2]),
