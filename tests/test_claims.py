@@ -48,12 +48,12 @@ def test_clear_win_at_every_small_dim_is_reproduced_a_tie_and_a_crossover_are_no
     win = claims.judge_claim(_claim("mrl-vs-ff-small-dims-map"), _exp1(_base(ff_small=0.5, ff8=0.5,
                                                                              mrl_small=0.7)), _ctx())
     assert win["verdict"] == rules.REPRODUCED and win["control_verdict"] == rules.NOT_REPRODUCED
-    assert win["seeds"] == SEEDS and win["metric"] == "mAP@R" and len(win["seed_gains"]) == 3
+    assert win["seeds"] == SEEDS and win["metric"] == "R-precision" and len(win["seed_gains"]) == 3
     assert [p["label"] for p in win["point_rows"]] == ["d=2", "d=4", "d=8"]
     assert {c["kind"] for c in win["controls"]} == {"swap", "seed"}
     tie = claims.judge_claim(_claim("mrl-vs-ff-small-dims-map"), _exp1(_base(ff_small=0.6, ff8=0.6)), _ctx())
     assert tie["verdict"] in (rules.NOT_REPRODUCED, rules.INCONCLUSIVE)
-    assert tie["why_not"].startswith("On mAP@R")
+    assert tie["why_not"].startswith("On R-precision")
     # +20 pp at d = 2 and 4 but -10 pp at d = 8: the mean over sizes is a win, the claim is not
     cross = claims.judge_claim(_claim("mrl-vs-ff-small-dims-map"),
                                _exp1(_base(ff_small=0.5, ff8=0.8, mrl_small=0.7)), _ctx())
@@ -177,7 +177,7 @@ def test_quant_claim_is_not_reproduced_when_every_prefix_is_worse():
     rates = _quant_rates(int8_small=0.3)
     rates[("MR-prefix", "float", 16)] = 0.3
     out = claims.judge_claim(_claim("quant-prefix-per-byte"), _exp8(rates), _ctx())
-    assert out["verdict"] == rules.NOT_REPRODUCED and out["why_not"].startswith("On mAP@R")
+    assert out["verdict"] == rules.NOT_REPRODUCED and out["why_not"].startswith("On R-precision")
 
 
 def test_quant_claim_is_vacuous_when_the_control_pair_cannot_be_told_apart():
@@ -234,7 +234,7 @@ def _hnsw_grid(ours=None, ours_mflops=1.0, rigid8=0.5):
 
 def test_hnsw_less_compute_reproduced_worse_vacuous_too_expensive_and_holed():
     claim = _claim("adanns-hnsw-less-compute")
-    assert claim.margin == claims.MAP_MARGIN and claim.metric == "mAP@R"
+    assert claim.margin == claims.MAP_MARGIN and claim.metric == "R-precision"
     same = claims.judge_claim(claim, _exp7(_hnsw_grid()), _ctx())   # equal to the reference, 10x cheaper
     assert same["verdict"] == rules.REPRODUCED and same["control_verdict"] == rules.NOT_REPRODUCED
     assert same["saving"]["MFLOPs"] == 10.0 and "d_c=8 d_s=64" in same["points"]

@@ -95,3 +95,36 @@ def test_bad_inputs(embedded):
         make_composites(images, labels, 0, 0)
     with pytest.raises(ValueError, match="split"):
         load_fmnist3("val", subset="embedded")
+
+
+def test_full_split_from_the_installed_dataset():
+    """The whole test split (Debian package `dataset-fashion-mnist` or $FASHION_MNIST_DIR): 10,000
+    composites, 10 per class, every panel a test image of the class its digit names."""
+    from mrl_ref.data import DatasetNotFoundError
+
+    try:
+        images, labels = load_fashion_mnist("test")
+    except DatasetNotFoundError:
+        pytest.skip("Fashion-MNIST files not installed (apt-get install -y dataset-fashion-mnist)")
+    X, y = load_fmnist3("test", seed=0, flatten=False)
+    assert X.shape == (10000, 28, 84) and np.bincount(y, minlength=1000).tolist() == [10] * 1000
+    _, _, src = make_composites(images, labels, 10000,
+                                int(np.random.SeedSequence(0).spawn(2)[1].generate_state(1)[0]))
+    for p in range(3):
+        np.testing.assert_array_equal(X[:, :, 28 * p:28 * (p + 1)], images[src[:, p]])
+        np.testing.assert_array_equal(labels[src[:, p]], (y // 10 ** (2 - p)) % 10)
+
+
+def test_reproduce_load_data_validates_the_composite_preset():
+    from experiments.reproduce.main import load_data
+
+    cfg = {"task": "fmnist3", "subset": "embedded", "per_class": None, "composites": (1200, 300)}
+    Xtr, ytr, Xte, yte = load_data(cfg)
+    assert Xtr.shape == (1200, 2352) and Xte.shape == (300, 2352)
+    assert ytr.dtype == yte.dtype == np.int64 and ytr.max() < 1000
+    np.testing.assert_array_equal(Xtr, load_fmnist3("train", n=1200, seed=0, subset="embedded")[0])
+    for bad in (None, (1200,), (0, 10), (1.5, 10)):
+        with pytest.raises(ValueError, match="composites="):
+            load_data(dict(cfg, composites=bad))
+    with pytest.raises(ValueError, match="task must be"):
+        load_data(dict(cfg, task="cifar"))

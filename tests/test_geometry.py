@@ -50,21 +50,25 @@ def test_a_linear_embedding_is_low_rank_and_a_gelu_one_is_not():
 def _exp1(seed_values):
     rows = []
     for seed, (small, large) in seed_values.items():
-        rows += [{"model": "FF", "dim": 8, "seed": seed, "map10": 0.9, "mapr": small},
-                 {"model": "FF", "dim": 2048, "seed": seed, "map10": 0.91, "mapr": large},
-                 {"model": "MRL", "dim": 8, "seed": seed, "map10": 0.5, "mapr": 0.0}]
+        rows += [{"model": "FF", "dim": 8, "seed": seed, "map10": 0.9, "rprec": small, "mapr": small / 2},
+                 {"model": "FF", "dim": 2048, "seed": seed, "map10": 0.91, "rprec": large, "mapr": large / 2},
+                 {"model": "MRL", "dim": 8, "seed": seed, "map10": 0.5, "rprec": 0.0, "mapr": 0.0}]
     return rows
 
 
 def test_headroom_is_ff_d_minus_ff_smallest_on_the_deciding_metric():
     h = g.headroom(_exp1({0: (0.10, 0.40), 1: (0.12, 0.38)}))
-    assert h["metric"] == "mapr" and h["d_min"] == 8 and h["d_max"] == 2048
+    assert h["metric"] == "rprec" and h["d_min"] == 8 and h["d_max"] == 2048
+    assert h["other"] == ("mAP@R", pytest.approx(14.0))
+    by_mapr = g.headroom(_exp1({0: (0.10, 0.40), 1: (0.12, 0.38)}), "mAP@R")
+    assert by_mapr["metric"] == "mapr" and by_mapr["gap_pp"] == pytest.approx(14.0)
+    assert by_mapr["other"] == ("R-precision", pytest.approx(28.0))
     assert h["gap_pp"] == pytest.approx(28.0) and h["gap_sd_pp"] == pytest.approx(np.std([30, 26], ddof=1))
-    no_r = [{k: v for k, v in r.items() if k != "mapr"} for r in _exp1({0: (0, 0)})]
+    no_r = [{k: v for k, v in r.items() if k not in ("mapr", "rprec")} for r in _exp1({0: (0, 0)})]
     assert g.headroom(no_r)["metric"] == "map10" and g.headroom(no_r)["gap_pp"] == pytest.approx(1.0)
     lines = "".join(g.header_lines("fmnist3", [{"model": "MRL", "seed": 0, "D": 2048, "rank_1e-3": 2040,
                                                  "dims_99": 1500}], _exp1({0: (0.1, 0.4)}), 2048))
-    assert "1,000 classes" in lines and "30.00" in lines and "enough" in lines and "| MRL | 2048 | 2040 | 1500 |" in lines
+    assert "1,000 classes" in lines and "30.00" in lines and "enough" in lines and "On mAP@R: 15.00" in lines and "| MRL | 2048 | 2040 | 1500 |" in lines
     assert "NOT enough" in "".join(g.header_lines("fmnist", [], no_r, 2048))
     assert g.mflops_vs_k99(128.0, 2048, 512) == pytest.approx(32.0)
     with pytest.raises(ValueError, match="task must be"):

@@ -1,7 +1,9 @@
 """AdANNS side of the reproduction: experiments 4 (IVF), 5 (OPQ / IVFOPQ) and 6 (budgets).
 
 Every configuration is one row per training seed with its cost (MFLOPs/query from the index's
-own `last_search_flops`, bytes/vector, measured ms/query) and its 10-recall@10 (against exact
+own `last_search_flops`, bytes/vector, measured ms/query: the median of the preset's timed
+repeats after an untimed search of every query, `stage.timed_repeats`, with the repeats in
+`ms_repeats`) and its 10-recall@10 (against exact
 search at full D on the same representation), mAP@10 and 1-NN top-1 on all test queries and on
 the seeded halves A (`_val`) and B (`_test`), with per-query outcomes for the claims. Choices
 made inside an experiment (the best prefix d per byte budget for AdANNS-OPQ, shown in the

@@ -40,7 +40,8 @@ def model_vs_model(x_model, y_model):
         return Evidence(x, y, kept, metric, note,
                         points=f"{x_model} vs {y_model} at d = {have}, all queries" +
                         (f"; sizes <= D/{SMALL_DIM_FRACTION} not trained for both: {missing}" if missing else ""),
-                        secondary=secondary(chosen, EXP1_VEC, ("1-NN top-1", "10-recall@10", "mAP@10"), ctx))
+                        secondary=secondary(chosen, EXP1_VEC, ("mAP@R", "mAP@10", "1-NN top-1", "10-recall@10"),
+                                            ctx))
     return reader
 
 

@@ -342,8 +342,8 @@ def write_report(path, meta, tables, claims, timings, infos, changed=None):
 
     lines = [f"# Reproduction of MRL and AdANNS on {meta.get('task_title', 'Fashion-MNIST')} (preset "
              f"`{meta['preset']}`)\n",
-             f"Command: `{meta['command']}`  \nDatabase (train): {meta['n_train']} images; "
-             f"queries (test): {meta['n_test']} images; embedding D = {meta['D']}, nesting "
+             f"Command: `{meta['command']}`  \nDatabase (train): {meta['n_train']} {meta.get('items', 'images')}; "
+             f"queries (test): {meta['n_test']} {meta.get('items', 'images')}; embedding D = {meta['D']}, nesting "
              f"{meta['nesting']}; seeds {meta['seeds']}." +
              (f"  \nEncoder: {meta['encoder']}.\n" if meta.get("encoder") else "\n"),
              *meta.get("task_lines", []),
