@@ -41,7 +41,7 @@ import warnings
 
 import numpy as np
 
-from ._validate import as_float32_matrix
+from .core.validate import as_float32_matrix
 from .io import load_vectors
 
 BLOCK_BYTES = 64 << 20  # largest input block a task reads (float32 rows), bounds worker memory
@@ -76,7 +76,7 @@ def _is_dask_array(x):
 
 def as_rows(x, d):
     """(x, n) for an input of n rows of d columns: an in-memory x validated as float32 (the
-    in-process rule, `_validate.as_float32_matrix`); a vector file path or a dask array
+    in-process rule, `core.validate.as_float32_matrix`); a vector file path or a dask array
     unchanged, its shape read without reading the data (the workers validate their rows). A
     wrong width or ndim raises ValueError (naming the file)."""
     if _is_path(x):
@@ -191,10 +191,10 @@ def map_rows(client, x, d, align, fn, *args, **kwargs):
     [(i0, i1, result)] in input order. Array args should be `Executor.put` futures."""
     ex = Executor(client)
     x, n = as_rows(x, d)
-    return _map_bounds(ex, x, block_bounds(n, align, d, ex.n_threads), fn, args, kwargs)
+    return map_bounds(ex, x, block_bounds(n, align, d, ex.n_threads), fn, args, kwargs)
 
 
-def _map_bounds(ex, x, bounds, fn, args, kwargs):
+def map_bounds(ex, x, bounds, fn, args, kwargs):
     """`map_rows` on the blocks `bounds` of a checked input x."""
     if _is_path(x):  # each task reads its own rows: no block stays in memory longer than its task
         results = ex.map(_on_file_rows, bounds, x, fn, args, kwargs)
@@ -218,74 +218,21 @@ def map_method(client, obj, name, x, d, align, *args):
     return [r for _, _, r in map_rows(client, x, d, align, _call_method, obj, name, args)]
 
 
-# ----------------------------------------------------------------------- algorithms' requests
-
-def _nearest_block(x, centroids, ip, gemm):
-    from .assign import nearest_centroids
-    return nearest_centroids(x, centroids, ip, gemm=gemm)
-
-
-class NearestCentroids:
-    """k-means' assignment step on a client: the blocks of x (n, d) float32 stay on the workers
-    for every iteration; ``self(c)`` returns nearest_centroids(x, c, ip) of the whole x
-    (dist (n,) float32, idx (n,) int64) with the in-process bits."""
-
-    def __init__(self, client, x, k, ip):
-        from .assign import gemm_block_rows, uses_gemm
-        self.ex = Executor(client)
-        self.ip = ip
-        self.gemm = uses_gemm(*x.shape)
-        align = gemm_block_rows(k) if self.gemm else 1
-        self.blocks = self.ex.blocks(x, block_bounds(x.shape[0], align, x.shape[1], self.ex.n_threads))
-
-    def __call__(self, centroids):
-        parts = self.ex.map(_nearest_block, self.blocks, self.ex.put(centroids), self.ip, self.gemm)
-        dist = np.concatenate([p[0] for p in parts])
-        idx = np.concatenate([p[1] for p in parts])
-        if idx.size and idx.min() < 0:
-            raise ValueError("squared distances overflow float32 (inf) for some rows; rescale x")
-        return dist, idx
-
-    def close(self):
-        """Release the blocks on the workers."""
-        self.ex.client.cancel(self.blocks)
-        self.blocks = []
+def map_concat(client, obj, name, x, d, align, *args, empty=None):
+    """`map_method`, its block results concatenated in input order: obj.name(block, *args)
+    returns an array or a tuple of arrays (then each position is concatenated; a position that
+    is None in every block stays None). `empty` is returned when x has no rows. The one fan-out
+    of the algorithms' ``client=`` paths (k-means assignment aside: `search.assign`)."""
+    parts = map_method(client, obj, name, x, d, align, *args)
+    if not parts:
+        return empty
+    if not isinstance(parts[0], tuple):
+        return np.concatenate(parts)
+    return tuple(None if parts[0][t] is None else np.concatenate([p[t] for p in parts])
+                 for t in range(len(parts[0])))
 
 
-def _knn_block(xb, xq, k, metric, plan):
-    from .exact import exact_search
-    return exact_search(xq, xb, k, metric, plan=plan)
-
-
-def knn_search(xq, xb, k, metric, client):
-    """Exact k-NN (`exact.knn_search`) with the database xb (array, vector file or dask array)
-    cut into DB_BLOCK-aligned blocks on the workers and xq sent once; the blocks' results are
-    merged by the heaps' (distance, id) key, so D and I equal the in-process ones bit for bit.
-    Blocks run in groups of MERGE_GROUP per worker thread, each group merged into the running
-    top-k before the next starts: driver memory O(nq * k * group). xq validated float32 (nq, d)."""
-    from .exact import DB_BLOCK, search_plan
-    from .topk import FLT_MAX
-    nq, d = xq.shape
-    ex = Executor(client)
-    xb, nb = as_rows(xb, d)
-    bounds = block_bounds(nb, DB_BLOCK, d, ex.n_threads)
-    plan = search_plan(nq, d)
-    xq_future = ex.put(xq)
-    D = np.full((nq, k), -FLT_MAX if metric == "ip" else FLT_MAX, np.float32)  # empty: padding
-    I = np.full((nq, k), -1, np.int64)
-    group = MERGE_GROUP * ex.n_threads
-    for g in range(0, len(bounds), group):
-        parts = _map_bounds(ex, xb, bounds[g:g + group], _knn_block, (xq_future, k, metric, plan), {})
-        D = np.concatenate([D] + [r[0] for _, _, r in parts], axis=1)
-        I = np.concatenate([I] + [np.where(r[1] >= 0, r[1] + i0, -1) for i0, _, r in parts], axis=1)
-        key = np.where(I >= 0, -D if metric == "ip" else D, np.inf)  # the heaps' internal key
-        order = np.lexsort((np.where(I >= 0, I, np.iinfo(np.int64).max), key), axis=1)[:, :k]
-        D = np.take_along_axis(D, order, axis=1)
-        I = np.take_along_axis(I, order, axis=1)
-    return np.ascontiguousarray(D), np.ascontiguousarray(I)
-
-
-# ----------------------------------------------------------------------- sweeps
+# ----------------------------------------------------------------------- clients and sweeps
 
 def connect(spec):
     """A Client from a ``--dask`` argument: "local:N" starts a LocalCluster of N single-thread

@@ -21,7 +21,7 @@ code on CPUs newer than it, or picks Zen where NumPy's picks SkylakeX). `blas_ke
 answers "do these libraries run the same kernel?" from threadpoolctl's report; tests assert bits
 only then, and documented tolerances (e.g. `QR_ATOL_ACROSS_KERNELS`) otherwise. Setting the
 environment variable ADANNS_REF_FORCE_BLAS_MISMATCH=1 makes it answer "no", so that CI, whose
-machines pin OPENBLAS_CORETYPE, also runs the tolerance branch. Our own kernels (`_simd`) against faiss's SIMD
+machines pin OPENBLAS_CORETYPE, also runs the tolerance branch. Our own kernels (`core.simd`) against faiss's SIMD
 orders do not depend on BLAS and stay bit-exact.
 """
 import functools

@@ -26,7 +26,7 @@ import zipfile
 
 import numpy as np
 
-from adanns_ref._persist import atomic_write
+from adanns_ref.core.persist import atomic_write
 from mrl_ref import data
 
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # earliest date a zip entry can hold

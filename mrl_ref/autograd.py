@@ -21,10 +21,22 @@ import contextlib
 import numpy as np
 import scipy.special
 
-from adanns_ref._validate import as_labels
 
 _GRAD_ENABLED = True
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _as_labels(y, n):
+    """Target labels as (n,) int64; ValueError / TypeError naming what is wrong (this module
+    stands alone: it imports nothing from adanns_ref)."""
+    arr = np.asarray(y)
+    if arr.ndim != 1:
+        raise ValueError(f"target must be 1-D, got shape {arr.shape}")
+    if arr.dtype.kind not in "iu":
+        raise TypeError(f"target must be integers, got dtype {arr.dtype}")
+    if arr.shape[0] != n:
+        raise ValueError(f"target has {arr.shape[0]} entries but {n} were expected")
+    return arr.astype(np.int64, copy=False)
 
 
 @contextlib.contextmanager
@@ -319,7 +331,7 @@ def cross_entropy(logits, target, label_smoothing=0.0):
     if z.ndim != 2 or z.shape[0] == 0:
         raise ValueError(f"logits must be (B, C) with B >= 1, got shape {z.shape}")
     n, c = z.shape
-    y = as_labels(target, "target", n)
+    y = _as_labels(target, n)
     if y.size and (y.min() < 0 or y.max() >= c):
         raise ValueError(f"target labels must lie in [0, {c}), got range [{y.min()}, {y.max()}]")
     eps = float(label_smoothing)

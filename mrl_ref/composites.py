@@ -29,7 +29,7 @@ spawn 1).
 """
 import numpy as np
 
-from adanns_ref._validate import as_int, as_labels
+from adanns_ref.core.validate import as_int, as_labels
 
 from .data import NUM_CLASSES, load_fashion_mnist
 

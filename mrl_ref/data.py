@@ -42,8 +42,8 @@ import zlib
 
 import numpy as np
 
-from adanns_ref._persist import atomic_write, sha256_file
-from adanns_ref._validate import as_int
+from adanns_ref.core.persist import atomic_write, sha256_file
+from adanns_ref.core.validate import as_int
 
 FILES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),

@@ -4,9 +4,9 @@ For a model with nesting M = (m_1 < ... < m_G = D), embeddings of a database (tr
 labels l) and of queries (test split, labels y):
 
 - linear top-1 at m_g: accuracy of argmax(logits_g), the head trained on z[:, :m_g];
-- 1-NN top-1 and mAP@10 at d: exact search (`adanns_ref.topk.knn_search`, squared L2) on the
+- 1-NN top-1 and mAP@10 at d: exact search (`adanns_ref.knn_search`, squared L2) on the
   re-normalised prefixes z_d (`adanns_ref.truncate.prefix`: normalise at D, truncate,
-  normalise again); metrics from `adanns_ref.metrics` (mAP mode "standard" divides AP by
+  normalise again); metrics from `adanns_ref.evaluation.metrics` (mAP mode "standard" divides AP by
   min(k, n_rel), "adanns" by k as the original notebooks did);
 - adaptive classification (SPEC §7): a cascade over sizes; at size g predict argmax(logits_g)
   if max softmax(logits_g) > t_g, else move on to g+1 (the last size always predicts).
@@ -19,12 +19,12 @@ labels l) and of queries (test split, labels y):
 """
 import numpy as np
 
-from adanns_ref import metrics
-from adanns_ref._validate import as_float32_matrix, as_int, as_labels
-from adanns_ref.cost import exact_flops
+from adanns_ref.core.cost import exact_flops
+from adanns_ref.core.truncate import prefix
+from adanns_ref.core.validate import as_float32_matrix, as_int, as_labels
+from adanns_ref.evaluation import metrics
 from adanns_ref.funnel import funnel_search
-from adanns_ref.topk import knn_search
-from adanns_ref.truncate import prefix
+from adanns_ref.search.knn import knn_search
 
 from .heads import check_nesting
 

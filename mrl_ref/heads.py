@@ -15,7 +15,7 @@ by default, eps = 0.1 in the MRL recipe.
 """
 import numpy as np
 
-from adanns_ref._validate import as_int, as_labels
+from adanns_ref.core.validate import as_int, as_labels
 
 from .autograd import cross_entropy, linear
 from .nn import Linear, as_generator, check_dtype

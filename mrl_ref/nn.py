@@ -23,7 +23,7 @@ by ReLU. The output is the embedding z (B, h_L):
 """
 import numpy as np
 
-from adanns_ref._validate import as_int
+from adanns_ref.core.validate import as_int
 
 from .autograd import Tensor, dropout, linear
 

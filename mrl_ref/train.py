@@ -30,9 +30,9 @@ import time
 
 import numpy as np
 
-from adanns_ref._persist import load_npz, save_npz
-from adanns_ref._validate import as_float32_matrix, as_int, as_labels
-from adanns_ref.topk import blas_single_thread
+from adanns_ref.core.persist import load_npz, save_npz
+from adanns_ref.core.threads import blas_single_thread
+from adanns_ref.core.validate import as_float32_matrix, as_int, as_labels
 
 from .autograd import Tensor, no_grad
 from .heads import FixedFeatureHead, MatryoshkaHeads, check_nesting, check_weights, matryoshka_ce_loss

@@ -13,7 +13,7 @@ import numpy as np
 
 from adanns_ref import (BinaryFlatIndex, BinaryIVFIndex, FlatIndex, HNSWIndex, IVFIndex, IVFPQIndex,
                         PQIndex, SQIndex, binarize)
-from adanns_ref._persist import load_npz, save_npz
+from adanns_ref.core.persist import load_npz, save_npz
 from mrl_ref.train import MRLModel
 
 ALLOC_SLACK = 64 << 20  # a load may allocate at most the file size plus this much

@@ -1,10 +1,10 @@
-"""Tests for adanns_ref.assign: nearest_centroids is faiss IndexFlat.search(x, 1), bit for bit on
+"""Tests for adanns_ref.search.assign: nearest_centroids is faiss IndexFlat.search(x, 1), bit for bit on
 the direct path, to near-ties on the GEMM path; both paths agree; overflow is reported."""
 import numpy as np
 import pytest
 
-from adanns_ref import assign
-from adanns_ref._simd import faiss_runs_avx512
+from adanns_ref.search import assign
+from adanns_ref.core.simd import faiss_runs_avx512
 
 faiss = pytest.importorskip("faiss")
 

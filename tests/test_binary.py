@@ -1,4 +1,4 @@
-"""Binary codes (adanns_ref.binary) against faiss's IndexBinaryFlat / IndexBinaryIVF and
+"""Binary codes (adanns_ref.indices.binary) against faiss's IndexBinaryFlat / IndexBinaryIVF and
 sentence-transformers' quantize_embeddings rule."""
 import platform
 
@@ -8,10 +8,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from adanns_ref.binary import (INT32_MAX, BinaryFlatIndex, BinaryIVFIndex, binarize, pack_lsb,
-                               quantize_embeddings, unpack_lsb)
+from adanns_ref.quantizers.binary import (INT32_MAX, binarize, pack_lsb, quantize_embeddings,
+                                          unpack_lsb)
+from adanns_ref.indices.binary import BinaryFlatIndex, BinaryIVFIndex
 from adanns_ref.testing import assert_knn_equal
-from adanns_ref.truncate import prefix
+from adanns_ref.core.truncate import prefix
 
 
 @pytest.fixture(scope="module")
@@ -146,7 +147,7 @@ def test_save_load_roundtrip(tmp_path):
 
 
 def test_load_rejects_bad_files(tmp_path):
-    from adanns_ref._persist import save_npz
+    from adanns_ref.core.persist import save_npz
     path = tmp_path / "bad.npz"
     save_npz(path, "BinaryFlatIndex", 1, {"d_bits": 64}, {"codes": np.zeros((2, 7), np.uint8)})
     with pytest.raises(ValueError, match="shape"):

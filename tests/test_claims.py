@@ -1,11 +1,11 @@
-"""The claim declarations of `experiments.reproduce.claims` on synthetic rows of known truth."""
+"""The claim declarations of `experiments.reproduce.verdicts.claims` on synthetic rows of known truth."""
 import re
 import zlib
 
 import numpy as np
 import pytest
 
-from experiments.reproduce import claims, rules
+from experiments.reproduce.verdicts import claims, rules
 
 NQ, SEEDS, NEST = 2000, [0, 1, 2], [2, 4, 8, 16, 32, 64]
 
@@ -359,7 +359,7 @@ def test_an_asymmetric_ivf_grid_is_not_applicable_at_these_budgets():
 
 
 def test_recall_is_compared_only_against_the_same_reference():
-    from experiments.reproduce.evidence import check_reference
+    from experiments.reproduce.verdicts.evidence import check_reference
 
     mr = [{"method": "AdANNS-IVF", "config": "a", "d_c": 8}]
     ff = [{"method": "FF-IVF", "config": "b", "d_c": 8}]

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from adanns_ref import cost
+from adanns_ref.core import cost
 
 N_IMAGENET = 1_281_167
 
@@ -106,7 +106,7 @@ def test_bad_inputs(call, exc, match):
 
 
 def test_bytes_per_vector_by_precision():
-    from adanns_ref.cost import bytes_per_vector
+    from adanns_ref.core.cost import bytes_per_vector
     assert [bytes_per_vector(1024, p) for p in ("binary", "int8", "float")] == [128, 1024, 4096]
     assert bytes_per_vector(12, "binary") == 2  # 12 bits still take two whole bytes
     with pytest.raises(ValueError, match="precision"):
@@ -116,8 +116,8 @@ def test_bytes_per_vector_by_precision():
 
 
 def test_bytes_per_vector_hnsw_matches_a_built_graph():
-    from adanns_ref.cost import bytes_per_vector_hnsw
-    from adanns_ref.hnsw import HNSWIndex
+    from adanns_ref.core.cost import bytes_per_vector_hnsw
+    from adanns_ref.indices.hnsw.index import HNSWIndex
     index = HNSWIndex(16, M=8, ef_construction=16)
     index.add(np.random.default_rng(0).standard_normal((4000, 16)).astype(np.float32))
     slots = index._offsets[-1] / index.ntotal   # int32 link slots per node in faiss's layout

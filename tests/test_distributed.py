@@ -10,9 +10,9 @@ distributed = pytest.importorskip("distributed")
 da = pytest.importorskip("dask.array")
 
 import adanns_ref as ar  # noqa: E402
-from adanns_ref import distributed as dist  # noqa: E402
-from adanns_ref.assign import gemm_block_rows, uses_gemm  # noqa: E402
-from adanns_ref.topk import knn_search  # noqa: E402
+from adanns_ref import distributed as dist
+from adanns_ref.search.assign import gemm_block_rows, uses_gemm
+from adanns_ref.search.knn import knn_search
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import pytest
 
 distributed = pytest.importorskip("distributed")
 
-from adanns_ref import distributed as dist  # noqa: E402
+from adanns_ref import distributed as dist
 from adanns_ref.tune.cli import main as tune_main  # noqa: E402
 from adanns_ref.tune.run import tune  # noqa: E402
 from test_distributed import client  # noqa: E402,F401  (the 2-worker LocalCluster fixture)

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from adanns_ref.funnel import funnel_search
+from adanns_ref.funnel.funnel import funnel_search
 from mrl_ref.data import load_fashion_mnist
 from mrl_ref.evaluate import (THRESHOLD_GRID, adaptive_classification, adaptive_classify, default_funnels,
                               evaluate_model, fit_adaptive_thresholds, funnel_retrieval, knn_retrieval,

@@ -6,12 +6,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from adanns_ref.faiss_bridge import FaissAdannsIVF, faiss_search, from_faiss, to_faiss
-from adanns_ref.flat import FlatIndex
-from adanns_ref.ivf import IVFIndex
-from adanns_ref.ivfpq import IVFPQIndex
-from adanns_ref.pqindex import PQIndex
+from adanns_ref.indices.flat import FlatIndex
+from adanns_ref.indices.ivf import IVFIndex
+from adanns_ref.indices.ivfpq import IVFPQIndex
+from adanns_ref.indices.pqindex import PQIndex
 from adanns_ref.testing import assert_knn_equal
-from adanns_ref.truncate import prefix
+from adanns_ref.core.truncate import prefix
 
 faiss = pytest.importorskip("faiss")
 from faiss.contrib.inspect_tools import get_invlist  # noqa: E402

@@ -1,10 +1,11 @@
-"""faiss bridge for SQIndex, BinaryFlatIndex and BinaryIVFIndex (adanns_ref.faiss_bridge_codes)."""
+"""faiss bridge for SQIndex, BinaryFlatIndex and BinaryIVFIndex (adanns_ref.faiss_bridge)."""
 import numpy as np
 import pytest
 
-from adanns_ref.binary import BinaryFlatIndex, BinaryIVFIndex, binarize
+from adanns_ref.indices.binary import BinaryFlatIndex, BinaryIVFIndex
+from adanns_ref.quantizers.binary import binarize
 from adanns_ref.faiss_bridge import faiss_search, from_faiss, to_faiss
-from adanns_ref.sqindex import SQIndex
+from adanns_ref.indices.sqindex import SQIndex
 from adanns_ref.testing import assert_knn_equal
 
 faiss = pytest.importorskip("faiss")

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 
 from adanns_ref import from_faiss, to_faiss
-from adanns_ref._simd import faiss_runs_avx512
+from adanns_ref.core.simd import faiss_runs_avx512
 from adanns_ref.conformance.compare import hnsw_search_with_ndis
-from adanns_ref.hnsw import HNSWIndex
+from adanns_ref.indices.hnsw.index import HNSWIndex
 
 faiss = pytest.importorskip("faiss")
 pytestmark = pytest.mark.skipif(not faiss_runs_avx512(faiss),

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import adanns_ref as ar
-from adanns_ref import faiss_serve
+from adanns_ref.faiss_bridge import serve as faiss_serve
 from adanns_ref.testing import assert_knn_equal
 
 faiss = pytest.importorskip("faiss")

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from adanns_ref.flat import FlatIndex
+from adanns_ref.indices.flat import FlatIndex
 from adanns_ref.testing import assert_knn_equal
 
 faiss = pytest.importorskip("faiss")
@@ -112,7 +112,7 @@ def test_load_rejects_corrupt_file(tmp_path):
 
 
 def test_load_rejects_width_mismatch(tmp_path):
-    from adanns_ref._persist import save_npz
+    from adanns_ref.core.persist import save_npz
     path = tmp_path / "bad.npz"
     save_npz(path, "FlatIndex", 1, {"d": 8, "metric": "l2"}, {"xb": np.zeros((3, 5), np.float32)})
     with pytest.raises(ValueError, match="columns"):

@@ -2,10 +2,10 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from adanns_ref.cost import funnel_flops
+from adanns_ref.core.cost import funnel_flops
 from adanns_ref.funnel import funnel_search, rerank
-from adanns_ref.topk import knn_search
-from adanns_ref.truncate import prefix
+from adanns_ref.search.knn import knn_search
+from adanns_ref.core.truncate import prefix
 
 FLT_MAX = np.float32(np.finfo(np.float32).max)
 
@@ -81,7 +81,7 @@ def test_rerank_ties_go_to_the_smaller_id_whatever_the_shortlist_order():
 
 
 def test_rerank_in_blocks_equals_whole_database_path(monkeypatch):
-    import adanns_ref.funnel as funnel
+    from adanns_ref.funnel import funnel
     db, q = _data(nq=30)
     rng = np.random.default_rng(2)
     I = np.stack([rng.permutation(len(db))[:40] for _ in range(len(q))])
@@ -182,12 +182,13 @@ def test_bad_inputs(call, exc, match):
 
 # ----------------------------------------------------------------- mixed-precision funnels
 
-from adanns_ref import funnel as funnel_mod  # noqa: E402
-from adanns_ref.binary import BinaryFlatIndex, binarize  # noqa: E402
-from adanns_ref.cost import mixed_funnel_cost  # noqa: E402
-from adanns_ref.funnel import mixed_funnel_search  # noqa: E402
-from adanns_ref.sq import DECODE_SIMD, ScalarQuantizer  # noqa: E402
-from adanns_ref.sqindex import SQIndex  # noqa: E402
+from adanns_ref.funnel import funnel as funnel_mod
+from adanns_ref.indices.binary import BinaryFlatIndex
+from adanns_ref.quantizers.binary import binarize
+from adanns_ref.core.cost import mixed_funnel_cost
+from adanns_ref.funnel.funnel import mixed_funnel_search
+from adanns_ref.quantizers.sq import DECODE_SIMD, ScalarQuantizer
+from adanns_ref.indices.sqindex import SQIndex
 
 
 def _stage_scores(xb, xq, I, d, precision, metric, normalize=True):

@@ -6,13 +6,14 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-import adanns_ref.funnel_index as funnel_index
-from adanns_ref._funnel_kernels import SCAN_MAX_DIM
+from adanns_ref.funnel import index as funnel_index
+from adanns_ref.funnel.kernels import SCAN_MAX_DIM
 from adanns_ref.funnel import funnel_search, rerank
-from adanns_ref.funnel_index import FunnelIndex
+from adanns_ref.funnel.index import FunnelIndex
 from adanns_ref.testing import assert_knn_equal
-from adanns_ref.topk import BLAS_THRESHOLD, knn_search
-from adanns_ref.truncate import normalize_rows
+from adanns_ref.core.threads import BLAS_THRESHOLD
+from adanns_ref.search.knn import knn_search
+from adanns_ref.core.truncate import normalize_rows
 
 FLT_MAX = np.float32(np.finfo(np.float32).max)
 

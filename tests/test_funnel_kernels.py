@@ -6,12 +6,14 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from adanns_ref._funnel_kernels import (BLOCK, CHUNK, QUERY_GROUP, from_blocks, rerank_rows,
-                                        scan_search, sums16, to_blocks)
-from adanns_ref._simd import simd_sum
+from adanns_ref.funnel.kernels import (BLOCK, CHUNK, QUERY_GROUP, from_blocks, rerank_rows,
+                                       scan_search, sums16, to_blocks)
+from adanns_ref.core.simd import simd_sum
 from adanns_ref.testing import assert_knn_equal
-from adanns_ref.topk import BLAS_THRESHOLD, knn_search, new_heaps, sort_heaps
-from adanns_ref.truncate import prefix, prefix_scales
+from adanns_ref.core.threads import BLAS_THRESHOLD
+from adanns_ref.search.knn import knn_search
+from adanns_ref.core.topk import new_heaps, sort_heaps
+from adanns_ref.core.truncate import prefix, prefix_scales
 
 FLT_MAX = np.float32(np.finfo(np.float32).max)
 

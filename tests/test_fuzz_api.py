@@ -3,7 +3,7 @@
 Every entry point must either accept an input (then its result is checked against a float64
 NumPy brute force, allowing ties and float32 rounding) or refuse it with ValueError / TypeError,
 never another exception. The strategies know which inputs are valid by the documented rule of
-`adanns_ref._validate` (real dtype, 2-D, the expected width, finite; k an int >= 1 within
+`adanns_ref.core.validate` (real dtype, 2-D, the expected width, finite; k an int >= 1 within
 MAX_RESULT_BYTES; metric "l2" / "ip"), so a bad input that is accepted fails too.
 Shapes stay tiny and examples bounded: the whole file runs in seconds on an idle machine.
 """
@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 from adanns_ref import (OPQ, FlatIndex, IVFIndex, IVFPQIndex, KMeans, PQIndex, ProductQuantizer,
                         funnel_search, knn_recall, knn_search, map_at_k, prefix, recall_at_k, rerank,
                         top1_accuracy)
-from adanns_ref._validate import MAX_RESULT_BYTES
-from adanns_ref.kmeans import SmallTrainingSetWarning
+from adanns_ref.core.validate import MAX_RESULT_BYTES
+from adanns_ref.quantizers.kmeans import SmallTrainingSetWarning
 
 FLT_MAX = np.float32(np.finfo(np.float32).max)
 D = 8

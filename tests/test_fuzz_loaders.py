@@ -17,7 +17,8 @@ from _loader_files import (LOADERS, check_load, lying_npy, members, npy_bytes, p
                            write_valid_files, write_zip)
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from adanns_ref import golden, io
+from adanns_ref.golden import store as golden
+from adanns_ref import io
 
 FUZZ = settings(max_examples=25, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])

@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from adanns_ref import golden, testing
-from adanns_ref._golden_cases import COMPONENTS
+from adanns_ref.golden import store as golden
+from adanns_ref import testing
+from adanns_ref.golden.cases import COMPONENTS
 from adanns_ref.golden import ManifestError
 from adanns_ref.testing import blas_kernels_match
 

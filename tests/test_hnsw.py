@@ -4,12 +4,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adanns_ref import cost
-from adanns_ref._simd import faiss_runs_avx512
+from adanns_ref.core import cost
+from adanns_ref.core.simd import faiss_runs_avx512
 from adanns_ref.conformance.compare import hnsw_search_with_ndis
-from adanns_ref.hnsw import HNSWIndex, level_probabilities, pruned_size
+from adanns_ref.indices.hnsw.index import HNSWIndex, level_probabilities, pruned_size
 from adanns_ref.testing import assert_knn_equal
-from adanns_ref.topk import knn_search
+from adanns_ref.search.knn import knn_search
 
 FLT_MAX = np.float32(3.4028235e38)
 
@@ -22,7 +22,7 @@ def _faiss():
 
 def _bit_identical(faiss):
     if not faiss_runs_avx512(faiss):
-        pytest.skip("graph identity needs faiss's AVX-512 distance order (see adanns_ref._simd)")
+        pytest.skip("graph identity needs faiss's AVX-512 distance order (see adanns_ref.core.simd)")
 
 
 def _uniform(n, d, seed):
@@ -220,7 +220,7 @@ def test_query_time_dims_and_flops():
 def test_normalized_prefix_graph_is_faiss_on_the_prefixes():
     faiss = _faiss()
     _bit_identical(faiss)
-    from adanns_ref.truncate import prefix
+    from adanns_ref.core.truncate import prefix
     x, xq = _clustered(1500, 32, 9), _clustered(40, 32, 10)
     ours = HNSWIndex(32, M=8, normalize=True, d_c=12, d_s=12)
     ours.add(x)
@@ -430,8 +430,8 @@ def test_recall_within_one_point_of_hnswlib(kind):
 
 
 def test_hnsw_rows_feed_select():
-    from adanns_ref.hnsw import hnsw_rows
-    from adanns_ref.select import best_under_budget, pareto_front
+    from adanns_ref.evaluation.sweeps import hnsw_rows
+    from adanns_ref.evaluation.select import best_under_budget, pareto_front
     x, xq = _clustered(3000, 32, 21), _clustered(40, 32, 22)
     index = HNSWIndex(32, M=8)
     index.add(x)

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from adanns_ref import io
+from adanns_ref.io import vecs
 
 RNG = np.random.default_rng(0)
 X_FLOAT = RNG.standard_normal((9, 5)).astype(np.float32)
@@ -155,7 +156,7 @@ def test_texmex_row_with_other_dim(tmp_path, mmap):
 
 
 def test_texmex_dim_check_spans_blocks(tmp_path, monkeypatch):
-    monkeypatch.setattr(io, "_DIM_CHECK_ROWS", 4)
+    monkeypatch.setattr(vecs, "_DIM_CHECK_ROWS", 4)
     io.write_bvecs(tmp_path / "a.bvecs", np.zeros((11, 2), np.uint8))
     raw = bytearray((tmp_path / "a.bvecs").read_bytes())
     raw[9 * 6: 9 * 6 + 4] = struct.pack("<i", 7)

@@ -3,11 +3,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adanns_ref._simd import faiss_runs_avx512
-from adanns_ref.flat import FlatIndex
-from adanns_ref.ivf import IVFIndex
+from adanns_ref.core.simd import faiss_runs_avx512
+from adanns_ref.indices.flat import FlatIndex
+from adanns_ref.indices.ivf import IVFIndex
 from adanns_ref.testing import assert_centroids_equal, assert_knn_equal
-from adanns_ref.truncate import prefix
+from adanns_ref.core.truncate import prefix
 
 faiss = pytest.importorskip("faiss")
 from faiss.contrib.inspect_tools import get_invlist  # noqa: E402
@@ -241,7 +241,7 @@ def test_save_load_roundtrip(tmp_path):
 
 
 def test_load_rejects_inconsistent_lists(tmp_path):
-    from adanns_ref._persist import save_npz
+    from adanns_ref.core.persist import save_npz
     ours = IVFIndex(4, 2)
     ours.train(_data(10, 4, 19))
     path = tmp_path / "bad.npz"
@@ -393,8 +393,8 @@ def test_scan_distances_are_bit_identical_to_faiss(metric):
 def test_list_scan_does_not_depend_on_how_queries_are_split(metric):
     # _scan_lists groups each part's queries by list; the heaps must not see the difference
     # (several lists per query, lists shared by many queries, more parts than lists).
-    from adanns_ref.ivf import _scan_lists
-    from adanns_ref.topk import new_heaps
+    from adanns_ref.indices.ivf import _scan_lists
+    from adanns_ref.core.topk import new_heaps
     xb, xq = _data(900, 10, 21), _data(57, 10, 22)
     index = IVFIndex(10, 6, metric=metric, normalize=False)
     index.train(xb)
@@ -414,7 +414,7 @@ def test_list_scan_does_not_depend_on_how_queries_are_split(metric):
 @pytest.mark.parametrize("metric", ["l2", "ip"])
 @pytest.mark.parametrize("n", [300, 9000])  # direct and GEMM paths of the top-1 route
 def test_routing_with_one_probe_is_faiss_quantizer_search(metric, n):
-    from adanns_ref.assign import search_centroids
+    from adanns_ref.search.assign import search_centroids
     x, c = _data(n, 24, 31), _data(300, 24, 32)
     D, I = search_centroids(x, c, 1, metric)
     quantizer = (faiss.IndexFlatL2 if metric == "l2" else faiss.IndexFlatIP)(24)

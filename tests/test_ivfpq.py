@@ -5,13 +5,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adanns_ref import cost
-from adanns_ref import ivfpq as ivfpq_module
-from adanns_ref._simd import faiss_runs_avx512
-from adanns_ref.ivfpq import IVFPQIndex, _list_means
-from adanns_ref.kmeans import SmallTrainingSetWarning
+from adanns_ref.core import cost
+from adanns_ref.indices import ivfpq as ivfpq_module
+from adanns_ref.core.simd import faiss_runs_avx512
+from adanns_ref.indices.invlists import list_means
+from adanns_ref.indices.ivfpq import IVFPQIndex
+from adanns_ref.quantizers.kmeans import SmallTrainingSetWarning
 from adanns_ref.testing import assert_knn_equal
-from adanns_ref.truncate import prefix
+from adanns_ref.core.truncate import prefix
 
 faiss = pytest.importorskip("faiss")
 from faiss.contrib.inspect_tools import get_invlist  # noqa: E402
@@ -266,7 +267,7 @@ def test_adanns_ivfopq_matches_numpy_reference(base, d_c, d_s, opq):
 
 def test_list_without_training_points_gets_the_global_mean():
     z = np.array([[1, 2], [3, 4], [5, 0]], np.float32)
-    means = _list_means(z, np.array([0, 0, 2]), 3)
+    means = list_means(z, np.array([0, 0, 2]), 3)
     np.testing.assert_array_equal(means, [[2, 3], [3, 2], [5, 0]])
 
 

@@ -1,14 +1,14 @@
-"""Tests for adanns_ref.kmeans and adanns_ref._mt19937: bit-exact agreement with faiss 1.15
+"""Tests for adanns_ref.quantizers.kmeans and adanns_ref.core.mt19937: bit-exact agreement with faiss 1.15
 on the direct-distance path, close agreement on the GEMM path, invariants, bad inputs."""
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from adanns_ref import _mt19937 as mt
-from adanns_ref import assign
-from adanns_ref._simd import faiss_runs_avx512
-from adanns_ref import kmeans as km
-from adanns_ref.kmeans import KMeans
+from adanns_ref.core import mt19937 as mt
+from adanns_ref.search import assign
+from adanns_ref.core.simd import faiss_runs_avx512
+from adanns_ref.quantizers import kmeans as km
+from adanns_ref.quantizers.kmeans import KMeans
 
 try:
     import faiss

@@ -12,8 +12,10 @@ import pytest
 from _loader_files import (LOADERS, check_load, lying_npy, members, npy_bytes, params_of, with_params,
                            write_valid_files, write_zip)
 
-from adanns_ref import _persist, golden, io
-from adanns_ref._persist import atomic_write_text, load_npz, read_npz, save_npz
+from adanns_ref.core import persist as _persist
+from adanns_ref.golden import store as golden
+from adanns_ref import io
+from adanns_ref.core.persist import atomic_write_text, load_npz, read_npz, save_npz
 
 GOLDEN = os.path.join(os.path.dirname(__file__), "golden")
 

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from adanns_ref import metrics as m
+from adanns_ref.evaluation import metrics as m
 
 FLT_MAX = float(np.finfo(np.float32).max)
 

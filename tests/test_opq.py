@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import scipy.linalg
 
-from adanns_ref._mt19937 import rand_perm
-from adanns_ref.opq import GESDD_MIN_DIM, OPQ, float_randn, random_rotation, svd_driver
+from adanns_ref.core.mt19937 import rand_perm
+from adanns_ref.quantizers.opq import GESDD_MIN_DIM, OPQ, float_randn, random_rotation, svd_driver
 from adanns_ref.testing import QR_ATOL_ACROSS_KERNELS, blas_kernels, blas_kernels_agree
 
 faiss = pytest.importorskip("faiss")

@@ -3,7 +3,7 @@ import os
 import numpy as np
 import pytest
 
-from adanns_ref._persist import atomic_write, atomic_write_text, load_npz, save_npz
+from adanns_ref.core.persist import atomic_write, atomic_write_text, load_npz, save_npz
 
 REQ = {"a": ("float32", 2), "ids": ("int64", 1)}
 
@@ -85,7 +85,7 @@ def test_atomic_write_uses_normal_file_permissions(tmp_path):
 def test_sha256_file_matches_hashlib(tmp_path):
     import hashlib
 
-    from adanns_ref._persist import sha256_file
+    from adanns_ref.core.persist import sha256_file
     data = bytes(range(256)) * 5000  # > 1 MiB block size
     p = tmp_path / "blob"
     p.write_bytes(data)

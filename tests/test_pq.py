@@ -3,7 +3,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adanns_ref.pq import ProductQuantizer
+from adanns_ref.quantizers.pq import ProductQuantizer
 from adanns_ref.testing import assert_codes_equal, assert_knn_equal
 
 faiss = pytest.importorskip("faiss")

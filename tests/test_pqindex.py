@@ -3,11 +3,12 @@ import zipfile
 import numpy as np
 import pytest
 
-from adanns_ref import cost
-from adanns_ref.metrics import top1_accuracy
-from adanns_ref.pqindex import PQIndex, adannsopq_sweep
+from adanns_ref.core import cost
+from adanns_ref.evaluation.metrics import top1_accuracy
+from adanns_ref.indices.pqindex import PQIndex
+from adanns_ref.evaluation.sweeps import adannsopq_sweep
 from adanns_ref.testing import assert_knn_equal
-from adanns_ref.truncate import prefix
+from adanns_ref.core.truncate import prefix
 
 faiss = pytest.importorskip("faiss")
 

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from adanns_ref.binary import binarize
-from adanns_ref.sqindex import SQIndex
+from adanns_ref.quantizers.binary import binarize
+from adanns_ref.indices.sqindex import SQIndex
 from experiments.reproduce.quant import code_bytes, quant_grid
 
 PAPER_NEST = [8, 16, 32, 64, 128, 256, 512, 1024, 2048]
@@ -27,7 +27,7 @@ def test_grid_follows_the_nesting_and_caps_only_the_costly_scans():
     # precision within each budget (int8@D = 2048 B: int8@1024, float@512), so no grid hole
     assert {d for d, p in capped if p == "int8"} == {8, 16, 32, 64, 128, 256, 1024, 2048}
     assert {d for d, p in capped if p == "float"} == {8, 16, 32, 64, 128, 256, 512, 2048}
-    from experiments.reproduce.grids import quant_holes
+    from experiments.reproduce.verdicts.grids import quant_holes
     from experiments.reproduce.quant import code_bytes
     rows = [{"method": "MR-prefix", "precision": p, "d": d, "bytes": code_bytes(d, p)} for d, p in capped]
     rows += [dict(r, method=f"MR-{r['precision']}") for r in rows if r["d"] == 2048]
@@ -44,8 +44,8 @@ def test_one_hamming_scan_serves_every_funnel_like_mixed_funnel_search(d):
     """binary_funnels re-ranks prefixes of one long Hamming shortlist; with ties to the smaller
     id that is the funnel `mixed_funnel_search` runs stage by stage (ties are frequent here:
     non-negative data, few bits)."""
-    from adanns_ref.binary import hamming_knn
-    from adanns_ref.funnel import mixed_funnel_search
+    from adanns_ref.quantizers.binary import hamming_knn
+    from adanns_ref.funnel.funnel import mixed_funnel_search
     from experiments.reproduce.quant import QUANT_K, binary_funnels
 
     rng = np.random.default_rng(d)

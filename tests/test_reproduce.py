@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from experiments.reproduce.stage import Pipeline, StageResult
+from experiments.reproduce.stage import Pipeline, StageResult, code_fingerprint, imported_modules
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXPERIMENTS = ["exp1_dims", "exp2_adaptive_cls", "exp3_retrieval", "exp4_ivf", "exp5_opq", "exp6_budget",
@@ -196,3 +196,26 @@ def test_svd_baseline_basis_is_the_top_right_singular_vectors():
     # projections differ at most by column signs, so every distance is the same
     pv, ps = x @ v, x @ vt.T
     np.testing.assert_allclose(np.abs(pv), np.abs(ps), atol=1e-9)
+
+
+def test_code_fingerprint_follows_imports_transitively(tmp_path, monkeypatch):
+    """A stage names its entry module; a kernel it reaches through imports (here lazily, inside a
+    function, two modules away) still invalidates it, and an unrelated module does not."""
+    pkg = tmp_path / "fp_pkg"
+    (pkg / "kernels").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "entry.py").write_text("def run():\n    from .kernels import scan\n    return scan.f()\n")
+    (pkg / "kernels" / "__init__.py").write_text("")
+    (pkg / "kernels" / "scan.py").write_text("from ..util import g\n\ndef f():\n    return g()\n")
+    (pkg / "util.py").write_text("def g():\n    return 1\n")
+    (pkg / "other.py").write_text("X = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    roots = ("fp_pkg",)
+    assert imported_modules(["fp_pkg.entry"], roots) == ["fp_pkg.entry", "fp_pkg.kernels.scan", "fp_pkg.util"]
+    before = code_fingerprint(["fp_pkg.entry"], roots)
+    (pkg / "other.py").write_text("X = 2\n")
+    assert code_fingerprint(["fp_pkg.entry"], roots) == before
+    (pkg / "util.py").write_text("def g():\n    return 2\n")
+    assert code_fingerprint(["fp_pkg.entry"], roots) != before
+    with pytest.raises(ImportError, match="fp_pkg.missing"):
+        code_fingerprint(["fp_pkg.missing"], roots)

@@ -117,15 +117,15 @@ def test_paper_paths_run_end_to_end(paper_run):
     assert {int(r["d"]) for r in exp5 if r["method"] == "AdANNS-OPQ"} <= {8, 16, 32}
     assert not [r for r in exp5 if r["method"] == "MR-OPQ"]  # D not in opq_dims
     ivfopq = [(int(r["d_c"]), int(r["d"])) for r in exp5 if r["method"] == "AdANNS-IVFOPQ"]
-    if ivfopq:  # adanns_ref.ivfpq present
+    if ivfopq:  # adanns_ref.indices.ivfpq present
         assert any(c >= s for c, s in ivfopq) and any(c < s for c, s in ivfopq)
 
 
 def test_reference_is_a_prefix_of_the_stored_exact_top_k():
     import numpy as np
 
-    from adanns_ref.topk import knn_search
-    from adanns_ref.truncate import prefix
+    from adanns_ref.search.knn import knn_search
+    from adanns_ref.core.truncate import prefix
     from experiments.reproduce.mrl import GT_K, reference
 
     rng = np.random.default_rng(0)

@@ -1,8 +1,8 @@
-"""The verdict rules of `experiments.reproduce.rules`, driven by synthetic rows of known truth."""
+"""The verdict rules of `experiments.reproduce.verdicts.rules`, driven by synthetic rows of known truth."""
 import numpy as np
 import pytest
 
-from experiments.reproduce import rules
+from experiments.reproduce.verdicts import rules
 
 N = 4000
 

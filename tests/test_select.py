@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from adanns_ref.select import best_under_budget, pareto_front, select_on_validation
+from adanns_ref.evaluation.select import best_under_budget, pareto_front, select_on_validation
 
 ROWS = [
     {"config": "a", "flops": 10, "top1": 0.50},
@@ -105,10 +105,11 @@ def test_select_picks_an_hnsw_configuration_only_when_it_is_best_under_the_budge
     """hnsw_rows next to exact-search rows: under a budget that an HNSW row fits with a higher
     recall than every exact row within it, select chooses HNSW; with a budget that admits exact
     search at full D (recall 1), it does not."""
-    from adanns_ref.cost import bytes_per_vector_hnsw, exact_flops
-    from adanns_ref.hnsw import HNSWIndex, hnsw_rows
-    from adanns_ref.metrics import knn_recall
-    from adanns_ref.topk import knn_search
+    from adanns_ref.core.cost import bytes_per_vector_hnsw, exact_flops
+    from adanns_ref.indices.hnsw.index import HNSWIndex
+    from adanns_ref.evaluation.sweeps import hnsw_rows
+    from adanns_ref.evaluation.metrics import knn_recall
+    from adanns_ref.search.knn import knn_search
     rng = np.random.default_rng(3)
     x = rng.standard_normal((2000, 32)).astype(np.float32)
     xq = rng.standard_normal((50, 32)).astype(np.float32)

@@ -1,10 +1,10 @@
-"""Tests for adanns_ref._simd: each summation order equals faiss's bit for bit (where faiss runs
+"""Tests for adanns_ref.core.simd: each summation order equals faiss's bit for bit (where faiss runs
 its AVX-512 code), and the two implementations of order 1 agree with each other and float64."""
 import numba
 import numpy as np
 import pytest
 
-from adanns_ref import _simd
+from adanns_ref.core import simd as _simd
 
 faiss = pytest.importorskip("faiss")
 

@@ -5,12 +5,12 @@ import warnings
 import numpy as np
 import pytest
 
-from adanns_ref.ivf import IVFIndex
-from adanns_ref.ivfpq import IVFPQIndex
-from adanns_ref.kmeans import KMeans, SmallTrainingSetWarning
-from adanns_ref.opq import OPQ
-from adanns_ref.pq import ProductQuantizer
-from adanns_ref.pqindex import PQIndex
+from adanns_ref.indices.ivf import IVFIndex
+from adanns_ref.indices.ivfpq import IVFPQIndex
+from adanns_ref.quantizers.kmeans import KMeans, SmallTrainingSetWarning
+from adanns_ref.quantizers.opq import OPQ
+from adanns_ref.quantizers.pq import ProductQuantizer
+from adanns_ref.indices.pqindex import PQIndex
 
 
 def _data(n, d, seed=0):

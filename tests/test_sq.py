@@ -1,11 +1,11 @@
-"""Scalar quantization (adanns_ref.sq) against faiss's ScalarQuantizer / IndexScalarQuantizer."""
+"""Scalar quantization (adanns_ref.quantizers.sq) against faiss's ScalarQuantizer / IndexScalarQuantizer."""
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from adanns_ref.sq import QTYPES, RANGESTATS, ScalarQuantizer
+from adanns_ref.quantizers.sq import QTYPES, RANGESTATS, ScalarQuantizer
 
 RS_ARG = {"minmax": 0.05, "meanstd": 2.5, "quantiles": 0.02, "optim": 0.0}
 

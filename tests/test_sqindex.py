@@ -1,4 +1,4 @@
-"""SQIndex (adanns_ref.sqindex) against faiss's IndexScalarQuantizer."""
+"""SQIndex (adanns_ref.indices.sqindex) against faiss's IndexScalarQuantizer."""
 import zipfile
 
 import numpy as np
@@ -6,11 +6,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adanns_ref._simd import faiss_runs_avx512
-from adanns_ref.sq import QTYPES, bf16_decode, bf16_encode_rne, simd_lanes
-from adanns_ref.sqindex import SQIndex
+from adanns_ref.core.simd import faiss_runs_avx512
+from adanns_ref.quantizers.sq import QTYPES, bf16_decode, bf16_encode_rne, simd_lanes
+from adanns_ref.indices.sqindex import SQIndex
 from adanns_ref.testing import assert_knn_equal
-from adanns_ref.truncate import prefix
+from adanns_ref.core.truncate import prefix
 from test_sq import _data, _faiss_index  # tests/ is on sys.path (pytest's rootdir import)
 
 @pytest.fixture(scope="module")
@@ -115,7 +115,7 @@ def test_save_load_roundtrip(tmp_path):
 
 
 def test_load_rejects_bad_files(tmp_path):
-    from adanns_ref._persist import save_npz
+    from adanns_ref.core.persist import save_npz
     path = tmp_path / "bad.npz"
     path.write_bytes(b"not a zip")
     with pytest.raises(ValueError, match="not a readable"):

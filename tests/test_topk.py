@@ -1,11 +1,11 @@
-"""topk: the heap's (distance, id) order and faiss's output conventions; the names that moved to
-`exact` stay importable from topk."""
+"""core.topk: the heap's (distance, id) order and faiss's output conventions."""
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adanns_ref import exact, topk
+from adanns_ref.search import exact
+from adanns_ref.core import topk
 
 FLT_MAX = np.float32(3.4028235e38)
 
@@ -46,11 +46,3 @@ def test_finalize_flips_ip_sign_and_pads():
     D = np.array([[1.5, np.inf]], np.float32)
     topk.finalize(D, I, "l2")
     assert D.tolist() == [[1.5, FLT_MAX]]
-
-
-def test_exact_search_names_stay_importable_from_topk():
-    from adanns_ref.topk import BLAS_THRESHOLD, exact_search, knn_search
-    assert (knn_search, exact_search, BLAS_THRESHOLD) == (exact.knn_search, exact.exact_search,
-                                                          exact.BLAS_THRESHOLD)
-    with pytest.raises(AttributeError, match="no attribute '_blas_search'"):
-        topk._blas_search  # private names are not forwarded

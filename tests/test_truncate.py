@@ -4,7 +4,7 @@ from hypothesis import given, settings, strategies as st
 from hypothesis.extra import numpy as hnp
 
 from adanns_ref import prefix
-from adanns_ref.truncate import normalize_rows
+from adanns_ref.core.truncate import normalize_rows
 
 
 def test_prefix_is_renormalised_after_truncation():
@@ -150,7 +150,7 @@ def test_normalize_paths_are_scale_invariant_beyond_float32_squares():
 def test_prefix_scales_rebuild_every_prefix_bit_for_bit(block, monkeypatch):
     """divide_rows(divide_rows(x[:, :d], n_1), n_2) == prefix(x, d) for ordinary rows, zero rows,
     rows normalised in float64 (squares over- or underflow) and rows whose prefix underflows."""
-    import adanns_ref.truncate as truncate
+    from adanns_ref.core import truncate
     monkeypatch.setattr(truncate, "PREFIX_BLOCK", block)  # several row blocks
     rng = np.random.default_rng(4)
     x = (rng.standard_normal((500, 33)) * rng.random((500, 1)) * 10).astype(np.float32)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from adanns_ref.io import write_fbin, write_hdf5, write_npy
-from adanns_ref.metrics import knn_recall
+from adanns_ref.evaluation.metrics import knn_recall
 from adanns_ref.testing import assert_knn_equal
 from adanns_ref.tune import data, export_faiss, measure
 from adanns_ref.tune.cli import main
@@ -266,7 +266,7 @@ def test_faiss_lsh_binarizes_at_x_ge_0_so_binary_codes_are_not_a_tune_family():
     bit where x >= 0, `binary.binarize` (and the vector databases) where x > 0. If this fails,
     faiss changed and a binary family could export as IndexLSH."""
     faiss = _faiss()
-    from adanns_ref.binary import pack_lsb
+    from adanns_ref.quantizers.binary import pack_lsb
     x = np.maximum(matryoshka_like(50, 3), 0)   # post-ReLU-like: many exact zeros
     lsh = faiss.IndexLSH(D, D, False, False)
     lsh.add(x)
@@ -276,7 +276,7 @@ def test_faiss_lsh_binarizes_at_x_ge_0_so_binary_codes_are_not_a_tune_family():
 
 
 def test_hnsw_family_grid_and_bytes():
-    from adanns_ref import cost
+    from adanns_ref.core import cost
     from adanns_ref.tune import grid
     quick = [s for s in grid.builds(N, D, K, [4, 8, 16], quick=True) if s["family"] == "hnsw"]
     assert [s["build"] for s in quick] == [{"M": 16, "d_c": 4}, {"M": 16, "d_c": 16}]

@@ -3,7 +3,8 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from hypothesis.extra import numpy as hnp
 
-from adanns_ref._validate import as_bool, as_float32_matrix, as_int, as_labels, check_metric, check_prefix_dim
+from adanns_ref.core.validate import (as_bool, as_float32_matrix, as_int, as_labels, check_metric,
+                                      check_prefix_dim)
 
 
 def test_float32_c_contiguous_is_not_copied():
@@ -98,8 +99,8 @@ def test_finite_values_roundtrip_as_float32(x):
 # --- k against the memory its results need ------------------------------------------------------
 
 def test_as_k_bounds_the_result_memory(monkeypatch):
-    from adanns_ref import _validate
-    from adanns_ref._validate import MAX_RESULT_BYTES, as_k
+    from adanns_ref.core import validate as _validate
+    from adanns_ref.core.validate import MAX_RESULT_BYTES, as_k
     top = MAX_RESULT_BYTES // 12
     assert as_k(top, 1) == top and as_k(top // 4, 4) == top // 4 and as_k(np.int64(7), 0) == 7
     with pytest.raises(ValueError, match=r"k=\d+ for 1 queries needs 4 GiB .* above the 4 GiB limit"):

@@ -2,17 +2,20 @@
 case, run both sides, return one `Result` per check. `CHECKS` maps component names to them."""
 import numpy as np
 
-from .. import faiss_bridge, faiss_read, metrics
-from ..flat import FlatIndex
-from ..hnsw import HNSWIndex
-from ..ivf import IVFIndex
-from ..ivfpq import IVFPQIndex
-from ..kmeans import KMeans
-from ..opq import OPQ, random_rotation
-from ..pq import ProductQuantizer
-from ..pqindex import PQIndex
-from ..truncate import prefix
 from . import compare as cmp
+from .. import faiss_bridge
+from ..core.truncate import prefix
+from ..evaluation import metrics
+from ..faiss_bridge.common import faiss_metric
+from ..faiss_bridge.pq import codebooks, opq_matrix
+from ..indices.flat import FlatIndex
+from ..indices.hnsw.index import HNSWIndex
+from ..indices.ivf import IVFIndex
+from ..indices.ivfpq import IVFPQIndex
+from ..indices.pqindex import PQIndex
+from ..quantizers.kmeans import KMeans
+from ..quantizers.opq import OPQ, random_rotation
+from ..quantizers.pq import ProductQuantizer
 from .checks_codes import CODE_CHECKS
 
 
@@ -49,7 +52,7 @@ def check_flat(case, n, d, nq, k, metric, dup=0):
     results, record = cmp.recorder("flat", case)
     mine = ours.search(xq, k)
     record("search", cmp.knn(ref.search(xq, k), mine, atol=cmp.form_atol(xq, xb)))
-    back = faiss_read.from_faiss(faiss_bridge.to_faiss(ours))
+    back = faiss_bridge.from_faiss(faiss_bridge.to_faiss(ours))
     record("round trip vectors", cmp.arrays(ours.xb, back.xb))
     record("round trip search", cmp.identical(mine, back.search(xq, k)))
     return results
@@ -65,7 +68,7 @@ def _faiss_ivf_flat(d, nlist, metric, centroids=None):
     quantizer = _faiss_flat(d, metric)
     if centroids is not None:
         quantizer.add(centroids)
-    ivf = faiss.IndexIVFFlat(quantizer, d, nlist, faiss_bridge._faiss_metric(faiss, metric))
+    ivf = faiss.IndexIVFFlat(quantizer, d, nlist, faiss_metric(faiss, metric))
     ivf.referenced_objects = [quantizer]
     return ivf
 
@@ -95,7 +98,7 @@ def check_ivf(case, n, d, nlist, metric, nprobes, k, normalize=False, dup=0, far
     record(f"lists ({int((ours.list_sizes() == 0).sum())} empty)",
            (0.0, None if same else "inverted lists hold different ids"))
     exported = faiss_bridge.to_faiss(ours)
-    back = faiss_read.from_faiss(exported, xb=xb)
+    back = faiss_bridge.from_faiss(exported, xb=xb)
     for nprobe in nprobes:
         mine = ours.search(xq, k, nprobe=nprobe)
         padded = " (-1 padded)" if (mine[1] < 0).any() else ""
@@ -114,7 +117,7 @@ def check_adanns_ivf(case, n, D, nlist, d_c, d_s, metric, nprobes, k, normalize=
     ours.train(xb)
     ours.add(xb)
     exported = faiss_bridge.to_faiss(ours)
-    back = faiss_read.from_faiss(exported, xb=xb)
+    back = faiss_bridge.from_faiss(exported, xb=xb)
     results, record = cmp.recorder("adanns_ivf", case)
     for nprobe in nprobes:
         mine = ours.search(xq, k, nprobe=nprobe)
@@ -136,7 +139,7 @@ def check_pq(case, n, d, M, nbits, niter=25, nq=30, k=10):
         ref.train(x)
     ours = ProductQuantizer(d, M, nbits, niter=niter, allow_small=True).train(x)
     results, record = cmp.recorder("pq", case)
-    record("codebooks bit-exact", cmp.arrays(faiss_read._codebooks(faiss, ref), ours.codebooks))
+    record("codebooks bit-exact", cmp.arrays(codebooks(faiss, ref), ours.codebooks))
     codes = ours.encode(x)
     record("codes", cmp.codes(ref.compute_codes(x), codes))
     tables = np.empty((nq, M, 1 << nbits), dtype=np.float32)
@@ -161,7 +164,7 @@ def check_pq(case, n, d, M, nbits, niter=25, nq=30, k=10):
 def _bridge_pq(record, index, xq, k, mine, atol=1e-6):
     exported = faiss_bridge.to_faiss(index)
     record("to_faiss search", cmp.knn(faiss_bridge.faiss_search(exported, xq, k), mine, atol=atol))
-    back = faiss_read.from_faiss(exported)
+    back = faiss_bridge.from_faiss(exported)
     record("round trip codes", cmp.codes(index.codes, back.codes))
     record("round trip search", cmp.identical(mine, back.search(xq, k)))
 
@@ -182,7 +185,7 @@ def check_opq(case, n, d, M, niter, nq=30, k=10):
     A_ref = faiss.vector_to_array(ref.A).reshape(d, d)
     results, record = cmp.recorder("opq", case)
     record("rotation from the same A", cmp.arrays(A_ref, ours.A, exact=False, rtol=0, atol=1e-4))
-    same_A = faiss_bridge._opq_matrix(faiss, ours.A, M, niter)  # rounding of x @ A.T only
+    same_A = opq_matrix(faiss, ours.A, M, niter)  # rounding of x @ A.T only
     record("apply (same A)", cmp.arrays(same_A.apply(xq), ours.apply(xq), exact=False, rtol=1e-5,
                                      atol=cmp.form_atol(xq, ours.A)))
     index = PQIndex(d, M, opq=True, normalize=False, allow_small=True, opq_niter=niter)
@@ -211,10 +214,10 @@ def check_ivfpq(case, n, d, nlist, M, nbits, metric, nprobes, k=10, opq=False, b
     results, record = cmp.recorder("ivfpq", case)
     atol = cmp.form_atol(zq, ours.scoring_centroids)
     exported = faiss_bridge.to_faiss(ours)
-    back = faiss_read.from_faiss(exported)
+    back = faiss_bridge.from_faiss(exported)
     if ours.d_c == ours.d_s == d:
         ivf = faiss.IndexIVFPQ(_faiss_flat(d, metric), d, nlist, M, nbits,
-                               faiss_bridge._faiss_metric(faiss, metric))
+                               faiss_metric(faiss, metric))
         ivf.by_residual = by_residual
         ref = ivf
         if opq:
@@ -231,7 +234,7 @@ def check_ivfpq(case, n, d, nlist, M, nbits, metric, nprobes, k=10, opq=False, b
                                                         ours.scoring_centroids, exact=False, atol=1e-4))
         else:
             record("train centroids bit-exact", cmp.arrays(ivf.quantizer.reconstruct_n(0, nlist), ours.centroids))
-            record("codebooks bit-exact", cmp.arrays(faiss_read._codebooks(faiss, ivf.pq), ours.pq.codebooks))
+            record("codebooks bit-exact", cmp.arrays(codebooks(faiss, ivf.pq), ours.pq.codebooks))
             for nprobe in nprobes:
                 record(f"search nprobe={nprobe}", cmp.knn(cmp.ivf_search(ref, zq, k, nprobe),
                                                        ours.search(xq, k, nprobe=nprobe), atol=atol))
@@ -309,7 +312,7 @@ def check_hnsw(case, n, D, M, metric, searches, efc=40, batches=(), dup=0, d_c=N
     d_c = D if d_c is None else d_c
     xb, xq = cmp.blobs(n, D, n + D, dup), cmp.queries(nq, D, D)
     ours = HNSWIndex(D, M=M, ef_construction=efc, metric=metric, d_c=d_c, d_s=D)
-    inner = faiss.IndexHNSWFlat(d_c, M, faiss_bridge._faiss_metric(faiss, metric))
+    inner = faiss.IndexHNSWFlat(d_c, M, faiss_metric(faiss, metric))
     inner.hnsw.efConstruction = efc
     ref = inner if d_c == D else faiss.IndexRefineFlat(
         faiss.IndexPreTransform(faiss.RemapDimensionsTransform(D, d_c, False), inner))
@@ -321,9 +324,9 @@ def check_hnsw(case, n, D, M, metric, searches, efc=40, batches=(), dup=0, d_c=N
     record("levels", cmp.arrays(levels, ours.levels))
     record("entry point, max_level", cmp.arrays([inner.hnsw.entry_point, inner.hnsw.max_level],
                                                 [ours.entry_point, ours.max_level]))
-    record("neighbour lists", cmp.arrays(faiss.vector_to_array(inner.hnsw.neighbors), ours._nbrs))
+    record("neighbour lists", cmp.arrays(faiss.vector_to_array(inner.hnsw.neighbors), ours.graph()[2]))
     exported = faiss_bridge.to_faiss(ours)
-    back = faiss_read.from_faiss(exported)
+    back = faiss_bridge.from_faiss(exported)
     for k, ef in searches:
         inner.hnsw.efSearch = ef
         outer = faiss.downcast_index(exported.base_index) if d_c < D else exported

@@ -3,10 +3,12 @@ faiss's ScalarQuantizer / IndexScalarQuantizer, IndexBinaryFlat and IndexBinaryI
 bridge rows. Registered in `checks.CHECKS` as "sq", "binary_flat" and "binary_ivf"."""
 import numpy as np
 
-from .. import faiss_bridge, faiss_read
-from ..binary import BinaryFlatIndex, BinaryIVFIndex, binarize
-from ..sqindex import SQIndex
 from . import compare as cmp
+from .. import faiss_bridge
+from ..faiss_bridge.common import faiss_metric
+from ..indices.binary import BinaryFlatIndex, BinaryIVFIndex
+from ..indices.sqindex import SQIndex
+from ..quantizers.binary import binarize
 
 
 def check_sq(case, n, d, qtype, metric, rangestat="minmax", rangestat_arg=0.0, nq=30, k=10, dup=0):
@@ -16,7 +18,7 @@ def check_sq(case, n, d, qtype, metric, rangestat="minmax", rangestat_arg=0.0, n
     faiss = cmp.import_faiss()
     x, xq = cmp.blobs(n, d, n + 3 * d, dup), cmp.queries(nq, d, d)
     ref = faiss.IndexScalarQuantizer(d, getattr(faiss.ScalarQuantizer, "QT_" + qtype),
-                                     faiss_bridge._faiss_metric(faiss, metric))
+                                     faiss_metric(faiss, metric))
     ref.sq.rangestat = getattr(faiss.ScalarQuantizer, "RS_" + rangestat)
     ref.sq.rangestat_arg = rangestat_arg
     threads = faiss.omp_get_max_threads()
@@ -38,7 +40,7 @@ def check_sq(case, n, d, qtype, metric, rangestat="minmax", rangestat_arg=0.0, n
     record("search", cmp.knn(ref.search(xq, k), mine))
     exported = faiss_bridge.to_faiss(ours)
     record("to_faiss search", cmp.knn(faiss_bridge.faiss_search(exported, xq, k), mine))
-    back = faiss_read.from_faiss(exported)
+    back = faiss_bridge.from_faiss(exported)
     record("round trip codes", cmp.codes(ours.codes, back.codes))
     record("round trip search", cmp.identical(mine, back.search(xq, k)))
     return results
@@ -68,7 +70,7 @@ def check_binary_flat(case, n, d_bits, nq=30, k=10, dup=0):
     record("search identical", _int_knn(ref.search(xq, k), mine))
     exported = faiss_bridge.to_faiss(ours)
     record("to_faiss search identical", _int_knn(faiss_bridge.faiss_search(exported, xq, k), mine))
-    record("round trip search", _int_knn(mine, faiss_read.from_faiss(exported).search(xq, k)))
+    record("round trip search", _int_knn(mine, faiss_bridge.from_faiss(exported).search(xq, k)))
     return results
 
 

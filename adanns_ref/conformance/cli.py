@@ -6,7 +6,7 @@ from dataclasses import asdict
 
 import numpy as np
 
-from .._persist import atomic_write_text
+from ..core.persist import atomic_write_text
 from .checks import CHECKS
 from .compare import import_faiss
 from .grid import grid, run

@@ -12,7 +12,7 @@ Budgets (None = not given): ``ms`` (ms per query at one thread, `ms_1t`), ``mflo
 
 A budget that no row meets raises ValueError "... none meets it; the cheapest is <row>".
 """
-from ..select import best_under_budget
+from ..evaluation.select import best_under_budget
 
 COST_FIELDS = {"ms": "ms_1t", "mflops": "mflops", "bytes": "bytes"}
 DEFAULT_RECALL = 0.9

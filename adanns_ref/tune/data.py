@@ -8,7 +8,7 @@
 - nothing: the embedded Fashion-MNIST subset (6,000 train / 1,000 test images) embedded by an
   MRL model trained here (`embedded_mrl`), cached in the output directory.
 
-Ground truth: exact top-k at full D (`topk.knn_search` on blocks of `GT_BLOCK` base rows, merged
+Ground truth: exact top-k at full D (`search.knn.knn_search` on blocks of `GT_BLOCK` base rows, merged
 with ties to the smaller id), cached in DIR/groundtruth.npz under a fingerprint of the inputs.
 """
 import hashlib
@@ -16,11 +16,11 @@ import os
 
 import numpy as np
 
-from .._persist import load_npz, save_npz
-from .._validate import as_float32_matrix
+from ..core.persist import load_npz, save_npz
+from ..core.truncate import prefix
+from ..core.validate import as_float32_matrix
 from ..io import load_vectors, read_hdf5
-from ..topk import knn_search
-from ..truncate import prefix
+from ..search.knn import knn_search
 
 GT_BLOCK = 1 << 16
 MRL_RECIPE = dict(nesting=[8, 16, 32, 64], hidden=(256, 256), epochs=5, batch_size=128, lr=0.05,

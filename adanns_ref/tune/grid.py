@@ -33,7 +33,7 @@ with the funnels' shortlists. Quick mode: SQ8 only, at the IVF d_c dims, SQ funn
 re-rank at D only, shortlists k * {5, 20}, nprobe {1, 4, 16}, (IVF)OPQ at D with 8 bytes and 3
 OPQ iterations, HNSW with M 16 at the IVF's d_c and efSearch {16, 64} (full: M {16, 32} at
 every d_c, efSearch 16..256 by doublings). AdANNS-IVF and AdANNS-HNSW keep d_c <= d_s, the
-shape a single faiss index serves (`faiss_serve.adanns_ivf`).
+shape a single faiss index serves (`faiss_bridge.serve.adanns_ivf`).
 
 Budgets prune before anything is built where the cost is known from the configuration alone
 (bytes per vector of every family, MFLOPs of flat and funnels): a configuration every given
@@ -46,7 +46,7 @@ Extension point (HNSW, scalar / binary quantization, ...): a new family adds its
 """
 import math
 
-from .. import cost
+from ..core import cost
 
 HNSW_EF_CONSTRUCTION = 40  # faiss IndexHNSW's default efConstruction
 
@@ -147,7 +147,7 @@ def bytes_per_vector(family, params):
     """Stored bytes per database vector of one configuration (ids of IVF lists included)."""
     if family == "flat":
         return cost.bytes_per_vector_flat(params["d"])
-    if family == "funnel":  # the faiss form keeps both prefixes (faiss_serve.funnel)
+    if family == "funnel":  # the faiss form keeps both prefixes (faiss_bridge.serve.funnel)
         return cost.bytes_per_vector_flat(params["d0"]) + cost.bytes_per_vector_flat(params["r"])
     if family == "ivf":
         return cost.bytes_per_vector_flat(params["d_s"], ids=True)

@@ -23,19 +23,20 @@ import tracemalloc
 import numba
 import numpy as np
 
-from .. import cost
-from ..faiss_bridge import to_faiss
-from ..flat import FlatIndex
-from ..funnel import rerank
-from ..hnsw import HNSWIndex
-from ..ivf import IVFIndex
-from ..ivfpq import IVFPQIndex
-from ..metrics import knn_recall
-from ..pqindex import PQIndex
-from ..sqindex import SQIndex
-from ..topk import blas_single_thread, knn_search
-from ..truncate import prefix
 from . import grid
+from ..core import cost
+from ..core.threads import blas_single_thread
+from ..core.truncate import prefix
+from ..evaluation.metrics import knn_recall
+from ..faiss_bridge import to_faiss
+from ..funnel.funnel import rerank
+from ..indices.flat import FlatIndex
+from ..indices.hnsw.index import HNSWIndex
+from ..indices.ivf import IVFIndex
+from ..indices.ivfpq import IVFPQIndex
+from ..indices.pqindex import PQIndex
+from ..indices.sqindex import SQIndex
+from ..search.knn import knn_search
 
 PQ_FULL_TRAIN = 39 * 256  # faiss's fewest training points for 256 centroids without a warning
 
@@ -70,7 +71,7 @@ class FlatSearcher:
         return D, I, cost.exact_flops(self.d, self.s.N)
 
     def to_faiss(self, params):
-        from ..faiss_serve import flat_prefix
+        from ..faiss_bridge.serve import flat_prefix
         return flat_prefix(self.s.xb, self.d, self.s.metric, self.s.normalize)
 
 
@@ -87,7 +88,7 @@ class FunnelSearcher:
         return D, I, cost.funnel_flops(self.d0, self.s.N, [(self.r, k0)])
 
     def to_faiss(self, params):
-        from ..faiss_serve import funnel
+        from ..faiss_bridge.serve import funnel
         return funnel(self.s.xb, self.d0, params["k0"], self.r, self.s.k, self.s.metric,
                       self.s.normalize)
 
@@ -106,7 +107,7 @@ class IVFSearcher:
         if self._last_d_s not in (None, d_s):
             # the sweep runs d_s by d_s: drop the N x d_s prefixes IVFIndex cached for the last
             # one, so at most one cached copy lives beside the stored vectors (1M x 768: 3 GB)
-            self.index._prefix_cache.pop(("data", self._last_d_s), None)
+            self.index.drop_prefix_cache(self._last_d_s)
         self._last_d_s = d_s
         D, I = self.index.search(q, k, nprobe=nprobe, d_s=d_s)
         return D, I, self.index.last_search_flops
@@ -185,7 +186,7 @@ class SQFunnelSearcher:
         return D, I, cost.funnel_flops(self.d0, self.s.N, [(self.r, k0)])
 
     def to_faiss(self, params):
-        from ..faiss_serve import refine_prefix
+        from ..faiss_bridge.serve import refine_prefix
         return refine_prefix(to_faiss(self.index), self.s.xb, params["k0"], self.r, self.s.k,
                              self.s.metric, self.s.normalize)
 
@@ -205,7 +206,7 @@ class HNSWSearcher:
         return D, I, self.index.last_search_flops
 
     def to_faiss(self, params):
-        from ..faiss_serve import hnsw
+        from ..faiss_bridge.serve import hnsw
         return hnsw(self.index, params["ef_search"], self.s.k, params["d_s"])
 
 

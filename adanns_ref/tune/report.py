@@ -8,8 +8,8 @@ recall beside it, which is the number to quote.
 import json
 import math
 
-from .._persist import atomic_write, atomic_write_text
-from ..select import pareto_front
+from ..core.persist import atomic_write, atomic_write_text
+from ..evaluation.select import pareto_front
 
 FAMILY_NAMES = {"flat": "Flat (prefix)", "funnel": "Funnel", "ivf": "IVF / AdANNS-IVF",
                 "pq": "AdANNS-OPQ", "ivfpq": "IVFOPQ", "sq": "SQ (8bit / fp16)",

@@ -10,10 +10,10 @@ import time
 
 import numpy as np
 
-from .._persist import atomic_write, atomic_write_text
-from .._validate import as_int, check_metric
-from ..distributed import map_configs
 from . import choose, data, grid, measure, report
+from ..core.persist import atomic_write, atomic_write_text
+from ..core.validate import as_int, check_metric
+from ..distributed import map_configs
 
 BUDGET_NAMES = ("ms", "mflops", "bytes", "recall")
 
@@ -141,7 +141,7 @@ def tune(xb, xq, out, k=10, metric="l2", normalize=True, dims=None, budgets=None
 def export_faiss(setting, config, path):
     """Rebuild `config` (a row) and write it as a faiss index file that serves D-dim queries."""
     from ..faiss_bridge import import_faiss
-    from ..faiss_serve import set_nprobe
+    from ..faiss_bridge.serve import set_nprobe
     faiss = import_faiss()
     index = measure.export_searcher(setting, config).to_faiss(config["sweep"])
     if "nprobe" in config["sweep"]:

@@ -6,7 +6,7 @@ from .measure import NotAvailable, import_faiss, pair, recall
 
 
 def bench_exact_knn(ctx):
-    from adanns_ref.flat import FlatIndex
+    from adanns_ref.indices.flat import FlatIndex
     faiss = import_faiss()
     xb, xq, k = ctx.xb, ctx.xq, ctx.cfg["k"]
     ours = FlatIndex(xb.shape[1])
@@ -21,7 +21,7 @@ def bench_exact_knn(ctx):
 
 
 def bench_kmeans(ctx):
-    from adanns_ref.kmeans import KMeans
+    from adanns_ref.quantizers.kmeans import KMeans
     faiss = import_faiss()
     xb, K, niter = ctx.xb, ctx.cfg["nlist"], ctx.cfg["kmeans_niter"]
 
@@ -38,7 +38,7 @@ def bench_kmeans(ctx):
 
 
 def _ivf_flat_setup(ctx):
-    from adanns_ref.ivf import IVFIndex
+    from adanns_ref.indices.ivf import IVFIndex
     faiss = import_faiss()
     xb, d, nlist = ctx.xb, ctx.xb.shape[1], ctx.cfg["nlist"]
     ours = IVFIndex(d, nlist, normalize=False, niter=10, seed=1234)
@@ -69,8 +69,8 @@ def bench_ivf_flat(ctx):
 
 
 def _adanns_setup(ctx, d_c, d_s):
-    from adanns_ref.ivf import IVFIndex
-    from adanns_ref.truncate import prefix
+    from adanns_ref.indices.ivf import IVFIndex
+    from adanns_ref.core.truncate import prefix
     from faiss.contrib.ivf_tools import add_preassigned
     faiss = import_faiss()
     xb, d, nlist = ctx.xb, ctx.xb.shape[1], ctx.cfg["nlist"]
@@ -132,7 +132,7 @@ def _pq_codebooks_into_faiss(pq, d, M):
 
 
 def bench_pq(ctx):
-    from adanns_ref.pq import ProductQuantizer
+    from adanns_ref.quantizers.pq import ProductQuantizer
     faiss = import_faiss()
     xb, xq, k, M = ctx.xb, ctx.xq, ctx.cfg["k"], ctx.cfg["M"]
     n, d = xb.shape
@@ -180,7 +180,7 @@ def bench_pq(ctx):
 
 
 def bench_pq_nanopq(ctx):
-    from adanns_ref.pq import ProductQuantizer
+    from adanns_ref.quantizers.pq import ProductQuantizer
     try:
         import nanopq
     except ImportError as exc:
@@ -221,7 +221,7 @@ def _rotated_pq_mse(x, A, M):
 
 
 def bench_opq(ctx):
-    from adanns_ref.opq import OPQ
+    from adanns_ref.quantizers.opq import OPQ
     faiss = import_faiss()
     xb, M, niter, niter0 = ctx.xb, ctx.cfg["M"], ctx.cfg["opq_niter"], ctx.cfg["opq_niter_pq_0"]
     d = xb.shape[1]
@@ -244,8 +244,8 @@ def bench_opq(ctx):
 
 
 def bench_funnel(ctx):
-    from adanns_ref.flat import FlatIndex
-    from adanns_ref.funnel import funnel_search
+    from adanns_ref.indices.flat import FlatIndex
+    from adanns_ref.funnel.funnel import funnel_search
     xb, xq, c = ctx.xb, ctx.xq, ctx.cfg
     d, k, s, d0 = xb.shape[1], c["k_funnel"], c["shortlist"], 16
     exact = FlatIndex(d)
@@ -258,7 +258,7 @@ def bench_funnel(ctx):
 
 
 def bench_ivfpq(ctx):
-    from adanns_ref.ivfpq import IVFPQIndex
+    from adanns_ref.indices.ivfpq import IVFPQIndex
     faiss = import_faiss()
     xb, xq, c = ctx.xb, ctx.xq, ctx.cfg
     d, nlist, M, nprobe, k = xb.shape[1], c["nlist"], c["M"], c["ivfpq_nprobe"], c["k"]

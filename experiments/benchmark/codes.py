@@ -14,7 +14,7 @@ from .measure import import_faiss, measure_pair, pair, recall
 
 
 def bench_hnsw(ctx):
-    from adanns_ref.hnsw import HNSWIndex
+    from adanns_ref.indices.hnsw.index import HNSWIndex
     faiss = import_faiss()
     xb, xq, k = ctx.xb, ctx.xq, ctx.cfg["k"]
     d, M, efc = xb.shape[1], 32, 40
@@ -56,7 +56,7 @@ def _same_ids(I_o, I_p, k):
 
 
 def bench_sq8(ctx):
-    from adanns_ref.sqindex import SQIndex
+    from adanns_ref.indices.sqindex import SQIndex
     faiss = import_faiss()
     xb, xq = ctx.cached("codes_data", lambda: _codes_data(ctx))
     k, d = ctx.cfg["k"], xb.shape[1]
@@ -73,7 +73,8 @@ def bench_sq8(ctx):
 
 
 def bench_hamming(ctx):
-    from adanns_ref.binary import BinaryFlatIndex, binarize
+    from adanns_ref.indices.binary import BinaryFlatIndex
+    from adanns_ref.quantizers.binary import binarize
     faiss = import_faiss()
     xb, xq = ctx.cached("codes_data", lambda: _codes_data(ctx))
     k, d = ctx.cfg["k"], xb.shape[1]

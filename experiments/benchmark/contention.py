@@ -71,9 +71,9 @@ def _row(name, ours_fn, peer_name, peer_fn, runs):
 def bench_contention(ctx):
     """Training, exact search, AdANNS-IVF search and PQ ADC search, alone vs beside one busy
     process (runs = max(3, the size's runs))."""
-    from adanns_ref.flat import FlatIndex
-    from adanns_ref.ivf import IVFIndex
-    from adanns_ref.pq import ProductQuantizer
+    from adanns_ref.indices.flat import FlatIndex
+    from adanns_ref.indices.ivf import IVFIndex
+    from adanns_ref.quantizers.pq import ProductQuantizer
     faiss = import_faiss()
     runs = max(3, ctx.cfg["runs"])
     xb, xq, k = ctx.xb, ctx.xq[: ctx.cfg["n_query_contention"]], ctx.cfg["k"]

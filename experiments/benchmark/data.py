@@ -16,9 +16,9 @@ the same seed gives the same bits on every machine (NumPy's PCG64 is platform in
 """
 import numpy as np
 
-from adanns_ref._validate import as_float32_matrix, as_int
+from adanns_ref.core.truncate import normalize_rows, prefix
+from adanns_ref.core.validate import as_float32_matrix, as_int
 from adanns_ref.io import read_npy
-from adanns_ref.truncate import normalize_rows, prefix
 
 FLT_MAX = np.float32(3.4028235e38)
 

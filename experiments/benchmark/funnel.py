@@ -11,7 +11,7 @@ shortlist 200, k = 10, on a memory-mapped Matryoshka-like database of N = 250,00
 Both sides are prepared once, untimed: our FunnelIndex (N x 16 prefix + scales, 17 MB) and
 FlatIndex (an N x D copy, 2 GB); faiss's IndexFlatL2(16). Timed is the search of all queries.
 The row reports the wall-clock speed-up (peer / ours), the MFLOPs ratio of the MRL paper's cost
-model (exact D * N against d_0 * N + D * shortlist per query, `adanns_ref.cost`), 10-recall@10
+model (exact D * N against d_0 * N + D * shortlist per query, `adanns_ref.core.cost`), 10-recall@10
 of the funnel against exact search at D, and the peak RSS of each timed call.
 
 Data (`matryoshka_fbin`): the generative model of `data.matryoshka_like` (C gaussian
@@ -38,7 +38,7 @@ def _centres_and_scale(dim, n_clusters, seed):
 
 
 def _draw(rng, n, centres, scale, sigma):
-    from adanns_ref.truncate import normalize_rows
+    from adanns_ref.core.truncate import normalize_rows
     labels = rng.integers(0, len(centres), size=n)
     x = centres[labels] + np.float32(sigma) * rng.standard_normal((n, len(scale)), dtype=np.float32) * scale
     return normalize_rows(x)
@@ -76,9 +76,9 @@ def matryoshka_fbin(cache_dir, n, dim, n_query, n_clusters=100, sigma=0.6, seed=
 def _setup(ctx):
     """Data, our prepared funnel, our exact index at D and its results (the ground truth)."""
     def build():
-        from adanns_ref.flat import FlatIndex
-        from adanns_ref.funnel_index import FunnelIndex
-        from adanns_ref.truncate import prefix
+        from adanns_ref.indices.flat import FlatIndex
+        from adanns_ref.funnel.index import FunnelIndex
+        from adanns_ref.core.truncate import prefix
         c = ctx.cfg
         db, q = matryoshka_fbin(c["funnel_cache"], c["funnel_n_db"], c["funnel_dim"], c["funnel_n_query"])
         dim = db.shape[1]
@@ -97,13 +97,13 @@ def _funnel(s):
 
 
 def _flops(s):
-    from adanns_ref.cost import exact_flops, funnel_flops
+    from adanns_ref.core.cost import exact_flops, funnel_flops
     n, dim = s["db"].shape
     return funnel_flops(D0, n, [(dim, SHORTLIST)]), exact_flops(dim, n)
 
 
 def _recall(gt, I):
-    from adanns_ref.metrics import knn_recall
+    from adanns_ref.evaluation.metrics import knn_recall
     return knn_recall(gt, I, K, K)
 
 
@@ -128,8 +128,8 @@ def bench_funnel_paper_faiss(ctx):
     db, dim = s["db"], s["db"].shape[1]
 
     def setup_faiss():
-        from adanns_ref._funnel_kernels import from_blocks
-        from adanns_ref.truncate import prefix
+        from adanns_ref.funnel.kernels import from_blocks
+        from adanns_ref.core.truncate import prefix
         flat = faiss.IndexFlatL2(D0)
         flat.add(from_blocks(s["index"].blocks[D0], db.shape[0]))  # our 16-dim prefixes, same bits
         return flat, prefix(s["q"], D0)

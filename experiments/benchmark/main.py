@@ -33,7 +33,7 @@ import traceback
 
 import numpy as np
 
-from adanns_ref._persist import atomic_write_text
+from adanns_ref.core.persist import atomic_write_text
 
 from . import data as _bench_data
 from .ann import (bench_adanns_ivf, bench_exact_knn, bench_funnel, bench_ivf_flat,
@@ -74,45 +74,45 @@ ENV_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS", "OM
 WORKLOADS = [
     Workload("exact_knn",
              lambda c: f"exact k-NN {c['n_query']} x {c['n_db']} x {c['dim']}, k={c['k']}",
-             "faiss IndexFlatL2", 1.0, ["adanns_ref.flat"], bench_exact_knn),
+             "faiss IndexFlatL2", 1.0, ["adanns_ref.indices.flat"], bench_exact_knn),
     Workload("kmeans", lambda c: f"k-means {c['n_db']} x {c['dim']}, k={c['nlist']}, "
-             f"{c['kmeans_niter']} iterations", "faiss.Kmeans", 1.0, ["adanns_ref.kmeans"],
+             f"{c['kmeans_niter']} iterations", "faiss.Kmeans", 1.0, ["adanns_ref.quantizers.kmeans"],
              bench_kmeans),
     Workload("ivf_flat", lambda c: f"IVF-Flat nlist={c['nlist']} nprobe=1/4/16",
-             "faiss IndexIVFFlat (our centroids)", 1.25, ["adanns_ref.ivf"], bench_ivf_flat),
+             "faiss IndexIVFFlat (our centroids)", 1.25, ["adanns_ref.indices.ivf"], bench_ivf_flat),
     Workload("adanns_ivf", lambda c: f"AdANNS-IVF d_c=16 d_s={c['dim']} nlist={c['nlist']}",
-             "faiss ivf_tools.search_preassigned", 1.25, ["adanns_ref.ivf"], bench_adanns_ivf),
+             "faiss ivf_tools.search_preassigned", 1.25, ["adanns_ref.indices.ivf"], bench_adanns_ivf),
     Workload("pq", lambda c: f"PQ M={c['M']} train ({c['pq_niter']} iter.) / encode / ADC search",
              "faiss IndexPQ", 1.5,
-             ["adanns_ref.pq"], bench_pq),
+             ["adanns_ref.quantizers.pq"], bench_pq),
     Workload("pq_nanopq", lambda c: f"PQ ADC search M={c['M']} ({c['n_query_nanopq']} queries)",
-             "nanopq PQ.dtable().adist()", 0.05, ["adanns_ref.pq"], bench_pq_nanopq),
+             "nanopq PQ.dtable().adist()", 0.05, ["adanns_ref.quantizers.pq"], bench_pq_nanopq),
     Workload("opq", lambda c: f"OPQ M={c['M']} train, niter={c['opq_niter']} "
              f"(inner PQ {c['opq_niter_pq_0']} then 4 k-means iterations)",
-             "faiss OPQMatrix", 1.5, ["adanns_ref.opq"], bench_opq),
+             "faiss OPQMatrix", 1.5, ["adanns_ref.quantizers.opq"], bench_opq),
     Workload("ivfpq", lambda c: f"IVFPQ nlist={c['nlist']} M={c['M']} nprobe={c['ivfpq_nprobe']}",
-             "faiss IndexIVFPQ", 1.5, ["adanns_ref.ivfpq"], bench_ivfpq),
+             "faiss IndexIVFPQ", 1.5, ["adanns_ref.indices.ivfpq"], bench_ivfpq),
     Workload("funnel", lambda c: f"funnel 16 -> {c['dim']}, shortlist {c['shortlist']}, "
              f"k={c['k_funnel']}", "our exact search at full dim", None,
-             ["adanns_ref.funnel", "adanns_ref.flat"], bench_funnel),
+             ["adanns_ref.funnel.funnel", "adanns_ref.indices.flat"], bench_funnel),
     Workload("funnel_paper", lambda c: f"funnel 16 -> {c['funnel_dim']}, shortlist 200, k=10, "
              f"{c['funnel_n_db']} x {c['funnel_dim']} memory-mapped",
              "our exact search at the full dim (FlatIndex)", None,
-             ["adanns_ref.funnel_index"], bench_funnel_paper),
+             ["adanns_ref.funnel.index"], bench_funnel_paper),
     Workload("funnel_paper_faiss", lambda c: f"funnel 16 -> {c['funnel_dim']}, shortlist 200, k=10 "
              f"(same data)", "faiss IndexFlatL2(16) + knn_L2sqr_by_idx", None,
-             ["adanns_ref.funnel_index"], bench_funnel_paper_faiss),
+             ["adanns_ref.funnel.index"], bench_funnel_paper_faiss),
     Workload("hnsw", lambda c: f"HNSW M=32 efConstruction=40 on {c['n_db']} x {c['dim']}",
-             "faiss IndexHNSWFlat", 1.5, ["adanns_ref.hnsw"], bench_hnsw),
+             "faiss IndexHNSWFlat", 1.5, ["adanns_ref.indices.hnsw.index"], bench_hnsw),
     Workload("sq8", lambda c: f"SQ8 scan, {c['codes_n_db']} x {c['codes_dim']}",
-             "faiss IndexScalarQuantizer QT_8bit", 1.5, ["adanns_ref.sqindex"], bench_sq8),
+             "faiss IndexScalarQuantizer QT_8bit", 1.5, ["adanns_ref.indices.sqindex"], bench_sq8),
     Workload("hamming", lambda c: f"Hamming scan, {c['codes_n_db']} x {c['codes_dim']} bits",
-             "faiss IndexBinaryFlat", 1.5, ["adanns_ref.binary"], bench_hamming),
+             "faiss IndexBinaryFlat", 1.5, ["adanns_ref.indices.binary"], bench_hamming),
     Workload("mrl_epoch", lambda c: f"MRL training epoch, MLP 784-512-512-256, 6 heads, "
              f"batch 256, {c['mrl_rows']} rows", "PyTorch CPU, same model", 1.5,
              ["mrl_ref.train"], bench_mrl_epoch),
     Workload("contention", lambda c: "hot paths beside one busy single-threaded process",
-             "ours alone", 2.0, ["adanns_ref.ivf", "mrl_ref.train"], bench_contention),
+             "ours alone", 2.0, ["adanns_ref.indices.ivf", "mrl_ref.train"], bench_contention),
 ]
 
 

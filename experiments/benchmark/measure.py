@@ -136,7 +136,7 @@ def pair(ctx, ours_fn, peer_fn):
 def recall(ctx, I_ours, I_peer, k):
     """k-recall@k of both sides against the exact ground truth (full-dim NumPy search), and
     the fraction of result slots where the two sides return the same id."""
-    from adanns_ref.metrics import knn_recall
+    from adanns_ref.evaluation.metrics import knn_recall
     gt = ctx.gt[: len(I_ours)]
     q = {"metric": f"{k}-recall@{k}", "ours": knn_recall(gt, I_ours, k, k),
          "peer": knn_recall(gt, I_peer, k, k)}

@@ -17,9 +17,9 @@ import time
 
 import numpy as np
 
-from adanns_ref.cost import ivf_flops_balanced
+from adanns_ref.core.cost import ivf_flops_balanced
+from adanns_ref.core.truncate import prefix
 from adanns_ref.distributed import map_configs
-from adanns_ref.truncate import prefix
 
 from .mrl import ff_models, model_stages, reference
 from .rows import RowCollector, seed_mean
@@ -30,7 +30,7 @@ RERANK_SHORTLIST = 100
 
 
 def ivfpq_available():
-    return importlib.util.find_spec("adanns_ref.ivfpq") is not None
+    return importlib.util.find_spec("adanns_ref.indices.ivfpq") is not None
 
 
 def _timed_search(index, q, cfg, **kw):
@@ -97,7 +97,7 @@ def _exp4_index(config, cfg, emb, ytr, yte):
     """One exp4 index ("MR", seed, nlist, d_c) or ("FF", seed, nlist, d), built and searched:
     {"searches": [(row, I)], "majority": [(nprobe, ok)], "searches_d": [(row, I)]}. A task of
     `map_configs` (module level, arguments picklable); ms/query is measured where it runs."""
-    from adanns_ref.ivf import IVFIndex
+    from adanns_ref.indices.ivf import IVFIndex
 
     kind, seed, nlist, d = config
     D = cfg["D"]
@@ -131,7 +131,7 @@ def majority_label_rows(index, q, ytr, yte, nprobes, d_c):
     predict the most frequent database label over its nprobe lists (ties: smaller label).
     Returns [(nprobe, per-query correct uint8 (nq,))]. A top-1 close to this baseline measures
     cluster purity, not search quality."""
-    from adanns_ref.assign import search_centroids
+    from adanns_ref.search.assign import search_centroids
 
     n_cls = int(max(ytr.max(), yte.max())) + 1
     counts = np.stack([np.bincount(ytr[index.list_ids(lst)], minlength=n_cls)
@@ -199,8 +199,8 @@ def exp4_ivf(pipe, cfg, data, models, val_idx, test_idx, client=None):
     conf.update({k: cfg[k] for k in ("ivf_dcs", "ivf_dss", "ivf_d_dss", "timing_repeats", "timing_queries")
                  if k in cfg})
     return pipe.run("exp4_ivf", conf, compute, deps=model_stages(models) + ["exact_knn"],
-                    code=["adanns_ref.ivf", "adanns_ref.kmeans", "adanns_ref.topk", "adanns_ref.exact",
-                          "adanns_ref.metrics", "adanns_ref.cost", "adanns_ref.assign",
+                    code=["adanns_ref.indices.ivf", "adanns_ref.quantizers.kmeans", "adanns_ref.core.topk", "adanns_ref.search.exact",
+                          "adanns_ref.evaluation.metrics", "adanns_ref.core.cost", "adanns_ref.search.assign",
                           "experiments.reproduce.rows", "experiments.reproduce.ann"])
 
 
@@ -231,7 +231,7 @@ def _select_per_budget(rows, method):
 
 
 def _opq_index(db, M, d, seed, train_rows, cfg):
-    from adanns_ref.pqindex import PQIndex
+    from adanns_ref.indices.pqindex import PQIndex
 
     # allow_small: 256 centroids per subspace from fewer than faiss's 39 * 256 training
     # points (the small presets); faiss only warns there.
@@ -246,7 +246,7 @@ def _exp5_configs(cfg, models):
     """exp5's indices in report order, per seed: ("OPQ", seed, M, d, model name) per byte
     budget M (AdANNS-OPQ on MRL at every d of cfg["opq_dims"] when M is in cfg["opq_budgets"],
     FF-D when M is in the FF budgets), then ("IVFOPQ", seed, M, method, d_c, d_s, model name)
-    when `adanns_ref.ivfpq` exists (d_c in cfg["ivfopq_dcs"], d_s in opq_dims: both regimes
+    when `adanns_ref.indices.ivfpq` exists (d_c in cfg["ivfopq_dcs"], d_s in opq_dims: both regimes
     d_c < d_s and d_c >= d_s, and rigid IVFOPQ on FF-D)."""
     D = cfg["D"]
     opq_dims = grid(cfg, "opq_dims")
@@ -271,7 +271,7 @@ def _exp5_configs(cfg, models):
 def _exp5_index(config, cfg, emb):
     """One exp5 index of `_exp5_configs`, trained, filled and searched (a `map_configs` task):
     OPQ -> {"I", "I_rerank" (at d = D on MR, else None)}; IVFOPQ -> {"per_nprobe": [(I, MFLOPs)]}."""
-    from adanns_ref.funnel import rerank
+    from adanns_ref.funnel.funnel import rerank
 
     kind, seed, M = config[:3]
     m = emb[seed, config[-1]]
@@ -285,7 +285,7 @@ def _exp5_index(config, cfg, emb):
             _, S = idx.search(m["q"], RERANK_SHORTLIST)
             out["I_rerank"] = rerank(S, m["db"], m["q"], D, ANN_K)[1]
         return out
-    from adanns_ref.ivfpq import IVFPQIndex
+    from adanns_ref.indices.ivfpq import IVFPQIndex
 
     _, _, _, _, d_c, d_s, _ = config
     nlist = cfg["ivfpq_nlist"]
@@ -304,13 +304,13 @@ def exp5_opq(pipe, cfg, data, models, val_idx, test_idx, client=None):
     """AdANNS-OPQ (every MR prefix d of cfg["opq_dims"], default every nesting size, per byte
     budget M of cfg["opq_budgets"]) vs OPQ on full MR and on the rigid FF-D (at the budgets
     cfg["opq_ff_budgets"], default opq_budgets; full MR only when D is in opq_dims),
-    plus PQ-then-re-rank and, when `adanns_ref.ivfpq` exists, AdANNS-IVFOPQ (route at d_c,
+    plus PQ-then-re-rank and, when `adanns_ref.indices.ivfpq` exists, AdANNS-IVFOPQ (route at d_c,
     OPQ+PQ-encode the d_s-prefix) vs rigid IVFOPQ on FF-D; per seed. 10-recall@10 of MR rows
     is against exact search on MR-D, of FF rows on FF-D. Each index is one task
     (`_exp5_index`), run on the Dask workers of `client` when given; the rows are those of the
     serial run. Where it ran is not part of the stage's cache key.
 
-    `pqindex.adannsopq_sweep` picks d on the very queries it reports; here every d is kept, so
+    `evaluation.sweeps.adannsopq_sweep` picks d on the very queries it reports; here every d is kept, so
     that the choice can be cross-fitted, which needs each index's result ids, so the PQIndex
     objects are built directly."""
     _, ytr, _, yte = data
@@ -351,17 +351,17 @@ def exp5_opq(pipe, cfg, data, models, val_idx, test_idx, client=None):
             notes.append(f"IVFOPQ: nlist {cfg['ivfpq_nlist']}, AdANNS-IVFOPQ routes at d_c in "
                          f"{cfg['ivfopq_dcs']} and picks (d_s, nprobe) per M on half A.")
         else:
-            notes.append("AdANNS-IVFOPQ: adanns_ref.ivfpq is not available in this build.")
+            notes.append("AdANNS-IVFOPQ: adanns_ref.indices.ivfpq is not available in this build.")
         return rows.result("exp5_opq", {"notes": " ".join(notes)})
 
     conf = {k: cfg[k] for k in ("opq_budgets", "opq_niter", "nesting", "seeds", "ivfpq_nlist",
                                 "ivfopq_budgets", "ivfopq_dcs", "ivfopq_nprobes", "pq_train_size")}
     conf.update({k: cfg[k] for k in ("opq_dims", "opq_ff_budgets") if k in cfg})
-    code = ["adanns_ref.pqindex", "adanns_ref.pq", "adanns_ref.opq", "adanns_ref.kmeans",
-            "adanns_ref.funnel", "adanns_ref.metrics", "experiments.reproduce.rows",
+    code = ["adanns_ref.indices.pqindex", "adanns_ref.quantizers.pq", "adanns_ref.quantizers.opq", "adanns_ref.quantizers.kmeans",
+            "adanns_ref.funnel.funnel", "adanns_ref.evaluation.metrics", "experiments.reproduce.rows",
             "experiments.reproduce.ann"]
     if ivfpq_available():
-        code += ["adanns_ref.ivfpq", "adanns_ref._ivfpq_kernels"]
+        code += ["adanns_ref.indices.ivfpq", "adanns_ref.indices.ivfpq_kernels"]
     return pipe.run("exp5_opq", conf, compute, deps=model_stages(models) + ["exact_knn"], code=code)
 
 
@@ -377,7 +377,7 @@ def exp6_budget(pipe, cfg, val_idx, test_idx):
     (exp. 3/4/7 rows for MFLOPs, budgets log-spaced over their cost range; exp. 5 rows for bytes,
     budgets = the byte budgets M) and report its mAP@10 on half B next to the best half-B
     mAP@10 within the same budget (an oracle that peeks at half B)."""
-    from adanns_ref.select import select_on_validation
+    from adanns_ref.evaluation.select import select_on_validation
 
     def compute(ctx):
         rows = []
@@ -405,4 +405,4 @@ def exp6_budget(pipe, cfg, val_idx, test_idx):
 
     conf = {k: cfg[k] for k in ("opq_budgets", "seeds")}
     return pipe.run("exp6_budget", conf, compute, deps=["exp3_retrieval", "exp4_ivf", "exp5_opq", "exp7_hnsw"],
-                    code=["adanns_ref.select", "experiments.reproduce.ann", "experiments.reproduce.rows"])
+                    code=["adanns_ref.evaluation.select", "experiments.reproduce.ann", "experiments.reproduce.rows"])

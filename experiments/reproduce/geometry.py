@@ -29,7 +29,7 @@ x * k99 / D against it (`mflops_vs_k99`).
 """
 import numpy as np
 
-from adanns_ref.truncate import prefix
+from adanns_ref.core.truncate import prefix
 
 from .stage import StageResult
 
@@ -92,7 +92,7 @@ def geometry_stage(pipe, cfg, models):
 
     deps = [m["stage"] for ms in models.values() for m in ms.values()]
     return pipe.run("geometry", {"seeds": cfg["seeds"], "rtol": RANK_RTOL, "share": VARIANCE_SHARE},
-                    compute, deps=deps, code=["experiments.reproduce.geometry", "adanns_ref.truncate"])
+                    compute, deps=deps, code=["experiments.reproduce.geometry", "adanns_ref.core.truncate"])
 
 
 ROW_KEYS = {"R-precision": "rprec", "mAP@R": "mapr", "mAP@10": "map10"}

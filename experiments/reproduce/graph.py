@@ -1,7 +1,7 @@
 """Graph side of the reproduction: experiment 7, AdANNS-HNSW vs rigid HNSW.
 
 The AdANNS paper applies adaptive representations to graph indices too (DiskANN over
-Matryoshka prefixes); here the graph is HNSW (`adanns_ref.hnsw`, faiss-identical):
+Matryoshka prefixes); here the graph is HNSW (`adanns_ref.indices.hnsw.index`, faiss-identical):
 
     AdANNS-HNSW    graph built on the d_c-prefix of the MR embedding, walked with the query's
                    d_c-prefix, the max(ef, k) candidates re-scored at d_s > d_c
@@ -86,7 +86,7 @@ def _graph(HNSWIndex, db, grid, d_c, seed):
 def exp7_hnsw(pipe, cfg, data, models, val_idx, test_idx):
     """AdANNS-HNSW (graph at d_c, re-score at the grid's d_s > d_c; d_s = d_c is MR-HNSW) and
     FF-HNSW per seed and graph dim, AdANNS-HNSW-D on the first seed (see the module docstring)."""
-    from adanns_ref.hnsw import HNSWIndex
+    from adanns_ref.indices.hnsw.index import HNSWIndex
 
     _, ytr, _, yte = data
     nest, D = cfg["nesting"], cfg["D"]
@@ -119,6 +119,6 @@ def exp7_hnsw(pipe, cfg, data, models, val_idx, test_idx):
     conf = dict(hnsw_grid(cfg), nesting=nest, seeds=cfg["seeds"],
                 timing=list(timing(cfg)))
     return pipe.run("exp7_hnsw", conf, compute, deps=model_stages(models) + ["exact_knn"],
-                    code=["adanns_ref.hnsw", "adanns_ref._hnsw_kernels", "adanns_ref._hnsw_heaps",
-                          "adanns_ref.metrics", "adanns_ref.cost",
+                    code=["adanns_ref.indices.hnsw.index", "adanns_ref.indices.hnsw.kernels", "adanns_ref.indices.hnsw.heaps",
+                          "adanns_ref.evaluation.metrics", "adanns_ref.core.cost",
                           "experiments.reproduce.rows", "experiments.reproduce.graph"])

@@ -55,11 +55,12 @@ import time
 
 import numpy as np
 
-from adanns_ref._persist import atomic_write_text
+from adanns_ref.core.persist import atomic_write_text
 from adanns_ref.distributed import close, connect
 
-from . import ann, claims as claim_rules, geometry, graph, mrl, plots, quant, report as report_md
+from . import ann, geometry, graph, mrl, plots, quant, report as report_md
 from .rows import attach_evidence
+from .verdicts import claims as claim_rules
 from .stage import Pipeline, StageResult, log
 
 # Training recipe: SGD momentum 0.9, weight decay 1e-4, label smoothing 0.1, linear warm-up then

@@ -20,15 +20,15 @@ reference of every recall; at D = 2048 one search is 2.5 TFLOP) and stores them 
 
 import numpy as np
 
-from adanns_ref.topk import knn_search
-from adanns_ref.truncate import prefix
+from adanns_ref.core.truncate import prefix
+from adanns_ref.search.knn import knn_search
 
 from .rows import MAP_K, RowCollector
 from .stage import StageResult, timed_repeats, timing
 
 GT_K = MAP_K  # = retrieval_k = ann.ANN_K = 10; `reference` refuses a larger k
 TRAIN_CODE = ["mrl_ref.train", "mrl_ref.nn", "mrl_ref.heads", "mrl_ref.autograd", "mrl_ref.optim"]
-EVAL_CODE = ["adanns_ref.metrics", "adanns_ref.truncate", "experiments.reproduce.rows",
+EVAL_CODE = ["adanns_ref.evaluation.metrics", "adanns_ref.core.truncate", "experiments.reproduce.rows",
              "experiments.reproduce.mrl"]
 
 
@@ -100,7 +100,7 @@ def at_r(cfg):
 def search_k(cfg, data, k):
     """k, or max(k, max R) on an at_r task: the exact top-k then also holds every query's R
     relevant-class slots (R = database items of the query's class, `metrics.r_values`)."""
-    from adanns_ref.metrics import r_values
+    from adanns_ref.evaluation.metrics import r_values
 
     return max(k, int(r_values(data[1], data[3]).max())) if at_r(cfg) else k
 
@@ -123,7 +123,7 @@ def exact_knn(pipe, cfg, models, data=None):
         return StageResult(arrays=arrays)
 
     res = pipe.run("exact_knn", {"k": k_gt, "seeds": cfg["seeds"]}, compute, deps=model_stages(models),
-                   code=["adanns_ref.topk", "adanns_ref.exact", "adanns_ref.truncate"])
+                   code=["adanns_ref.core.topk", "adanns_ref.search.exact", "adanns_ref.core.truncate"])
     for seed, ms in models.items():
         for name, m in ms.items():
             m["gt"] = res.arrays[key(name, seed)]
@@ -223,7 +223,7 @@ def exp1_dims(pipe, cfg, data, models, val_idx, test_idx):
     if base_dims != nest:
         conf["baseline_dims"] = base_dims
     return pipe.run("exp1_dims", conf, compute, deps=model_stages(models) + ["exact_knn"],
-                    code=EVAL_CODE + ["adanns_ref.topk", "adanns_ref.exact"])
+                    code=EVAL_CODE + ["adanns_ref.core.topk", "adanns_ref.search.exact"])
 
 
 def cross_fit_cascade(logits, y, sizes, fold_a, fold_b):
@@ -336,4 +336,4 @@ def exp3_retrieval(pipe, cfg, data, models, val_idx, test_idx):
 
     conf = {"configs": configs, "seeds": cfg["seeds"], "timing": list(timing(cfg))}
     return pipe.run("exp3_retrieval", conf, compute, deps=model_stages(models, ["MRL"]) + ["exact_knn"],
-                    code=EVAL_CODE + ["adanns_ref.funnel", "adanns_ref.topk", "adanns_ref.exact"])
+                    code=EVAL_CODE + ["adanns_ref.funnel.funnel", "adanns_ref.core.topk", "adanns_ref.search.exact"])

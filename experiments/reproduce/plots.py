@@ -11,8 +11,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from adanns_ref._persist import atomic_write  # noqa: E402
-from adanns_ref.select import pareto_front  # noqa: E402
+from adanns_ref.core.persist import atomic_write
+from adanns_ref.evaluation.select import pareto_front
 
 from .rows import seed_mean  # noqa: E402
 

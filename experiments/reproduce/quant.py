@@ -33,8 +33,8 @@ import time
 
 import numpy as np
 
-from adanns_ref.topk import knn_search
-from adanns_ref.truncate import prefix
+from adanns_ref.core.truncate import prefix
+from adanns_ref.search.knn import knn_search
 
 from .mrl import ff_models, model_stages
 from .rows import RowCollector
@@ -74,13 +74,13 @@ def _searcher(db, d, precision):
     """search(q) -> I (nq, QUANT_K): an exhaustive search of the d-prefixes of db at
     `precision`; the codes / SQ index are built here, outside the timed searches."""
     if precision == "binary":
-        from adanns_ref.binary import binarize, hamming_knn
+        from adanns_ref.quantizers.binary import binarize, hamming_knn
         codes = binarize(db, d)
         return lambda q: hamming_knn(binarize(q, d), codes, QUANT_K)[1]
     zb = prefix(db, d)
     if precision == "float":
         return lambda q: knn_search(prefix(q, d), zb, QUANT_K)[1]
-    from adanns_ref.sqindex import SQIndex
+    from adanns_ref.indices.sqindex import SQIndex
     index = SQIndex(d, SQ_QTYPE[precision])
     index.train(zb)
     index.add(zb)
@@ -96,8 +96,8 @@ def binary_funnels(db, q, d, D, oversamples, cfg=None):
     """One Hamming scan of the d-bit codes -> (I of the binary row (nq, QUANT_K), its ms/query
     per timed repeat, {oversample: (I of binary@d -> ceil(oversample * QUANT_K) -> float@D, ms
     per timed repeat incl. the scan, shortlist)}); cfg None: no timing (empty lists)."""
-    from adanns_ref.binary import binarize, hamming_knn
-    from adanns_ref.funnel import rerank
+    from adanns_ref.quantizers.binary import binarize, hamming_knn
+    from adanns_ref.funnel.funnel import rerank
 
     lists = {o: min(db.shape[0], int(np.ceil(o * QUANT_K))) for o in oversamples}
     codes, longest = binarize(db, d), max([QUANT_K, *lists.values()])
@@ -125,7 +125,7 @@ def _warm_up(db, q):
 def exp8_quant(pipe, cfg, data, models, val_idx, test_idx):
     """Every MR prefix x precision, the rigid precisions at full D on MR and FF-D, and binary
     funnels; one row per seed with bytes/vector, ms/query and the three accuracies."""
-    from adanns_ref.cost import mixed_funnel_cost
+    from adanns_ref.core.cost import mixed_funnel_cost
 
     _, ytr, _, yte = data
     cfg = {**DEFAULTS, **cfg}
@@ -185,6 +185,6 @@ def exp8_quant(pipe, cfg, data, models, val_idx, test_idx):
     conf["timing"] = list(timing(cfg))
     deps = model_stages(models, ["MRL", f"FF-{D}"] if cfg["quant_ff"] else ["MRL"])
     return pipe.run("exp8_quant", conf, compute, deps=deps,
-                    code=["adanns_ref.binary", "adanns_ref.sq", "adanns_ref.sqindex", "adanns_ref.funnel",
-                          "adanns_ref.topk", "adanns_ref.metrics", "experiments.reproduce.rows",
+                    code=["adanns_ref.indices.binary", "adanns_ref.quantizers.sq", "adanns_ref.indices.sqindex", "adanns_ref.funnel.funnel",
+                          "adanns_ref.core.topk", "adanns_ref.evaluation.metrics", "experiments.reproduce.rows",
                           "experiments.reproduce.quant"])

@@ -5,9 +5,10 @@ import sys
 
 import numpy as np
 
-from adanns_ref.select import pareto_front
+from adanns_ref.evaluation.select import pareto_front
 
-from . import claims as claim_rules, geometry, rules
+from . import geometry
+from .verdicts import claims as claim_rules, rules
 from .ann import RERANK_SHORTLIST as RERANK
 from .plots import select_per_budget
 from .rows import seed_mean
@@ -211,7 +212,7 @@ def _section_hnsw(t):
              for m in ("AdANNS-HNSW", "MR-HNSW", "FF-HNSW", "AdANNS-HNSW-D")
              for sub in [[r for r in rows if r["method"] == m]] if sub]
     return ("## 7. AdANNS-HNSW vs rigid HNSW\n\n"
-            "AdANNS-HNSW: HNSW graph (faiss-identical, `adanns_ref.hnsw`) built and walked on the "
+            "AdANNS-HNSW: HNSW graph (faiss-identical, `adanns_ref.indices.hnsw.index`) built and walked on the "
             "first d_c dims of the MR, the max(efSearch, k) candidates re-scored with the first "
             "d_s dims. MR-HNSW: the same graph with d_s = d_c. FF-HNSW: HNSW on each fixed-feature "
             "model. AdANNS-HNSW-D: one graph built at full D, searched at smaller d_c. MFLOPs = "
@@ -311,8 +312,8 @@ def _claims_section(claims):
                                 ("measured", "ours (X vs Y, gain, interval, per seed, per point)", str),
                                 ("verdict", "verdict", str), ("ctrl", "controls", str),
                                 ("wall", "measured wall-clock (not judged)", str)]),
-             "\nPer claim (rules in `experiments/reproduce/rules.py`, declarations in "
-             "`experiments/reproduce/claims.py`; nothing is judged by hand):\n"]
+             "\nPer claim (rules in `experiments/reproduce/verdicts/rules.py`, declarations in "
+             "`experiments/reproduce/verdicts/claims.py`; nothing is judged by hand):\n"]
     lines += [_claim_detail(c) for c in claims]
     why = [c for c in claims if c.get("why_not")]
     if why:
@@ -338,7 +339,7 @@ def _changes_section(changed, previous_note):
 
 def write_report(path, meta, tables, claims, timings, infos, changed=None):
     """meta: dict(preset, command, config, n_train, n_test, ...); writes markdown atomically."""
-    from adanns_ref._persist import atomic_write_text
+    from adanns_ref.core.persist import atomic_write_text
 
     lines = [f"# Reproduction of MRL and AdANNS on {meta.get('task_title', 'Fashion-MNIST')} (preset "
              f"`{meta['preset']}`)\n",

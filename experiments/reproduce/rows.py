@@ -14,15 +14,15 @@ the row's position:
                                               (`evaluate(..., at_r=True)`: exp1 on the composite
                                               task, the deciding metric with headroom)
 
-The accuracies in the rows come from `adanns_ref.metrics`; the per-query vectors are checked to
+The accuracies in the rows come from `adanns_ref.evaluation.metrics`; the per-query vectors are checked to
 average to the same values, so both always describe the same metric. Paired comparisons on the
 same queries are far tighter than comparing two independent estimates, and per-query values let
 `rules.hierarchical_interval` combine the query and the seed variance.
 """
 import numpy as np
 
-from adanns_ref.metrics import (average_precision_at_r, knn_recall, map_at_k, map_at_r,
-                                r_precision, r_precision_per_query, top1_accuracy)
+from adanns_ref.evaluation.metrics import (average_precision_at_r, knn_recall, map_at_k, map_at_r,
+                                           r_precision, r_precision_per_query, top1_accuracy)
 
 from .stage import StageResult
 
@@ -35,7 +35,7 @@ VECTOR = {"top1": "top1_per_query", "map10": "ap10_per_query", "recall10": "reca
 
 def _check_mean(per_query, expected, what):
     if not np.isclose(per_query.mean(), expected, rtol=0, atol=1e-9):
-        raise RuntimeError(f"per-query {what} disagrees with adanns_ref.metrics")
+        raise RuntimeError(f"per-query {what} disagrees with adanns_ref.evaluation.metrics")
 
 
 def correct_first(I, ytr, yte):

@@ -5,12 +5,13 @@ key is
 
     hash = sha256(stage name, configuration, hashes of the stages it reads, code fingerprint)
 
-where the code fingerprint is the SHA-256 of the source files of the modules the stage calls,
-so editing an algorithm invalidates exactly the stages that use it. Layout under the output
+where the code fingerprint is the SHA-256 of the source files of the modules the stage names and
+of every first-party module they import, transitively (read from the imports, so a stage lists
+only its entry points), so editing an algorithm invalidates exactly the stages that use it. Layout under the output
 directory DIR:
 
     DIR/cache/<stage>/<table>.json    rows of each table, with "config_hash" inside
-    DIR/cache/<stage>/arrays.npz      arrays (embeddings, result ids), `_persist.save_npz`,
+    DIR/cache/<stage>/arrays.npz      arrays (embeddings, result ids), `core.persist.save_npz`,
                                       "config_hash" in its params
     DIR/cache/<stage>/<extra files>   e.g. trained models written by the stage itself
     DIR/cache/<stage>/manifest.json   written last: hash, config, wall time, SHA-256 of every
@@ -20,12 +21,14 @@ directory DIR:
 
 A stage is skipped ("cached" on stderr) when its manifest holds the same hash and every listed
 file still exists with the recorded SHA-256; otherwise it is recomputed and every file is
-rewritten atomically (`adanns_ref._persist.atomic_write*`), the manifest last, so an
+rewritten atomically (`adanns_ref.core.persist.atomic_write*`), the manifest last, so an
 interrupted run never leaves a manifest that vouches for half-written outputs.
 """
+import ast
 import csv
 import hashlib
 import importlib
+import importlib.util
 import io
 import json
 import os
@@ -35,7 +38,7 @@ import time
 
 import numpy as np
 
-from adanns_ref._persist import atomic_write_text, load_npz, save_npz, sha256_file
+from adanns_ref.core.persist import atomic_write_text, load_npz, save_npz, sha256_file
 
 ARRAYS_KIND = "ReproStageArrays"
 ARRAYS_VERSION = 1
@@ -91,15 +94,63 @@ def _json_default(o):
     raise TypeError(f"not JSON-serialisable: {type(o).__name__}")
 
 
-def code_fingerprint(modules):
-    """SHA-256 over the source files of `modules` (dotted names); a missing module is an error."""
+FIRST_PARTY = ("adanns_ref", "mrl_ref", "experiments")  # whose source a stage's results depend on
+
+
+def code_fingerprint(modules, roots=FIRST_PARTY):
+    """SHA-256 over the source files of `modules` (dotted names) and of every module of `roots`
+    they import, transitively (`imported_modules`): moving a kernel to another module still
+    invalidates the stages that call it. A missing module is an error."""
     h = hashlib.sha256()
-    for name in sorted(modules):
-        mod = importlib.import_module(name)
+    for name in imported_modules(modules, roots):
         h.update(name.encode())
-        with open(mod.__file__, "rb") as f:
+        with open(_source(name), "rb") as f:
             h.update(f.read())
     return h.hexdigest()[:16]
+
+
+def imported_modules(modules, roots=FIRST_PARTY):
+    """The sorted closure of `modules` under "imports" (read from the source, not executed),
+    restricted to modules of the packages `roots`. Imports inside functions count; for
+    ``from pkg import name`` the submodule pkg.name counts when it is one, else pkg itself.
+    Parent packages' ``__init__`` are not added unless imported: they run on import, but only
+    re-export."""
+    seen, todo = set(), list(modules)
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        path = _source(name)
+        seen.add(name)
+        is_pkg = os.path.basename(path) == "__init__.py"
+        with open(path, encoding="utf-8") as f:
+            tree = ast.parse(f.read(), path)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                todo.extend(a.name for a in node.names if a.name.split(".")[0] in roots)
+            elif isinstance(node, ast.ImportFrom):
+                base = name.split(".") if is_pkg else name.split(".")[:-1]
+                target = (".".join(base[:len(base) - node.level + 1] + ([node.module] if node.module else []))
+                          if node.level else node.module)
+                if target.split(".")[0] not in roots:
+                    continue
+                subs = [f"{target}.{a.name}" for a in node.names if _is_module(f"{target}.{a.name}")]
+                todo.extend(subs if len(subs) == len(node.names) else subs + [target])
+    return sorted(seen)
+
+
+def _source(name):
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+        raise ImportError(f"no Python source for module {name!r}")
+    return spec.origin
+
+
+def _is_module(name):
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ImportError:  # a name inside a module, not a module
+        return False
 
 
 class StageResult:
