@@ -19,6 +19,7 @@ never writes into the gradient it receives, so one array may be shared by severa
 import contextlib
 
 import numpy as np
+import scipy.special
 
 
 _GRAD_ENABLED = True
@@ -256,6 +257,30 @@ class Tensor:
         a = self
         out = np.maximum(a.data, 0)
         return _node(out, (a,), lambda g: a._accumulate(g * (out > 0)))
+
+    def gelu(self):
+        """GELU, exact erf form (torch.nn.functional.gelu with approximate="none"):
+
+            gelu(x) = x Phi(x) = x (1 + erf(x / sqrt 2)) / 2
+            d gelu / dx = Phi(x) + x phi(x),   phi(x) = exp(-x^2 / 2) / sqrt(2 pi)
+
+        Not the tanh approximation 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))). Unlike
+        ReLU it is non-zero for every x != 0 (no dead units, no all-zero prefixes). erf is
+        scipy.special.erf, evaluated in the tensor's dtype.
+        """
+        a = self
+        x = a.data
+        cdf = x.dtype.type(0.5) * (x.dtype.type(1) + scipy.special.erf(x * x.dtype.type(_INV_SQRT2)))
+        out = x * cdf
+
+        def backward(g):
+            pdf = np.exp(x * x * x.dtype.type(-0.5)) * x.dtype.type(_INV_SQRT_2PI)
+            a._accumulate(g * (cdf + x * pdf))
+        return _node(out, (a,), backward)
+
+
+_INV_SQRT2 = 1.0 / np.sqrt(2.0)
+_INV_SQRT_2PI = 1.0 / np.sqrt(2.0 * np.pi)
 
 
 def _node(data, parents, backward):

@@ -12,7 +12,14 @@ by ReLU. The output is the embedding z (B, h_L):
   negative on every input is dead, and a short prefix of dead units is all zero for that row
   (7-9 % of rows at a 2-dim prefix in the full preset);
 - embedding="linear": the last layer is linear, z = h_{L-1} W_L^T + b_L (pre-activation), so no
-  prefix collapses to zero. z is an affine map of h_{L-1}: its rank is at most h_{L-1}.
+  prefix collapses to zero. z is an affine map of h_{L-1}: its rank is at most h_{L-1} + 1
+  (h_{L-1} from the weights, 1 from the bias), e.g. <= 257 for a 2048-dim embedding over a
+  256-wide hidden layer: "D = 2048" is then nominal;
+- embedding="gelu": z = GELU(h_{L-1} W_L^T + b_L), exact erf form x Phi(x) (`Tensor.gelu`,
+  torch's approximate="none"). GELU is non-zero for every non-zero input (no dead units, no
+  all-zero prefixes) and non-linear, so the embedding is not confined to an (h_{L-1} + 1)-dim
+  subspace: on random weights, 2048 GELU units over a 256-wide ReLU layer have numerical rank
+  2048 at 1e-3 of the largest singular value (tests/test_nn.py).
 """
 import numpy as np
 
@@ -62,12 +69,13 @@ class Linear:
         return [self.weight, self.bias]
 
 
-EMBEDDINGS = ("relu", "linear")
+EMBEDDINGS = ("relu", "linear", "gelu")
 
 
 class MLP:
     """ReLU MLP backbone; __call__ returns the embedding (B, sizes[-1]), post-ReLU when
-    embedding="relu", the last layer's pre-activation when embedding="linear".
+    embedding="relu", the last layer's pre-activation when embedding="linear", its GELU when
+    embedding="gelu".
 
     dropout: probability applied after every hidden ReLU except the embedding's, only when
     a Generator is passed to __call__ (training); inference passes none.
@@ -97,6 +105,8 @@ class MLP:
             x = layer(x)
             if i < last or self.embedding == "relu":
                 x = x.relu()
+            elif self.embedding == "gelu":
+                x = x.gelu()
             if rng is not None and self.dropout > 0 and i < len(self.layers) - 1:
                 x = dropout(x, self.dropout, rng)
         return x

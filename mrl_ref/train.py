@@ -1,8 +1,9 @@
 """Training Matryoshka (MRL, MRL-E) and fixed-feature (FF) models on flat inputs.
 
 Model: x (B, in) -> MLP in-h_1-...-h_L-D with ReLU after every hidden layer -> embedding z
-(B, D), post-ReLU (z >= 0, embedding="relu", the default) or the last layer's pre-activation
-(embedding="linear", no all-zero prefixes; see `mrl_ref.nn`) -> heads: MRL/MRL-E give G logits
+(B, D), post-ReLU (z >= 0, embedding="relu", the default), the last layer's pre-activation
+(embedding="linear", no all-zero prefixes, rank <= h_L + 1) or its GELU (embedding="gelu", full
+rank; see `mrl_ref.nn`) -> heads: MRL/MRL-E give G logits
 (one per nesting size m_g), FF gives one.
 Loss: L = sum_g c_g CE_eps(logits_g, y) (see `heads.matryoshka_ce_loss`).
 
@@ -200,7 +201,8 @@ def train_mrl(X, y, nesting, hidden=(512, 512), tied=False, epochs=10, batch_siz
     "sgd", 1e-3 for "adam"). warmup: epochs of linear warm-up, 0 <= warmup < epochs (None: 1
     epoch, or 0 when epochs = 1).
     weights: c_g per size (None: all 1). X_val/y_val: optional, adds val_acc per epoch.
-    embedding: "relu" (post-ReLU embedding layer) or "linear" (pre-activation), `mrl_ref.nn`.
+    embedding: "relu" (post-ReLU embedding layer), "linear" (pre-activation) or "gelu" (GELU of
+        the pre-activation, full rank), `mrl_ref.nn`.
     progress: one line per epoch on stderr.
     """
     X = as_float32_matrix(X, "X", min_rows=1)

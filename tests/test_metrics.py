@@ -200,3 +200,79 @@ def test_knn_recall_with_ids_near_int64_max(top):
     assert m.knn_recall(exact, ann, 3, 4) == pytest.approx((2 + 2) / 6)
     # row 1's ids must not match row 0's
     assert m.knn_recall(exact[[0, 0]], np.array([[top, -1], [top - 9, -1]]), 3, 2) == pytest.approx(1 / 6)
+
+
+# ---- mAP@R and R-precision ----
+
+def _at_r_loop(I, db, q, max_r=None):
+    """Brute-force float64 mAP@R / R-precision per query, one rank at a time."""
+    aps, rps = [], []
+    for i in range(len(q)):
+        R = sum(1 for lab in db if lab == q[i])
+        if max_r is not None:
+            R = min(R, max_r)
+        hits, ap = 0, 0.0
+        for r in range(R):
+            j = int(I[i, r])
+            if j >= 0 and db[j] == q[i]:
+                hits += 1
+                ap += hits / (r + 1)
+        aps.append(ap / R if R else 0.0)
+        rps.append(hits / R if R else 0.0)
+    return np.array(aps, np.float64), np.array(rps, np.float64)
+
+
+def test_at_r_hand_computed():
+    # DB labels 0 0 0 1 1 2: R = 3 for label 0, 2 for label 1, 1 for label 2, 0 for label 3
+    I = np.array([[0, 3, 1, 2],     # label 0, R = 3: hits at 1, 3 -> AP (1 + 2/3) / 3, RP 2/3
+                  [3, 5, 4, 0],     # label 1, R = 2: hit at 1 (rank 3 is beyond R) -> 1/2, 1/2
+                  [-1, 5, 5, 5],    # label 2, R = 1: rank 1 missing -> 0, 0
+                  [0, 1, 2, 3]])    # label 3, R = 0 -> 0, 0
+    q = np.array([0, 1, 2, 3])
+    np.testing.assert_allclose(m.average_precision_at_r(I, DB, q), [(1 + 2 / 3) / 3, 1 / 2, 0, 0])
+    np.testing.assert_allclose(m.r_precision_per_query(I, DB, q), [2 / 3, 1 / 2, 0, 0])
+    assert m.map_at_r(I, DB, q) == pytest.approx(((1 + 2 / 3) / 3 + 1 / 2) / 4)
+    assert m.r_precision(I, DB, q) == pytest.approx((2 / 3 + 1 / 2) / 4)
+    np.testing.assert_array_equal(m.r_values(DB, q), [3, 2, 1, 0])
+    # cap R at 2: label 0 now scores its first 2 ranks: hit at 1 -> AP 1/2, RP 1/2
+    np.testing.assert_allclose(m.average_precision_at_r(I, DB, q, max_r=2), [1 / 2, 1 / 2, 0, 0])
+    np.testing.assert_array_equal(m.r_values(DB, q, max_r=2), [2, 2, 1, 0])
+
+
+def test_at_r_needs_r_columns():
+    I = np.array([[0, 1]])
+    with pytest.raises(ValueError, match="search with k = 3"):
+        m.map_at_r(I, DB, np.array([0]))
+    with pytest.raises(ValueError, match="max_r"):
+        m.r_precision(I, DB, np.array([0]), max_r=0)
+    assert m.r_precision(I, DB, np.array([0]), max_r=2) == 1.0  # capped: 2 columns suffice
+    with pytest.raises(ValueError, match="no rows"):
+        m.map_at_r(np.zeros((0, 3), np.int64), DB, np.zeros(0, np.int64))
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data(), n_db=st.integers(1, 30), nq=st.integers(1, 8), n_labels=st.integers(1, 5),
+       cap=st.one_of(st.none(), st.integers(1, 6)))
+def test_at_r_matches_brute_force(data, n_db, nq, n_labels, cap):
+    db = np.array(data.draw(st.lists(st.integers(0, n_labels - 1), min_size=n_db, max_size=n_db)))
+    q = np.array(data.draw(st.lists(st.integers(0, n_labels), min_size=nq, max_size=nq)))
+    width = max(int(m.r_values(db, q, cap).max()), 1) + data.draw(st.integers(0, 3))
+    I = np.array(data.draw(st.lists(st.lists(st.integers(-1, n_db - 1), min_size=width, max_size=width),
+                                    min_size=nq, max_size=nq)), dtype=np.int64)
+    ap, rp = _at_r_loop(I, db, q, cap)
+    np.testing.assert_allclose(m.average_precision_at_r(I, db, q, cap), ap, rtol=1e-12, atol=0)
+    np.testing.assert_allclose(m.r_precision_per_query(I, db, q, cap), rp, rtol=1e-12, atol=0)
+    assert np.all(ap <= rp + 1e-12)  # AP@R <= R-precision: each hit adds at most 1 / R
+    assert m.map_at_r(I, db, q, cap) == pytest.approx(ap.mean(), rel=1e-12, abs=1e-15)
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**31), n_labels=st.integers(1, 6))
+def test_at_r_is_one_for_a_perfect_ranking(seed, n_labels):
+    """Relevant items first (any order among them), then the rest: AP@R = R-precision = 1."""
+    rng = np.random.default_rng(seed)
+    db = rng.integers(0, n_labels, 40)
+    q = np.unique(db)
+    I = np.stack([np.concatenate([rng.permutation(np.flatnonzero(db == y)),
+                                  rng.permutation(np.flatnonzero(db != y))]) for y in q])
+    assert m.map_at_r(I, db, q) == 1.0 and m.r_precision(I, db, q) == 1.0

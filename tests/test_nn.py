@@ -132,3 +132,62 @@ def test_linear_embedding_matches_torch():
 def test_bad_embedding():
     with pytest.raises(ValueError, match="embedding must be one of"):
         MLP((4, 3), seed=0, embedding="tanh")
+
+
+def _rank_and_dims99(z):
+    """(numerical rank at 1e-3 of the largest singular value, dims for 99 % of sum sigma^2)."""
+    s = np.linalg.svd(z, compute_uv=False)
+    energy = np.cumsum(s ** 2) / np.sum(s ** 2)
+    return int(np.count_nonzero(s >= 1e-3 * s[0])), int(np.searchsorted(energy, 0.99) + 1)
+
+
+def test_gelu_embedding_is_full_rank_and_linear_is_not():
+    """Random weights, 4096 Gaussian inputs: a 2048-wide GELU layer over a 256-wide ReLU layer has
+    rank 2048 at 1e-3 of its largest singular value; the linear one (same weights) is an affine
+    map of 256 features, rank <= 257."""
+    x = Tensor(np.random.default_rng(0).standard_normal((4096, 64)))
+    gelu = MLP((64, 256, 2048), seed=0, dtype=np.float64, embedding="gelu")
+    lin = MLP((64, 256, 2048), seed=0, dtype=np.float64, embedding="linear")
+    z_gelu, z_lin = gelu(x).data, lin(x).data
+    rank_gelu, dims_gelu = _rank_and_dims99(z_gelu)
+    rank_lin, dims_lin = _rank_and_dims99(z_lin)
+    assert rank_gelu == 2048
+    assert rank_lin <= 257 and dims_lin <= 257
+    assert dims_gelu > dims_lin
+    # same weights: the GELU embedding is the GELU of the linear one
+    np.testing.assert_allclose(z_gelu, Tensor(z_lin).gelu().data, rtol=1e-15, atol=0)
+
+
+def test_gelu_embedding_gradients_match_finite_differences_and_torch():
+    torch = pytest.importorskip("torch", reason="torch.nn.Sequential with nn.GELU() is the reference")
+    rng = np.random.default_rng(8)
+    mlp = MLP((4, 5, 6, 3), seed=1, dtype=np.float64, embedding="gelu")
+    x = rng.standard_normal((5, 4))
+    weights = rng.standard_normal((5, 3))
+    mlp(Tensor(x)).backward(weights)
+
+    def f():
+        return float(np.sum(mlp(Tensor(x)).data * weights))
+    grads = numeric_grads(f, [p.data for p in mlp.parameters()])
+    for p, num in zip(mlp.parameters(), grads):
+        assert rel_error(p.grad, num) < 1e-6
+    net = torch.nn.Sequential(torch.nn.Linear(4, 5), torch.nn.ReLU(), torch.nn.Linear(5, 6),
+                              torch.nn.ReLU(), torch.nn.Linear(6, 3), torch.nn.GELU()).double()
+    with torch.no_grad():
+        for layer, ours in zip([net[0], net[2], net[4]], mlp.layers):
+            layer.weight.copy_(torch.tensor(ours.weight.data))
+            layer.bias.copy_(torch.tensor(ours.bias.data))
+    out = net(torch.tensor(x))
+    out.backward(torch.tensor(weights))
+    np.testing.assert_allclose(mlp(Tensor(x)).data, out.detach().numpy(), rtol=1e-12)
+    for layer, ours in zip([net[0], net[2], net[4]], mlp.layers):
+        np.testing.assert_allclose(ours.weight.grad, layer.weight.grad.numpy(), rtol=1e-10)
+        np.testing.assert_allclose(ours.bias.grad, layer.bias.grad.numpy(), rtol=1e-10)
+
+
+def test_gelu_embedding_has_no_all_zero_prefix_and_same_weights_as_relu():
+    x = Tensor(np.random.default_rng(5).standard_normal((64, 10)).astype(np.float32))
+    relu, gelu = MLP((10, 12, 6), seed=3), MLP((10, 12, 6), seed=3, embedding="gelu")
+    assert all(np.array_equal(p.data, q.data) for p, q in zip(relu.parameters(), gelu.parameters()))
+    z = gelu(x).data
+    assert z.dtype == np.float32 and np.any(z < 0) and np.all(z != 0)

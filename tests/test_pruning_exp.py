@@ -4,7 +4,7 @@ import pytest
 
 from adanns_ref import FlatIndex
 from experiments.reproduce import quant as pruning
-from experiments.reproduce.evidence import NotApplicable
+from experiments.reproduce.verdicts.evidence import NotApplicable
 
 
 def _data(scale, seed):
@@ -35,13 +35,15 @@ def _rows(methods, seeds, nq=6):
 def test_evidence_pairs_mrl_with_ff_and_the_permuted_control():
     ctx = {"seeds": [0, 1]}
     rows = _rows(["MRL", "MRL-permuted", "FF-32"], [0, 1])
-    ev = pruning.pruning_evidence({"exp9_pruning": rows}, ctx)
-    x, y = ev.pairs["dims pruned"]
-    xc, yc = ev.control["dims pruned"]
-    assert x.shape == (2, 6) and np.array_equal(y, yc)
-    np.testing.assert_array_equal(x[1], rows[1]["_pq"][pruning.PRUNING_VEC])
-    np.testing.assert_array_equal(xc[0], rows[2]["_pq"][pruning.PRUNING_VEC])
+    claim = pruning.PRUNING_CLAIM
+    ev = pruning.pruning_evidence({"exp9_pruning": rows}, ctx, claim)
+    x, y = ev.x, ev.y
+    (name, kind, (xc, yc)), = ev.controls
+    assert kind == "rigid" and "random order" in name
+    assert x.shape == (2, 1, 6) and np.array_equal(y, yc) and ev.metric == "dims pruned"
+    np.testing.assert_array_equal(x[1, 0], rows[1]["_pq"][pruning.PRUNING_VEC])
+    np.testing.assert_array_equal(xc[0, 0], rows[2]["_pq"][pruning.PRUNING_VEC])
     with pytest.raises(NotApplicable, match="no FF model"):
-        pruning.pruning_evidence({"exp9_pruning": _rows(["MRL", "MRL-permuted"], [0, 1])}, ctx)
+        pruning.pruning_evidence({"exp9_pruning": _rows(["MRL", "MRL-permuted"], [0, 1])}, ctx, pruning.PRUNING_CLAIM)
     with pytest.raises(NotApplicable):
-        pruning.pruning_evidence({"exp9_pruning": rows[:-1]}, ctx)
+        pruning.pruning_evidence({"exp9_pruning": rows[:-1]}, ctx, pruning.PRUNING_CLAIM)

@@ -23,8 +23,20 @@ def test_grid_follows_the_nesting_and_caps_only_the_costly_scans():
     assert len(full) == 9 and (2, "int8") in full
     capped = quant_grid(PAPER_NEST, ["binary", "int8", "float"], 256)
     assert {d for d, p in capped if p == "binary"} == set(PAPER_NEST)
-    assert {d for d, p in capped if p == "int8"} == {8, 16, 32, 64, 128, 256}
-    assert {d for d, p in capped if p == "float"} == {8, 16, 32, 64, 128, 256, 2048}
+    # beyond the cap: every precision at D (the rigid budgets) and the largest prefix of each
+    # precision within each budget (int8@D = 2048 B: int8@1024, float@512), so no grid hole
+    assert {d for d, p in capped if p == "int8"} == {8, 16, 32, 64, 128, 256, 1024, 2048}
+    assert {d for d, p in capped if p == "float"} == {8, 16, 32, 64, 128, 256, 512, 2048}
+    from experiments.reproduce.verdicts.grids import quant_holes
+    from experiments.reproduce.quant import code_bytes
+    rows = [{"method": "MR-prefix", "precision": p, "d": d, "bytes": code_bytes(d, p)} for d, p in capped]
+    rows += [dict(r, method=f"MR-{r['precision']}") for r in rows if r["d"] == 2048]
+    assert quant_holes(rows, PAPER_NEST, code_bytes) == []
+    holed = [r for r in rows if (r["precision"], r["d"]) != ("float", 512)]
+    assert quant_holes(holed, PAPER_NEST, code_bytes) == [
+        "float@512 (2048 B, the largest float prefix within the 2048 B of int8@D) did not run"]
+    one = [r for r in rows if r["method"] != "MR-int8"]
+    assert "1 byte budget(s) (binary@D)" in quant_holes(one, PAPER_NEST, code_bytes)[0]
 
 
 @pytest.mark.parametrize("d", [8, 12, 32])

@@ -196,3 +196,15 @@ def test_linear_embedding_trains_saves_and_loads(tmp_path, data):
     np.testing.assert_array_equal(loaded.embed(Xt), z)
     relu = train_fixed_feature(4, X, y, seed=0, **SMALL)
     assert relu.body.embedding == "relu" and not np.array_equal(relu.embed(Xt), z)
+
+
+def test_gelu_embedding_trains_saves_and_loads(tmp_path, data):
+    X, y, Xt, _ = data
+    m = train_fixed_feature(4, X, y, seed=0, embedding="gelu", **SMALL)
+    z = m.embed(Xt)
+    assert m.body.embedding == "gelu" and np.any(z < 0) and np.all(z != 0)
+    path = tmp_path / "gelu.npz"
+    m.save(path)
+    loaded = load_model(path)
+    assert loaded.body.embedding == "gelu"
+    np.testing.assert_array_equal(loaded.embed(Xt), z)

@@ -12,8 +12,20 @@ the last database item). n_rel(y) = number of database items with label y.
 - recall@k           mean_i hits_i / n_rel(y_i)  (fraction of the relevant database items that
                      the top k found, so at most k / n_rel)
 - k-recall@N         mean_i |exact top-k ids ∩ returned top-N ids| / k
+- mAP@R              mean_i (1 / R_i) sum_{r <= R_i, hit} precision@r   (Musgrave, Belongie & Lim,
+                     "A Metric Learning Reality Check", 2020), R_i = n_rel(y_i), optionally capped:
+                     R_i = min(n_rel(y_i), max_r)
+- R-precision        mean_i hits_i(R_i) / R_i  (hits among the first R_i results)
 
-A query whose label has no relevant database item scores AP = recall = 0 (it cannot have hits).
+mAP@R and R-precision need I to hold at least max_i R_i columns (search with
+k = `r_values(...).max()`); fewer raise ValueError instead of silently scoring a shorter list.
+Unlike mAP@10 they do not saturate when the first 10 results are right: with ~60 relevant
+items a query scores 1 only if all 60 come first. Ties: every metric scores the ranked list I
+as given; equal distances are ordered by the search (the project's exact search and faiss put
+the smaller id first), so a metric is deterministic for a deterministic search.
+
+A query whose label has no relevant database item scores AP = recall = AP@R = R-precision = 0
+(it cannot have hits).
 
 mode="adanns" reproduces the numbers of the RAIVNLab AdANNS/MRL notebooks (compat only): AP@k
 divides by k (one hit at rank 1 scores 1/k) and recall@k divides hits by a hard-coded 1300
@@ -201,3 +213,59 @@ def knn_recall_tie_aware(D_exact, D_ann, k, n, metric="l2", rtol=1e-5, atol=1e-6
         counted = returned >= (kth - tol)[:, None]
     counted &= np.abs(returned) < FLT_MAX
     return float(np.minimum(counted.sum(axis=1), k).mean() / k)
+
+
+def r_values(db_labels, query_labels, max_r=None):
+    """R_i = n_rel(y_i) (database items with query i's label), or min(n_rel(y_i), max_r):
+    int64 (nq,). The k to search with for `map_at_r` / `r_precision` is their maximum."""
+    db_labels = as_labels(db_labels, "db_labels")
+    query_labels = as_labels(query_labels, "query_labels")
+    r = _n_relevant(query_labels, db_labels).astype(np.int64)
+    if max_r is not None:
+        r = np.minimum(r, as_int(max_r, "max_r", 1))
+    return r
+
+
+def _hits_at_r(I, db_labels, query_labels, max_r):
+    """(hit matrix (nq, max R) restricted to ranks r <= R_i, R (nq,)) after validation."""
+    db_labels = as_labels(db_labels, "db_labels")
+    I = as_ids(I, "I", n_db=len(db_labels))
+    _require_queries(I.shape[0], "I")
+    query_labels = as_labels(query_labels, "query_labels", n=I.shape[0])
+    r = r_values(db_labels, query_labels, max_r)
+    width = max(int(r.max()), 1)
+    if width > I.shape[1]:
+        q = int(np.argmax(r))
+        raise ValueError(f"query {q} has R = {width} relevant database items but I has only "
+                         f"{I.shape[1]} columns; search with k = {width} (r_values(...).max()) or "
+                         f"cap R with max_r")
+    ids = I[:, :width]
+    valid = ids >= 0
+    hits = valid & (db_labels[np.where(valid, ids, 0)] == query_labels[:, None])
+    hits &= np.arange(width)[None, :] < r[:, None]
+    return hits, r
+
+
+def average_precision_at_r(I, db_labels, query_labels, max_r=None):
+    """AP@R per query, float64 (nq,): (1 / R_i) sum_{r <= R_i} [hit at r] * hits_i(r) / r.
+    I: (nq, >= max R) ranked ids, -1 = missing (a miss). 0 for a query with R_i = 0."""
+    hits, r = _hits_at_r(I, db_labels, query_labels, max_r)
+    precision = np.cumsum(hits, axis=1) / np.arange(1, hits.shape[1] + 1)
+    summed = (precision * hits).sum(axis=1)
+    return np.divide(summed, r, out=np.zeros(len(r)), where=r > 0)
+
+
+def map_at_r(I, db_labels, query_labels, max_r=None):
+    """mAP@R: the mean over queries of `average_precision_at_r`."""
+    return _mean(average_precision_at_r(I, db_labels, query_labels, max_r))
+
+
+def r_precision_per_query(I, db_labels, query_labels, max_r=None):
+    """R-precision per query, float64 (nq,): hits among the first R_i results / R_i (0 if R_i = 0)."""
+    hits, r = _hits_at_r(I, db_labels, query_labels, max_r)
+    return np.divide(hits.sum(axis=1).astype(np.float64), r, out=np.zeros(len(r)), where=r > 0)
+
+
+def r_precision(I, db_labels, query_labels, max_r=None):
+    """R-precision: the mean over queries of `r_precision_per_query`."""
+    return _mean(r_precision_per_query(I, db_labels, query_labels, max_r))

@@ -1,7 +1,9 @@
 """AdANNS side of the reproduction: experiments 4 (IVF), 5 (OPQ / IVFOPQ) and 6 (budgets).
 
 Every configuration is one row per training seed with its cost (MFLOPs/query from the index's
-own `last_search_flops`, bytes/vector, measured ms/query) and its 10-recall@10 (against exact
+own `last_search_flops`, bytes/vector, measured ms/query: the median of the preset's timed
+repeats after an untimed search of every query, `stage.timed_repeats`, with the repeats in
+`ms_repeats`) and its 10-recall@10 (against exact
 search at full D on the same representation), mAP@10 and 1-NN top-1 on all test queries and on
 the seeded halves A (`_val`) and B (`_test`), with per-query outcomes for the claims. Choices
 made inside an experiment (the best prefix d per byte budget for AdANNS-OPQ, shown in the
@@ -21,11 +23,9 @@ from adanns_ref.distributed import map_configs
 
 from .mrl import ff_models, model_stages, reference
 from .rows import RowCollector, seed_mean
-from .stage import StageResult, log
+from .stage import StageResult, log, timed_repeats
 
 ANN_K = 10          # results per query (10-recall@10 against exact search)
-TIMING_REPEATS = 3  # ms/query = the fastest of this many identical runs (first seed; 1 after);
-                    # cfg["timing_repeats"] overrides it
 RERANK_SHORTLIST = 100
 
 
@@ -33,15 +33,24 @@ def ivfpq_available():
     return importlib.util.find_spec("adanns_ref.indices.ivfpq") is not None
 
 
-def _timed_search(index, q, repeats, **kw):
-    """(I, ms/query): the fastest of `repeats` identical searches (the others only absorb
-    scheduling noise; numba kernels are compiled beforehand by `_warm_up_ivf`)."""
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        _, I = index.search(q, ANN_K, **kw)
-        best = min(best, time.perf_counter() - t0)
-    return I, 1e3 * best / len(q)
+def _timed_search(index, q, cfg, **kw):
+    """(I, ms/query of each timed repeat, index statistics of the search of every query) of
+    index.search(q, ANN_K, **kw), `stage.timed_repeats` (numba kernels are compiled beforehand
+    by `_warm_up_ivf` / `graph._warm_up`). The statistics (last_search_flops, and
+    last_search_ndis where the index has it) are read after the search of all of q, not after a
+    timed repeat on a subset."""
+    stats = {}
+
+    def search(qq):
+        I = index.search(qq, ANN_K, **kw)[1]
+        if qq is q:
+            ndis = getattr(index, "last_search_ndis", None)
+            stats.update(flops=float(index.last_search_flops),
+                         ndis=None if ndis is None else np.array(ndis, dtype=np.float64))
+        return I
+
+    I, ms = timed_repeats(search, q, cfg)
+    return I, ms, stats
 
 
 def _warm_up_ivf(IVFIndex, x):
@@ -61,19 +70,18 @@ def _ivf_searches(index, method, q, cfg, dcs, dss, d_build, seed):
     """Search `index` for every (d_c, d_s, nprobe): [(row without its accuracies, I)]."""
     out = []
     N, nlist = index.ntotal, index.nlist
-    repeats = cfg.get("timing_repeats", TIMING_REPEATS) if seed == cfg["seeds"][0] else 1
     for d_c in dcs:
         for d_s in dss:
             for nprobe in cfg["ivf_nprobes"]:
                 if nprobe > nlist:
                     continue
-                I, ms = _timed_search(index, q, repeats, nprobe=nprobe, d_c=d_c, d_s=d_s)
+                I, ms, stats = _timed_search(index, q, cfg, nprobe=nprobe, d_c=d_c, d_s=d_s)
                 row = {"method": method, "config": f"{method} d_c={d_c} d_s={d_s} nlist={nlist} "
                        f"nprobe={nprobe} built_d_c={d_build}", "seed": seed, "d_c": d_c, "d_s": d_s,
                        "nlist": nlist, "nprobe": nprobe, "built_d_c": d_build,
-                       "mflops": float(index.last_search_flops) / 1e6,
+                       "mflops": stats["flops"] / 1e6,
                        "mflops_balanced": ivf_flops_balanced(d_c, nlist, d_s, nprobe, N) / 1e6,
-                       "ms_per_query": ms}
+                       "ms_per_query": float(np.median(ms)), "ms_repeats": ms}
                 out.append((row, I))
     return out
 
@@ -104,7 +112,8 @@ def _exp4_index(config, cfg, emb, ytr, yte):
     if kind == "FF":
         return {"searches": _ivf_searches(idx, "FF-IVF", m["q"], cfg, [d], [d], d, seed),
                 "majority": [], "searches_d": []}
-    d_s_grid = sorted(set(grid(cfg, "ivf_dss")) | {d})
+    # the same d_s for every d_c (up to D): the claims refuse a grid with holes (`grids.py`)
+    d_s_grid = sorted(set(grid(cfg, "ivf_dss")) | set(grid(cfg, "ivf_dcs")) | {D})
     out = {"searches": _ivf_searches(idx, "AdANNS-IVF", m["q"], cfg, [d], d_s_grid, d, seed),
            "majority": majority_label_rows(idx, m["q"], ytr, yte, cfg["ivf_nprobes"], d),
            "searches_d": []}
@@ -187,7 +196,8 @@ def exp4_ivf(pipe, cfg, data, models, val_idx, test_idx, client=None):
         return res
 
     conf = {k: cfg[k] for k in ("ivf_nlists", "ivf_nprobes", "nesting", "seeds")}
-    conf.update({k: cfg[k] for k in ("ivf_dcs", "ivf_dss", "ivf_d_dss", "timing_repeats") if k in cfg})
+    conf.update({k: cfg[k] for k in ("ivf_dcs", "ivf_dss", "ivf_d_dss", "timing_repeats", "timing_queries")
+                 if k in cfg})
     return pipe.run("exp4_ivf", conf, compute, deps=model_stages(models) + ["exact_knn"],
                     code=["adanns_ref.indices.ivf", "adanns_ref.quantizers.kmeans", "adanns_ref.core.topk", "adanns_ref.search.exact",
                           "adanns_ref.evaluation.metrics", "adanns_ref.core.cost", "adanns_ref.search.assign",

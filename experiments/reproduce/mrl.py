@@ -17,7 +17,6 @@ Experiments only read those arrays, so re-running an experiment never retrains. 
 `exact_knn` computes once, for every model, the exact top-GT_K ids at its full dim (the
 reference of every recall; at D = 2048 one search is 2.5 TFLOP) and stores them as model["gt"].
 """
-import time
 
 import numpy as np
 
@@ -25,7 +24,7 @@ from adanns_ref.core.truncate import prefix
 from adanns_ref.search.knn import knn_search
 
 from .rows import MAP_K, RowCollector
-from .stage import StageResult
+from .stage import StageResult, timed_repeats, timing
 
 GT_K = MAP_K  # = retrieval_k = ann.ANN_K = 10; `reference` refuses a larger k
 TRAIN_CODE = ["mrl_ref.train", "mrl_ref.nn", "mrl_ref.heads", "mrl_ref.autograd", "mrl_ref.optim"]
@@ -38,6 +37,8 @@ def _train_config(cfg, kind, nesting, seed):
     conf = dict({k: cfg[k] for k in keys}, kind=kind, nesting=list(nesting), seed=seed)
     if embedding(cfg) != "relu":  # absent for relu: the presets before the option keep their cache
         conf["embedding"] = embedding(cfg)
+    if cfg.get("task", "fmnist") != "fmnist":  # likewise absent for Fashion-MNIST itself
+        conf.update(task=cfg["task"], composites=list(cfg["composites"]), data_seed=cfg.get("data_seed", 0))
     return conf
 
 
@@ -91,9 +92,25 @@ def train_all(pipe, cfg, data):
     return out
 
 
-def exact_knn(pipe, cfg, models):
-    """Stage `exact_knn`: per seed and model, the exact top-GT_K test-query ids (int64 (nq,
-    GT_K)) at the model's full dim, set as model["gt"]. Experiments list "exact_knn" in deps."""
+def at_r(cfg):
+    """True on a task whose deciding metric is mAP@R / R-precision (the composite task)."""
+    return cfg.get("task", "fmnist") != "fmnist"
+
+
+def search_k(cfg, data, k):
+    """k, or max(k, max R) on an at_r task: the exact top-k then also holds every query's R
+    relevant-class slots (R = database items of the query's class, `metrics.r_values`)."""
+    from adanns_ref.evaluation.metrics import r_values
+
+    return max(k, int(r_values(data[1], data[3]).max())) if at_r(cfg) else k
+
+
+def exact_knn(pipe, cfg, models, data=None):
+    """Stage `exact_knn`: per seed and model, the exact top-k test-query ids (int64 (nq, k),
+    k = GT_K, or max(GT_K, max R) on an at_r task: `search_k`) at the model's full dim, set as
+    model["gt"] (`reference` slices its first GT_K). Experiments list "exact_knn" in deps."""
+    k_gt = GT_K if data is None else search_k(cfg, data, GT_K)
+
     def key(name, seed):
         return f"{name.lower().replace('-', '_')}_s{seed}"
 
@@ -102,10 +119,10 @@ def exact_knn(pipe, cfg, models):
         for seed, ms in models.items():
             for name, m in ms.items():
                 d = m["sizes"][-1]
-                arrays[key(name, seed)] = knn_search(prefix(m["q"], d), prefix(m["db"], d), GT_K)[1]
+                arrays[key(name, seed)] = knn_search(prefix(m["q"], d), prefix(m["db"], d), k_gt)[1]
         return StageResult(arrays=arrays)
 
-    res = pipe.run("exact_knn", {"k": GT_K, "seeds": cfg["seeds"]}, compute, deps=model_stages(models),
+    res = pipe.run("exact_knn", {"k": k_gt, "seeds": cfg["seeds"]}, compute, deps=model_stages(models),
                    code=["adanns_ref.core.topk", "adanns_ref.search.exact", "adanns_ref.core.truncate"])
     for seed, ms in models.items():
         for name, m in ms.items():
@@ -165,16 +182,19 @@ def zero_prefix_fraction(db, d):
 def exp1_dims(pipe, cfg, data, models, val_idx, test_idx):
     """Per seed and size: linear top-1 (own heads), 1-NN top-1, mAP@10 and 10-recall@10 (against
     exact search at full D: MRL-D for MRL, MRL-E-D for MRL-E, FF-D for FF, SVD and RP), and the
-    share of all-zero prefixes, for MRL, MRL-E, FF, SVD and RP (SVD / RP at cfg["baseline_dims"])."""
+    share of all-zero prefixes, for MRL, MRL-E, FF, SVD and RP (SVD / RP at cfg["baseline_dims"]);
+    on an at_r task also mAP@R and R-precision ("mapr", "rprec"; searches return max R ids)."""
     _, ytr, _, yte = data
     D, nest = cfg["D"], cfg["nesting"]
     base_dims = list(cfg.get("baseline_dims") or nest)
+    use_r, k_search = at_r(cfg), search_k(cfg, data, MAP_K)
 
     def compute(ctx):
         rows = RowCollector(ytr, yte, val_idx, test_idx)
         for seed, ms in models.items():
             ffs = ff_models(ms)
             full = {n: reference(ms[n], MAP_K) for n in ("MRL", "MRL-E", f"FF-{D}")}
+            at_d = {n: ms[n]["gt"][:, :k_search] for n in full}
             todo = [(n, d, ms[n]["db"], ms[n]["q"], ms[n]["logits"][d], full[n])
                     for n in ("MRL", "MRL-E") for d in nest]
             todo += [("FF", d, m["db"], m["q"], m["logits"][d], full[f"FF-{D}"])
@@ -183,20 +203,23 @@ def exp1_dims(pipe, cfg, data, models, val_idx, test_idx):
             todo += [(n, d, db, q, None, full[f"FF-{D}"]) for (n, d), (db, q) in proj.items()]
             for name, d, db, q, logits, gt in todo:
                 # at full D the search is the reference itself (same call, same ids)
-                I = gt if d == D and name != "SVD" and name != "RP" else \
-                    knn_search(prefix(q, d), prefix(db, d), MAP_K)[1]
-                knn, knn_vec = rows.evaluate(I, gt, prefix="knn_")
+                I = at_d[name if name != "FF" else f"FF-{D}"] if d == D and name not in ("SVD", "RP") \
+                    else knn_search(prefix(q, d), prefix(db, d), k_search)[1]
+                knn, knn_vec = rows.evaluate(I, gt, prefix="knn_", at_r=use_r)
                 linear = (np.full(len(yte), np.nan, np.float32) if logits is None else
                           (np.argmax(logits, axis=1) == yte).astype(np.float32))
                 rows.add_vectors({"model": name, "dim": d, "seed": seed,
                                   "linear_top1": None if logits is None else float(linear.mean()),
                                   "knn_top1": knn["knn_top1"], "map10": knn["knn_map10"],
                                   "recall10": knn["knn_recall10"],
-                                  "zero_prefix": zero_prefix_fraction(db, d)},
+                                  "zero_prefix": zero_prefix_fraction(db, d),
+                                  **({"mapr": knn["knn_mapr"], "rprec": knn["knn_rprec"]} if use_r else {})},
                                  dict(knn_vec, linear_top1_per_query=linear))
         return rows.result("exp1_dims")
 
     conf = {"map_k": MAP_K, "seeds": cfg["seeds"]}
+    if use_r:
+        conf["search_k"] = k_search
     if base_dims != nest:
         conf["baseline_dims"] = base_dims
     return pipe.run("exp1_dims", conf, compute, deps=model_stages(models) + ["exact_knn"],
@@ -301,16 +324,16 @@ def exp3_retrieval(pipe, cfg, data, models, val_idx, test_idx):
             funnel_search(db[:64], q[:4], [(1, 8), (2, 4)])  # compile numba kernels before timing
             gt = reference(ms["MRL"], k)
             for method, stages in configs:
-                t0 = time.perf_counter()
-                _, I, flops = funnel_search(db, q, stages)
-                ms_q = 1e3 * (time.perf_counter() - t0) / len(q)
+                # every seed: one untimed search of all queries (results, warm-up), then the
+                # preset's timed repeats (`stage.timed_repeats`); flops from the full search
+                (_, I, flops), ms_q = timed_repeats(lambda qq: funnel_search(db, qq, stages), q, cfg)
                 rows.add_retrieval({"method": method, "seed": seed,
                                     "config": " -> ".join(f"{d}@{kk}" for d, kk in stages),
                                     "d_shortlist": stages[0][0], "k_shortlist": stages[0][1],
                                     "d_rerank": stages[-1][0], "mflops": flops / 1e6,
-                                    "ms_per_query": ms_q}, I, gt)
+                                    "ms_per_query": float(np.median(ms_q)), "ms_repeats": ms_q}, I, gt)
         return rows.result("exp3_retrieval")
 
-    conf = {"configs": configs, "seeds": cfg["seeds"]}
+    conf = {"configs": configs, "seeds": cfg["seeds"], "timing": list(timing(cfg))}
     return pipe.run("exp3_retrieval", conf, compute, deps=model_stages(models, ["MRL"]) + ["exact_knn"],
                     code=EVAL_CODE + ["adanns_ref.funnel.funnel", "adanns_ref.core.topk", "adanns_ref.search.exact"])

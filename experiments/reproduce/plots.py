@@ -25,7 +25,21 @@ COLORS = {"MRL": "tab:blue", "MRL-E": "tab:green", "FF": "tab:red", "SVD": "tab:
           "funnel": "tab:green"}
 
 
+def announce_zooms(fig):
+    """Every percent axis whose range is not the whole 0-100 % says so in its label: "zoomed to
+    a-b %" (a tight automatic range is a zoom too)."""
+    for ax in fig.axes:
+        fmt = ax.yaxis.get_major_formatter()
+        if not isinstance(fmt, matplotlib.ticker.PercentFormatter):
+            continue
+        lo, hi = ax.get_ylim()
+        if lo > 0.005 or hi < 0.995:
+            ax.set_ylabel(f"{ax.get_ylabel()}\n(axis zoomed to {100 * lo:.1f}-{100 * hi:.1f} %)")
+
+
 def save_figure(fig, path, config_hash):
+    announce_zooms(fig)
+
     def write(tmp):
         fig.savefig(tmp, dpi=110, format="png",
                     metadata={"Comment": f"config_hash={config_hash}"})
@@ -69,9 +83,9 @@ def fig_dims(tables, path, config_hash, title):
         for model, marker in (("MRL", "o"), ("MRL-E", "s"), ("FF", "^"), ("SVD", "v"), ("RP", "x")):
             pts = sorted((r["dim"], r[metric], r.get(metric + "_sd", 0.0)) for r in rows
                          if r["model"] == model and r.get(metric) is not None)
-            if pts:
-                ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts],
-                            marker=marker, color=COLORS[model], label=model, capsize=3)
+            for i, run in enumerate(trained_runs(pts, dims)):
+                ax.errorbar([p[0] for p in run], [p[1] for p in run], yerr=[p[2] for p in run],
+                            marker=marker, color=COLORS[model], label=None if i else model, capsize=3)
         _log2_dims(ax, dims)
         ax.set_xlabel("representation size d (log2)")
         _pct_axis(ax, label)
@@ -79,6 +93,18 @@ def fig_dims(tables, path, config_hash, title):
         ax.legend(fontsize=8)
     fig.suptitle(title + " (mean ± sd over seeds)")
     save_figure(fig, path, config_hash)
+
+
+def trained_runs(pts, dims):
+    """pts (sorted by dim) split where a size of `dims` between two of them was never trained /
+    computed, so that no line is drawn across it."""
+    runs, pos = [], {d: i for i, d in enumerate(dims)}
+    for p in pts:
+        if runs and pos[p[0]] == pos[runs[-1][-1][0]] + 1:
+            runs[-1].append(p)
+        else:
+            runs.append([p])
+    return runs
 
 
 def fig_adaptive_classification(tables, path, config_hash, title):
@@ -90,9 +116,11 @@ def fig_adaptive_classification(tables, path, config_hash, title):
                           ("MRL fixed", dict(marker="o", linestyle=":")),
                           ("MRL adaptive", dict(marker="*", linestyle="none", markersize=11))):
         pts = sorted((r["expected_dim"], r["top1"]) for r in rows if r["method"] == method)
-        if pts:
-            color = {"FF": COLORS["FF"], "MRL fixed": "gray", "MRL adaptive": COLORS["MRL"]}[method]
-            ax.plot(*zip(*pts), color=color, label=method, **style)
+        color = {"FF": COLORS["FF"], "MRL fixed": "gray", "MRL adaptive": COLORS["MRL"]}[method]
+        # FF only at the sizes trained: no line across a size without a model
+        runs = trained_runs(pts, dims_of(rows)) if method == "FF" else [pts] if pts else []
+        for i, run in enumerate(runs):
+            ax.plot(*zip(*run), color=color, label=None if i else method, **style)
     full = [r for r in rows if r["method"] == "MRL adaptive" and r["config"].endswith(f"{dims_of(rows)}")]
     for r in full:   # the paper's cascade: every nesting size
         ax.annotate("cascade over every size", (r["expected_dim"], r["top1"]), textcoords="offset points",
@@ -105,7 +133,7 @@ def fig_adaptive_classification(tables, path, config_hash, title):
     ax.set_xlabel("expected representation size (log2)")
     _pct_axis(ax, "linear top-1 (cross-fitted, all queries)")
     ax.legend(loc="lower right")
-    ax.set_title(f"{title}\n(top {100 * ADAPTIVE_ZOOM:.0f} pp shown; smaller values off-axis)", fontsize=10)
+    ax.set_title(title, fontsize=10)
     save_figure(fig, path, config_hash)
 
 
@@ -118,39 +146,41 @@ def dims_of(rows):
 
 
 def fig_retrieval(tables, path, config_hash, title):
-    """Exp. 3: 10-recall@10 and mAP@10 vs MFLOPs/query for single-shot, adaptive (shortlist dim
-    x re-rank dim) and funnels (means over seeds)."""
+    """Exp. 3: 10-recall@10 and mAP@10 vs MFLOPs/query, and mAP@10 vs measured ms/query, for
+    single-shot, adaptive (shortlist dim x re-rank dim) and funnels (means over seeds, error
+    bars: sd over seeds)."""
     rows = seed_mean(tables["exp3_retrieval"])
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.6), layout="constrained")
-    for ax, metric, label in zip(axes, ("recall10", "map10"),
-                                 ("10-recall@10 vs exact search at full D", "mAP@10")):
-        single = sorted((r["mflops"], r[metric], r["d_rerank"]) for r in rows if r["method"] == "single-shot")
-        if single:
-            ax.plot([s[0] for s in single], [s[1] for s in single], "-^", color=COLORS["single-shot"],
-                    label="single-shot exact at d")
-            for x, y, d in single:
-                ax.annotate(str(d), (x, y), textcoords="offset points", xytext=(3, -10), fontsize=7)
+    fig, axes = plt.subplots(1, 3, figsize=(18, 4.8), layout="constrained")
+    panels = (("mflops", "recall10", "10-recall@10 vs exact search at full D"),
+              ("mflops", "map10", "mAP@10"), ("ms_per_query", "map10", "mAP@10"))
+    for ax, (x, metric, label) in zip(axes, panels):
+        def draw(pts, fmt, **kw):
+            if pts:
+                ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts],
+                            fmt=fmt, capsize=2, **kw)
+        single = [(r[x], r[metric], r.get(metric + "_sd", 0.0), r["d_rerank"]) for r in
+                  sorted(rows, key=lambda r: r["d_rerank"]) if r["method"] == "single-shot"]  # in d order
+        draw(single, "-^", color=COLORS["single-shot"], label="single-shot exact at d")
+        for px, py, _, d in single:
+            ax.annotate(str(d), (px, py), textcoords="offset points", xytext=(3, -10), fontsize=7)
         ada = [r for r in rows if r["method"] == "adaptive"]
         shortlist_dims = sorted({r["d_shortlist"] for r in ada})
         cmap = plt.get_cmap("viridis")
         for i, ds in enumerate(shortlist_dims):
-            pts = sorted((r["mflops"], r[metric]) for r in ada if r["d_shortlist"] == ds)
-            ax.plot(*zip(*pts), "o", color=cmap(i / max(len(shortlist_dims) - 1, 1)), alpha=0.8,
-                    label=f"adaptive, shortlist at d={ds}")
-        fun = sorted((r["mflops"], r[metric]) for r in rows if r["method"] == "funnel")
-        if fun:
-            ax.plot(*zip(*fun), "D", color=COLORS["funnel"], markersize=8, markerfacecolor="none",
-                    label="funnel")
+            draw(sorted((r[x], r[metric], r.get(metric + "_sd", 0.0)) for r in ada if r["d_shortlist"] == ds),
+                 "o", color=cmap(i / max(len(shortlist_dims) - 1, 1)), alpha=0.8,
+                 label=f"adaptive, shortlist at d={ds}")
+        draw(sorted((r[x], r[metric], r.get(metric + "_sd", 0.0)) for r in rows if r["method"] == "funnel"),
+             "D", color=COLORS["funnel"], markersize=8, markerfacecolor="none", label="funnel")
         _log_x(ax)
-        ax.set_xlabel("MFLOPs / query (log)")
+        ax.set_xlabel("MFLOPs / query (log)" if x == "mflops" else "measured ms / query (log; not judged)")
         _pct_axis(ax, label)
         if metric == "map10":  # single-shot at the smallest dims would flatten everything else
             best = max(r["map10"] for r in rows)
             ax.set_ylim(best - RETRIEVAL_MAP_ZOOM, best + 0.01)
-            label += f" (top {100 * RETRIEVAL_MAP_ZOOM:.0f} pp)"
-        ax.set_title(label)
+        ax.set_title(f"{label} vs {'compute' if x == 'mflops' else 'measured wall time'}")
         ax.legend(fontsize=7, loc="lower right")
-    fig.suptitle(title)
+    fig.suptitle(title + " (means over seeds, error bars: sd over seeds)")
     save_figure(fig, path, config_hash)
 
 
@@ -172,8 +202,10 @@ def _fronts(ax, rows, x, y, methods):
             ax.scatter([r[x] for r in pts], [r[y] for r in pts], s=7, alpha=0.2,
                        color=COLORS[method])
         front = pareto_front(pts, x=x, y=y)
-        ax.plot([r[x] for r in front], [r[y] for r in front], markersize=4,
-                color=COLORS[method], label=f"{method} (Pareto front)", **FRONT_STYLE[method])
+        ax.errorbar([r[x] for r in front], [r[y] for r in front],
+                    yerr=[r.get(y + "_sd", 0.0) for r in front], markersize=4, capsize=2,
+                    color=COLORS[method], label=f"{method} (Pareto front ± sd over seeds)",
+                    **FRONT_STYLE[method])
 
 
 def _zoom(ax, rows, y, methods, lines=()):
@@ -274,13 +306,16 @@ def fig_opq(tables, path, config_hash, title):
                        color=COLORS["AdANNS-OPQ"], label="MR prefix d (all candidates)")
         for method, marker in (("AdANNS-OPQ", "o"), ("MR-OPQ", "s"), ("FF-OPQ", "^"),
                                ("AdANNS-IVFOPQ", "P"), ("FF-IVFOPQ", "X"), ("PQ+rerank", "D")):
-            sel = sorted((m, r[metric], r["d"]) for m, r in select_per_budget(rows, method).items())
+            sel = sorted((m, r[metric], r["d"], r.get(metric + "_sd", 0.0))
+                         for m, r in select_per_budget(rows, method).items())
             if not sel:
                 continue
-            ax.plot([s_[0] for s_ in sel], [s_[1] for s_ in sel], marker=marker, color=COLORS[method],
-                    label=method)
+            ref = "" if metric != "recall10_test" else (" (recall vs FF-D)" if method.startswith("FF")
+                                                         else " (recall vs MR-D)")
+            ax.errorbar([s_[0] for s_ in sel], [s_[1] for s_ in sel], yerr=[s_[3] for s_ in sel],
+                        marker=marker, color=COLORS[method], label=method + ref, capsize=2)
             if method == "AdANNS-OPQ":
-                for m, y, d in sel:
+                for m, y, d, _ in sel:
                     ax.annotate(f"d={d}", (m, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
         if budgets:
             _log2_dims(ax, budgets)
@@ -333,29 +368,34 @@ def fig_quant(tables, path, config_hash, title):
     for ax, x, xlabel in zip(axes, ("bytes", "ms_per_query"),
                              ("bytes / vector (log2)", "measured ms / query (log)")):
         for p, marker in QUANT_MARKERS.items():
-            line = [(r[x], r["recall10"], r["d"]) for r in sorted(rows, key=lambda r: r["d"])
+            line = [(r[x], r["recall10"], r["d"], r.get("recall10_sd", 0.0))
+                    for r in sorted(rows, key=lambda r: r["d"])
                     if r["method"] == "MR-prefix" and r["precision"] == p]   # in d order
             if line:
-                ax.plot([t[0] for t in line], [t[1] for t in line], marker=marker, color=colors[p],
-                        label=f"MR prefix, {p}")
-                for bx, y, d in line:
+                ax.errorbar([t[0] for t in line], [t[1] for t in line], yerr=[t[3] for t in line],
+                            marker=marker, color=colors[p], label=f"MR prefix, {p}", capsize=2)
+                for bx, y, d, _ in line:
                     ax.annotate(f"{d}", (bx, y), textcoords="offset points", xytext=(3, 3), fontsize=6)
             ff = [r for r in rows if r["method"] == f"FF-{p}"]
             if ff:
                 ax.scatter([r[x] for r in ff], [r["recall10"] for r in ff], marker="x", s=60,
-                           color=colors[p], label=f"FF-D, {p}")
+                           color=colors[p], label=f"FF-D, {p} (recall vs FF-D)")
         overs = sorted({r["oversample"] for r in rows if r["method"] == "binary-funnel"})
         for o, color in zip(overs, ("tab:purple", "tab:brown", "tab:gray", "tab:pink")):
-            fn = [(r[x], r["recall10"]) for r in sorted(rows, key=lambda r: r["d"])
+            fn = [(r[x], r["recall10"], r.get("recall10_sd", 0.0)) for r in sorted(rows, key=lambda r: r["d"])
                   if r["method"] == "binary-funnel" and r["oversample"] == o]
-            ax.plot([t[0] for t in fn], [t[1] for t in fn], linestyle="--", marker=".", color=color,
+            ax.errorbar([t[0] for t in fn], [t[1] for t in fn], yerr=[t[2] for t in fn], capsize=2,
+                        linestyle="--", marker=".", color=color,
                     label=f"binary@d -> float@D, oversample {o:g}" +
                     (" (x: binary bytes scanned; float@D kept too)" if x == "bytes" else ""))
         ax.set_xscale("log", base=2 if x == "bytes" else 10)
         ax.set_xlabel(xlabel)
         _pct_axis(ax, "10-recall@10 vs exact float at full D")
         ax.legend(fontsize=7)
-    fig.suptitle(title)
+    ran = [p for p in QUANT_MARKERS if any(r.get("precision") == p for r in rows)]
+    head, _, tail = title.partition(" - ")
+    fig.suptitle(f"{head} ({' / '.join(ran)})" + (f" - {tail}" if tail else "") +
+                 " (means over seeds, error bars: sd over seeds)")
     save_figure(fig, path, config_hash)
 
 
@@ -367,5 +407,5 @@ FIGURES = {
     "exp5_opq": (fig_opq, "AdANNS-OPQ vs rigid OPQ"),
     "exp6_budget": (fig_budget, "compute-aware selection (half A -> half B)"),
     "exp7_hnsw": (fig_hnsw, "AdANNS-HNSW vs rigid HNSW"),
-    "exp8_quant": (fig_quant, "quantized Matryoshka prefixes (binary / 4bit / int8 / float)"),
+    "exp8_quant": (fig_quant, "quantized Matryoshka prefixes"),   # + the precisions that ran
 }

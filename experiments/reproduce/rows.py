@@ -8,22 +8,29 @@ the row's position:
     ap10_per_query      float32 (n_rows, nq)  AP@10 of the query (mAP@10 = their mean)
     recall10_per_query  float32 (n_rows, nq)  |exact top-10 at full D ∩ returned top-10| / 10,
                                               exact search on the same representation
+    apr_per_query       float32 (n_rows, nq)  AP@R (mAP@R = their mean), R = the number of
+    rprec_per_query     float32 (n_rows, nq)  database items of the query's class; R-precision.
+                                              Only where the search returned >= max R ids
+                                              (`evaluate(..., at_r=True)`: exp1 on the composite
+                                              task, the deciding metric with headroom)
 
 The accuracies in the rows come from `adanns_ref.evaluation.metrics`; the per-query vectors are checked to
 average to the same values, so both always describe the same metric. Paired comparisons on the
 same queries are far tighter than comparing two independent estimates, and per-query values let
-`rules.bootstrap_mean` resample queries and seeds.
+`rules.hierarchical_interval` combine the query and the seed variance.
 """
 import numpy as np
 
-from adanns_ref.evaluation.metrics import knn_recall, map_at_k, top1_accuracy
+from adanns_ref.evaluation.metrics import (average_precision_at_r, knn_recall, map_at_k, map_at_r,
+                                           r_precision, r_precision_per_query, top1_accuracy)
 
 from .stage import StageResult
 
 MAP_K = 10
 RECALL_K = 10
-METRICS = ("top1", "map10", "recall10")
-VECTOR = {"top1": "top1_per_query", "map10": "ap10_per_query", "recall10": "recall10_per_query"}
+METRICS = ("top1", "map10", "recall10", "mapr", "rprec")
+VECTOR = {"top1": "top1_per_query", "map10": "ap10_per_query", "recall10": "recall10_per_query",
+          "mapr": "apr_per_query", "rprec": "rprec_per_query"}
 
 
 def _check_mean(per_query, expected, what):
@@ -58,6 +65,15 @@ def neighbour_recall(gt, I, k=RECALL_K):
     return found
 
 
+def at_r_vectors(I, ytr, yte):
+    """{"apr_per_query", "rprec_per_query"}: float64 (nq,) AP@R and R-precision per query
+    (`metrics.average_precision_at_r` / `r_precision_per_query`, R uncapped: I needs max R columns)."""
+    ap, rp = average_precision_at_r(I, ytr, yte), r_precision_per_query(I, ytr, yte)
+    _check_mean(ap, map_at_r(I, ytr, yte), "AP@R")
+    _check_mean(rp, r_precision(I, ytr, yte), "R-precision")
+    return {"apr_per_query": ap, "rprec_per_query": rp}
+
+
 class RowCollector:
     """Accumulates rows and their per-query arrays for one experiment table."""
 
@@ -75,12 +91,14 @@ class RowCollector:
         self.rows.append(row)
         return row
 
-    def evaluate(self, I, gt=None, prefix=""):
+    def evaluate(self, I, gt=None, prefix="", at_r=False):
         """Metrics and per-query vectors of a search result I (nq, k): top-1 and mAP@10, and
-        10-recall@10 against the exact ids gt when given, on all, validation and test queries.
-        Keys get `prefix`."""
+        10-recall@10 against the exact ids gt when given, mAP@R and R-precision when at_r (I
+        then needs max R columns), on all, validation and test queries. Keys get `prefix`."""
         vectors = {"top1_per_query": correct_first(I, self.ytr, self.yte),
                    "ap10_per_query": average_precision(I, self.ytr, self.yte).astype(np.float32)}
+        if at_r:
+            vectors.update({k: v.astype(np.float32) for k, v in at_r_vectors(I, self.ytr, self.yte).items()})
         if gt is not None:
             vectors["recall10_per_query"] = neighbour_recall(gt, I).astype(np.float32)
         metrics = {}

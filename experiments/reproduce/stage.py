@@ -45,6 +45,37 @@ ARRAYS_VERSION = 1
 _ARRAY_NAME = re.compile(r"[A-Za-z0-9_]+")  # names of a stage's arrays (no "__" schema names)
 
 
+TIMING_REPEATS = 5       # timed repeats of every seed's index (the minimum a preset may ask for)
+TIMING_QUERIES = 1000    # queries of each timed repeat (the first ones of the test split)
+
+
+def timing(cfg):
+    """(repeats, queries) of the timed searches from the preset: cfg["timing_repeats"] (>= 5)
+    and cfg["timing_queries"] (default TIMING_QUERIES)."""
+    repeats = cfg.get("timing_repeats", TIMING_REPEATS)
+    if repeats < TIMING_REPEATS:
+        raise ValueError(f"timing_repeats must be >= {TIMING_REPEATS}, got {repeats}: fix the preset")
+    return repeats, cfg.get("timing_queries", TIMING_QUERIES)
+
+
+def timed_repeats(search, q, cfg, full=True):
+    """(search(q), ms/query of each of the preset's timed repeats): one untimed call on every
+    query first (the results, and the warm-up on this very index: kernels compiled, caches and
+    pages filled), then `timing(cfg)` repeats on the first queries. full=False: the caller has
+    already searched every query on this index (the warm-up), the first item is None. Times
+    decide nothing (the claims choose by deterministic cost); they are reported with an
+    interval over seeds."""
+    repeats, nq = timing(cfg)
+    out = search(q) if full else None
+    sub = q[:nq]
+    ms = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        search(sub)
+        ms.append(1e3 * (time.perf_counter() - t0) / len(sub))
+    return out, ms
+
+
 def log(msg):
     print(f"[reproduce] {msg}", file=sys.stderr, flush=True)
 
