@@ -11,7 +11,7 @@ da = pytest.importorskip("dask.array")
 
 import adanns_ref as ar  # noqa: E402
 from adanns_ref import distributed as dist
-from adanns_ref.search.assign import gemm_block_rows, uses_gemm
+from adanns_ref.search.assign import NearestCentroids, gemm_block_rows, uses_gemm
 from adanns_ref.search.knn import knn_search
 
 
@@ -229,7 +229,7 @@ def test_a_worker_killed_during_a_fit_changes_nothing(client, monkeypatch):
     assert a.nsplit.sum() > 0
     before = _worker_pids(client)
     calls = []
-    original = dist.NearestCentroids.__call__
+    original = NearestCentroids.__call__
 
     def killing_call(self, centroids):
         calls.append(1)
@@ -237,7 +237,7 @@ def test_a_worker_killed_during_a_fit_changes_nothing(client, monkeypatch):
             os.kill(sorted(before)[0], signal.SIGKILL)
         return original(self, centroids)
 
-    monkeypatch.setattr(dist.NearestCentroids, "__call__", killing_call)
+    monkeypatch.setattr(NearestCentroids, "__call__", killing_call)
     b = ar.KMeans(100, niter=6, seed=5).fit(x, client=client)
     assert len(calls) == 6
     _assert_same_kmeans(a, b)

@@ -5,6 +5,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from adanns_ref.core import mt19937 as mt
+from adanns_ref.core.threads import PARALLEL_MIN_WORK
 from adanns_ref.search import assign
 from adanns_ref.core.simd import faiss_runs_avx512
 from adanns_ref.quantizers import kmeans as km
@@ -198,7 +199,7 @@ def test_gemm_path_close_to_faiss(n, d, k, kw):
 def test_results_do_not_depend_on_thread_count():
     numba = pytest.importorskip("numba")
     x = blobs(20000, 32, 64, seed=8, spread=1.0)
-    assert 20000 * 32 * 128 >= assign.PARALLEL_MIN_WORK  # the parallel kernels really run
+    assert 20000 * 32 * 128 >= PARALLEL_MIN_WORK  # the parallel kernels really run
     before = numba.get_num_threads()
     try:
         numba.set_num_threads(1)

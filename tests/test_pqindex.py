@@ -218,7 +218,7 @@ def test_train_after_add_is_refused_until_reset(data):
     index.add(xb)
     codes, codebooks, A = index.codes.copy(), index.pq.codebooks.copy(), index.opq.A.copy()
     D, I = index.search(xq, 5)
-    with pytest.raises(ValueError, match="holds 1200 vectors encoded with the old parameters; call reset"):
+    with pytest.raises(ValueError, match=r"holds 1200 vectors encoded or assigned with the current parameters; call reset\(\)"):
         index.train(xb[600:])
     np.testing.assert_array_equal(index.codes, codes)
     np.testing.assert_array_equal(index.pq.codebooks, codebooks)

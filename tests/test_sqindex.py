@@ -183,7 +183,7 @@ def test_chunked_scan_equals_one_chunk(monkeypatch, metric):
     index.train(x)
     index.add(x)
     whole = index.search(x[:20], 9)
-    monkeypatch.setattr("adanns_ref.sqindex.SCAN_CHUNK_BYTES", 256)
+    monkeypatch.setattr("adanns_ref.indices.sqindex.SCAN_CHUNK_BYTES", 256)
     chunked = index.search(x[:20], 9)
     for a, b in zip(whole, chunked):
         np.testing.assert_array_equal(a, b)
