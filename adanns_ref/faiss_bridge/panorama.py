@@ -12,18 +12,7 @@ layout exists in faiss: an index built with ``nesting=`` raises ValueError. IVF 
 import numpy as np
 
 from ..panorama import PanoramaFlatIndex, PanoramaIVFIndex, PanoramaRefineIndex
-
-
-def faiss_metric(faiss, metric):
-    return faiss.METRIC_L2 if metric == "l2" else faiss.METRIC_INNER_PRODUCT
-
-
-def our_metric(faiss, metric_type):
-    if metric_type == faiss.METRIC_L2:
-        return "l2"
-    if metric_type == faiss.METRIC_INNER_PRODUCT:
-        return "ip"
-    raise ValueError(f"Panorama indexes are L2 or inner product, got faiss metric {metric_type}")
+from .common import faiss_metric, our_metric
 
 
 def require_faiss_layout(index):
