@@ -263,7 +263,6 @@ def rerank_rows(xq, db, ids, s1, s2, use_ip, hd, hi):
                 heap_push(hd[r], hi[r], pair_distance(xq, r, db, c, s1, s2, use_ip, buf), c)
 
 
-@numba.njit(cache=True, parallel=True)
 def rerank_rows_sorted(xq, db, ids, order, s1, s2, use_ip, hd, hi):
     """`rerank_rows` with the rows read in ascending row order across the whole batch: order
     (m,) int64 lists the flat positions p = r * s + j of the valid shortlist entries sorted by
@@ -272,10 +271,18 @@ def rerank_rows_sorted(xq, db, ids, order, s1, s2, use_ip, hd, hi):
     is read back to back), and writes the distance of each pair to its position. The heaps then
     take each query's pairs in shortlist order. Same distances (same `pair_distance`), same
     heaps: results identical to rerank_rows. Extra memory: nq * s float32."""
+    # the number of parts is chosen here, in Python: numba.get_num_threads() inside an njit
+    # function is a dynamic global, which keeps numba from caching the kernel
+    n_parts = min(numba.get_num_threads() * 4, max(1, order.shape[0] // 64))
+    _rerank_sorted(xq, db, ids, order, s1, s2, use_ip, hd, hi, n_parts)
+
+
+@numba.njit(cache=True, parallel=True)
+def _rerank_sorted(xq, db, ids, order, s1, s2, use_ip, hd, hi, n_parts):
+    """rerank_rows_sorted's kernel, with the batch split into n_parts runs of `order`."""
     nq, s = ids.shape
     dist = np.empty(nq * s, dtype=np.float32)
     m = order.shape[0]
-    n_parts = min(numba.get_num_threads() * 4, max(1, m // 64))
     for part in numba.prange(n_parts):
         buf = np.empty(xq.shape[1], dtype=np.float32)
         for t in range(part * m // n_parts, (part + 1) * m // n_parts):
