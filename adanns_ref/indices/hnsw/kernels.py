@@ -136,8 +136,9 @@ def search_layer(q, X, g, l, ep, dep, efc, ip, vis, stamp, bi, bd, cd, ci, rd, r
     """faiss search_neighbors_to_add: best-first search at level l from (ep, dep). Candidates
     C in cd/ci (best on top), results R in rd/ri (worst on top, at most efc); vis[v] == stamp
     marks visited nodes. Returns |R|."""
-    nc = pq_push(cd, ci, 0, dep, ep, True, ip)
-    nr = pq_push(rd, ri, 0, dep, ep, False, ip)
+    empty = np.int64(0)  # a typed 0: a literal 0 would make numba compile pq_push twice more
+    nc = pq_push(cd, ci, empty, dep, ep, True, ip)
+    nr = pq_push(rd, ri, empty, dep, ep, False, ip)
     vis[ep] = stamp
     while nc > 0:
         if cmp(cd[0], rd[0], ip):  # the best candidate is worse than the worst result
@@ -270,7 +271,7 @@ def forward_links_batch(pts, levels, X, g, ep, max_level, efc, ip, n_parts):
         fd, fi = np.empty(efc + 2, np.float32), np.empty(efc + 2, np.int64)
         od, oi = np.empty(cap, np.float32), np.empty(cap, np.int64)
         bd, bi = np.empty(cap, np.float32), np.empty(cap, np.int64)
-        stamp = 1
+        stamp = np.int64(1)  # typed, not Literal[int](1): one compiled forward_links, not two
         for t in range(part * n // n_parts, (part + 1) * n // n_parts):
             p = pts[t]
             stamp = forward_links(p, levels[p], X, g, ep, max_level, efc, ip, vis, stamp,
@@ -333,7 +334,8 @@ def search_one(q, X, g, ep, max_level, efs, ip, hd, hi, md, mi, vis, stamp, bi, 
         nearest, dn, nd = greedy_descent(q, X, g, l, nearest, dn, ip, vis, bi, bd)
         ndis += nd
     cap = max(efs, k)
-    size, nvalid = mm_push(cap, 0, 0, md, mi, nearest, dn, ip)
+    empty = np.int64(0)  # typed, not Literal[int](0): one compiled mm_push (and heap_pop), not two
+    size, nvalid = mm_push(cap, empty, empty, md, mi, nearest, dn, ip)
     if cmp(hd[0], dn, ip):
         heap_replace_top(k, hd, hi, dn, nearest, ip)
     vis[nearest] = stamp
