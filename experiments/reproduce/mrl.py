@@ -51,9 +51,12 @@ def ff_sizes(cfg):
     return list(cfg.get("ff_sizes") or cfg["nesting"])
 
 
-def _train_stage(pipe, cfg, data, name, kind, nesting, seed):
+def train_model(pipe, cfg, data, spec, seed):
+    """Stage `train_<name>_s<seed>` of one model spec (name, kind, nesting) of `model_specs`:
+    the model's embeddings and test logits (cached)."""
     from mrl_ref import train as mtrain
 
+    name, kind, nesting = spec
     Xtr, ytr, Xte, _ = data
     conf = _train_config(cfg, kind, nesting, seed)
 
@@ -79,16 +82,21 @@ def _train_stage(pipe, cfg, data, name, kind, nesting, seed):
             "logits": {m: res.arrays[f"logits_test_{m}"] for m in nesting}}
 
 
+def model_specs(cfg):
+    """(name, kind, nesting) of every model a seed trains: MRL, MRL-E and one FF model per size
+    of `ff_sizes(cfg)`, largest work first (the order `--train-jobs` hands them out)."""
+    return ([("MRL-E", "MRL-E", list(cfg["nesting"])), ("MRL", "MRL", list(cfg["nesting"]))]
+            + [(f"FF-{d}", "FF", [d]) for d in sorted(ff_sizes(cfg), reverse=True)])
+
+
 def train_all(pipe, cfg, data):
-    """{seed: {name: model}}: MRL, MRL-E and one FF model per size of `ff_sizes(cfg)` for every
-    seed in cfg["seeds"], all with the same recipe (optimizer, lr schedule, epochs, batch size)."""
+    """{seed: {name: model}}: the models of `model_specs` for every seed in cfg["seeds"], all
+    with the same recipe (optimizer, lr schedule, epochs, batch size)."""
     out = {}
     for seed in cfg["seeds"]:
-        models = {"MRL": _train_stage(pipe, cfg, data, "MRL", "MRL", cfg["nesting"], seed),
-                  "MRL-E": _train_stage(pipe, cfg, data, "MRL-E", "MRL-E", cfg["nesting"], seed)}
-        for d in ff_sizes(cfg):
-            models[f"FF-{d}"] = _train_stage(pipe, cfg, data, f"FF-{d}", "FF", [d], seed)
-        out[seed] = models
+        models = {name: train_model(pipe, cfg, data, (name, kind, nesting), seed)
+                  for name, kind, nesting in model_specs(cfg)}
+        out[seed] = {n: models[n] for n in ["MRL", "MRL-E"] + [f"FF-{d}" for d in ff_sizes(cfg)]}
     return out
 
 

@@ -239,6 +239,17 @@ def dims_pruned(db, q, nesting):
     return I, 1.0 - read / float(db.shape[0] * D), s.pruning_rate_per_level()
 
 
+def pruning_queries(nq, n):
+    """Sorted indices of the queries exp. 9 searches: all nq when n is None, else n of them
+    drawn with RULE_SEED (Panorama scans one query at a time: the paper preset's 10,000
+    queries x 3 rows x 5 seeds on 60,000 x 2048 would take most of its time budget)."""
+    if n is None:
+        return np.arange(nq)
+    if type(n) is not int or not 1 <= n <= nq:
+        raise ValueError(f"pruning_queries must be an int in [1, {nq}] or None, got {n!r}: fix the preset")
+    return np.sort(np.random.default_rng(RULE_SEED).choice(nq, n, replace=False))
+
+
 def exp9_pruning(pipe, cfg, data, models, val_idx, test_idx):
     """Rows MRL, MRL-permuted and FF-D per seed: dims pruned (per query), energy shares, pruning
     rate per level."""
@@ -246,16 +257,19 @@ def exp9_pruning(pipe, cfg, data, models, val_idx, test_idx):
     nest, D = cfg["nesting"], cfg["D"]
     perm = np.random.default_rng(RULE_SEED).permutation(D)
 
+    sub = pruning_queries(len(yte), cfg.get("pruning_queries"))
+
     def compute(ctx):
-        rows = RowCollector(ytr, yte, val_idx, test_idx)
+        rows = RowCollector(ytr, yte[sub], np.flatnonzero(np.isin(sub, val_idx)),
+                            np.flatnonzero(np.isin(sub, test_idx)))
         t0 = time.perf_counter()
         for seed, ms in models.items():
             mrl, ff = ms["MRL"], ff_models(ms).get(D)
             if ff is None:
                 continue
-            pairs = [("MRL", mrl["db"], mrl["q"]),
-                     ("MRL-permuted", mrl["db"][:, perm], mrl["q"][:, perm]),
-                     (f"FF-{D}", ff["db"], ff["q"])]
+            pairs = [("MRL", mrl["db"], mrl["q"][sub]),
+                     ("MRL-permuted", mrl["db"][:, perm], mrl["q"][sub][:, perm]),
+                     (f"FF-{D}", ff["db"], ff["q"][sub])]
             for method, db, q in pairs:
                 zb, zq = prefix(db, D), prefix(q, D)
                 I, pruned, rate = dims_pruned(zb, zq, nest)
@@ -268,11 +282,13 @@ def exp9_pruning(pipe, cfg, data, models, val_idx, test_idx):
                 rows.add_vectors(dict(row, **metrics), dict(vectors, **{PRUNING_VEC: pruned}))
             log(f"exp9_pruning: seed {seed} done ({time.perf_counter() - t0:.1f} s)")
         return rows.result("exp9_pruning", {"notes": (
-            f"Exact top-{PRUNING_K} with Panorama levels at the nesting sizes {nest}; "
+            f"Exact top-{PRUNING_K} of {len(sub)} test queries with Panorama levels at the nesting sizes {nest}; "
             f"dims pruned = "
             f"the fraction of N x D multiply-adds skipped, per query.")})
 
     conf = {"nesting": nest, "seeds": cfg["seeds"], "k": PRUNING_K}
+    if cfg.get("pruning_queries") is not None:  # absent for all queries: earlier caches stay valid
+        conf["queries"] = cfg["pruning_queries"]
     return pipe.run("exp9_pruning", conf, compute, deps=model_stages(models, ["MRL", f"FF-{D}"]),
                     code=["adanns_ref.panorama.flat", "adanns_ref.panorama.kernels",
                           "adanns_ref.panorama.levels", "experiments.reproduce.quant"])

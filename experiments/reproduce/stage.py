@@ -187,6 +187,7 @@ class Pipeline:
         self.results = {}   # stage name -> StageResult
         self.hashes = {}    # stage name -> config hash
         self.timings = {}   # stage name -> dict(wall_s=..., cached=bool)
+        self.fresh = set()  # stages computed in this invocation by worker processes: not forced
         os.makedirs(self.out, exist_ok=True)
 
     def stage_hash(self, name, config, deps, code):
@@ -204,7 +205,7 @@ class Pipeline:
         self.hashes[name] = digest
         stage_dir = os.path.join(self.out, "cache", name)
         manifest_path = os.path.join(stage_dir, "manifest.json")
-        if not self.force:
+        if not self.force or name in self.fresh:
             cached = self._load_cached(name, digest, manifest_path)
             if cached is not None:
                 result, manifest = cached
