@@ -448,3 +448,22 @@ def test_hnsw_rows_feed_select():
     assert rows[0] in pareto_front(rows, y="recall")  # the cheapest row is never dominated
     with pytest.raises(ValueError, match=r"dims\[0\] must be a \(d_c, d_s\) pair"):
         hnsw_rows(index, xq, I_true, 10, [8])
+
+
+def test_each_kernel_compiles_one_specialisation():
+    """A literal constant passed from one numba kernel to another (a 0 for an empty heap, a
+    first stamp of 1) compiles an extra specialisation of the callee and everything it calls:
+    the quick start's first run paid for two to four copies of the heap and search kernels
+    (#23). Only best_on_top is a literal flag on purpose (two orderings of one queue)."""
+    from adanns_ref.indices.hnsw import heaps, kernels
+
+    x = np.random.default_rng(3).standard_normal((300, 8)).astype(np.float32)
+    for metric in ("l2", "ip"):
+        index = HNSWIndex(8, M=4, ef_construction=16, metric=metric)
+        index.add(x)
+        index.search(x[:5], 3, ef_search=8)
+    for fn in (kernels.search_layer, kernels.forward_links, kernels.search_one, heaps.mm_push,
+               heaps.heap_pop):
+        assert len(fn.signatures) == 1, (fn.__name__, fn.signatures)
+    for fn in (heaps.pq_push, heaps.pq_pop):
+        assert len(fn.signatures) == 2, (fn.__name__, fn.signatures)

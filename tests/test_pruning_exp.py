@@ -47,3 +47,14 @@ def test_evidence_pairs_mrl_with_ff_and_the_permuted_control():
         pruning.pruning_evidence({"exp9_pruning": _rows(["MRL", "MRL-permuted"], [0, 1])}, ctx, pruning.PRUNING_CLAIM)
     with pytest.raises(NotApplicable):
         pruning.pruning_evidence({"exp9_pruning": rows[:-1]}, ctx, pruning.PRUNING_CLAIM)
+
+
+def test_pruning_queries_is_a_seeded_sorted_subset_or_refuses():
+    assert np.array_equal(pruning.pruning_queries(7, None), np.arange(7))
+    sub = pruning.pruning_queries(100, 30)
+    assert np.array_equal(sub, pruning.pruning_queries(100, 30))          # seeded
+    assert len(np.unique(sub)) == 30 and np.all(np.diff(sub) > 0) and sub.max() < 100
+    assert np.array_equal(pruning.pruning_queries(5, 5), np.arange(5))
+    for bad in (0, 101, 2.5, True, "10"):
+        with pytest.raises(ValueError, match="pruning_queries must be an int"):
+            pruning.pruning_queries(100, bad)

@@ -83,13 +83,23 @@ def _without_timing(claims):
 
 
 def test_two_runs_give_the_same_claims_apart_from_timing(tiny_run, tmp_path):
-    """A second, independent run of the tiny preset (--force, another directory): the same
-    claims.json apart from the timing columns (configurations are chosen by cost, never by
-    measured time)."""
+    """A second, independent run of the tiny preset (--force, another directory, the models
+    trained in 2 worker processes): the same claims.json apart from the timing columns
+    (configurations are chosen by cost, never by measured time), the same trained bits, and
+    --force retrains each model once (in a worker), not a second time in the parent."""
+    import hashlib
+
     first = json.loads((tiny_run[0] / "claims.json").read_text())
-    _run(tmp_path, "--force")
+    log = _run(tmp_path, "--force", "--train-jobs", "2")
     second = json.loads((tmp_path / "claims.json").read_text())
     assert _without_timing(first["claims"]) == _without_timing(second["claims"])
+    stages = sorted(d for d in os.listdir(tiny_run[0] / "cache") if d.startswith("train_"))
+    assert stages and f"training {len(stages)} models in 2 worker processes" in log
+    for stage in stages:
+        digest = [hashlib.sha256((out / "cache" / stage / "arrays.npz").read_bytes()).hexdigest()
+                  for out in (tiny_run[0], tmp_path)]
+        assert digest[0] == digest[1], stage
+        assert log.count(f"{stage}: running") == 1 and f"{stage}: cached" in log, stage
 
 
 def test_rerun_skips_every_cached_stage(tiny_run):
@@ -143,6 +153,13 @@ def test_bad_preset_is_rejected(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "experiments.reproduce", "--preset", "huge",
                            "--out", str(tmp_path)], cwd=REPO, capture_output=True, text=True)
     assert proc.returncode != 0 and "invalid choice" in proc.stderr
+
+
+def test_bad_train_jobs_is_rejected(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "experiments.reproduce", "--preset", "tiny",
+                           "--train-jobs", "0", "--out", str(tmp_path)], cwd=REPO,
+                          capture_output=True, text=True)
+    assert proc.returncode != 0 and "--train-jobs must be >= 1, got 0" in proc.stderr
 
 
 def test_report_environment_does_not_need_faiss(monkeypatch):
