@@ -146,6 +146,39 @@ def test_save_load_roundtrip(tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
+def test_save_keeps_installed_lists_and_reads_version_1(tmp_path):
+    """The lists are saved as they are (e.g. read from faiss in its scan order), not rebuilt
+    by re-assignment on load; a version-1 file (codes in id order) still loads, rebuilt."""
+    from adanns_ref.core.persist import save_npz
+    xb = _codes(300, 64, 11)
+    ivf = BinaryIVFIndex(64, 4)
+    ivf.train(xb)
+    ivf.add(xb)
+    sizes = ivf.list_sizes()
+    offsets = np.concatenate([[0], np.cumsum(sizes)])
+    ids = np.concatenate([ivf.list_ids(l)[::-1] for l in range(4)])   # another scan order
+    codes = np.concatenate([ivf.list_codes(l)[::-1] for l in range(4)])
+    ivf.set_lists(codes, ids, offsets)
+    ivf.save(tmp_path / "v2.npz")
+    back = BinaryIVFIndex.load(tmp_path / "v2.npz")
+    for l in range(4):
+        np.testing.assert_array_equal(back.list_ids(l), ivf.list_ids(l))
+        np.testing.assert_array_equal(back.list_codes(l), ivf.list_codes(l))
+    params = {"d_bits": 64, "nlist": 4, "niter": 10, "seed": 1234, "max_points_per_centroid": 256}
+    save_npz(tmp_path / "v1.npz", "BinaryIVFIndex", 1, params,
+             {"centroids": ivf.centroids, "codes": xb})
+    old = BinaryIVFIndex.load(tmp_path / "v1.npz")
+    for l in range(4):
+        np.testing.assert_array_equal(np.sort(old.list_ids(l)), np.sort(ivf.list_ids(l)))
+    bad = dict(centroids=ivf.centroids, codes=codes, ids=ids, offsets=offsets[::-1].copy())
+    save_npz(tmp_path / "bad.npz", "BinaryIVFIndex", 2, params, bad)
+    with pytest.raises(ValueError, match="bad.npz: inconsistent inverted lists"):
+        BinaryIVFIndex.load(tmp_path / "bad.npz")
+    save_npz(tmp_path / "big.npz", "BinaryIVFIndex", 2, dict(params, nlist=2**41), bad)
+    with pytest.raises(ValueError, match="big.npz: nlist=2199023255552 but offsets has 5"):
+        BinaryIVFIndex.load(tmp_path / "big.npz")
+
+
 def test_load_rejects_bad_files(tmp_path):
     from adanns_ref.core.persist import save_npz
     path = tmp_path / "bad.npz"

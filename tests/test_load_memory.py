@@ -46,7 +46,7 @@ def _array_bytes(obj):
 
 
 def _build(cls, n, rng, zeros):
-    from adanns_ref import BinaryFlatIndex, FlatIndex, SQIndex
+    from adanns_ref import BinaryFlatIndex, BinaryIVFIndex, FlatIndex, IVFIndex, SQIndex
     d = 64
     x = np.zeros((n, d), np.float32) if zeros else rng.standard_normal((n, d), dtype=np.float32)
     if cls == "FlatIndex":
@@ -56,6 +56,15 @@ def _build(cls, n, rng, zeros):
         index = SQIndex(d, "fp16")
         index.train(x[:1000])
         index.add(x)
+    elif cls == "IVFIndex":
+        index = IVFIndex(d, 16)
+        index.train(rng.standard_normal((1000, d), dtype=np.float32))  # zeros would not split
+        index.add(x)
+    elif cls == "BinaryIVFIndex":
+        codes = np.ascontiguousarray(x.view(np.uint8))
+        index = BinaryIVFIndex(d * 32, 16)
+        index.train(np.ascontiguousarray(rng.standard_normal((1000, d), dtype=np.float32).view(np.uint8)))
+        index.add(codes)
     else:
         index = BinaryFlatIndex(d * 32)  # the float rows' bytes as codes
         index.add(np.ascontiguousarray(x.view(np.uint8)))
@@ -67,6 +76,8 @@ def _build(cls, n, rng, zeros):
     ("FlatIndex", 1 << 20, True),      # 256 MiB of zeros in a ~0.25 MiB deflated file
     ("SQIndex", 1 << 20, False),       # 128 MiB of fp16 codes
     ("BinaryFlatIndex", 1 << 19, False),
+    ("IVFIndex", 1 << 20, False),      # 256 MiB of vectors in 16 lists (+ 8 MiB of ids)
+    ("BinaryIVFIndex", 1 << 19, False),  # its lists as saved, not rebuilt by re-assignment
 ])
 def test_load_peaks_within_returned_arrays_plus_64_mib(tmp_path, cls, n, zeros):
     if not sys.platform.startswith("linux"):

@@ -1,7 +1,6 @@
 """Conformance checks of 4-bit PQ fast-scan (`fastscan`) against faiss's IndexPQFastScan and
 IndexIVFPQFastScan (implem 12 / 13, bbs = 32), and their bridge rows. Registered in
 `checks.CHECKS` as "pq_fastscan" and "ivfpq_fastscan"."""
-import numpy as np
 
 from ..faiss_bridge.fastscan import fastscan_from_faiss, fastscan_to_faiss
 from ..fastscan import IVFPQFastScanIndex, PQFastScanIndex

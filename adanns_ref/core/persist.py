@@ -327,6 +327,20 @@ def _schema_field(z, field, kinds):
     return a.item()
 
 
+def npz_version(path, kind):
+    """The format version of a file written by save_npz for `kind` (to pick a reader before
+    loading); ValueError if it is not such a file."""
+    path = os.fspath(path)
+    with NpzReader(path) as z:
+        for field in SCHEMA_FIELDS:
+            if field not in z.names:
+                raise ValueError(f"{path}: missing schema field {field}; not written by adanns_ref")
+        found_kind = _schema_field(z, "__kind__", "U")
+        if found_kind != kind:
+            raise ValueError(f"{path}: holds a {found_kind!r}, expected a {kind!r}")
+        return _schema_field(z, "__version__", "iu")
+
+
 def load_npz(path, kind, version, required, optional=(), extra=None):
     """Load and validate a file written by save_npz.
 

@@ -21,13 +21,16 @@ Shapes: codes (n, d_bits / 8) uint8; search -> (D int32 (nq, k), I int64 (nq, k)
 import numba
 import numpy as np
 
-from ..core.persist import load_npz, save_npz
+from ..core.persist import load_npz, npz_version, save_npz
 from ..core.topk import heap_push, new_heaps, sort_heaps
 from ..core.validate import as_int, as_k, as_nlist, refuse_train_after_add
 from ..quantizers.binary import (as_codes, check_bits, hamming, hamming_finalize, hamming_knn, pack_lsb,
                                  to_words, unpack_lsb)
 from ..quantizers.kmeans import KMeans
-from .invlists import InvertedLists, append_to_lists, check_lists
+from .invlists import InvertedLists, append_to_lists, check_lists, check_saved_nlist
+
+_KIND = "BinaryIVFIndex"
+_VERSION = 2  # 1: codes in id order, lists rebuilt by re-assignment on load
 
 
 @numba.njit(cache=True, parallel=True)
@@ -164,15 +167,15 @@ class BinaryIVFIndex(InvertedLists):
         ids = np.arange(self.ntotal, self.ntotal + codes.shape[0], dtype=np.int64)
         (all_codes, all_ids), offsets = append_to_lists(self._offsets, (self._codes, self._ids), assign,
                                                         (codes, ids))
-        self._install(all_codes, all_ids, offsets)
+        self._set_lists(all_codes, all_ids, offsets)
 
     def set_lists(self, codes, ids, offsets):
         """Install CSR lists (e.g. read from faiss, whose scan order they keep): codes (N,
         code_size) uint8 in list order, ids (N,) a permutation of 0..N-1, offsets (nlist + 1,)
         int64 with list l at rows offsets[l]:offsets[l+1]; TypeError / ValueError otherwise."""
-        self._install(*check_lists(codes, ids, offsets, self.nlist, self.code_size, np.uint8))
+        self._set_lists(*check_lists(codes, ids, offsets, self.nlist, self.code_size, np.uint8))
 
-    def _install(self, codes, ids, offsets):
+    def _set_lists(self, codes, ids, offsets):
         self._codes, self._ids, self._offsets = codes, ids, offsets
         self._words = to_words(codes)
 
@@ -190,7 +193,7 @@ class BinaryIVFIndex(InvertedLists):
 
     def reset(self):
         """Remove all codes (the centroids stay)."""
-        self._install(np.empty((0, self.code_size), dtype=np.uint8), np.empty(0, dtype=np.int64),
+        self._set_lists(np.empty((0, self.code_size), dtype=np.uint8), np.empty(0, dtype=np.int64),
                       np.zeros(self.nlist + 1, dtype=np.int64))
 
     def _params(self):
@@ -198,24 +201,42 @@ class BinaryIVFIndex(InvertedLists):
                 "max_points_per_centroid": self.max_points_per_centroid}
 
     def save(self, path):
-        """Write parameters, centroids and lists (codes in insertion order) to a .npz file."""
+        """Write parameters, centroids and the lists (codes in scan order, ids, offsets) to a
+        versioned .npz file (atomic)."""
         cent = self._centroids if self.is_trained else np.empty((0, self.code_size), np.uint8)
-        order = np.argsort(self._ids)
-        save_npz(path, "BinaryIVFIndex", 1, self._params(),
-                 {"centroids": cent, "codes": self._codes[order]})
+        save_npz(path, _KIND, _VERSION, self._params(), {"centroids": cent, **self.lists_state()})
 
     @classmethod
     def load(cls, path):
-        """Read an index written by `save` (lists rebuilt by re-assignment); ValueError if corrupt."""
-        params, arrays = load_npz(path, "BinaryIVFIndex", 1,
-                                  {"centroids": (np.uint8, 2), "codes": (np.uint8, 2)})
+        """Read an index written by `save`: the lists as saved (version 2), or, from a version-1
+        file (codes in id order), rebuilt by re-assignment; ValueError if corrupt."""
+        if npz_version(path, _KIND) == 1:
+            return cls._load_v1(path)
+        params, a = load_npz(path, _KIND, _VERSION, {"centroids": (np.uint8, 2),
+                                                     **cls.lists_schema(np.uint8)})
+        check_saved_nlist(path, params, a["offsets"])
+        index = cls._from_params(path, params, a["centroids"])
+        index.restore_lists(path, a, index.code_size, np.uint8)
+        return index
+
+    @classmethod
+    def _from_params(cls, path, params, centroids):
         try:
             index = cls(**params)
-            if arrays["centroids"].shape[0]:
-                index.set_centroids(arrays["centroids"])
+            if centroids.shape[0]:
+                index.set_centroids(centroids)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"{path}: invalid BinaryIVFIndex ({exc})") from exc
+        return index
+
+    @classmethod
+    def _load_v1(cls, path):
+        params, arrays = load_npz(path, _KIND, 1, {"centroids": (np.uint8, 2), "codes": (np.uint8, 2)})
+        index = cls._from_params(path, params, arrays["centroids"])
+        try:
             if arrays["codes"].shape[0]:
                 index.add(arrays["codes"])
-        except (KeyError, TypeError, ValueError) as exc:
+        except (TypeError, ValueError) as exc:
             raise ValueError(f"{path}: invalid BinaryIVFIndex ({exc})") from exc
         return index
 

@@ -1,4 +1,4 @@
-"""Inverted lists in CSR form, shared by `indices.ivf` and `indices.ivfpq`.
+"""Inverted lists in CSR form, shared by `indices.ivf`, `indices.ivfpq` and `indices.binary`.
 
 The N stored entries (vectors or codes) are kept in list order: list l holds rows
 offsets[l]:offsets[l + 1] of the payload and of ids (N,) int64, in insertion order inside a list
@@ -33,9 +33,13 @@ def lists_are_consistent(offsets, ids, n, nlist):
 
 
 class InvertedLists:
-    """State shared by `IVFIndex` and `ivfpq.IVFPQIndex`: coarse centroids `_centroids` (nlist, d_c)
-    float32 or None, and CSR lists: ids `_ids` (N,) int64, list l at rows
-    `_offsets[l]:_offsets[l+1]` of `_ids` and of the stored payload (vectors or codes)."""
+    """State shared by `IVFIndex`, `IVFPQIndex` and `BinaryIVFIndex`: coarse centroids
+    `_centroids` (nlist, ...) or None, and CSR lists: ids `_ids` (N,) int64, list l at rows
+    `_offsets[l]:_offsets[l+1]` of `_ids` and of the stored payload `_<PAYLOAD>`: "data"
+    (vectors) or "codes". Subclasses define `_set_lists(payload, ids, offsets)`; the lists are
+    saved and loaded here, in one layout for every family (`lists_state`, `restore_lists`)."""
+
+    PAYLOAD = "codes"
 
     @property
     def ntotal(self):
@@ -61,6 +65,38 @@ class InvertedLists:
         """Ids stored in list l, in insertion order, (size,) int64 (a copy)."""
         return self._ids[self._rows(l)].copy()
 
+    def lists_state(self):
+        """The arrays a saved file holds for the lists: {PAYLOAD: (N, width) in list order,
+        "ids": (N,) int64, "offsets": (nlist + 1,) int64} (views, not copies)."""
+        return {self.PAYLOAD: getattr(self, "_" + self.PAYLOAD), "ids": self._ids,
+                "offsets": self._offsets}
+
+    @classmethod
+    def lists_schema(cls, dtype):
+        """`core.persist.load_npz` requirements of the arrays of `lists_state`."""
+        return {cls.PAYLOAD: (dtype, 2), "ids": (np.int64, 1), "offsets": (np.int64, 1)}
+
+    def restore_lists(self, path, arrays, width, dtype):
+        """Install the lists of a saved file (`lists_state`'s arrays in `arrays`), refusing with
+        a ValueError that names `path` lists that are inconsistent or held by an untrained index."""
+        n = arrays[self.PAYLOAD].shape[0]
+        if n and not self.is_trained:
+            raise ValueError(f"{path}: holds {n} stored rows but no centroids")
+        try:
+            lists = check_lists(arrays[self.PAYLOAD], arrays["ids"], arrays["offsets"], self.nlist,
+                                width, dtype)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{path}: {exc}") from exc
+        self._set_lists(*lists)
+
+
+def check_saved_nlist(path, params, offsets):
+    """A saved file's nlist against its offsets (nlist + 1,), checked before the constructor
+    allocates nlist + 1 offsets on the word of the header."""
+    if params.get("nlist") != offsets.shape[0] - 1:
+        raise ValueError(f"{path}: nlist={params.get('nlist')!r} but offsets has {offsets.shape[0]} "
+                         f"entries (nlist + 1 expected)")
+
 
 def list_means(z, lists, nlist):
     """Mean of the rows of z (n, d) per list (float32 sums in input order, times 1 / count);
@@ -79,12 +115,13 @@ def check_lists(payload, ids, offsets, nlist, width, dtype):
     rows offsets[l]:offsets[l+1]. Returns (payload C-contiguous, ids int64, offsets int64);
     TypeError / ValueError saying what is inconsistent."""
     payload, ids, offsets = np.asarray(payload), np.asarray(ids), np.asarray(offsets)
+    what = "codes" if np.dtype(dtype) == np.uint8 else "vectors"
     if payload.dtype != dtype or ids.dtype.kind not in "iu" or offsets.dtype.kind not in "iu":
-        raise TypeError(f"codes must be {np.dtype(dtype).name} and ids / offsets integers, got "
+        raise TypeError(f"{what} must be {np.dtype(dtype).name} and ids / offsets integers, got "
                         f"{payload.dtype}, {ids.dtype}, {offsets.dtype}")
     n = payload.shape[0] if payload.ndim == 2 else -1
     if payload.ndim != 2 or payload.shape[1] != width or not lists_are_consistent(offsets, ids, n, nlist):
-        raise ValueError(f"inconsistent inverted lists: codes {payload.shape}, ids {ids.shape} and "
-                         f"offsets {offsets.shape} do not describe N codes of {width} "
-                         f"bytes with ids 0..N-1 in {nlist} lists")
+        raise ValueError(f"inconsistent inverted lists: {what} {payload.shape}, ids {ids.shape} and "
+                         f"offsets {offsets.shape} do not describe N rows of width {width} "
+                         f"with ids 0..N-1 in {nlist} lists")
     return np.ascontiguousarray(payload), ids.astype(np.int64), offsets.astype(np.int64)

@@ -54,7 +54,7 @@ from ..core.validate import (as_bool, as_float32_matrix, as_int, as_k, as_nlist,
 from ..distributed import Executor, as_rows, map_concat
 from ..quantizers.kmeans import KMeans
 from ..search.assign import routing_plan, search_centroids
-from .invlists import InvertedLists, append_to_lists, lists_are_consistent
+from .invlists import InvertedLists, append_to_lists, check_saved_nlist
 
 _KIND, _VERSION = "IVFIndex", 1
 
@@ -133,6 +133,8 @@ class IVFIndex(InvertedLists):
     Lists (`indices.invlists.InvertedLists`): `list_sizes()` (nlist,) int64, `list_ids(l)`
     (size,) int64, `list_vectors(l)` (size, D) float32.
     """
+
+    PAYLOAD = "data"  # the lists hold the full-D vectors (`indices.invlists`)
 
     def __init__(self, d, nlist, d_c=None, d_s=None, metric="l2", normalize=True, niter=10,
                  seed=1234, max_points_per_centroid=256):
@@ -340,35 +342,22 @@ class IVFIndex(InvertedLists):
     def save(self, path):
         """Write the index (parameters, centroids, lists) to a versioned .npz file (atomic)."""
         centroids = self._centroids if self.is_trained else np.empty((0, self.d_c), np.float32)
-        save_npz(path, _KIND, _VERSION, self._params(),
-                 {"centroids": centroids, "data": self._data, "ids": self._ids,
-                  "offsets": self._offsets})
+        save_npz(path, _KIND, _VERSION, self._params(), {"centroids": centroids, **self.lists_state()})
 
     @classmethod
     def load(cls, path):
         """Read an index written by `save`; a corrupt or inconsistent file raises ValueError."""
-        params, a = load_npz(path, _KIND, _VERSION, {
-            "centroids": (np.float32, 2), "data": (np.float32, 2), "ids": (np.int64, 1),
-            "offsets": (np.int64, 1)})
-        offsets, ids = a["offsets"], a["ids"]
-        # the constructor allocates nlist + 1 offsets: check nlist against the stored array first
-        if params.get("nlist") != offsets.shape[0] - 1:
-            raise ValueError(f"{path}: nlist={params.get('nlist')!r} but offsets has {offsets.shape[0]} "
-                             f"entries (nlist + 1 expected)")
+        params, a = load_npz(path, _KIND, _VERSION, {"centroids": (np.float32, 2),
+                                                     **cls.lists_schema(np.float32)})
+        check_saved_nlist(path, params, a["offsets"])
         try:
             index = cls(**params)
             if a["centroids"].shape[0]:
                 index.set_centroids(a["centroids"])
-            data = as_float32_matrix(a["data"], "data", d=index.d)
+            as_float32_matrix(a["data"], "data", d=index.d)  # finite vectors of width d
         except (TypeError, ValueError) as exc:
             raise ValueError(f"{path}: invalid IVFIndex contents (params {params!r}: {exc})") from exc
-        n = data.shape[0]
-        if not lists_are_consistent(offsets, ids, n, index.nlist):
-            raise ValueError(f"{path}: inconsistent inverted lists (offsets/ids do not describe "
-                             f"{n} stored vectors in {index.nlist} lists)")
-        if n and not index.is_trained:
-            raise ValueError(f"{path}: holds {n} vectors but no centroids")
-        index._set_lists(data, ids, offsets)
+        index.restore_lists(path, a, index.d, np.float32)
         return index
 
     def __repr__(self):

@@ -75,7 +75,7 @@ from ..distributed import as_rows, map_concat
 from ..quantizers.opq import OPQ
 from ..quantizers.pq import ProductQuantizer
 from ..search.assign import routing_plan, search_centroids
-from .invlists import InvertedLists, append_to_lists, check_lists, list_means
+from .invlists import InvertedLists, append_to_lists, check_lists, check_saved_nlist, list_means
 from .ivf import IVFIndex
 from .ivfpq_kernels import precomputed_table, search_lists
 
@@ -349,28 +349,23 @@ class IVFPQIndex(InvertedLists):
             "scoring_centroids": self._scoring if trained else np.empty((0, self.d_s), np.float32),
             "codebooks": pq.codebooks if trained else np.empty((0, pq.ksub, pq.dsub), np.float32),
             "A": self.opq.A if self.opq is not None else np.empty((0, self.d_s), np.float32),
-            "codes": self._codes, "ids": self._ids, "offsets": self._offsets})
+            **self.lists_state()})
 
     @classmethod
     def load(cls, path):
         """Read an index written by `save`; a corrupt, tampered or foreign file raises ValueError."""
         params, a = load_npz(path, _KIND, _VERSION, {
             "centroids": (np.float32, 2), "scoring_centroids": (np.float32, 2),
-            "codebooks": (np.float32, 3), "A": (np.float32, 2), "codes": (np.uint8, 2),
-            "ids": (np.int64, 1), "offsets": (np.int64, 1)})
-        # the constructor allocates nlist + 1 offsets: check nlist against the stored array first
-        if params.get("nlist") != a["offsets"].shape[0] - 1:
-            raise ValueError(f"{path}: nlist={params.get('nlist')!r} but offsets has "
-                             f"{a['offsets'].shape[0]} entries (nlist + 1 expected)")
+            "codebooks": (np.float32, 3), "A": (np.float32, 2), **cls.lists_schema(np.uint8)})
+        check_saved_nlist(path, params, a["offsets"])
         try:
             index = cls(**params)
             if a["centroids"].shape[0]:
                 index.set_quantizers(a["centroids"], a["scoring_centroids"], a["codebooks"],
                                      a["A"] if a["A"].size else None)
-            if index.is_trained or a["codes"].size:
-                index.set_lists(a["codes"], a["ids"], a["offsets"])
         except (TypeError, ValueError) as exc:
             raise ValueError(f"{path}: invalid IVFPQIndex contents ({exc})") from exc
+        index.restore_lists(path, a, index.code_size, np.uint8)
         return index
 
     # ----------------------------------------------------------------------- hooks (faiss bridge, files)

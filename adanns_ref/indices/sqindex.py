@@ -48,7 +48,7 @@ from ..core.persist import load_npz, save_npz
 from ..core.simd import tree16, fma, simd_sum
 from ..core.topk import finalize, heap_push, new_heaps, sort_heaps
 from ..core.truncate import prefix
-from ..core.validate import (as_bool, as_dim, as_float32_matrix, as_int, as_k, check_metric,
+from ..core.validate import (as_bool, as_dim, as_float32_matrix, as_k, check_metric,
                              check_prefix_dim, refuse_train_after_add)
 from ..quantizers.sq import (DECODE_RAW, DECODE_ROUNDED, DECODE_SIMD, ScalarQuantizer, bf16_decode,
                              bf16_encode_rne, simd_lanes)

@@ -39,9 +39,9 @@ Shapes: add x (n, d) float32; search q (nq, d) -> D (nq, k) float32, I (nq, k) i
 import numba
 import numpy as np
 
-from ..core.validate import as_bool, as_float32_matrix, as_int, as_k, check_metric
+from ..core.validate import as_float32_matrix, as_int, as_k, check_metric
 from . import kernels as K
-from .levels import PanoramaStats, level_bounds, make_stats
+from .levels import level_bounds, make_stats
 
 DEFAULT_BATCH_SIZE = 1024  # faiss Panorama::kDefaultBatchSize since 1.15.1 (128 before)
 

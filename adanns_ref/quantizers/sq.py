@@ -51,7 +51,7 @@ import numba
 import numpy as np
 
 from ..core.simd import fma
-from ..core.validate import as_dim, as_float32_matrix, as_int, as_uint8_codes
+from ..core.validate import as_dim, as_float32_matrix, as_uint8_codes
 
 QTYPES = ("8bit", "8bit_uniform", "4bit", "4bit_uniform", "fp16", "bf16")
 RANGESTATS = ("minmax", "meanstd", "quantiles", "optim")
