@@ -203,7 +203,8 @@ def train_mrl(X, y, nesting, hidden=(512, 512), tied=False, epochs=10, batch_siz
     weights: c_g per size (None: all 1). X_val/y_val: optional, adds val_acc per epoch.
     embedding: "relu" (post-ReLU embedding layer), "linear" (pre-activation) or "gelu" (GELU of
         the pre-activation, full rank), `mrl_ref.nn`.
-    progress: one line per epoch on stderr.
+    progress: True (one line per epoch on stderr), False, or a callable taking each epoch's
+        history row (dict: epoch, loss, train_acc, lr, seconds[, val_acc]).
     """
     X = as_float32_matrix(X, "X", min_rows=1)
     D = check_nesting(nesting)[-1]
@@ -273,6 +274,8 @@ def _fit(model, X, y, epochs, batch_size, lr, optimizer, weights, label_smoothin
          momentum, warmup, progress, X_val, y_val):
     epochs = as_int(epochs, "epochs", 1)
     batch_size = as_int(batch_size, "batch_size", 1)
+    if not (isinstance(progress, (bool, np.bool_)) or callable(progress)):
+        raise TypeError(f"progress must be True, False or a callable(row), got {progress!r}")
     if not 0.0 <= float(label_smoothing) <= 1.0:
         raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing}")
     warmup = _check_warmup(warmup, epochs)
@@ -319,7 +322,9 @@ def _fit(model, X, y, epochs, batch_size, lr, optimizer, weights, label_smoothin
         if X_val is not None:
             row["val_acc"] = [float(np.mean(lg.argmax(axis=1) == y_val)) for lg in model.logits(X_val)]
         model.history.append(row)
-        if progress:
+        if callable(progress):
+            progress(dict(row))
+        elif progress:
             _report(model, row, epochs)
     return model
 

@@ -71,6 +71,16 @@ def test_tied_adam_validation_and_progress(data, capsys):
     assert len(err) == 3 and err[0].startswith("epoch 1/3 loss") and "val" in err[0]
 
 
+def test_progress_callback_gets_each_epoch_row_and_bad_progress_is_refused(data, capsys):
+    X, y, _, _ = data
+    rows = []
+    ff = train_fixed_feature(8, X, y, seed=0, **{**SMALL, "progress": rows.append})
+    assert [r["epoch"] for r in rows] == [1, 2, 3] and rows == ff.history
+    assert capsys.readouterr().err == ""
+    with pytest.raises(TypeError, match="progress must be True, False or a callable"):
+        train_fixed_feature(8, X, y, **{**SMALL, "progress": "yes"})
+
+
 def test_fixed_feature_model(data):
     X, y, _, _ = data
     ff = train_fixed_feature(8, X, y, seed=0, **SMALL)
