@@ -396,13 +396,16 @@ def main(argv=None):
             "command": "python -m experiments.reproduce " + shlex.join(sys.argv[1:] if argv is None else argv),
             "total_wall_s": time.perf_counter() - t_start, "load_at_start": load_at_start,
             "where": where}
+    meta["setup"] = f"{meta['task_title']}, {meta['encoder']}"
     previous = args.previous or os.path.join(pipe.out, "claims.json")
     changed = None
     if os.path.exists(previous):
         with open(previous, encoding="utf-8") as f:
-            changed = claim_rules.changes(json.load(f)["claims"], claims)
+            before = json.load(f)
+        changed = claim_rules.changes(before["claims"], claims)
+        meta["previous_setup"] = before.get("setup", "")
     atomic_write_text(os.path.join(pipe.out, "claims.json"),
-                      json.dumps({"preset": args.preset, "claims": claims}, indent=1))
+                      json.dumps({"preset": args.preset, "setup": meta["setup"], "claims": claims}, indent=1))
     report = os.path.join(pipe.out, "report.md")
     report_md.write_report(report, meta, tables, claims, pipe.timings, infos, changed)
     for c in claims:

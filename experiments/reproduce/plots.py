@@ -111,7 +111,7 @@ def fig_adaptive_classification(tables, path, config_hash, title):
     """Exp. 2: cascade accuracy vs expected dim (one star per cascade), against fixed-size MRL
     and FF (means over seeds)."""
     rows = seed_mean(tables["exp2_adaptive_cls"])
-    fig, ax = plt.subplots(figsize=(7, 4.5), layout="constrained")
+    fig, ax = plt.subplots(figsize=(8.5, 4.8), layout="constrained")
     for method, style in (("FF", dict(marker="^", linestyle="--")),
                           ("MRL fixed", dict(marker="o", linestyle=":")),
                           ("MRL adaptive", dict(marker="*", linestyle="none", markersize=11))):
@@ -126,7 +126,9 @@ def fig_adaptive_classification(tables, path, config_hash, title):
         ax.annotate("cascade over every size", (r["expected_dim"], r["top1"]), textcoords="offset points",
                     xytext=(6, -12), fontsize=8)
     best = max(r["top1"] for r in rows)
-    ax.set_ylim(best - ADAPTIVE_ZOOM, best + 0.005)
+    ff = [r["top1"] for r in rows if r["method"] == "FF"]
+    # zoomed on the cascades, but never past the best FF model (its point would vanish)
+    ax.set_ylim(min([best - ADAPTIVE_ZOOM] + [max(ff) - 0.01] * bool(ff)), best + 0.005)
     dims = sorted({r["expected_dim"] for r in rows if r["method"] == "FF"})
     if dims:
         _log2_dims(ax, dims)

@@ -351,7 +351,14 @@ def write_report(path, meta, tables, claims, timings, infos, changed=None):
              "All numbers are measured by this run (or its cache); the papers' ImageNet / NQ "
              "numbers are for orientation only (SPEC §8).\n"]
     lines += _claims_section(claims)
-    lines += _changes_section(changed, "the claims.json this run replaced (or --previous)")
+    note = "the claims.json this run replaced (or --previous)"
+    before = meta.get("previous_setup")
+    if before is not None and before != meta.get("setup"):
+        before = before or "one from before claims.json recorded its setup"
+        note += (f", which came from another setup ({before}; now: {meta.get('setup')}): every "
+                 "verdict was decided again on the new data, so a change reflects the task and "
+                 "the encoder as well as the rules")
+    lines += _changes_section(changed, note)
     sections = [("exp1_dims", _section_dims), ("exp2_adaptive_cls", _section_adaptive_cls),
                 ("exp3_retrieval", _section_retrieval), ("exp4_ivf", _section_ivf)]
     for name, fn in sections:
