@@ -377,11 +377,15 @@ def write_report(path, meta, tables, claims, timings, infos, changed=None):
                           [("k", "item", str), ("v", "value", str)]))
     lines.append("\n## Stage wall times\n")
     trows = [{"stage": s, "wall": t["wall_s"], "cached": "cached (time of the run that computed it)"
-              if t["cached"] else "computed in this run"} for s, t in timings.items()]
+              if t["cached"] else "computed in this run" + (" by a training worker process, beside the "
+                                                            "others" if t.get("worker") else "")}
+             for s, t in timings.items()]
     lines.append(md_table(trows, [("stage", "stage", str), ("wall", "wall s", lambda v: f"{v:.1f}"),
                                   ("cached", "status", str)]))
     total = sum(t["wall_s"] for t in timings.values())
+    parallel = (" The training workers ran side by side, so the sum exceeds the wall time."
+                if any(t.get("worker") for t in timings.values()) else "")
     lines.append(f"\nSum of the stage wall times above (each from the run that computed it): "
                  f"{total:.1f} s. Wall time of this invocation: {meta['total_wall_s']:.1f} s (load "
-                 f"average at start {meta['load_at_start']}).\n")
+                 f"average at start {meta['load_at_start']}).{parallel}\n")
     atomic_write_text(path, "\n".join(lines) + "\n")

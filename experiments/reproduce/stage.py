@@ -210,7 +210,8 @@ class Pipeline:
             if cached is not None:
                 result, manifest = cached
                 self.results[name] = result
-                self.timings[name] = {"wall_s": manifest["wall_s"], "cached": True}
+                self.timings[name] = {"wall_s": manifest["wall_s"], "cached": name not in self.fresh,
+                                      "worker": name in self.fresh}
                 log(f"{name}: cached (hash {digest}, computed in {manifest['wall_s']:.1f} s)")
                 return result
         log(f"{name}: running (hash {digest})")
