@@ -131,33 +131,19 @@ PRESETS = {
     # (6,000 composites, 6 per class, 5 epochs at lr 0.05: 5.2 / 3.1 pp: both models near chance,
     # too few items per class to learn 1,000 classes; the task needs the full 60,000.)
     #
-    # Budget (<= 75 min idle on 2 cores), ESTIMATED, not yet run. Training: relative calibration
-    # against the previous paper preset, whose 16 trainings (2 seeds x MRL, MRL-E, 6 FF; 784 in,
-    # 10 classes, linear, 6 epochs x 60,000) took 278 s idle = 23.2 s a seed-epoch. Both
-    # workloads trained 1 epoch on 3,000 rows, interleaved, twice, min per model (/tmp timing
-    # script, beside other jobs so only the ratio is used): old 12.5 s, new 53.0 s a seed-epoch
-    # (MRL 16.5, MRL-E 18.3, FF-2048 9.1, FF-256 2.5, FF-8..64 6.6), ratio 4.24 (FLOP count ratio
-    # 96.1 / 20.2 MFLOP a sample-epoch = 4.76: the 1,000-class heads, 4,088 x 1,000 MACs a sample
-    # for MRL and MRL-E, dominate) -> 98 s a seed-epoch idle. Other stages: the previous run's
-    # measured idle times per seed x 5 seeds, with the changes noted:
-    #   train              5 seeds x 3 epochs x 98 s                                   ~ 1470 s
-    #   exact_knn          108 s / 2 seeds, k = 60 instead of 10                        ~  300 s
-    #   geometry           Gram of 3 D-dim models a seed in float64 (0.5 TFLOP, ~12 s)  ~  190 s
-    #   exp1_dims          157 s / 2 seeds (k = 60 searches for mAP@R)                  ~  420 s
-    #   exp2, exp3         88 s / 2 seeds                                               ~  230 s
-    #   exp4_ivf           271 s / 2 seeds; symmetric grid ~ half the scan work, 5 repeats ~  680 s
-    #   exp5_opq           451 s / 2 seeds                                              ~ 1130 s
-    #   exp7_hnsw          68 s / 2 seeds                                               ~  170 s
-    #   exp8_quant         129 s / 2 seeds + int8@2048 ~80 s a seed                     ~  720 s
-    #   claims, report, figures                                                         ~  150 s
-    #   total                                                              ~ 5,460 s = 91 min
-    # which does NOT fit 75 min: before the committed run, trim exp5 (e.g. opq_dims [16, 64]
-    # and AdANNS-OPQ budgets [8, 16] against rigid [16, 32]: ~ -450 s) and exp8 (no int8@2048
-    # beyond the first seed: ~ -320 s), or train the 5 seeds' models two at a time (1 BLAS thread
-    # each, 2 cores: ~ -700 s). Memory: 5 seeds x 3 D = 2048 models x 70,000 rows x 8 KB = 8.6
-    # GB of embeddings held at once (train_all keeps every seed), + the 1,000-class test logits
-    # (MRL / MRL-E 9 x 10,000 x 1,000 float32 = 0.36 GB each, ~1 GB a seed): ~15 GB peak expected
-    # (23 GB on this machine).
+    # Budget (<= 75 min idle on 2 cores), MEASURED on 2026-12-07, idle, `--preset paper
+    # --train-jobs 2` (stage wall times of that run):
+    #   train          40 models (5 seeds x MRL 92, MRL-E 104, FF-2048 ~50, FF-256 ~15, FF-8..64
+    #                  ~9 s each), 2 worker processes side by side: 1,513 s of stage time in
+    #                  ~18 min of wall time (serially it would be ~25 min)
+    #   exact_knn      215 s     geometry   62 s     exp1_dims 344 s    exp2_adaptive_cls 48 s
+    #   exp3_retrieval 447 s     exp4_ivf  297 s     exp5_opq  524 s    exp7_hnsw         57 s
+    #   exp8_quant   1,016 s     exp9_pruning 264 s  figures, claims and report ~10 s
+    #   the whole invocation: 4,444 s = 74.1 min (peak memory ~15 GB of 23 GB)
+    # Trimmed before that run (symmetrically): OPQ budgets 8 / 16 against rigid 16 / 32 (the
+    # 32-vs-64-byte pair dropped on both sides) and Panorama on 1,000 of the 10,000 queries.
+    # Estimated beforehand: 91 min serially (training 1,470 s, exp5 1,130 s and exp8 720 s the
+    # largest); exp8 and exp3 took more than estimated (int8 scans at 2048), exp4 and exp5 less.
     "paper": dict(
         n_seeds=5,
         task="fmnist3", composites=(60000, 10000), data_seed=0,
