@@ -18,7 +18,7 @@ TINY_PAPER = dict(
     funnel_shortlists=[50, 25, 10], ivf_nlists=[8], ivf_dcs=[8, 16, 128], ivf_dss=[8, 32, 128],
     ivf_d_dss=[8, 32], opq_budgets=[4, 8], opq_ff_budgets=[8, 16], opq_dims=[8, 16, 32],
     opq_niter=1, ivfpq_nlist=4, ivfopq_budgets=[4, 8], ivfopq_dcs=[8, 32], pq_train_size=None,
-    hnsw_dims=[8, 128], hnsw_ds=[8, 128], hnsw_M=8, hnsw_efc=16, hnsw_efs=[8, 32])
+    hnsw_dims=[8, 128], hnsw_ds=[8, 128], hnsw_M=8, hnsw_efc=16, hnsw_efs=[8, 32], pruning_queries=100)
 
 
 def test_paper_preset_settings_follow_the_papers_dims():
@@ -120,6 +120,10 @@ def test_paper_paths_run_end_to_end(paper_run):
     ivfopq = [(int(r["d_c"]), int(r["d"])) for r in exp5 if r["method"] == "AdANNS-IVFOPQ"]
     if ivfopq:  # adanns_ref.indices.ivfpq present
         assert any(c >= s for c, s in ivfopq) and any(c < s for c, s in ivfopq)
+    # exp9 searches the preset's seeded query subset; its rows say how many
+    exp9 = _table(out, "exp9_pruning")
+    assert {r["method"] for r in exp9} == {"MRL", "MRL-permuted", "FF-128"}
+    assert "Exact top-10 of 100 test queries" in report
 
 
 def test_reference_is_a_prefix_of_the_stored_exact_top_k():
