@@ -363,6 +363,8 @@ def main(argv=None):
     tables["exp4_baselines"] = pipe.results["exp4_ivf"].tables["exp4_baselines"]
     tables["geometry"] = pipe.results["geometry"].tables["geometry"]
     infos = {n: pipe.results[n].info for n in names}
+    tables["exp9_pruning"] = pipe.results["exp9_pruning"].tables["exp9_pruning"]
+    infos["exp9_pruning"] = pipe.results["exp9_pruning"].info
     evidence = {n: attach_evidence(pipe.results[n].tables[n], pipe.results[n].arrays) for n in names}
     ctx = {"seeds": cfg["seeds"], "folds": (val_idx, test_idx), "nq": len(data[2]),
            "nesting": cfg["nesting"], "ivfpq": ann.ivfpq_available()}

@@ -270,6 +270,31 @@ def _section_quant(t, info):
             "Per seed: `tables/exp8_quant.csv`.\n")
 
 
+def _section_pruning(t, info):
+    """Exp. 9: per method, the fraction of the exact search Panorama skipped (mean ± sd over
+    seeds), the energy share of each nesting prefix and the pruning rate per level (means)."""
+    by = {}
+    for r in t["exp9_pruning"]:
+        by.setdefault(r["method"], []).append(r)
+    rows = []
+    for method, rs in by.items():
+        pruned = np.array([r["dims_pruned"] for r in rs])
+        share = np.array([[float(v.split(":")[1]) for v in r["energy_share"].split()] for r in rs])
+        rate = np.array([[float(v) for v in r["pruning_rate_per_level"].split()] for r in rs])
+        dims = [v.split(":")[0] for v in rs[0]["energy_share"].split()]
+        rows.append({"method": method, "pruned": f"{100 * pruned.mean():.2f} ± {100 * pruned.std():.2f}",
+                     "share": " ".join(f"{d}:{100 * v:.1f}" for d, v in zip(dims, share.mean(0))),
+                     "rate": " ".join("-" if np.isnan(v) else f"{100 * v:.1f}" for v in rate.mean(0))})
+    cols = [("method", "method", str), ("pruned", "dims pruned %", str),
+            ("share", "energy share of the prefix d (%)", str),
+            ("rate", "candidates pruned at each level (%)", str)]
+    return ("## 9. Exact prefix pruning (Panorama)\n\n"
+            f"{info.get('notes', '')} Energy share: the mean over rows of ||x[:d]||^2 / ||x||^2; "
+            "pruning rate: of the candidates alive at a level, the fraction dropped there (the last "
+            "level prunes nothing). Mean (± sd) over seeds:\n\n" + md_table(rows, cols) +
+            "\n\nPer seed: `tables/exp9_pruning.csv`.\n")
+
+
 def _threshold(c):
     if c.get("min_effect") is not None:
         return f"minimum effect {100 * c['min_effect']:.2f} pp"
@@ -369,6 +394,8 @@ def write_report(path, meta, tables, claims, timings, infos, changed=None):
     lines.append(_section_hnsw(tables) if tables.get("exp7_hnsw") else "## exp7_hnsw\n\nnot run.\n")
     lines.append(_section_quant(tables, infos.get("exp8_quant", {})) if tables.get("exp8_quant")
                  else "## exp8_quant\n\nnot run.\n")
+    lines.append(_section_pruning(tables, infos.get("exp9_pruning", {})) if tables.get("exp9_pruning")
+                 else "## exp9_pruning\n\nnot run.\n")
     lines.append("## Environment\n")
     where = [("exp4 / exp5 configurations ran", f"{meta.get('where', 'in-process, serial')} "
               "(stages marked cached below keep the ms/query of the run that computed them; "
