@@ -161,7 +161,7 @@ def shrink_neighbors(X, rd, ri, nr, m, ip, fd, fi, od, oi):
     is rebuilt from the kept ones in that order. |R| < m: R unchanged. Returns |R|."""
     if nr < m:
         return nr
-    nf = 0
+    nf = np.int64(0)  # typed, not Literal[int](0): one compiled pq_push per ordering
     while nr > 0:
         nf = pq_push(fd, fi, nf, rd[0], ri[0], True, ip)
         nr = pq_pop(rd, ri, nr, False, ip)
