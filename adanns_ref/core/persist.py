@@ -327,18 +327,23 @@ def _schema_field(z, field, kinds):
     return a.item()
 
 
+def _schema_version(z, path, kind):
+    """The __version__ of an open save_npz file holding a `kind`; ValueError otherwise."""
+    for field in SCHEMA_FIELDS:
+        if field not in z.names:
+            raise ValueError(f"{path}: missing schema field {field}; not written by adanns_ref")
+    found_kind = _schema_field(z, "__kind__", "U")
+    if found_kind != kind:
+        raise ValueError(f"{path}: holds a {found_kind!r}, expected a {kind!r}")
+    return _schema_field(z, "__version__", "iu")
+
+
 def npz_version(path, kind):
     """The format version of a file written by save_npz for `kind` (to pick a reader before
     loading); ValueError if it is not such a file."""
     path = os.fspath(path)
     with NpzReader(path) as z:
-        for field in SCHEMA_FIELDS:
-            if field not in z.names:
-                raise ValueError(f"{path}: missing schema field {field}; not written by adanns_ref")
-        found_kind = _schema_field(z, "__kind__", "U")
-        if found_kind != kind:
-            raise ValueError(f"{path}: holds a {found_kind!r}, expected a {kind!r}")
-        return _schema_field(z, "__version__", "iu")
+        return _schema_version(z, path, kind)
 
 
 def load_npz(path, kind, version, required, optional=(), extra=None):
@@ -351,13 +356,7 @@ def load_npz(path, kind, version, required, optional=(), extra=None):
     path = os.fspath(path)
     known = set(SCHEMA_FIELDS) | set(required) | set(optional)
     with NpzReader(path) as z:
-        for field in SCHEMA_FIELDS:
-            if field not in z.names:
-                raise ValueError(f"{path}: missing schema field {field}; not written by adanns_ref")
-        found_kind = _schema_field(z, "__kind__", "U")
-        if found_kind != kind:
-            raise ValueError(f"{path}: holds a {found_kind!r}, expected a {kind!r}")
-        found_version = _schema_field(z, "__version__", "iu")
+        found_version = _schema_version(z, path, kind)
         if found_version != version:
             raise ValueError(f"{path}: format version {found_version}, this code reads version {version}")
         text = _schema_field(z, "__params__", "U")
