@@ -267,9 +267,14 @@ def search_lists_serial(codes, cums, ids, list_pos, list_size, probes, bs, bound
 
 
 def run_search(*args):
-    """search_lists, or its serial form below PARALLEL_MIN_QUERIES queries."""
-    Q = args[8]
-    (search_lists if Q.shape[0] >= PARALLEL_MIN_QUERIES else search_lists_serial)(*args)
+    """search_lists (one query per chunk: their costs differ widely), or its serial form below
+    PARALLEL_MIN_QUERIES queries (without the chunk-size context, which costs tens of
+    microseconds per call)."""
+    if args[8].shape[0] < PARALLEL_MIN_QUERIES:
+        search_lists_serial(*args)
+        return
+    with numba.parallel_chunksize(1):
+        search_lists(*args)
 
 
 PARALLEL_MIN_QUERIES = 4
