@@ -36,6 +36,12 @@ Float order of each quantity (what makes the distances bit-identical to faiss):
 - <x, y>_l, refine kernel (`IndexFlatPanorama::search_subset`): faiss's `fvec_inner_product`
   at its dispatched SIMD level, which is `_simd` order 1 on AVX-512 machines.
 - e and LB: e - 2 dot is exact scaling plus one rounding; 2 rho(y) rho(x) = (2 rho(y)) rho(x).
+
+Speed (the work, not the bits): the lane sums a_j of a group of four rows come from one
+`lanes.lane_sums` call, each row's four lanes one <4 x float> register, as faiss's row loop
+computes four rows together; only the combination of the lanes is scalar (`p4_combine`).
+Measured under load, CPU time at 1 thread, 100,000 x 2048, 32 levels, k = 10: 0.99x faiss's
+time for one query per call, 0.93x for a batch of 1,000 (scalar sums: about 4.5x).
 """
 import numba
 import numpy as np
