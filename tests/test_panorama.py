@@ -300,3 +300,31 @@ def test_bridge_refuses_nesting_and_foreign_ids():
     ref.add_with_ids(xb, np.arange(40, 80))
     with pytest.raises(ValueError, match="ids 0 .. ntotal-1"):
         from_faiss(ref)
+
+
+def lane_sums_of(q, q0, y, base, rows, stride, m):
+    """panorama.lanes.lane_sums called from Python (an intrinsic needs a jitted caller)."""
+    import numba
+    from adanns_ref.panorama.lanes import lane_sums
+    return numba.njit(lambda *a: lane_sums(*a))(q, q0, y, base, rows, stride, m)
+
+
+@pytest.mark.parametrize("m", [0, 4, 24, 64])
+def test_lane_sums_are_the_float32_lane_chains(m):
+    # order P4's lanes: a_{r,j} = ((0 + p_j) + p_{j+4}) + ..., each product and each add rounded
+    # to float32, for every row of the tuple at its own offset
+    rng = np.random.default_rng(m)
+    q = rng.standard_normal(m + 7).astype(np.float32)
+    y = (rng.standard_normal(40 * 9 + m) * 1e3).astype(np.float32)
+    rows, base, stride, q0 = (3, 0, 7, 5), 11, 40, 5
+    got = np.array(lane_sums_of(q, q0, y, base, rows, stride, m), dtype=np.float32)
+    want = np.zeros(4 * len(rows), dtype=np.float32)
+    for r, i in enumerate(rows):
+        for j in range(4):
+            s = np.float32(0.0)
+            for t in range(j, m, 4):
+                s = np.float32(s + np.float32(q[q0 + t] * y[base + i * stride + t]))
+            want[4 * r + j] = s
+    assert got.view(np.uint32).tolist() == want.view(np.uint32).tolist()
+    one = np.array(lane_sums_of(q, q0, y, base, (rows[2],), stride, m), dtype=np.float32)
+    assert one.view(np.uint32).tolist() == want[8:12].view(np.uint32).tolist()

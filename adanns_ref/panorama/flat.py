@@ -36,7 +36,6 @@ prefix sizes instead of equal blocks (`levels.nesting_bounds`); `to_faiss` refus
 
 Shapes: add x (n, d) float32; search q (nq, d) -> D (nq, k) float32, I (nq, k) int64.
 """
-import numba
 import numpy as np
 
 from ..core.validate import as_float32_matrix, as_int, as_k, check_metric
@@ -101,6 +100,7 @@ class PanoramaFlatIndex:
         self._ntotal = 0
         self._codes = np.zeros(0, dtype=np.float32)
         self._cums = np.zeros(0, dtype=np.float32)
+        self._ids = np.zeros(0, dtype=np.int64)  # the id of each position: the position itself
 
     def add(self, x):
         """Append the rows of x (n, d); their ids continue from ntotal."""
@@ -115,6 +115,7 @@ class PanoramaFlatIndex:
         cums[:self._cums.shape[0]] = self._cums
         K.write_level_layout(x, self.bounds, bs, codes, cums, n0)
         self._codes, self._cums, self._ntotal = codes, cums, n0 + x.shape[0]
+        self._ids = np.arange(self._ntotal, dtype=np.int64)
 
     def level_codes(self):
         """The stored rows in faiss's level-major batch layout (batches * batch_size * d,) float32
@@ -145,12 +146,10 @@ class PanoramaFlatIndex:
         hd = np.full((nq, k), K.FLT_MAX, dtype=np.float32)
         hi = np.full((nq, k), -1, dtype=np.int64)
         scanned = np.zeros((nq, self.n_levels), dtype=np.int64)
-        ids = np.arange(self._ntotal, dtype=np.int64)
         one = np.zeros(1, dtype=np.int64)
-        with numba.parallel_chunksize(1):
-            K.run_search(self._codes, self._cums, ids, one, np.array([self._ntotal]),
-                           np.zeros((nq, 1), dtype=np.int64), self.batch_size, self.bounds, q, ip,
-                           hd, hi, scanned)
+        K.run_search(self._codes, self._cums, self._ids, one, np.array([self._ntotal]),
+                     np.zeros((nq, 1), dtype=np.int64), self.batch_size, self.bounds, q, ip,
+                     hd, hi, scanned)
         rows = scanned.sum(0)
         total = nq * self._ntotal * self.n_levels
         self.last_search_stats = make_stats(total, int(rows.sum()), rows, scanned)

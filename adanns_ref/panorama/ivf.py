@@ -23,7 +23,6 @@ queries); no IDSelector, range_search, remove_ids. Extension: ``nesting=`` level
 
 Shapes: train / add x (n, d) float32; search q (nq, d) -> D (nq, k) float32, I (nq, k) int64.
 """
-import numba
 import numpy as np
 
 from ..core.validate import as_float32_matrix, as_int, as_k, check_metric
@@ -142,9 +141,8 @@ class PanoramaIVFIndex:
         hd = np.full((nq, k), K.FLT_MAX, dtype=np.float32)
         hi = np.full((nq, k), -1, dtype=np.int64)
         scanned = np.zeros((nq, self.n_levels), dtype=np.int64)
-        with numba.parallel_chunksize(1):
-            K.run_search(codes, cums, ids, pos, sizes, np.ascontiguousarray(probes, np.int64),
-                           self.batch_size, self.bounds, q, ip, hd, hi, scanned)
+        K.run_search(codes, cums, ids, pos, sizes, np.ascontiguousarray(probes, np.int64),
+                     self.batch_size, self.bounds, q, ip, hd, hi, scanned)
         visited = sizes[probes[probes >= 0]].sum()
         rows = scanned.sum(0)
         self.last_search_stats = make_stats(int(visited) * self.n_levels, int(rows.sum()), rows,

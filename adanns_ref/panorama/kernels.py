@@ -36,29 +36,27 @@ Float order of each quantity (what makes the distances bit-identical to faiss):
 - <x, y>_l, refine kernel (`IndexFlatPanorama::search_subset`): faiss's `fvec_inner_product`
   at its dispatched SIMD level, which is `_simd` order 1 on AVX-512 machines.
 - e and LB: e - 2 dot is exact scaling plus one rounding; 2 rho(y) rho(x) = (2 rho(y)) rho(x).
+
+Speed (the work, not the bits): the lane sums a_j of a group of four rows come from one
+`lanes.lane_sums` call, each row's four lanes one <4 x float> register, as faiss's row loop
+computes four rows together; only the combination of the lanes is scalar (`p4_combine`).
+Measured under load, CPU time at 1 thread, 100,000 x 2048, 32 levels, k = 10: 0.99x faiss's
+time for one query per call, 0.93x for a batch of 1,000 (scalar sums: about 4.5x).
 """
 import numba
 import numpy as np
 
 from ..core.simd import inner
+from .lanes import lane_sums
 
 FLT_MAX = np.float32(np.finfo(np.float32).max)
 
 
 @numba.njit(cache=True, inline="always")
-def level_dot(q, q0, y, y0, w, grouped):
-    """<q[q0:q0+w], y[y0:y0+w]> in float32, order P4 (see the module docstring); grouped: the row
-    is one of a group of four (faiss's unrolled row loop), not one of the 0-3 leftover rows."""
-    m = w - (w & 3)
-    a0 = np.float32(0.0)
-    a1 = np.float32(0.0)
-    a2 = np.float32(0.0)
-    a3 = np.float32(0.0)
-    for t in range(0, m, 4):
-        a0 += q[q0 + t] * y[y0 + t]
-        a1 += q[q0 + t + 1] * y[y0 + t + 1]
-        a2 += q[q0 + t + 2] * y[y0 + t + 2]
-        a3 += q[q0 + t + 3] * y[y0 + t + 3]
+def p4_combine(a0, a1, a2, a3, q, q0, y, y0, m, w, grouped):
+    """The dot product in order P4 from its four lane sums over t < m = w - w % 4 (`lanes`);
+    grouped: the row is one of a group of four (faiss's unrolled row loop), not one of the 0-3
+    leftover rows."""
     if grouped and w - m == 3:
         h0 = (a0 + a2) + q[q0 + m] * y[y0 + m]
         h1 = (a1 + a3) + q[q0 + m + 1] * y[y0 + m + 1]
@@ -67,6 +65,14 @@ def level_dot(q, q0, y, y0, w, grouped):
     for t in range(m, w):
         s += q[q0 + t] * y[y0 + t]
     return s
+
+
+@numba.njit(cache=True, inline="always")
+def level_dot(q, q0, y, base, i, w, grouped):
+    """<q[q0:q0+w], y[y0:y0+w]> in float32 for y0 = base + i w, order P4 (module docstring)."""
+    m = w - (w & 3)
+    a = lane_sums(q, q0, y, base, (i,), w, m)
+    return p4_combine(a[0], a[1], a[2], a[3], q, q0, y, base + i * w, m, w, grouped)
 
 
 @numba.njit(cache=True)
@@ -112,11 +118,9 @@ def read_level_layout(codes, bounds, bs, pos0, n, out):
 
 
 @numba.njit(cache=True, inline="always")
-def prune_row(codes, cums, lev, lc, i, w, lo, q, qr, ip, tau, exact, grouped):
-    """Add level l's term to row i's distance, store it, return whether its bound keeps it
-    (faiss `prune_kernel`); grouped as in `level_dot` (a literal at each call site: a runtime
-    flag there kept LLVM from optimising the dot loop, 5x slower)."""
-    dot = level_dot(q, lo, codes, lev + i * w, w, grouped)
+def prune_dot(cums, lc, i, dot, qr, ip, tau, exact):
+    """Add level l's term dot to row i's distance, store it, return whether its bound keeps it
+    (faiss `prune_kernel`)."""
     if ip:
         e = exact[i] + dot
         ok = tau < e + cums[lc + i] * qr
@@ -125,6 +129,24 @@ def prune_row(codes, cums, lev, lc, i, w, lo, q, qr, ip, tau, exact, grouped):
         ok = tau > e - np.float32(2.0) * cums[lc + i] * qr
     exact[i] = e
     return ok
+
+
+@numba.njit(cache=True, inline="always")
+def prune_rows(rows, lev, w, q, lo, codes, cums, lc, qr, ip, tau, exact, active, keep):
+    """Level l of one group of four rows `rows` (a tuple, in position order), computed together
+    as faiss's row loop does, so that their independent sums overlap in the CPU (measured: four
+    rows beat eight or sixteen per call, which took 1.5x the time on a full batch; why was not
+    established): `prune_dot` of each, survivors appended to active[keep:] in order. Returns the
+    new keep."""
+    m = w - (w & 3)
+    a = lane_sums(q, lo, codes, lev, rows, w, m)
+    for r in range(len(rows)):
+        i = rows[r]
+        s = p4_combine(a[4 * r], a[4 * r + 1], a[4 * r + 2], a[4 * r + 3], q, lo, codes,
+                       lev + i * w, m, w, True)
+        active[keep] = i
+        keep += 1 if prune_dot(cums, lc, i, s, qr, ip, tau, exact) else 0
+    return keep
 
 
 @numba.njit(cache=True)
@@ -157,16 +179,16 @@ def filter_batch(codes, cums, pos0, size, batch_no, bs, bounds, q, qn, ip, tau, 
         qr = qn[l + 1]
         keep = 0
         groups = count - (count & 3)  # faiss's row loop: groups of four, then 0-3 leftover rows
-        for j in range(groups):
-            i = active[j]
-            active[keep] = i
-            ok = prune_row(codes, cums, lev, lc, i, w, lo, q, qr, ip, tau, exact, True)
-            keep += 1 if ok else 0
+        # compaction in place: keep <= j, so active[keep] overwrites an entry already read
+        for j in range(0, groups, 4):
+            rows = (active[j], active[j + 1], active[j + 2], active[j + 3])
+            keep = prune_rows(rows, lev, w, q, lo, codes, cums, lc, qr, ip, tau, exact, active,
+                              keep)
         for j in range(groups, count):
             i = active[j]
             active[keep] = i
-            ok = prune_row(codes, cums, lev, lc, i, w, lo, q, qr, ip, tau, exact, False)
-            keep += 1 if ok else 0
+            dot = level_dot(q, lo, codes, lev, i, w, False)
+            keep += 1 if prune_dot(cums, lc, i, dot, qr, ip, tau, exact) else 0
         count = keep
     return count
 
@@ -252,9 +274,14 @@ def search_lists_serial(codes, cums, ids, list_pos, list_size, probes, bs, bound
 
 
 def run_search(*args):
-    """search_lists, or its serial form below PARALLEL_MIN_QUERIES queries."""
-    Q = args[8]
-    (search_lists if Q.shape[0] >= PARALLEL_MIN_QUERIES else search_lists_serial)(*args)
+    """search_lists (one query per chunk: their costs differ widely), or its serial form below
+    PARALLEL_MIN_QUERIES queries (without the chunk-size context, which costs tens of
+    microseconds per call)."""
+    if args[8].shape[0] < PARALLEL_MIN_QUERIES:
+        search_lists_serial(*args)
+        return
+    with numba.parallel_chunksize(1):
+        search_lists(*args)
 
 
 PARALLEL_MIN_QUERIES = 4
