@@ -6,9 +6,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from adanns_ref.funnel.kernels import (BLOCK, CHUNK, QUERY_GROUP, from_blocks, rerank_rows,
-                                       rerank_rows_sorted, shortlist_order,
-                                       scan_search, sums16, to_blocks)
+from adanns_ref.funnel.kernels import BLOCK, CHUNK, QUERY_GROUP, from_blocks, scan_search, sums16, to_blocks
+from adanns_ref.funnel.rerank_kernels import rerank_rows, rerank_rows_sorted, shortlist_order
 from adanns_ref.core.simd import simd_sum
 from adanns_ref.testing import assert_knn_equal
 from adanns_ref.core.threads import BLAS_THRESHOLD
