@@ -113,8 +113,9 @@ def test_index_over_a_memory_mapped_fbin_keeps_it_on_disk(tmp_path):
     for a, b in zip(index.search(q, stages), funnel_search(db, q, stages)):
         np.testing.assert_array_equal(a, b)
     n_pad = 16 * -(-len(db) // 16)  # scan layouts for the dims <= SCAN_MAX_DIM, padded
-    scanned = sum(d for d in (8, 48) if d <= SCAN_MAX_DIM)
-    assert index.nbytes == 8 * len(db) * 3 + 4 * scanned * n_pad  # float64 scales
+    scanned = [d for d in (8, 48) if d <= SCAN_MAX_DIM]
+    # float64 scales, then per scanned dim its layout and its squared norms (the BLAS form)
+    assert index.nbytes == 8 * len(db) * 3 + 4 * sum(scanned) * n_pad + 4 * len(scanned) * n_pad
 
 
 def test_recall_of_a_funnel_on_informative_prefixes():

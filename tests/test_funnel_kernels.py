@@ -1,15 +1,15 @@
-"""The funnel's kernels: the fused prefix scan + top-k (`scan_search`, `sums16`) and the in-place
-re-rank (`rerank_rows`), against float64 brute force (tie-aware), against `simd_sum` and
-`knn_search` bit for bit, and on random inputs (hypothesis)."""
+"""The funnel's kernels: the fused prefix scan + top-k (`scan_search`, `sums16`, `blas16`) and the
+in-place re-rank (`rerank_rows`), against float64 brute force (tie-aware), against `simd_sum`,
+`knn_search` and faiss's BLAS path bit for bit, and on random inputs (hypothesis)."""
 import numba
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from adanns_ref.funnel.kernels import (BLOCK, CHUNK, QUERY_GROUP, from_blocks, rerank_rows,
-                                       rerank_rows_sorted, shortlist_order,
-                                       scan_search, sums16, to_blocks)
-from adanns_ref.core.simd import simd_sum
+from adanns_ref.funnel.kernels import (BLOCK, CHUNK, QUAD, QUERY_GROUP, block_norms, from_blocks, scan_search,
+                                       sums16, to_blocks)
+from adanns_ref.funnel.rerank_kernels import rerank_rows, rerank_rows_sorted, shortlist_order
+from adanns_ref.core.simd import faiss_runs_avx512, simd_sum
 from adanns_ref.testing import assert_knn_equal
 from adanns_ref.core.threads import BLAS_THRESHOLD
 from adanns_ref.search.knn import knn_search
@@ -118,6 +118,56 @@ def test_scan_search_agrees_with_the_blas_path_up_to_rounding(metric):
     assert (I == I_ref).mean() > 0.999
 
 
+@pytest.mark.parametrize("metric", ["l2", "ip"])
+@pytest.mark.parametrize("d", [1, 7, 16, 17, 32])
+def test_blas_form_has_the_bits_of_faiss_blas_path(metric, d):
+    """scan_search with row norms = faiss's IndexFlat search when faiss takes its BLAS path (its
+    threshold lowered so that this small batch does): same distances and ids, heaps and
+    reservoirs, a partial last block, query group and QUAD."""
+    faiss = pytest.importorskip("faiss")
+    if not faiss_runs_avx512(faiss):
+        pytest.skip("faiss's norms follow its AVX-512 order only where it dispatches there")
+    rng = np.random.default_rng(d)
+    scale = np.arange(1, d + 1) ** -0.5
+    xb = (rng.standard_normal((1003, d)) * scale).astype(np.float32)
+    xq = (rng.standard_normal((QUERY_GROUP * 2 + QUAD + 1, d)) * scale).astype(np.float32)
+    index = (faiss.IndexFlatL2 if metric == "l2" else faiss.IndexFlatIP)(d)
+    index.add(xb)
+    old = faiss.cvar.distance_compute_blas_threshold
+    faiss.cvar.distance_compute_blas_threshold = 1
+    try:
+        for k in (10, 150):  # 150 > RESERVOIR_MIN_K: reservoirs
+            D_f, I_f = index.search(xq, k)
+            D, I = scan_search(xq, to_blocks(xb), len(xb), k, metric, block_norms(xb))
+            np.testing.assert_array_equal(D, D_f)
+            np.testing.assert_array_equal(I, I_f)
+    finally:
+        faiss.cvar.distance_compute_blas_threshold = old
+
+
+@pytest.mark.parametrize("metric", ["l2", "ip"])
+@pytest.mark.parametrize("d", [8, 16, 32])
+def test_blas_form_is_bit_identical_to_the_blas_path_of_knn_search(metric, d):
+    """numpy's OpenBLAS sums these depths in the same fma chain: knn_search's BLAS path (what
+    the funnel's stage 0 ran before for nq * d >= BLAS_THRESHOLD) gives the same bits."""
+    rng = np.random.default_rng(d + 1)
+    xb = prefix(rng.standard_normal((2000, 40)).astype(np.float32), d)
+    xq = prefix(rng.standard_normal((BLAS_THRESHOLD // d + 3, 40)).astype(np.float32), d)
+    D, I = scan_search(xq, to_blocks(xb), len(xb), 20, metric, block_norms(xb))
+    D_ref, I_ref = knn_search(xq, xb, 20, metric)
+    np.testing.assert_array_equal(D, D_ref)
+    np.testing.assert_array_equal(I, I_ref)
+
+
+def test_block_norms_are_faiss_norms_padded_to_whole_blocks():
+    rng = np.random.default_rng(2)
+    z = rng.standard_normal((37, 9)).astype(np.float32)
+    xn = block_norms(z)
+    assert xn.shape == (48,) and xn.dtype == np.float32 and (xn[37:] == 0).all()
+    np.testing.assert_allclose(xn[:37], (z.astype(np.float64) ** 2).sum(1), rtol=1e-6)
+    np.testing.assert_array_equal(xn[:37], _simd_sum_all(z, z, False).diagonal())
+
+
 def test_scan_search_ties_go_to_the_smaller_id_across_chunks_and_groups():
     rng = np.random.default_rng(3)
     xb = rng.standard_normal((5 * CHUNK, 8)).astype(np.float32)
@@ -148,15 +198,16 @@ def test_scan_search_pads_when_k_exceeds_the_database(metric, pad):
 @settings(deadline=None, max_examples=30)
 @given(seed=st.integers(0, 2**31 - 1), n=st.integers(1, 300), d=st.integers(1, 40),
        nq=st.integers(1, 20), k=st.integers(1, 130), n_dup=st.integers(0, 40),
-       metric=st.sampled_from(["l2", "ip"]))
-def test_scan_search_properties(seed, n, d, nq, k, n_dup, metric):
+       metric=st.sampled_from(["l2", "ip"]), blas=st.booleans())
+def test_scan_search_properties(seed, n, d, nq, k, n_dup, metric, blas):
     """Equal to knn_search's direct path bit for bit (ties included: duplicated rows and
-    integer-valued data make many exact ties), and to float64 brute force tie-aware."""
+    integer-valued data make many exact ties), and to float64 brute force tie-aware; in both
+    forms (small integers: the BLAS form's sums are exact too)."""
     rng = np.random.default_rng(seed)
     xb = rng.integers(-3, 4, size=(n, d)).astype(np.float32)
     xb[rng.integers(0, n, n_dup)] = xb[0]
     xq = rng.integers(-3, 4, size=(nq, d)).astype(np.float32)
-    D, I = scan_search(xq, to_blocks(xb), n, k, metric)
+    D, I = scan_search(xq, to_blocks(xb), n, k, metric, block_norms(xb) if blas else None)
     D_ref, I_ref = knn_search(xq, xb, k, metric)
     np.testing.assert_array_equal(I, I_ref)
     np.testing.assert_array_equal(D, D_ref)

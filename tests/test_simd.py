@@ -58,6 +58,38 @@ def test_simd_sum_and_simd_sums_agree_and_are_close_to_float64(d):
     np.testing.assert_allclose(_simd.sq_norms(xb), (xb.astype(np.float64) ** 2).sum(1), rtol=1e-5)
 
 
+@numba.njit(cache=True)
+def _scaled_pairs(xq, xb, ia, ib, two, l2):
+    """simd_sum_scaled of every pair, row j of xb scaled by ia[j] (and ib[j] when two)."""
+    out = np.empty((xq.shape[0], xb.shape[0]), np.float32)
+    for i in range(xq.shape[0]):
+        for j in range(xb.shape[0]):
+            out[i, j] = (_simd.simd_sum_scaled(xq[i], xb[j], ia[j], ib[j], l2) if two else
+                         _simd.simd_sum_scaled(xq[i], xb[j], ia[j], None, l2))
+    return out
+
+
+@pytest.mark.parametrize("d", [1, 7, 8, 9, 16, 17, 24, 33, 100])
+def test_simd_sum_scaled_equals_simd_sum_of_the_divided_row(d):
+    """The quotients y / a through float64 reciprocals are numpy's float32 divisions bit for bit
+    (scales near 1 as unit rows have, and far from it; tiny and huge entries), and the sums are
+    simd_sum's on the divided rows, in every part of order 1 (16 lanes, 8 lanes, tail)."""
+    rng = np.random.default_rng(d)
+    xq = rng.standard_normal((4, d)).astype(np.float32)
+    xb = (rng.standard_normal((60, d)) * np.exp2(rng.integers(-60, 60, (60, d)))).astype(np.float32)
+    a = np.concatenate([1 + rng.integers(-40, 41, 30) * 2.0**-23,
+                        rng.random(30) * np.exp2(rng.integers(-30, 30, 30))]).astype(np.float32)
+    b = np.concatenate([1 + rng.integers(-40, 41, 30) * 2.0**-23, rng.random(30) * 4 + 0.1]).astype(np.float32)
+    ia, ib = 1.0 / a.astype(np.float64), 1.0 / b.astype(np.float64)
+    once = (xb / a[:, None]).astype(np.float32)
+    twice = (once / b[:, None]).astype(np.float32)
+    for l2 in (True, False):
+        np.testing.assert_array_equal(_scaled_pairs(xq, xb, ia, ib, True, l2), _all_pairs(xq, twice, l2))
+        np.testing.assert_array_equal(_scaled_pairs(xq, xb, ia, ib, False, l2), _all_pairs(xq, once, l2))
+        ones = np.ones(len(xb))
+        np.testing.assert_array_equal(_scaled_pairs(xq, xb, ones, ones, True, l2), _all_pairs(xq, xb, l2))
+
+
 @bit_exact
 def test_order1_is_faiss_fvec_L2sqr_inner_product_norm():
     rng = np.random.default_rng(0)

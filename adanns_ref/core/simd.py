@@ -76,30 +76,68 @@ def fma(typingctx, a, b, c):
 
 # ----------------------------------------------------------------------- order 1: per pair
 
+def _contiguous_f32(a):
+    return isinstance(a, types.Array) and a.dtype == types.float32 and a.ndim == 1 and a.layout == "C"
+
+
 @intrinsic
 def simd_sum(typingctx, x, y, l2):
     """float32 sum_t (x_t - y_t)^2 (l2 True) or sum_t x_t * y_t over t < len(x), in order 1.
     x, y: C-contiguous float32 1-D, len(y) >= len(x). The vector registers hold the lanes, so
     the sum costs about what faiss's does."""
-    def contiguous_f32(a):
-        return isinstance(a, types.Array) and a.dtype == types.float32 and a.ndim == 1 and a.layout == "C"
-
-    if not (contiguous_f32(x) and contiguous_f32(y) and isinstance(l2, types.Boolean)):
+    if not (_contiguous_f32(x) and _contiguous_f32(y) and isinstance(l2, types.Boolean)):
         return None  # not typed for these arguments: numba reports the mismatch
+    return types.float32(x, y, l2), _order1_codegen(0)
 
+
+@intrinsic
+def simd_sum_scaled(typingctx, x, y, ia, ib, l2):
+    """`simd_sum` of x against y' with y'_t = float32(float64(float32(float64(y_t) ia)) ib), ia
+    and ib float64: with ia = 1 / a and ib = 1 / b (float64) for float32 values a, b, y'_t is
+    the float32 (y_t / a) / b, each quotient correctly rounded, so the sum has the bits of
+    simd_sum(x, y') without y' ever being stored (`funnel.rerank_kernels`). ia = 1 (or ib = 1)
+    leaves y_t unchanged; ib None skips the second product (each costs ~4 conversions per 16
+    floats).
+
+    Why float32(float64(y) * (1 / a)) is the correctly rounded y / a: the float64 product is
+    within 2^-52 (relative) of y / a, while y / a is never within 2^-49 of a float32 rounding
+    midpoint (y = Y 2^e, a = A 2^f, a midpoint M 2^g with Y, A < 2^24 and M odd < 2^25: y -
+    M 2^g a is a non-zero multiple of 2^(g+f), so |y / a - M 2^g| >= 2^g / A); both therefore
+    round to the same float32, subnormal and overflowing quotients included (tested on 8e7
+    random pairs, and bit for bit against the divisions of `truncate.prefix`)."""
+    if not (_contiguous_f32(x) and _contiguous_f32(y) and isinstance(l2, types.Boolean)
+            and ia == types.float64 and ib in (types.float64, types.none)):
+        return None
+    return types.float32(x, y, ia, ib, l2), _order1_codegen(1 if ib == types.none else 2)
+
+
+def _order1_codegen(n_scales):
+    """The LLVM code of order 1 for simd_sum (args x, y, l2) or simd_sum_scaled (x, y, ia, ib, l2)
+    with n_scales of its scales applied."""
     def codegen(context, builder, signature, args):
         f32, i32 = ir.FloatType(), ir.IntType(32)
         xa = context.make_array(signature.args[0])(context, builder, args[0])
         ya = context.make_array(signature.args[1])(context, builder, args[1])
         d = builder.extract_value(xa.shape, 0)
         n = lambda v: ir.Constant(d.type, v)
-        is_l2 = args[2]
+        is_l2 = args[-1]
+
+        def scale(v, lanes):
+            """v rounded through float64 products by the first n_scales of args[2], args[3]."""
+            f64 = ir.DoubleType()
+            wide = ir.VectorType(f64, lanes) if lanes > 1 else f64
+            for s in args[2:2 + n_scales]:
+                if lanes > 1:
+                    s = builder.shuffle_vector(builder.insert_element(ir.Constant(wide, None), s, ir.Constant(i32, 0)),
+                                               ir.Constant(wide, None), ir.Constant(ir.VectorType(i32, lanes), [0] * lanes))
+                v = builder.fptrunc(builder.fmul(builder.fpext(v, wide), s), v.type)
+            return v
 
         def fma_step(lanes, t, acc):
             """acc + u * v lane-wise with one rounding; u = v = x - y (l2) or u = x, v = y."""
             ty = ir.VectorType(f32, lanes) if lanes > 1 else f32
             load = lambda a: builder.load(builder.bitcast(builder.gep(a.data, [t]), ty.as_pointer()), align=4)
-            xv, yv = load(xa), load(ya)
+            xv, yv = load(xa), scale(load(ya), lanes)
             diff = builder.fsub(xv, yv)
             name = f"llvm.fma.v{lanes}f32" if lanes > 1 else "llvm.fma.f32"
             fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ty, [ty] * 3), name)
@@ -128,7 +166,7 @@ def simd_sum(typingctx, x, y, l2):
             builder.store(fma_step(1, t, builder.load(s)), s)
         return builder.load(s)
 
-    return types.float32(x, y, l2), codegen
+    return codegen
 
 
 @numba.njit(cache=True)

@@ -18,7 +18,7 @@ float32 route, bit for bit what it always was (golden files and faiss comparison
 Scales. Each normalisation divides row i by one scale n_i (`row_scales`: the float32 norm, or
 the float64 one for out-of-range rows), each quotient rounded once (`divide_rows`), so
 z_d = (t_d(z) / n_1) / n_2 with n_1, n_2 from `prefix_scales`: a funnel re-rank rebuilds a
-candidate's prefix bit for bit from its raw row (`funnel.kernels.rerank_rows`).
+candidate's prefix bit for bit from its raw row (`funnel.rerank_kernels.rerank_rows`).
 """
 import numpy as np
 

@@ -36,18 +36,22 @@ last stage's shortlist. Every stage returns each score with its own id (heap ent
 pairs), so the scores always belong to the returned ids; sentence-transformers once returned
 re-ranked ids next to scores in the old order. Cost per query: `cost.mixed_funnel_cost`.
 
-faiss: a one-stage funnel is `search.exact.exact_search` (faiss's exact search). With more stages, stage 0
-at d_0 <= SCAN_MAX_DIM is the fused scan + top-k of `funnel.kernels` (direct-form distances in
-faiss's order, bit-identical to exact_search's small-batch path; see there for the large-batch
-difference); larger d_0 go through exact_search. Re-ranking computes each candidate's distance
-directly (sum_t (q_t - x_t)^2, or sum_t q_t x_t), as faiss's IndexRefineFlat does, on the
-prefix rebuilt from the candidate's raw row in place (`funnel.kernels.rerank_rows_sorted`, the
-rows of a whole batch read in ascending order): only the shortlisted rows are read, so the
-database may be a memory map. faiss has no Matryoshka
+faiss: a one-stage funnel is `search.exact.exact_search` (faiss's exact search). With more
+stages, stage 0 at d_0 <= SCAN_MAX_DIM is the fused scan + top-k of `funnel.kernels`: for fewer
+than BLAS_MIN_QUERIES queries in faiss's direct form (bit-identical to exact_search's and to
+faiss's IndexFlatL2(d_0) at that batch size), for larger batches in faiss's BLAS form
+||q||^2 + ||z||^2 - 2 <q, z> (the bits of faiss's BLAS path, which faiss 1.15 itself only takes
+from nq * d_0 >= 128000: shortlists then differ from faiss's IndexFlatL2(d_0) only where the
+distances at ranks k_0 and k_0 + 1 tie within float32 rounding); larger d_0 go through
+exact_search. Re-ranking computes each candidate's distance directly (sum_t (q_t - x_t)^2, or
+sum_t q_t x_t, in the order of faiss's fvec_L2sqr), as faiss's IndexRefineFlat and
+knn_L2sqr_by_idx do, on the prefix rebuilt from the candidate's raw row in place
+(`funnel.rerank_kernels.rerank_rows_sorted`, the rows of a whole batch read in ascending order):
+only the shortlisted rows are read, so the database may be a memory map. faiss has no Matryoshka
 re-normalisation, so only the flat, normalize=False case has a faiss counterpart. The scales of
 the shortlisted rows are computed from gathered blocks of at most RERANK_BLOCK floats, unless a
-`FunnelIndex` has them prepared. `FunnelIndex` (`funnel.index`) keeps the stage-0 prefix and
-the scales of chosen dims, for repeated searches of one database.
+`FunnelIndex` has them prepared. `FunnelIndex` (`funnel.index`) keeps the stage-0 prefix (and its
+norms) and the scales of chosen dims, for repeated searches of one database.
 """
 import numpy as np
 
@@ -60,8 +64,8 @@ from ..indices.sqindex import SQIndex
 from ..quantizers.binary import binarize, hamming_knn, hamming_rerank
 from ..quantizers.sq import DECODE_ROUNDED, DECODE_SIMD, ScalarQuantizer, simd_lanes
 from ..search.exact import exact_search
-from .kernels import (SCAN_MAX_DIM, from_blocks, rerank_rows_sorted, scan_search,
-                      shortlist_order, to_blocks)
+from .kernels import BLAS_MIN_QUERIES, SCAN_MAX_DIM, block_norms, from_blocks, scan_search, to_blocks
+from .rerank_kernels import rerank_rows_sorted, shortlist_order
 
 PRECISIONS = ("binary", "int8", "float")
 RERANK_BLOCK = 1 << 24  # float32 values of gathered rows when scales are computed (64 MiB)
@@ -107,17 +111,22 @@ def _rerank(I, db, q, dim, k, metric, normalize, s1=None, s2=None):
     return finalize(hd, hi, metric)
 
 
-def _stage0(q, db, d0, k0, metric, normalize, n_stages, blocks=None):
+def _stage0(q, db, d0, k0, metric, normalize, n_stages, blocks=None, norms=None):
     """The first stage's (D, I): exact search at prefix d0 for k0 results. A one-stage funnel is
     plain exact search (exact_search, bits included); a shortlist at a small d0 comes from the
-    fused scan over `blocks` (the `to_blocks` layout of the prefix; None: built here)."""
+    fused scan over `blocks` (the `to_blocks` layout of the prefix; None: built here), in the
+    direct form below BLAS_MIN_QUERIES queries, else in the BLAS form with the row norms `norms`
+    (`block_norms`; None: computed here)."""
     xq = prefix(q, d0, normalize)
     if n_stages == 1 or d0 > SCAN_MAX_DIM:
         xb = prefix(db, d0, normalize) if blocks is None else from_blocks(blocks, db.shape[0])
         return exact_search(xq, xb, k0, metric)
-    if blocks is None:
-        blocks = to_blocks(prefix(db, d0, normalize))
-    return scan_search(xq, blocks, db.shape[0], k0, metric)
+    if blocks is None or (norms is None and xq.shape[0] >= BLAS_MIN_QUERIES):
+        z = prefix(db, d0, normalize)
+        blocks = to_blocks(z) if blocks is None else blocks
+        norms = block_norms(z) if norms is None else norms
+    return scan_search(xq, blocks, db.shape[0], k0, metric,
+                       norms if xq.shape[0] >= BLAS_MIN_QUERIES else None)
 
 
 def _check_inputs(db_full, q_full, metric):
@@ -190,9 +199,10 @@ def funnel_search(db_full, q_full, stages, metric="l2", normalize=True):
 def run_funnel(db, q, stages, metric, normalize, prepared=None):
     """funnel_search on validated inputs; `prepared`: a FunnelIndex whose scan layouts
     (`blocks`) and scales (`s1`, `s2`) are used for the dims it holds."""
-    blocks, s1, s2 = ({}, None, {}) if prepared is None else (prepared.blocks, prepared.s1, prepared.s2)
+    blocks, norms, s1, s2 = (({}, {}, None, {}) if prepared is None else
+                             (prepared.blocks, prepared.norms, prepared.s1, prepared.s2))
     d0, k0 = stages[0]
-    D, I = _stage0(q, db, d0, k0, metric, normalize, len(stages), blocks.get(d0))
+    D, I = _stage0(q, db, d0, k0, metric, normalize, len(stages), blocks.get(d0), norms.get(d0))
     for d, k in stages[1:]:
         D, I = _rerank(I, db, q, d, k, metric, normalize, s1, s2.get(d))
     reranks = [(d, k_prev) for (d, _), (_, k_prev) in zip(stages[1:], stages[:-1])]

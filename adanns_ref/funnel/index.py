@@ -9,12 +9,13 @@ FunnelIndex does this once, for the prefix sizes `dims` it is given:
     s_2^(d) (N,) float64     norms of the truncated, once-normalised rows, per prepared d
     blocks^(d) (N/16, d, 16) the d-prefix z_d = t_d(x / s_1) / s_2^(d) in the scan layout of
                              `funnel.kernels` (prepared d <= SCAN_MAX_DIM only)
+    ||z_d||^2 (N,) float32   its squared row norms, for the BLAS form of query batches (same d)
 
 so that `search` reads N x d_0 floats for stage 0 (16 MB at N = 250,000, d_0 = 16, against 2 GB
 for the full database) and k_{i-1} x d_i floats per query for re-rank stage i, straight from the
 rows of the database, which is kept by reference: a memory map stays on disk and only
-shortlisted rows are paged in. Memory: 8 N (1 + #dims) bytes of scales plus 4 N d per scan
-layout (`nbytes`).
+shortlisted rows are paged in. Memory: 8 N (1 + #dims) bytes of scales plus 4 N (d + 1) per scan
+layout and its norms (`nbytes`).
 
 search(q, stages) returns exactly what funnel_search(db, q, stages) returns with the same metric
 and normalize (same kernels, same bits; tested); a stage at a dim that was not prepared is
@@ -35,6 +36,7 @@ import hashlib
 
 import numpy as np
 
+from ..core.simd import sq_norms
 from ..core.truncate import divide_rows, row_scales
 from ..core.validate import as_float32_matrix, as_int, check_metric
 from .funnel import check_stages, run_funnel
@@ -60,6 +62,8 @@ class FunnelIndex:
         metric       str
         normalize    bool
         blocks       dict {d: scan layout}: each prefix in the fused-scan block layout
+        norms        dict {d: (16 ceil(N / 16),) float32}: the squared norms of those prefixes
+                     (`kernels.block_norms`), for the BLAS form of batches
         s1           (N,) float32 or None: the full-D norms (normalize=True)
         s2           dict {d: (N,) float32}: the prefix norms after the first normalisation
         nbytes       int: bytes of the prepared arrays (the database not counted)
@@ -87,6 +91,7 @@ class FunnelIndex:
         self.s2 = {d: np.empty(n, dtype=np.float64) for d in self.dims} if self.normalize else {}
         self.blocks = {d: np.empty((-(-n // BLOCK), d, BLOCK), dtype=np.float32)
                        for d in self.dims if d <= SCAN_MAX_DIM}
+        self.norms = {d: np.zeros(-(-n // BLOCK) * BLOCK, dtype=np.float32) for d in self.blocks}
         rows = max(BLOCK, PREPARE_BLOCK // self.d // BLOCK * BLOCK)  # a multiple of BLOCK
         for i0 in range(0, n, rows):
             self._prepare_rows(i0, min(i0 + rows, n))
@@ -125,11 +130,12 @@ class FunnelIndex:
                 z = divide_rows(head, self.s2[d][i0:i1]) if self.normalize else x[:, :d]
                 b0 = i0 // BLOCK
                 self.blocks[d][b0:b0 + -(-(i1 - i0) // BLOCK)] = to_blocks(z)
+                self.norms[d][i0:i1] = sq_norms(np.ascontiguousarray(z))
 
     @property
     def nbytes(self):
         scales = [] if self.s1 is None else [self.s1, *self.s2.values()]
-        return sum(a.nbytes for a in [*scales, *self.blocks.values()])
+        return sum(a.nbytes for a in [*scales, *self.blocks.values(), *self.norms.values()])
 
     def search(self, q_full, stages):
         """Run a funnel -> (D, I, flops), as `funnel.funnel_search(db_full, q_full, stages,

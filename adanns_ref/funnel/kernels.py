@@ -1,42 +1,51 @@
-"""Kernels of the funnel (`funnel.py`, `funnel.index.py`): a fused prefix scan + top-k for stage
-0, and a re-rank that reads only the shortlisted database rows.
+"""Kernels of the funnel's stage 0 (`funnel.py`, `funnel.index.py`): a fused prefix scan + top-k.
 
 Stage 0 at a small prefix d_0 (8, 16, 32) reads N * d_0 floats and does 2 d_0 FLOPs per row and
-query: as a GEMM with a 16-deep inner product it ran at ~11 % of the machine's sgemm, and the
-merge of each GEMM block into the heaps cost as much as the GEMM. `scan_search` instead computes
-every distance directly and feeds it straight into the top-k of `topk` (heaps, or reservoirs for
-k > RESERVOIR_MIN_K, as faiss switches):
+query. As a BLAS GEMM with a 16-deep inner product it ran at ~11 % of the machine's sgemm (the
+1000 x N product is written out and read back), and the merge of each GEMM block into the heaps
+cost as much again. `scan_search` instead computes every distance in registers and feeds it
+straight into the top-k of `topk` (heaps, or reservoirs for k > RESERVOIR_MIN_K, as faiss
+switches):
 
     layout   the prefix z (N, d) is stored in blocks of BLOCK = 16 rows, transposed:
              blocks[b, t, l] = z[16 b + l, t]   (`to_blocks`; rows past N are zero, never offered)
     scan     per group of QUERY_GROUP queries and chunk of CHUNK rows (CHUNK * d floats, in L1):
-             for each query and block, `sums16` gives the keys of 16 rows at once, one row per
-             SIMD lane, and counts those <= the query's threshold in the same register; only a
-             block with such a key is offered, in id order, to `push_chunk` (heaps) or to the
-             reservoir's append + `shrink` (`_reservoir_offer`), so the results are the k
-             smallest (distance, id) keys, ties to the smaller id, exactly as exact_search's
+             for each query (or QUAD queries) and block, one kernel call gives the keys of 16 rows
+             at once, one row per SIMD lane, and compares them with the query's threshold in the
+             same registers; only a block with a key <= the threshold is offered, in id order,
+             to `push_chunk` (heaps) or to the reservoir's append + `shrink`
+             (`_reservoir_offer`), so the results are the k smallest (distance, id) keys, ties to
+             the smaller id, exactly as exact_search's
 
-Cost per query: N / 16 blocks of d loads, 2d + 15 vector operations (l2) each; the top-k work is
+Two distance forms, the two of faiss's IndexFlat / `knn_L2sqr` (`search.exact`):
+
+    direct (`sums16`; scan_search without xn)  l2 sum_t (q_t - z_t)^2, ip -sum_t q_t z_t, in
+        `core.simd` order 1 (16 partial sums s_l over t = l mod 16, then the 8/4-lane tree and
+        the tail; each term an fma), the 16 partial sums of each row as 16 vector registers, so
+        every distance has the bits of `simd_sum(q, z_j)` (tested): faiss's order for batches
+        with nq * d < 128000 (`exact._scan_direct`). Per 16 rows 2d + 15 vector operations.
+    BLAS (`blas16`; scan_search with xn = `block_norms`)  l2 max((||q||^2 + ||z||^2) - 2 <q, z>,
+        0), ip -<q, z>, with <q, z> one fma chain over t = 0 .. d-1: the bits of faiss's BLAS
+        path (`exhaustive_L2sqr_blas`: OpenBLAS's sgemm sums these short depths in that
+        order; tested bit for bit against faiss with its BLAS threshold lowered, and numpy's
+        OpenBLAS agrees), faiss's order for nq * d >= 128000. Per 16 rows d + 4 vector
+        operations; QUAD queries per call so that QUAD fma chains run side by side.
+
+The funnel (`funnel._stage0`) uses the BLAS form for batches of nq >= BLAS_MIN_QUERIES queries,
+where faiss 1.15 would only switch at nq >= 128000 / d_0 (8,000 queries at d_0 = 16). The
+deviation halves the distance work (k = 1, 50,000 x 16, 1,000 queries: 0.023 s vs 0.044 s CPU at
+one thread); the top-k selection, ~0.1 s at k_0 = 200 over 250,000 rows, is the same in both
+forms, so that stage 0 went from 0.35 s to 0.23-0.28 s (measured on a loaded machine).
+BLAS_MIN_QUERIES is a round number above QUERY_GROUP, not a measured crossover. The shortlists of
+the two forms differ only where the distances at ranks k_0 and k_0 + 1 are within float32
+rounding of each other (tested against faiss's IndexFlatL2(d_0) + knn_L2sqr_by_idx). Below
+BLAS_MIN_QUERIES the scan is bit-identical to faiss's IndexFlatL2(d_0) at that batch size.
+
+Cost per query: N / 16 blocks of d loads and the vector operations above; the top-k work is
 O(k log(N / k)) offers. Parallel over query groups (numba prange); results do not depend on the
 thread count.
 
-Distances are the direct form of faiss's small-batch path (`exact._scan_direct`):
-l2 sum_t (q_t - z_t)^2, ip -sum_t q_t z_t, summed in `core.simd` order 1 (16 partial sums s_l over
-t = l mod 16, then the 8/4-lane tree and the tail; each term an fma). `sums16` runs that order
-on 16 rows at once with the 16 partial sums of each row as 16 vector registers, so every
-distance has the bits of `simd_sum(q, z_j)` (tested). Exact search `exact.exact_search` uses the
-same direct form when nq * d < BLAS_THRESHOLD; above it, it uses the BLAS form
-||q||^2 + ||z||^2 - 2 <q, z>, whose last bits differ, so a stage-0 shortlist can then differ
-from exact_search's where the distances at ranks k_0 and k_0 + 1 are within float32 rounding.
-
-Re-ranking (`rerank_rows_sorted`; `rerank_rows` reads query by query): every (query, candidate)
-pair of a batch is scored in ascending row order, so a memory-mapped database is read forward
-once per batch and a row shortlisted by several queries is read back to back; candidate c of query r is scored against the d-prefix rebuilt from
-the raw database row in place, (x_ct / n_1[c]) / n_2[c] for t < d (`truncate.prefix_scales`;
-bit-identical to `truncate.prefix`), so only k' * d floats per query are read from a database
-that may be a memory map, and nothing of size N * D is ever copied. The two divisions per entry
-(skipped where a scale is exactly 1, which changes no bit) cost about as much as reading the row
-at D = 2048; multiplying by reciprocals would be faster but changes the bits.
+The re-rank kernels that follow stage 0 are in `funnel.rerank_kernels`.
 
 The <16 x float> vectors are plain LLVM vectors: on a CPU without AVX-512 they are split into
 narrower registers, with the same bits (every fma is llvm.fma, rounded once).
@@ -47,16 +56,20 @@ from llvmlite import ir
 from numba.core import cgutils, types
 from numba.extending import intrinsic
 
-from ..core.simd import inner, l2sqr
-from ..core.topk import (RESERVOIR_MIN_K, shrink, worse, finalize, heap_push, heap_sort, new_heaps,
-                         new_reservoirs, push_chunk, reservoir_to_row)
+from ..core.simd import sq_norms
+from ..core.topk import (RESERVOIR_MIN_K, shrink, worse, finalize, heap_sort, new_heaps, new_reservoirs,
+                         push_chunk, reservoir_to_row)
 
 BLOCK = 16  # database rows per SIMD vector (16 float32 lanes of AVX-512)
 CHUNK = 128  # database rows a query group scans before moving on
 QUERY_GROUP = 16  # queries that scan one CHUNK while it sits in L1
-# Above SCAN_MAX_DIM a GEMM (exact.exact_search) does stage 0 faster: here 2d + 15 vector
-# operations per 16 rows, there d FMAs per row at 11 % (d = 16) to 64 % (d = 128) of sgemm.
+# Above SCAN_MAX_DIM a GEMM (exact.exact_search) does stage 0 faster: here 2d + 15 (direct) or
+# d + 4 (BLAS form) vector operations per 16 rows, there d FMAs per row at 11 % (d = 16) to 64 %
+# (d = 128) of sgemm.
 SCAN_MAX_DIM = 32
+QUAD = 4  # queries whose BLAS-form keys one `blas16` call computes
+# Batches of at least BLAS_MIN_QUERIES queries scan in the BLAS form (faiss: nq * d >= 128000).
+BLAS_MIN_QUERIES = 64
 
 
 @intrinsic
@@ -121,16 +134,90 @@ def sums16(typingctx, xq, r, blocks, b, l2, out, o, thr):
         with cgutils.for_range_slice(builder, builder.load(tail), d, n(1)) as (t, _):
             builder.store(step(t, builder.load(s)), s)
         key = builder.select(is_l2, builder.load(s), builder.fneg(builder.load(s)))
-        out_p = builder.bitcast(builder.gep(oa.data, [o_]), vec.as_pointer())
-        builder.store(key, out_p, align=4)
-        thr_v = builder.shuffle_vector(builder.insert_element(ir.Constant(vec, None), args[7], ir.Constant(i32, 0)),
-                                       ir.Constant(vec, None), ir.Constant(ir.VectorType(i32, 16), [0] * 16))
-        mask = builder.bitcast(builder.fcmp_ordered("<=", key, thr_v), ir.IntType(16))
-        ctpop = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.IntType(16), [ir.IntType(16)]),
-                                               "llvm.ctpop.i16")
-        return builder.zext(builder.call(ctpop, [mask]), ir.IntType(64))
+        return _store_and_count(builder, key, oa, o_, args[7])
 
     return types.int64(xq, r, blocks, b, l2, out, o, thr), codegen
+
+
+def _splat(builder, x):
+    """<16 x float> with every lane x."""
+    vec, i32 = ir.VectorType(ir.FloatType(), 16), ir.IntType(32)
+    return builder.shuffle_vector(builder.insert_element(ir.Constant(vec, None), x, ir.Constant(i32, 0)),
+                                  ir.Constant(vec, None), ir.Constant(ir.VectorType(i32, 16), [0] * 16))
+
+
+def _store_and_count(builder, key, out_arr, o, thr, count=True):
+    """Store the 16 keys at out[o:o + 16]; return how many are <= thr (int64), or (count False)
+    the i16 mask of those."""
+    out_p = builder.bitcast(builder.gep(out_arr.data, [o]), key.type.as_pointer())
+    builder.store(key, out_p, align=4)
+    mask = builder.bitcast(builder.fcmp_ordered("<=", key, _splat(builder, thr)), ir.IntType(16))
+    if not count:
+        return mask
+    ctpop = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.IntType(16), [ir.IntType(16)]),
+                                           "llvm.ctpop.i16")
+    return builder.zext(builder.call(ctpop, [mask]), ir.IntType(64))
+
+
+@intrinsic
+def blas16(typingctx, xq, r, blocks, b, xn, qn, l2, out, thr):
+    """out[16 i + l] = the BLAS-form key of query min(r + i, nq - 1) and row 16 b + l (blocks as
+    in `sums16`), for i < QUAD queries and l < 16:
+
+        ip = fma(z_{d-1}, q_{d-1}, ... fma(z_1, q_1, fma(z_0, q_0, 0)))   (one chain over t)
+        l2:  max((qn[r + i] + xn[16 b + l]) - 2 ip, 0)        ip:  -ip
+
+    the operations of faiss's `exhaustive_L2sqr_blas` / `exhaustive_inner_product_blas`, with
+    the inner product summed as OpenBLAS's sgemm kernel sums it at these depths (t in order, one
+    fma each; tested bit for bit against faiss's BLAS path). xn: float32 1-D C, the squared norms
+    of the rows (len >= 16 (b + 1)); qn: float32 (nq,) the queries' squared norms; thr: float32
+    (QUAD,) their thresholds; out: float32 (16 QUAD,). Returns the int64 mask whose bit 16 i + l
+    says key <= thr[i]. QUAD queries at once: their QUAD fma chains share each load of z_t and
+    run side by side (one chain alone waits on the fma latency)."""
+    def f32_array(a, ndim):
+        return isinstance(a, types.Array) and a.dtype == types.float32 and a.ndim == ndim and a.layout == "C"
+
+    if not (f32_array(xq, 2) and f32_array(blocks, 3) and f32_array(xn, 1) and f32_array(qn, 1)
+            and f32_array(out, 1) and f32_array(thr, 1) and isinstance(l2, types.Boolean)
+            and all(isinstance(i, types.Integer) for i in (r, b))):
+        return None
+
+    def codegen(context, builder, signature, args):
+        vec, i64 = ir.VectorType(ir.FloatType(), 16), ir.IntType(64)
+        xa, ba, na, qa, oa, ta = (context.make_array(signature.args[i])(context, builder, args[i])
+                                  for i in (0, 2, 4, 5, 7, 8))
+        nq, d = builder.extract_value(xa.shape, 0), builder.extract_value(xa.shape, 1)
+        n = lambda v: ir.Constant(d.type, v)
+        r_, b_ = (context.cast(builder, args[i], signature.args[i], types.intp) for i in (1, 3))
+        rows = [builder.select(builder.icmp_signed("<", builder.add(r_, n(i)), nq), builder.add(r_, n(i)),
+                               builder.sub(nq, n(1))) for i in range(QUAD)]
+        x_rows = [builder.gep(xa.data, [builder.mul(ri, d)]) for ri in rows]
+        base = builder.gep(ba.data, [builder.mul(b_, builder.mul(d, n(BLOCK)))])
+        fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vec, [vec] * 3),
+                                             "llvm.fma.v16f32")
+        acc = [cgutils.alloca_once_value(builder, ir.Constant(vec, [0.0] * 16)) for _ in range(QUAD)]
+        with cgutils.for_range_slice(builder, n(0), d, n(1)) as (t, _):
+            zv = builder.load(builder.bitcast(builder.gep(base, [builder.mul(t, n(BLOCK))]),
+                                              vec.as_pointer()), align=4)
+            for i in range(QUAD):
+                xv = _splat(builder, builder.load(builder.gep(x_rows[i], [t])))
+                builder.store(builder.call(fma, [zv, xv, builder.load(acc[i])]), acc[i])
+        norms = builder.load(builder.bitcast(builder.gep(na.data, [builder.mul(b_, n(BLOCK))]),
+                                             vec.as_pointer()), align=4)
+        zero, two = ir.Constant(vec, [0.0] * 16), ir.Constant(vec, [2.0] * 16)
+        mask = ir.Constant(i64, 0)
+        for i in range(QUAD):
+            ip = builder.load(acc[i])
+            dis = builder.fsub(builder.fadd(_splat(builder, builder.load(builder.gep(qa.data, [rows[i]]))), norms),
+                               builder.fmul(two, ip))
+            dis = builder.select(builder.fcmp_ordered("<", dis, zero), zero, dis)  # faiss: dis < 0 -> 0
+            key = builder.select(args[6], dis, builder.fneg(ip))
+            thr_i = builder.load(builder.gep(ta.data, [n(i)]))
+            bits = _store_and_count(builder, key, oa, n(16 * i), thr_i, count=False)
+            mask = builder.or_(mask, builder.shl(builder.zext(bits, i64), ir.Constant(i64, 16 * i)))
+        return mask
+
+    return types.int64(xq, r, blocks, b, xn, qn, l2, out, thr), codegen
 
 
 def to_blocks(z):
@@ -166,33 +253,53 @@ def _reservoir_offer(keys, valid, j0, r, bd, bi, count):
     return bd[r, cap]
 
 
+@numba.njit(cache=True, inline="always")
+def _offer(keys, valid, j0, r, hd, hi, bd, bi, count):
+    """Offer keys[:valid] (ids j0 + j) to query r's reservoir (bd not empty) or heap; returns
+    the new threshold."""
+    if bd.shape[0] > 0:
+        return _reservoir_offer(keys, valid, j0, r, bd, bi, count)
+    push_chunk(keys[:valid], j0, hd[r], hi[r])
+    return hd[r, 0]
+
+
 @numba.njit(cache=True, parallel=True)
-def _scan_kernel(xq, blocks, n, use_ip, hd, hi, bd, bi, count):
+def _scan_kernel(xq, blocks, n, use_ip, xn, qn, hd, hi, bd, bi, count):
     """Every (query, row) distance of the blocked prefix, offered chunk by chunk to query r's heap
-    (hd, hi) or, when bd is not empty, its reservoir (bd, bi, count); rows end sorted."""
+    (hd, hi) or, when bd is not empty, its reservoir (bd, bi, count); rows end sorted. Distances
+    in the direct form (`sums16`), or in the BLAS form (`blas16`, QUAD queries at a time) when
+    the row norms xn are given (qn: the query norms; both empty otherwise)."""
     nq = xq.shape[0]
     use_res = bd.shape[0] > 0
+    blas = xn.shape[0] > 0
     cap = bd.shape[1] - 1  # a reservoir's threshold slot
     for g in numba.prange((nq + QUERY_GROUP - 1) // QUERY_GROUP):
         r0, r1 = g * QUERY_GROUP, min((g + 1) * QUERY_GROUP, nq)
-        buf = np.empty(BLOCK, dtype=np.float32)
+        buf = np.empty(BLOCK * QUAD, dtype=np.float32)
+        thr4 = np.empty(QUAD, dtype=np.float32)
         for c0 in range(0, n, CHUNK):
             m = min(CHUNK, n - c0)
             b0 = c0 // BLOCK
-            for r in range(r0, r1):
-                thr = bd[r, cap] if use_res else hd[r, 0]
+            for r in range(r0, r1, QUAD if blas else 1):
+                nr = min(QUAD, r1 - r) if blas else 1
+                for i in range(nr):
+                    thr4[i] = bd[r + i, cap] if use_res else hd[r + i, 0]
                 for s in range((m + BLOCK - 1) // BLOCK):
-                    # use_ip is passed as a literal: the compiler drops the other operation
-                    hits = (sums16(xq, r, blocks, b0 + s, False, buf, 0, thr) if use_ip else
-                            sums16(xq, r, blocks, b0 + s, True, buf, 0, thr))
-                    if hits == 0:  # late in the scan almost every block: no row view is built
-                        continue
                     valid = min(BLOCK, m - s * BLOCK)  # rows past n are never offered
-                    if use_res:
-                        thr = _reservoir_offer(buf, valid, c0 + s * BLOCK, r, bd, bi, count)
+                    if blas:  # literal booleans: the compiler drops the other operations
+                        mask = (blas16(xq, r, blocks, b0 + s, xn, qn, False, buf, thr4) if use_ip else
+                                blas16(xq, r, blocks, b0 + s, xn, qn, True, buf, thr4))
+                        if mask == 0:  # late in the scan almost every block
+                            continue
+                        for i in range(nr):
+                            if (mask >> (BLOCK * i)) & 0xFFFF:
+                                thr4[i] = _offer(buf[BLOCK * i:], valid, c0 + s * BLOCK, r + i,
+                                                 hd, hi, bd, bi, count)
                     else:
-                        push_chunk(buf[:valid], c0 + s * BLOCK, hd[r], hi[r])
-                        thr = hd[r, 0]
+                        hits = (sums16(xq, r, blocks, b0 + s, False, buf, 0, thr4[0]) if use_ip else
+                                sums16(xq, r, blocks, b0 + s, True, buf, 0, thr4[0]))
+                        if hits:
+                            thr4[0] = _offer(buf, valid, c0 + s * BLOCK, r, hd, hi, bd, bi, count)
         for r in range(r0, r1):
             if use_res:
                 reservoir_to_row(bd[r], bi[r], count[r], hd[r], hi[r])
@@ -200,104 +307,28 @@ def _scan_kernel(xq, blocks, n, use_ip, hd, hi, bd, bi, count):
                 heap_sort(hd[r], hi[r])
 
 
-def scan_search(xq, blocks, n, k, metric):
+def block_norms(z):
+    """The squared norms of the rows of a prefix z (N, d) float32 as `blas16` reads them: faiss's
+    `fvec_norms_L2sqr` (`core.simd.sq_norms`), zero-padded to the 16-row blocks of `to_blocks`."""
+    out = np.zeros(-(-z.shape[0] // BLOCK) * BLOCK, dtype=np.float32)
+    out[:z.shape[0]] = sq_norms(z)
+    return out
+
+
+def scan_search(xq, blocks, n, k, metric, xn=None):
     """Exact k-NN of the rows of xq (nq, d) among the n rows stored in `blocks` (`to_blocks`) ->
     (D float32 (nq, k), I int64 (nq, k)), faiss output conventions (`topk.finalize`).
-    Inputs validated by the caller: float32 C arrays, matching d, k >= 1, metric "l2" / "ip"."""
+    xn None: the direct form (faiss's small-batch order); xn = `block_norms` of the rows: the
+    BLAS form (faiss's large-batch order). Inputs validated by the caller: float32 C arrays,
+    matching d, k >= 1, metric "l2" / "ip"."""
     nq = xq.shape[0]
     hd, hi = new_heaps(nq, k)
     bd, bi, count = new_reservoirs(nq if k > RESERVOIR_MIN_K else 0, k)
+    empty = np.empty(0, dtype=np.float32)
+    if xn is None:
+        xn = qn = empty
+    else:
+        qn = sq_norms(xq) if metric == "l2" else np.zeros(nq, dtype=np.float32)
     if nq and n:
-        _scan_kernel(xq, blocks, n, metric == "ip", hd, hi, bd, bi, count)
+        _scan_kernel(xq, blocks, n, metric == "ip", xn, qn, hd, hi, bd, bi, count)
     return finalize(hd, hi, metric)
-
-
-@numba.njit(cache=True, inline="always")
-def pair_distance(xq, r, db, c, s1, s2, use_ip, buf):
-    """dist(xq[r], prefix of db[c]) as a heap key (-<.,.> for ip), the prefix rebuilt from the raw
-    row with the scales s1[c], s2[c] (empty s1: no normalisation); buf: float32 (d,) scratch."""
-    d = xq.shape[1]
-    one = np.float32(1.0)
-    a64, b64 = (s1[c], s2[c]) if s1.shape[0] > 0 else (1.0, 1.0)
-    a, b = np.float32(a64), np.float32(b64)
-    if a != a64 or b != b64:  # a scale of an out-of-range row: float64 divisions
-        x = db[c]
-        for t in range(d):
-            buf[t] = np.float32(np.float64(np.float32(np.float64(x[t]) / a64)) / b64)
-        a = np.float32(0.0)  # buf holds the prefix
-    # A division by exactly 1 changes no bit: skipped (unit-norm rows often have
-    # s_2 == 1, sometimes s_1 == 1), for divisions cost ~10x a multiply-add.
-    elif a != one:
-        x = db[c]
-        for t in range(d):
-            buf[t] = np.float32(x[t] / a)
-        if b != one:
-            for t in range(d):
-                buf[t] = buf[t] / b
-    elif b != one:
-        x = db[c]
-        for t in range(d):
-            buf[t] = x[t] / b
-    if a != one or b != one:
-        return -inner(xq[r], buf, d) if use_ip else l2sqr(xq[r], buf, d)
-    # a separate call: db may be a read-only memory map, buf is not
-    return -inner(xq[r], db[c], d) if use_ip else l2sqr(xq[r], db[c], d)
-
-
-@numba.njit(cache=True, parallel=True)
-def rerank_rows(xq, db, ids, s1, s2, use_ip, hd, hi):
-    """Push (dist(xq[r], prefix of db[c]), c) into heap r for every id c = ids[r, j] >= 0, query
-    by query (rows read in shortlist order).
-
-    xq (nq, d) query prefixes; db (N, D) raw rows (a memory map is read in place); s1, s2 (N,)
-    float64, the `truncate.prefix_scales` at d (empty: no normalisation, the prefix is db[c, :d]);
-    each division is rounded once to float32 (float32 division where the scale is a float32
-    value, as `truncate.divide_rows`).
-    Heaps are left unsorted. No `dis < root` shortcut: shortlist ids are unordered, so an equal
-    distance with a smaller id must still reach heap_push's tie rule."""
-    for r in numba.prange(ids.shape[0]):
-        buf = np.empty(xq.shape[1], dtype=np.float32)
-        for j in range(ids.shape[1]):
-            c = ids[r, j]
-            if c >= 0:
-                heap_push(hd[r], hi[r], pair_distance(xq, r, db, c, s1, s2, use_ip, buf), c)
-
-
-def rerank_rows_sorted(xq, db, ids, order, s1, s2, use_ip, hd, hi):
-    """`rerank_rows` with the rows read in ascending row order across the whole batch: order
-    (m,) int64 lists the flat positions p = r * s + j of the valid shortlist entries sorted by
-    their row ids[r, j] (`shortlist_order`); each thread takes a contiguous run of it, so it
-    reads a contiguous, increasing range of database rows (a row shortlisted by several queries
-    is read back to back), and writes the distance of each pair to its position. The heaps then
-    take each query's pairs in shortlist order. Same distances (same `pair_distance`), same
-    heaps: results identical to rerank_rows. Extra memory: nq * s float32."""
-    # the number of parts is chosen here, in Python: numba.get_num_threads() inside an njit
-    # function is a dynamic global, which keeps numba from caching the kernel
-    n_parts = min(numba.get_num_threads() * 4, max(1, order.shape[0] // 64))
-    _rerank_sorted(xq, db, ids, order, s1, s2, use_ip, hd, hi, n_parts)
-
-
-@numba.njit(cache=True, parallel=True)
-def _rerank_sorted(xq, db, ids, order, s1, s2, use_ip, hd, hi, n_parts):
-    """rerank_rows_sorted's kernel, with the batch split into n_parts runs of `order`."""
-    nq, s = ids.shape
-    dist = np.empty(nq * s, dtype=np.float32)
-    m = order.shape[0]
-    for part in numba.prange(n_parts):
-        buf = np.empty(xq.shape[1], dtype=np.float32)
-        for t in range(part * m // n_parts, (part + 1) * m // n_parts):
-            p = order[t]
-            r, j = p // s, p % s
-            dist[p] = pair_distance(xq, r, db, ids[r, j], s1, s2, use_ip, buf)
-    for r in numba.prange(nq):
-        for j in range(s):
-            c = ids[r, j]
-            if c >= 0:
-                heap_push(hd[r], hi[r], dist[r * s + j], c)
-
-
-def shortlist_order(ids):
-    """Flat positions of the valid (>= 0) entries of ids (nq, s), sorted by row id (stable)."""
-    flat = ids.ravel()
-    pos = np.flatnonzero(flat >= 0)
-    return pos[np.argsort(flat[pos], kind="stable")]

@@ -8,6 +8,11 @@ shortlist 200, k = 10, on a memory-mapped Matryoshka-like database of N = 250,00
                         same 16-dim prefixes for the shortlist, then knn_L2sqr_by_idx re-ranking
                         the shortlisted database rows at D (IndexRefineFlat's second step)
 
+Orders (faiss's two forms, `adanns_ref.funnel.kernels`): our stage 0 scans this batch of 1,000
+queries in faiss's BLAS form (a batch >= BLAS_MIN_QUERIES), while faiss's IndexFlatL2(16) sums
+it directly (1,000 * 16 < its BLAS threshold of 128,000), so the two shortlists differ only at
+near-ties of the 200th distance; both re-ranks sum in faiss's fvec_L2sqr order.
+
 Both sides are prepared once, untimed: our FunnelIndex (N x 16 prefix + scales, 17 MB) and
 FlatIndex (an N x D copy, 2 GB); faiss's IndexFlatL2(16). Timed is the search of all queries.
 The row reports the wall-clock speed-up (peer / ours), the MFLOPs ratio of the MRL paper's cost
@@ -148,7 +153,8 @@ def bench_funnel_paper_faiss(ctx):
     f_funnel, _ = _flops(s)
     nq = len(s["q"])
     # faiss re-ranks the stored rows (unit norm already) where ours re-normalises their prefix
-    # at D: the same ranking up to last-bit ties
+    # at D, and its stage 0 sums directly where ours uses the BLAS form: the same ranking up to
+    # last-bit ties
     quality = {"metric": f"{K}-recall@{K} vs exact at {dim}", "ours": _recall(s["gt"], I_o),
                "peer": _recall(s["gt"], I_p), "same_ids": float(np.mean(I_o == I_p))}
     return [dict(ours=t_o, peer_timing=t_p, quality=quality,
