@@ -116,24 +116,30 @@ def scan_flat(luts, blocks, n, is_max, wrap, hv, hid, stats):
     """Every query of luts (nq, M2, 16) against all n vectors of blocks (flat index)."""
     none = np.empty(0, np.int64)
     for q in numba.prange(luts.shape[0]):
-        scan_list(luts[q], blocks, n, none, 0, is_max, wrap, hv[q], hid[q], stats[q])
+        scan_list(luts[q], blocks, n, none, np.int64(0), is_max, wrap, hv[q], hid[q], stats[q])
 
 
 @numba.njit(cache=True, parallel=True)
-def scan_ivf(luts, blocks, block_offsets, offsets, ids, probes, is_max, wrap, hv, hid, stats):
+def scan_ivf(luts, biasq, blocks, block_offsets, offsets, ids, probes, is_max, wrap, hv, hid, stats):
     """Every query against its probed lists, in ascending list number (probes (nq, nprobe),
-    -1 = none); list l holds ids[offsets[l]:offsets[l+1]] in blocks[block_offsets[l]:...]."""
+    -1 = none); list l holds ids[offsets[l]:offsets[l+1]] in blocks[block_offsets[l]:...].
+    luts (nq, P, M2, 16): P = 1, one table per query, or P = nprobe, one per probe (3-D, faiss
+    by_residual L2); biasq (nq, nprobe) int64 uint16 biases added to the sums of each probe, or
+    (nq, 0) for none."""
     for q in numba.prange(luts.shape[0]):
-        lists = np.sort(probes[q])
-        for t in range(lists.shape[0]):
-            l = lists[t]
-            if l < 0 or (t > 0 and lists[t - 1] == l):
+        order = np.argsort(probes[q], kind="mergesort")
+        for t in range(order.shape[0]):
+            r = order[t]
+            l = probes[q, r]
+            if l < 0 or (t > 0 and probes[q, order[t - 1]] == l):
                 continue
             n = offsets[l + 1] - offsets[l]
             if n == 0:
                 continue
-            scan_list(luts[q], blocks[block_offsets[l]:block_offsets[l + 1]], n,
-                      ids[offsets[l]:offsets[l + 1]], 0, is_max, wrap, hv[q], hid[q], stats[q])
+            lut = luts[q, r] if luts.shape[1] > 1 else luts[q, 0]
+            bias = biasq[q, r] if biasq.shape[1] else np.int64(0)
+            scan_list(lut, blocks[block_offsets[l]:block_offsets[l + 1]], n,
+                      ids[offsets[l]:offsets[l + 1]], bias, is_max, wrap, hv[q], hid[q], stats[q])
 
 
 @numba.njit(cache=True)
