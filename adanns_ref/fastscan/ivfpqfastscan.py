@@ -202,7 +202,8 @@ class IVFPQFastScanIndex:
         hv, hid = scan.new_heaps(q.shape[0], k, is_max, wrap)
         stats = np.zeros((q.shape[0], 2), np.int64)
         scan.scan_ivf(lutq, biasq, self.codes, self.block_offsets, self.offsets, self.ids,
-                      np.ascontiguousarray(probes, dtype=np.int64), is_max, wrap, hv, hid, stats)
+                      np.ascontiguousarray(probes, dtype=np.int64), is_max, wrap, hv, hid, stats,
+                      *scan.scratch(self.M2))
         self.last_overflow = overflow_report(stats)
         return search_output(hv, hid, k, is_max, wrap, a, b)
 
