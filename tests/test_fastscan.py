@@ -5,7 +5,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from adanns_ref.fastscan import IVFPQFastScanIndex, PQFastScanIndex
-from adanns_ref.fastscan import lut, packing
+from adanns_ref.fastscan import lut, packing, scan
 from adanns_ref.testing import assert_knn_equal
 
 faiss = pytest.importorskip("faiss")
@@ -259,3 +259,28 @@ def test_bad_inputs_rejected(tmp_path):
         PQFastScanIndex.load(path)
     with pytest.raises(ValueError, match="bad.npz"):
         IVFPQFastScanIndex.load(path)
+
+
+@pytest.mark.parametrize("M", [255, 256, 257, 258, 300])
+def test_scan_lanes_exact_at_the_16_bit_boundary(M):
+    """The scan reads each packed byte once through paired 16-bit (M2 <= 256) or 32-bit lanes:
+    the exact sums stay exact on both sides of the boundary, wrapped values are s mod 2^16."""
+    rng = np.random.default_rng(M)
+    n, M2 = 70, M + (M & 1)
+    sub = rng.integers(0, 16, (n, M)).astype(np.uint8)
+    lutq = np.zeros((1, M2, 16), np.uint8)
+    lutq[0, :M] = rng.integers(200, 256, (M, 16))
+    lutq[0, :M, 3] = 255
+    sub[5] = 3  # one vector at the largest sum 255 M
+    exact = lutq[0, np.arange(M), sub].astype(np.int64).sum(axis=1)
+    blocks = packing.pack_codes(sub)
+    for wrap in (True, False):
+        hv, hid = scan.new_heaps(1, n, False, wrap)  # IP: keep the n largest, all of them
+        stats = np.zeros((1, 2), np.int64)
+        scan.scan_flat(lutq, blocks, n, False, wrap, hv, hid, stats, *scan.scratch(M2))
+        assert stats[0, 0] == exact.max() == 255 * M
+        assert stats[0, 1] == (exact > 65535).sum()
+        got = dict(zip(-hid[0], -hv[0]))
+        want = exact & 0xFFFF if wrap else exact
+        assert [got[i] for i in range(n) if i in got] == [want[i] for i in range(n) if i in got]
+        assert len(got) == n - (want == 0).sum()

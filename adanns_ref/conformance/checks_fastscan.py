@@ -43,17 +43,20 @@ def check_pq_fastscan(case, n, d, M, metric, ks=(1, 10, 20, 40), nq=30, dup=0):
     return results
 
 
-def check_ivfpq_fastscan(case, n, d, nlist, M, metric, nprobes, ks=(1, 10, 20, 30), nq=30, dup=0):
-    """IndexIVFPQFastScan (by_residual = False) trained by faiss vs IVFPQFastScanIndex trained
-    by us: centroids, codebooks, search per nprobe, the bridge."""
+def check_ivfpq_fastscan(case, n, d, nlist, M, metric, nprobes, ks=(1, 10, 20, 30), nq=30, dup=0,
+                         by_residual=False):
+    """IndexIVFPQFastScan (by_residual False, or True: "...x4fsr", 3-D tables and uint16 biases)
+    trained by faiss vs IVFPQFastScanIndex trained by us: centroids, codebooks, search per
+    nprobe, the bridge."""
     faiss = cmp.import_faiss()
     x, xq = cmp.blobs(n, d, n + 7 * M, dup), cmp.queries(nq, d, d + nlist)
     quantizer = faiss.IndexFlatL2(d) if metric == "l2" else faiss.IndexFlatIP(d)
     ref = faiss.IndexIVFPQFastScan(quantizer, d, nlist, M, 4,
                                    faiss.METRIC_L2 if metric == "l2" else faiss.METRIC_INNER_PRODUCT, 32)
+    ref.by_residual = by_residual
     ref.train(x)
     ref.add(x)
-    ours = IVFPQFastScanIndex(d, nlist, M, metric=metric, allow_small=True)
+    ours = IVFPQFastScanIndex(d, nlist, M, metric=metric, allow_small=True, by_residual=by_residual)
     ours.train(x)
     ours.add(x)
     results, record = cmp.recorder("ivfpq_fastscan", case)

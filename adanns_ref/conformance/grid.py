@@ -95,6 +95,10 @@ def grid(quick=False):
         _case("pq_fastscan", "n1500-d16-M8-ip", n=1500, d=16, M=8, metric="ip"),
         _case("ivfpq_fastscan", "n2000-d32-nl8-M16-l2-dups", n=2000, d=32, nlist=8, M=16, metric="l2",
               nprobes=(1, 3), dup=300),
+        _case("ivfpq_fastscan", "n2000-d32-nl8-M16-l2-residual-dups", n=2000, d=32, nlist=8, M=16,
+              metric="l2", nprobes=(1, 3), dup=300, by_residual=True),
+        _case("ivfpq_fastscan", "n2000-d16-nl6-M8-ip-residual", n=2000, d=16, nlist=6, M=8,
+              metric="ip", nprobes=(2, 6), by_residual=True),
     ]
     if quick:
         return cases
@@ -154,6 +158,12 @@ def grid(quick=False):
               nprobes=(2, 12), dup=500),
         _case("ivfpq_fastscan", "n3000-d16-nl10-M4-l2", n=3000, d=16, nlist=10, M=4, metric="l2",
               nprobes=(3,)),
+        _case("ivfpq_fastscan", "n4000-d64-nl16-M32-l2-residual", n=4000, d=64, nlist=16, M=32,
+              metric="l2", nprobes=(1, 4, 16), by_residual=True),
+        _case("ivfpq_fastscan", "n3000-d48-nl12-M16-ip-residual-dups", n=3000, d=48, nlist=12, M=16,
+              metric="ip", nprobes=(3, 12), dup=500, by_residual=True),
+        _case("ivfpq_fastscan", "n3000-d16-nl8-M4-l2-residual", n=3000, d=16, nlist=8, M=4,
+              metric="l2", nprobes=(8,), by_residual=True),
         _case("adanns_hnsw", "D48-dc12-ds48-ip", n=4000, D=48, M=12, metric="ip", d_c=12,
               searches=((10, 16), (5, 64))),
         *PANORAMA_FULL,

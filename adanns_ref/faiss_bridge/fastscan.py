@@ -1,11 +1,15 @@
 """faiss bridge for the fast-scan family (`adanns_ref.fastscan`), both directions.
 
 - `fastscan_to_faiss(index)`: a `PQFastScanIndex` -> faiss ``IndexPQFastScan`` (bbs = 32), an
-  `IVFPQFastScanIndex` -> ``IndexIVFPQFastScan`` (``by_residual = False``), holding our
+  `IVFPQFastScanIndex` -> ``IndexIVFPQFastScan`` (its ``by_residual``; L2 by_residual: the
+  precomputed table rebuilt by faiss, ``use_precomputed_table`` 1 or -1 as ours; faiss's files
+  do not store that choice: ``read_index`` rebuilds the table, so a precomputed=False export
+  searches as ours in memory and as precomputed=True once written and read), holding our
   codebooks, centroids, ids and codes as they are (faiss packs the same codes into the same
   blocks; nothing is re-encoded), so ``faiss.write_index`` / ``read_index`` serve them.
 - `fastscan_from_faiss(findex)`: the reverse, for faiss indices of those two classes with
-  nbits = 4, bbs = 32 and (IVF) a flat coarse quantizer and by_residual = False.
+  nbits = 4, bbs = 32 and (IVF) a flat coarse quantizer, by_residual either way (L2
+  by_residual: ``use_precomputed_table`` 1 -> precomputed=True, -1 -> False; others refused).
 
 The faiss objects search exactly as ours (tests: ``tests/test_fastscan_bridge.py``).
 """
@@ -54,15 +58,19 @@ def fastscan_to_faiss(index):
     quantizer = (faiss.IndexFlatL2 if index.metric == "l2" else faiss.IndexFlatIP)(index.d)
     quantizer.add(index.ivf.centroids)
     ivf = faiss.IndexIVFPQ(quantizer, index.d, index.nlist, index.M, 4, _metric(faiss, index.metric))
-    ivf.by_residual = False
+    ivf.by_residual = index.by_residual
     faiss.copy_array_to_vector(index.pq.codebooks.ravel(), ivf.pq.centroids)
     ivf.is_trained = True
+    if index.by_residual and index.metric == "l2":
+        ivf.use_precomputed_table = 0 if index.precomputed else -1  # 0: faiss chooses 1 below 2 GiB
+        ivf.precompute_table()
     for l in range(index.nlist):
         ids, codes = index.ivf.list_ids(l), np.ascontiguousarray(index.ivf.list_codes(l))
         if ids.size:
             ivf.invlists.add_entries(l, ids.size, faiss.swig_ptr(ids), faiss.swig_ptr(codes))
     ivf.ntotal = index.ntotal
     out = faiss.IndexIVFPQFastScan(ivf, 32)
+    out.use_precomputed_table = ivf.use_precomputed_table
     out.referenced_objects = [quantizer, ivf]  # faiss's idiom: keep what `out` points to alive
     return out
 
@@ -84,11 +92,16 @@ def fastscan_from_faiss(findex):
             out.add_sub_codes(packing.unpack_codes(blocks, fi.ntotal, fi.M))
         return out
     if isinstance(fi, faiss.IndexIVFPQFastScan):
-        if fi.pq.nbits != 4 or fi.bbs != 32 or fi.by_residual:
-            raise ValueError(f"IndexIVFPQFastScan with nbits={fi.pq.nbits}, bbs={fi.bbs}, "
-                             f"by_residual={fi.by_residual}: only 4 / 32 / False are reproduced")
-        out = IVFPQFastScanIndex(fi.d, fi.nlist, fi.pq.M, metric=_our_metric(faiss, fi.metric_type),
-                                 allow_small=True)
+        if fi.pq.nbits != 4 or fi.bbs != 32:
+            raise ValueError(f"IndexIVFPQFastScan with nbits={fi.pq.nbits}, bbs={fi.bbs}: only 4 / "
+                             f"32 are reproduced")
+        metric = _our_metric(faiss, fi.metric_type)
+        upt = fi.use_precomputed_table
+        if fi.by_residual and metric == "l2" and fi.is_trained and upt not in (1, -1):
+            raise ValueError(f"IndexIVFPQFastScan by_residual with use_precomputed_table={upt}: only "
+                             f"1 (faiss's choice below 2 GiB) and -1 are reproduced")
+        out = IVFPQFastScanIndex(fi.d, fi.nlist, fi.pq.M, metric=metric, allow_small=True,
+                                 by_residual=bool(fi.by_residual), precomputed=upt != -1)
         if not fi.is_trained:
             return out
         q = faiss.downcast_index(fi.quantizer)

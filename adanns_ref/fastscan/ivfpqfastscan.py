@@ -1,6 +1,6 @@
-"""IVF + 4-bit PQ fast-scan: faiss 1.15 ``IndexIVFPQFastScan`` (by_residual = False, its default).
+"""IVF + 4-bit PQ fast-scan: faiss 1.15 ``IndexIVFPQFastScan``, by_residual False (default) or True.
 
-Build: an `IVFPQIndex` (d, nlist, M, nbits = 4, by_residual = False, no normalisation) trains the
+Build: an `IVFPQIndex` (d, nlist, M, nbits = 4, by_residual, no normalisation) trains the
 coarse centroids and the PQ exactly as faiss's ``IndexIVF::train`` does (coarse k-means, then the
 PQ on at most 256 * 16 = 4096 sampled vectors, faiss ``train_encoder_num_vectors``), routes and
 encodes; each inverted list's codes are then packed in blocks of 32 (`packing`), list by list.
@@ -13,6 +13,22 @@ Search (faiss ``search_implem_12``; implem 0 -> 12 for k <= 20, 13 for k > 20, b
                by 65535 / sum_m span_m, so sums stay below 65536 up to rounding
     v(x)     = sum_m Tq[m, code_m(x)] mod 2^16, D = v * (1 / a) + b    (`scan`)
 
+by_residual = True ("IVF{n},PQ{M}x4fsr"; codes encode x - c_l, the PQ trains on residuals):
+
+    L2 (faiss ``use_precomputed_table`` 1, its choice below 2 GiB of table; `precomputed`):
+       T_j  = term2[l_j] - 2 <y_m, c_mj>   one table per probe j (3-D LUT), term2 as IndexIVFPQ
+              (`indices.ivfpq_kernels.precomputed_table`); x2 is exact, so FMA or not agrees
+       beta_j = ||y - c_{l_j}||^2, the coarse search distance
+       precomputed=False (faiss -1, and faiss's choice above 2 GiB): T_j = PQ table of the
+       residual y - c_{l_j}, beta_j = 0
+    IP: T = <y_m, c_mj> one table per query, beta_j = <y, c_{l_j}> (the coarse inner product)
+    Tq, biasq, a, b = quantize_LUT_and_bias with bias (`lut.quantize_lut_3d` / `quantize_lut_bias`)
+    v_j(x) = (sum_m Tq_j[m, code_m(x)] + biasq_j) mod 2^16,   D = v * (1 / a) + b
+
+With by_residual the coarse search is not clamped to nlist (faiss asks its quantizer for nprobe
+results; the missing ones come back as id -1 and +-FLT_MAX and still enter the bias range: for
+IP the -FLT_MAX bias collapses a, as in faiss).
+
 Each query scans its probed lists in ascending list number (faiss sorts the (query, list)
 pairs by list number and groups them), each list in stored order, with the same handlers as
 the flat index (`scan`: k = 1 single, k <= 20 heap, k > 20 reservoir; ids are the stored ids).
@@ -20,8 +36,8 @@ the flat index (`scan`: k = 1 single, k <= 20 heap, k > 20 reservoir; ids are th
 faiss-identical (tested against faiss-cpu 1.15.1): lists, packed codes, ids and distances bit
 for bit at k <= 20 including ties where the float tables and the coarse assignment are (see
 `pq`, `assign`); k > 20 as the flat index (distances bit for bit, ids up to ties).
-Not reproduced: ``by_residual = True`` ("...x4fsr": 3-D tables, uint16 biases) and
-precomputed tables; faiss's HeapHandler for IP reads its initial threshold from the caller's
+by_residual = True: the same, on the 3-D tables and biases above (tested at k <= 20 ids and
+distances bit for bit, k > 20 distances, L2 and IP). Not reproduced: faiss's HeapHandler for IP reads its initial threshold from the caller's
 uninitialised output buffer (0 unless that memory holds FLT_MAX): we use 0.
 """
 import numpy as np
@@ -29,7 +45,8 @@ import numpy as np
 from ..core.persist import load_npz, save_npz
 from ..core.validate import as_bool, as_float32_matrix, as_int, as_k, check_metric
 from ..search.assign import search_centroids
-from ..indices.ivfpq import IVFPQIndex
+from ..indices.ivfpq import PRECOMPUTED_TABLE_MAX_BYTES, IVFPQIndex
+from ..indices.ivfpq_kernels import precomputed_table
 from . import lut as lutmod
 from . import packing, scan
 from .pqfastscan import float_tables, overflow_report, search_output
@@ -48,6 +65,9 @@ class IVFPQFastScanIndex:
         niter: int, coarse k-means iterations (faiss 10)
         seed: int, k-means and sampling seed (faiss 1234)
         allow_small: bool, train the PQ silently on fewer than 39 * 16 points
+        by_residual: bool, encode x - c_l (faiss "...x4fsr"); faiss's default False
+        precomputed: bool, L2 by_residual tables from faiss's precomputed term2 (faiss 1; False:
+            faiss's use_precomputed_table = -1, residual tables)
 
     Attributes:
         ivf: IVFPQIndex (coarse centroids (nlist, d) float32, pq, lists)
@@ -57,10 +77,14 @@ class IVFPQFastScanIndex:
         last_overflow: dict of (nq,) arrays from the last search (`pqfastscan.overflow_report`)
     """
 
-    def __init__(self, d, nlist, M, metric="l2", niter=10, seed=1234, allow_small=False):
+    def __init__(self, d, nlist, M, metric="l2", niter=10, seed=1234, allow_small=False,
+                 by_residual=False, precomputed=True):
         self.metric = check_metric(metric)
-        self.ivf = IVFPQIndex(d, nlist, M, nbits=4, by_residual=False, metric=self.metric,
+        self.by_residual = as_bool(by_residual, "by_residual")
+        self.precomputed = as_bool(precomputed, "precomputed")
+        self.ivf = IVFPQIndex(d, nlist, M, nbits=4, by_residual=self.by_residual, metric=self.metric,
                               normalize=False, niter=niter, seed=seed, allow_small=allow_small)
+        self._term2 = None
         self.d, self.nlist, self.M = self.ivf.d, self.ivf.nlist, self.ivf.M
         self.niter, self.seed, self.allow_small = as_int(niter, "niter", 1), self.ivf.seed, allow_small
         self.M2 = self.M + (self.M & 1)
@@ -82,6 +106,7 @@ class IVFPQFastScanIndex:
     def train(self, x):
         """Coarse centroids and PQ from x (n, d) float32, n >= nlist."""
         self.ivf.train(x)
+        self._term2 = None
         return self
 
     def reset(self):
@@ -96,6 +121,7 @@ class IVFPQFastScanIndex:
     def repack(self):
         """Re-pack every list's blocks from the IVFPQ lists (faiss packs at add time); call it
         after changing `ivf`'s lists directly (e.g. ``ivf.set_lists``)."""
+        self._term2 = None
         blocks, bo, ids, offs = [], [0], [], [0]
         for l in range(self.nlist):
             codes = self.ivf.list_codes(l) if self.ivf.ntotal else np.empty((0, 0), np.uint8)
@@ -110,12 +136,58 @@ class IVFPQFastScanIndex:
         self.ids = np.ascontiguousarray(np.concatenate(ids).astype(np.int64))
         self.offsets = np.array(offs, np.int64)
 
+    def _uses_precomputed(self):
+        """faiss's table choice for L2 by_residual: precomputed term2 below 2 GiB (faiss 1)."""
+        return self.precomputed and 4 * self.nlist * self.M * 16 <= PRECOMPUTED_TABLE_MAX_BYTES
+
+    def _term2_table(self):
+        """term2 (nlist, M, 16) of the codebooks and centroids, built once (dropped by train and
+        repack, which every change of `ivf` goes through)."""
+        if self._term2 is None:
+            self._term2 = precomputed_table(self.pq, self.ivf.centroids)
+        return self._term2
+
+    def _probes(self, q, nprobe):
+        """Coarse (distances, ids) (nq, P): P = nprobe by_residual (faiss's padding), else clamped."""
+        p = nprobe if self.by_residual else min(nprobe, self.nlist)
+        return search_centroids(q, self.ivf.centroids, p, self.metric)
+
     def quantized_tables(self, q):
-        """(Tq (nq, M2, 16) uint8, a (nq,), b (nq,)) of the queries, 65535-bounded."""
+        """(Tq (nq, M2, 16) uint8, a (nq,), b (nq,)) of the queries, 65535-bounded (by_residual
+        False: one table per query and no bias; else see `probe_tables`)."""
         q = as_float32_matrix(q, "q", d=self.d)
         if not self.is_trained:
             raise ValueError("IVFPQFastScanIndex.quantized_tables called before train()")
+        if self.by_residual:
+            raise ValueError("by_residual tables depend on the probes: call probe_tables(q, nprobe)")
         return lutmod.quantize_lut_bounded(float_tables(self.pq, q, self.metric))
+
+    def probe_tables(self, q, nprobe=1):
+        """(Tq (nq, P, M2, 16) uint8, biasq (nq, nprobe or 0) int64, a (nq,), b (nq,), probes
+        (nq, nprobe) int64) of the queries: P = nprobe for L2 by_residual (3-D), else 1."""
+        q = as_float32_matrix(q, "q", d=self.d)
+        if not self.is_trained:
+            raise ValueError("IVFPQFastScanIndex.probe_tables called before train()")
+        nprobe = as_int(nprobe, "nprobe", low=1)
+        coarse, probes = self._probes(q, nprobe)
+        if not self.by_residual:
+            lutq, a, b = lutmod.quantize_lut_bounded(float_tables(self.pq, q, self.metric))
+            return lutq[:, None], np.zeros((q.shape[0], 0), np.int64), a, b, probes
+        if self.metric == "ip":
+            lutq, biasq, a, b = lutmod.quantize_lut_bias(self.pq.inner_product_tables(q), coarse)
+            return lutq[:, None], biasq, a, b, probes
+        valid = probes >= 0
+        lists = np.where(valid, probes, 0)
+        if self._uses_precomputed():
+            ip = self.pq.inner_product_tables(q)
+            tables = self._term2_table()[lists] + np.float32(-2) * ip[:, None]
+            bias = coarse
+        else:
+            res = (q[:, None, :] - self.ivf.centroids[lists]).reshape(-1, self.d)
+            tables = self.pq.distance_table(res).reshape(q.shape[0], probes.shape[1], self.M, 16)
+            bias = np.zeros(probes.shape, np.float32)
+        lutq, biasq, a, b = lutmod.quantize_lut_3d(tables, bias, valid)
+        return lutq, biasq, a, b, probes
 
     def search(self, q, k, nprobe=1, wrap=True):
         """k best of each query over its nprobe lists -> (D float32 (nq, k), I int64 (nq, k))."""
@@ -125,13 +197,13 @@ class IVFPQFastScanIndex:
         k = as_k(k, q.shape[0])
         nprobe = as_int(nprobe, "nprobe", low=1)
         wrap = as_bool(wrap, "wrap")
-        _, probes = search_centroids(q, self.ivf.centroids, min(nprobe, self.nlist), self.metric)
-        lutq, a, b = lutmod.quantize_lut_bounded(float_tables(self.pq, q, self.metric))
+        lutq, biasq, a, b, probes = self.probe_tables(q, nprobe)
         is_max = self.metric == "l2"
         hv, hid = scan.new_heaps(q.shape[0], k, is_max, wrap)
         stats = np.zeros((q.shape[0], 2), np.int64)
-        scan.scan_ivf(lutq, self.codes, self.block_offsets, self.offsets, self.ids,
-                      np.ascontiguousarray(probes, dtype=np.int64), is_max, wrap, hv, hid, stats)
+        scan.scan_ivf(lutq, biasq, self.codes, self.block_offsets, self.offsets, self.ids,
+                      np.ascontiguousarray(probes, dtype=np.int64), is_max, wrap, hv, hid, stats,
+                      *scan.scratch(self.M2))
         self.last_overflow = overflow_report(stats)
         return search_output(hv, hid, k, is_max, wrap, a, b)
 
@@ -139,7 +211,8 @@ class IVFPQFastScanIndex:
         """Write the IVFPQ state (centroids, codebooks, lists) to a versioned .npz file (atomic)."""
         trained = self.is_trained
         params = {"d": self.d, "nlist": self.nlist, "M": self.M, "metric": self.metric,
-                  "niter": self.niter, "seed": self.seed, "allow_small": self.allow_small}
+                  "niter": self.niter, "seed": self.seed, "allow_small": self.allow_small,
+                  "by_residual": self.by_residual, "precomputed": self.precomputed}
         sub = packing.unpack_codes(self.codes, self.codes.shape[0] * packing.BBS, self.M)
         save_npz(path, _KIND, _VERSION, params, {
             "centroids": self.ivf.centroids if trained else np.empty((0, self.d), np.float32),
@@ -173,4 +246,4 @@ class IVFPQFastScanIndex:
 
     def __repr__(self):
         return (f"IVFPQFastScanIndex(d={self.d}, nlist={self.nlist}, M={self.M}, "
-                f"metric={self.metric!r}, ntotal={self.ntotal})")
+                f"metric={self.metric!r}, by_residual={self.by_residual}, ntotal={self.ntotal})")

@@ -150,7 +150,8 @@ class PQFastScanIndex:
         is_max = self.metric == "l2"
         hv, hid = scan.new_heaps(q.shape[0], k, is_max, wrap)
         stats = np.zeros((q.shape[0], 2), np.int64)
-        scan.scan_flat(lutq, self.codes, self.ntotal, is_max, wrap, hv, hid, stats)
+        scan.scan_flat(lutq, self.codes, self.ntotal, is_max, wrap, hv, hid, stats,
+                       *scan.scratch(self.M2))
         self.last_overflow = overflow_report(stats)
         return search_output(hv, hid, k, is_max, wrap, a, b)
 

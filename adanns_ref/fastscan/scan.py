@@ -6,7 +6,11 @@ for a query with quantized table Tq (M2, 16) uint8 and a vector with sub-codes c
     s = sum_{m < M2} Tq[m, c_m]   (exact integer),   faithful value  v = s mod 2^16   (uint16)
 
 faiss adds 16-bit lanes with wrapping adds and a lo/hi byte trick (accu0 - (accu1 << 8)); every
-step is mod 2^16, so its value is exactly s mod 2^16 whatever the SIMD level. IVF L2 with a
+step is mod 2^16, so its value is exactly s mod 2^16 whatever the SIMD level. Our scalar scan
+reads each packed byte once: a per-query `pair_table` maps a byte to the entries of its two
+vectors, packed in two lanes of one integer (16-bit lanes in a uint32 while 255 M2 < 65536, so
+no lane can carry into the other; 32-bit lanes in a uint64 beyond), and the lanes are summed
+over the block's sub-quantizer pairs, then split into the 32 exact sums of the block. IVF L2 with a
 bias adds the uint16 bias the same way (mod 2^16). The kernels here compute s in int32 beside v:
 ``wrap=True`` (default, faiss's result) ranks by v, ``wrap=False`` (the mathematically intended
 result) by s; both report max s per query and whether any s exceeded 65535.
@@ -49,20 +53,28 @@ INTENDED_NEUTRAL_MAX = np.int64(1) << 40  # wrap=False: no value reaches it
 
 
 @numba.njit(cache=True, nogil=True)
-def block_sums(lut, block, M2, acc):
-    """acc[0:32] = exact int32 sums sum_m lut[m, c_m] of the 32 vectors of one packed block."""
-    for v in range(32):
-        acc[v] = 0
-    for p in range(M2 // 2):
-        t0 = lut[2 * p]
-        t1 = lut[2 * p + 1]
+def pair_table(lut, shift, out):
+    """out[m, byte] = lut[m, byte & 15] + (lut[m, byte >> 4] << shift): one look-up of a packed
+    byte yields the entries of both vectors it holds (vector perm(j) in the low lane, perm(j) + 16
+    in the high one), so the scan reads each byte once. lut (M2, 16) uint8; out (M2, 256) uint32
+    with shift 16 (lanes exact while 255 M2 < 65536) or uint64 with shift 32 (any M2 < 2^24)."""
+    for m in range(lut.shape[0]):
+        for b in range(256):
+            out[m, b] = (np.uint64(lut[m, b & 15]) | (np.uint64(lut[m, b >> 4]) << np.uint64(shift)))
+
+
+@numba.njit(cache=True, nogil=True)
+def block_sums(table, block, acc):
+    """acc[j] = the two exact lane sums sum_m lut[m, c_m] of vectors perm(j) (low lane) and
+    perm(j) + 16 (high lane) of one packed block, j < 16; table from `pair_table`."""
+    for j in range(16):
+        acc[j] = 0
+    for p in range(table.shape[0] // 2):
+        t0 = table[2 * p]
+        t1 = table[2 * p + 1]
         base = 32 * p
         for j in range(16):
-            b0 = block[base + j]
-            b1 = block[base + 16 + j]
-            vec = (j >> 1) + 8 * (j & 1)
-            acc[vec] += np.int32(t0[b0 & 15]) + np.int32(t1[b1 & 15])
-            acc[vec + 16] += np.int32(t0[b0 >> 4]) + np.int32(t1[b1 >> 4])
+            acc[j] += t0[block[base + j]] + t1[block[base + 16 + j]]
 
 
 @numba.njit(cache=True, nogil=True)
@@ -86,54 +98,85 @@ def _sift_root(hv, hid, k, v, i):
 
 
 @numba.njit(cache=True, nogil=True)
-def scan_list(lut, blocks, n, ids, bias, is_max, wrap, hv, hid, stats):
+def scan_list(table, shift, blocks, n, ids, bias, is_max, wrap, hv, hid, stats, acc, sums):
     """Scan the n vectors of `blocks` (ids[j] their ids, or j when ids is empty) for one query
-    and push them into its heap (hv, hid) of transformed keys; stats[0] = max unwrapped sum,
-    stats[1] += number of sums > 65535."""
-    M2 = lut.shape[0]
-    k = hv.shape[0]
-    acc = np.empty(32, np.int32)
+    (its `pair_table`) and push them into its heap (hv, hid) of transformed keys, in faiss's
+    order (vector 0..31 of each block); stats[0] = max unwrapped sum, stats[1] += number of sums
+    > 65535. Scratch: acc (16,) of table's dtype, sums (32,) int64."""
+    mask = (np.int64(1) << shift) - 1
     for b in range(blocks.shape[0]):
-        block_sums(lut, blocks[b], M2, acc)
-        for v in range(32):
-            j = 32 * b + v
-            if j >= n:
-                break
-            s = np.int64(acc[v]) + bias
+        block_sums(table, blocks[b], acc)
+        for j in range(16):
+            v = (j >> 1) + 8 * (j & 1)
+            sums[v] = np.int64(acc[j] & mask) + bias
+            sums[v + 16] = np.int64(acc[j] >> shift) + bias
+        j0 = 32 * b
+        for v in range(min(32, n - j0)):  # written out here: numba does not inline a call
+            s = sums[v]
             if s > stats[0]:
                 stats[0] = s
             if s > 65535:
                 stats[1] += 1
             val = (s & 0xFFFF) if wrap else s
             key = val if is_max else -val
-            if key < hv[0]:
+            if key < hv[0]:  # faiss: strictly better than the root's value
+                j = j0 + v
                 i = ids[j] if ids.shape[0] else np.int64(j)
-                _sift_root(hv, hid, k, key, i if is_max else -i)
+                _sift_root(hv, hid, hv.shape[0], key, i if is_max else -i)
+
+
+def table_dtype(M2):
+    """(dtype, shift) of `pair_table` for M2 rows: 16-bit lanes while 255 M2 < 65536."""
+    return (np.uint32, np.int64(16)) if 255 * M2 < 65536 else (np.uint64, np.int64(32))
 
 
 @numba.njit(cache=True, parallel=True)
-def scan_flat(luts, blocks, n, is_max, wrap, hv, hid, stats):
-    """Every query of luts (nq, M2, 16) against all n vectors of blocks (flat index)."""
+def scan_flat(luts, blocks, n, is_max, wrap, hv, hid, stats, tables, shift, acc, sums):
+    """Every query of luts (nq, M2, 16) against all n vectors of blocks (flat index). Per-thread
+    scratch (`scratch`): tables (T, M2, 256), acc (T, 16), sums (T, 32)."""
     none = np.empty(0, np.int64)
     for q in numba.prange(luts.shape[0]):
-        scan_list(luts[q], blocks, n, none, 0, is_max, wrap, hv[q], hid[q], stats[q])
+        t = numba.get_thread_id()
+        pair_table(luts[q], shift, tables[t])
+        scan_list(tables[t], shift, blocks, n, none, np.int64(0), is_max, wrap, hv[q], hid[q],
+                  stats[q], acc[t], sums[t])
 
 
 @numba.njit(cache=True, parallel=True)
-def scan_ivf(luts, blocks, block_offsets, offsets, ids, probes, is_max, wrap, hv, hid, stats):
+def scan_ivf(luts, biasq, blocks, block_offsets, offsets, ids, probes, is_max, wrap, hv, hid, stats,
+             tables, shift, acc, sums):
     """Every query against its probed lists, in ascending list number (probes (nq, nprobe),
-    -1 = none); list l holds ids[offsets[l]:offsets[l+1]] in blocks[block_offsets[l]:...]."""
+    -1 = none); list l holds ids[offsets[l]:offsets[l+1]] in blocks[block_offsets[l]:...].
+    luts (nq, P, M2, 16): P = 1, one table per query, or P = nprobe, one per probe (3-D, faiss
+    by_residual L2); biasq (nq, nprobe) int64 uint16 biases added to the sums of each probe, or
+    (nq, 0) for none. Per-thread scratch as `scan_flat`."""
     for q in numba.prange(luts.shape[0]):
-        lists = np.sort(probes[q])
-        for t in range(lists.shape[0]):
-            l = lists[t]
-            if l < 0 or (t > 0 and lists[t - 1] == l):
+        t = numba.get_thread_id()
+        if luts.shape[1] == 1:
+            pair_table(luts[q, 0], shift, tables[t])
+        order = np.argsort(probes[q], kind="mergesort")
+        for u in range(order.shape[0]):
+            r = order[u]
+            l = probes[q, r]
+            if l < 0 or (u > 0 and probes[q, order[u - 1]] == l):
                 continue
             n = offsets[l + 1] - offsets[l]
             if n == 0:
                 continue
-            scan_list(luts[q], blocks[block_offsets[l]:block_offsets[l + 1]], n,
-                      ids[offsets[l]:offsets[l + 1]], 0, is_max, wrap, hv[q], hid[q], stats[q])
+            if luts.shape[1] > 1:
+                pair_table(luts[q, r], shift, tables[t])
+            bias = biasq[q, r] if biasq.shape[1] else np.int64(0)
+            scan_list(tables[t], shift, blocks[block_offsets[l]:block_offsets[l + 1]], n,
+                      ids[offsets[l]:offsets[l + 1]], bias, is_max, wrap, hv[q], hid[q], stats[q],
+                      acc[t], sums[t])
+
+
+def scratch(M2):
+    """Per-thread buffers of the scans: (tables, shift, acc, sums) for numba's thread count."""
+    T = numba.get_num_threads()
+    dtype, shift = table_dtype(M2)
+    return (np.empty((T, M2, 256), dtype), shift, np.empty((T, 16), dtype),
+            np.empty((T, 32), np.int64))
 
 
 @numba.njit(cache=True)
