@@ -17,8 +17,8 @@ k > RESERVOIR_MIN_K, as faiss switches):
              smallest (distance, id) keys, ties to the smaller id, exactly as exact_search's
 
 Cost per query: N / 16 blocks of d loads, 2d + 15 vector operations (l2) each; the top-k work is
-O(k log(N / k)) offers. Parallel over query groups (numba prange); results do not depend on the
-thread count.
+O(k log(N / k)) offers. Parallel over query groups (numba prange) above PARALLEL_MIN_WORK, compiled
+serially below it (`core.threads.serial_or_parallel`); results do not depend on the thread count.
 
 Distances are the direct form of faiss's small-batch path (`exact._scan_direct`):
 l2 sum_t (q_t - z_t)^2, ip -sum_t q_t z_t, summed in `core.simd` order 1 (16 partial sums s_l over
@@ -48,6 +48,7 @@ from numba.core import cgutils, types
 from numba.extending import intrinsic
 
 from ..core.simd import inner, l2sqr
+from ..core.threads import serial_or_parallel
 from ..core.topk import (RESERVOIR_MIN_K, shrink, worse, finalize, heap_push, heap_sort, new_heaps,
                          new_reservoirs, push_chunk, reservoir_to_row)
 
@@ -166,7 +167,7 @@ def _reservoir_offer(keys, valid, j0, r, bd, bi, count):
     return bd[r, cap]
 
 
-@numba.njit(cache=True, parallel=True)
+@serial_or_parallel
 def _scan_kernel(xq, blocks, n, use_ip, hd, hi, bd, bi, count):
     """Every (query, row) distance of the blocked prefix, offered chunk by chunk to query r's heap
     (hd, hi) or, when bd is not empty, its reservoir (bd, bi, count); rows end sorted."""
@@ -208,7 +209,8 @@ def scan_search(xq, blocks, n, k, metric):
     hd, hi = new_heaps(nq, k)
     bd, bi, count = new_reservoirs(nq if k > RESERVOIR_MIN_K else 0, k)
     if nq and n:
-        _scan_kernel(xq, blocks, n, metric == "ip", hd, hi, bd, bi, count)
+        kernel = _scan_kernel.for_work(nq * n * xq.shape[1])
+        kernel(xq, blocks, n, metric == "ip", hd, hi, bd, bi, count)
     return finalize(hd, hi, metric)
 
 
@@ -274,10 +276,11 @@ def rerank_rows_sorted(xq, db, ids, order, s1, s2, use_ip, hd, hi):
     # the number of parts is chosen here, in Python: numba.get_num_threads() inside an njit
     # function is a dynamic global, which keeps numba from caching the kernel
     n_parts = min(numba.get_num_threads() * 4, max(1, order.shape[0] // 64))
-    _rerank_sorted(xq, db, ids, order, s1, s2, use_ip, hd, hi, n_parts)
+    kernel = _rerank_sorted.for_work(order.shape[0] * xq.shape[1])
+    kernel(xq, db, ids, order, s1, s2, use_ip, hd, hi, n_parts)
 
 
-@numba.njit(cache=True, parallel=True)
+@serial_or_parallel
 def _rerank_sorted(xq, db, ids, order, s1, s2, use_ip, hd, hi, n_parts):
     """rerank_rows_sorted's kernel, with the batch split into n_parts runs of `order`."""
     nq, s = ids.shape
