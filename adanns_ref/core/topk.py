@@ -22,6 +22,8 @@ point: `search.knn.knn_search`).
 import numba
 import numpy as np
 
+from .threads import serial_or_parallel
+
 FLT_MAX = np.float32(np.finfo(np.float32).max)  # 3.4028235e38, faiss's "no result" distance
 RESERVOIR_MIN_K = 100  # larger k collect in reservoirs, not heaps (faiss: distance_compute_min_k_reservoir)
 
@@ -123,26 +125,41 @@ def _pivot(vals, lo, hi, start):
 
 
 @numba.njit(cache=True, nogil=True)
-def _sort_keys(bd, bi, n):
-    """Positions of bd/bi[:n] in increasing (distance, id) order. Ids below 2^32 (always, but
-    for databases of 4G rows) sort as one uint64 key per entry: the distance's bits mapped to an
-    order-preserving unsigned integer (-0.0 counted as +0.0, as float comparison does) above the
-    id; else a stable sort by id, then a stable one by distance."""
-    ids = bi[:n]
-    if n and ids.max() >= 1 << 32:
-        by_id = np.argsort(ids, kind="mergesort")
-        return by_id[np.argsort(bd[:n][by_id], kind="mergesort")]
-    zero = np.float32(0.0)
-    plus = np.empty(n, dtype=np.float32)
+def empty_heap(k, sentinel_id):
+    """A heap of k empty slots (+inf, sentinel_id), for `select_sorted` (np.empty and a fill:
+    np.full would compile one more numba overload per caller)."""
+    kd, ki = np.empty(k, dtype=np.float32), np.empty(k, dtype=np.int64)
+    kd[:] = np.inf
+    ki[:] = sentinel_id
+    return kd, ki
+
+
+@numba.njit(cache=True, nogil=True)
+def select_sorted(bd, bi, n, kd, ki):
+    """The len(kd) smallest (distance, id) keys of bd/bi[:n], ascending, into kd/ki, which come
+    in as an empty heap: every slot a key above all of bd/bi[:n] ((+inf, -1) when every distance
+    is below +inf, (+inf, INT64_MAX) otherwise); slots past n keep it. Pushed into that heap,
+    then heap_sort. For distinct keys (a reservoir offers each id once) this is the sorted prefix
+    of the keys whatever their order, so it is what a stable sort by (distance, id) gives.
+    A heap rather than numpy's sorts, which numba compiles once per dtype and order."""
     for t in range(n):
-        plus[t] = bd[t] + zero  # -0.0 -> +0.0
-    bits = plus.view(np.uint32)
-    keys = np.empty(n, dtype=np.uint64)
-    for t in range(n):
-        b = np.uint64(bits[t])
-        b = (~b) & np.uint64(0xFFFFFFFF) if b >> np.uint64(31) else b | np.uint64(0x80000000)
-        keys[t] = (b << np.uint64(32)) | np.uint64(ids[t])
-    return np.argsort(keys)
+        heap_push(kd, ki, bd[t], bi[t])
+    heap_sort(kd, ki)
+
+
+@numba.njit(cache=True, nogil=True)
+def counting_order(key, perm, nkeys):
+    """perm (m,) int64 re-ordered stably by key[perm[u]], keys in 0..nkeys-1 (a counting sort)."""
+    start = np.zeros(nkeys + 1, np.int64)
+    for t in perm:
+        start[key[t] + 1] += 1
+    for v in range(nkeys):
+        start[v + 1] += start[v]
+    out = np.empty(perm.shape[0], np.int64)
+    for t in perm:
+        out[start[key[t]]] = t
+        start[key[t]] += 1
+    return out
 
 
 @numba.njit(cache=True, nogil=True)
@@ -154,7 +171,7 @@ def shrink(bd, bi, n, k):
     The cut is a distance t taken from the buffer with k <= #{d <= t} <= (n + k) // 2, found by
     vectorised counting passes around sampled pivots (no per-element branches); every entry
     with d <= t is kept, in order. With too many entries tied at one distance no such t exists,
-    and the buffer is sorted by key and cut at exactly k.
+    and the k smallest keys are kept, sorted (`select_sorted`).
     """
     q_max = (n + k) // 2
     vals = bd[:n]
@@ -173,9 +190,10 @@ def shrink(bd, bi, n, k):
             t = p
             break
     if np.isnan(t):  # massive ties (or no convergence): the exact cut
-        order = _sort_keys(bd, bi, n)
-        kd, ki = bd[order[:k]], bi[order[:k]]
-        bd[:k], bi[:k] = kd, ki
+        kd, ki = empty_heap(k, np.int64(-1))
+        select_sorted(bd, bi, n, kd, ki)  # reservoir keys are below its first threshold (+inf, -1)
+        for j in range(k):  # a loop: a slice assignment compiles numba's shape-error path
+            bd[j], bi[j] = kd[j], ki[j]
         bd[n], bi[n] = kd[k - 1], ki[k - 1]
         return k
     m = 0
@@ -223,10 +241,7 @@ def reservoir_push_chunk(dis, j0, bd, bi, count, sel):
 def reservoir_to_row(bd, bi, count, hd, hi):
     """The k = hd.shape[0] best keys of a reservoir, sorted, into an empty heap row (hd, hi)
     (slots past the kept count stay (+inf, -1))."""
-    n = count[0]
-    order = _sort_keys(bd, bi, n)
-    for t in range(min(n, hd.shape[0])):
-        hd[t], hi[t] = bd[order[t]], bi[order[t]]
+    select_sorted(bd, bi, count[0], hd, hi)
 
 
 def new_reservoirs(n, k):
@@ -237,11 +252,16 @@ def new_reservoirs(n, k):
     return bd, bi, np.zeros((n, 1), dtype=np.int64)
 
 
-@numba.njit(cache=True, parallel=True)
-def sort_heaps(hd, hi):
-    """heap_sort every row of (n, k) heap arrays, in parallel over rows."""
+@serial_or_parallel
+def _sort_heap_rows(hd, hi):
+    """heap_sort every row of (n, k) heap arrays (in parallel over rows: `sort_heaps`)."""
     for r in numba.prange(hd.shape[0]):
         heap_sort(hd[r], hi[r])
+
+
+def sort_heaps(hd, hi):
+    """heap_sort every row of (n, k) heap arrays, in parallel over rows when there are many."""
+    _sort_heap_rows.for_work(hd.size * max(1, hd.shape[1]).bit_length() * 4)(hd, hi)
 
 
 def new_heaps(n, k):

@@ -42,8 +42,8 @@ rounding of each other (tested against faiss's IndexFlatL2(d_0) + knn_L2sqr_by_i
 BLAS_MIN_QUERIES the scan is bit-identical to faiss's IndexFlatL2(d_0) at that batch size.
 
 Cost per query: N / 16 blocks of d loads and the vector operations above; the top-k work is
-O(k log(N / k)) offers. Parallel over query groups (numba prange); results do not depend on the
-thread count.
+O(k log(N / k)) offers. Parallel over query groups (numba prange) above PARALLEL_MIN_WORK, compiled
+serially below it (`core.threads.serial_or_parallel`); results do not depend on the thread count.
 
 The re-rank kernels that follow stage 0 are in `funnel.rerank_kernels`.
 
@@ -57,6 +57,7 @@ from numba.core import cgutils, types
 from numba.extending import intrinsic
 
 from ..core.simd import sq_norms
+from ..core.threads import serial_or_parallel
 from ..core.topk import (RESERVOIR_MIN_K, shrink, worse, finalize, heap_sort, new_heaps, new_reservoirs,
                          push_chunk, reservoir_to_row)
 
@@ -263,7 +264,7 @@ def _offer(keys, valid, j0, r, hd, hi, bd, bi, count):
     return hd[r, 0]
 
 
-@numba.njit(cache=True, parallel=True)
+@serial_or_parallel
 def _scan_kernel(xq, blocks, n, use_ip, xn, qn, hd, hi, bd, bi, count):
     """Every (query, row) distance of the blocked prefix, offered chunk by chunk to query r's heap
     (hd, hi) or, when bd is not empty, its reservoir (bd, bi, count); rows end sorted. Distances
@@ -330,5 +331,6 @@ def scan_search(xq, blocks, n, k, metric, xn=None):
     else:
         qn = sq_norms(xq) if metric == "l2" else np.zeros(nq, dtype=np.float32)
     if nq and n:
-        _scan_kernel(xq, blocks, n, metric == "ip", xn, qn, hd, hi, bd, bi, count)
+        kernel = _scan_kernel.for_work(nq * n * xq.shape[1])
+        kernel(xq, blocks, n, metric == "ip", xn, qn, hd, hi, bd, bi, count)
     return finalize(hd, hi, metric)

@@ -25,6 +25,7 @@ import numba
 import numpy as np
 
 from ..core.simd import inner, l2sqr, simd_sum_scaled
+from ..core.threads import serial_or_parallel
 from ..core.topk import heap_push
 
 
@@ -82,10 +83,11 @@ def rerank_rows_sorted(xq, db, ids, order, s1, s2, use_ip, hd, hi):
     # the number of parts is chosen here, in Python: numba.get_num_threads() inside an njit
     # function is a dynamic global, which keeps numba from caching the kernel
     n_parts = min(numba.get_num_threads() * 4, max(1, order.shape[0] // 64))
-    _rerank_sorted(xq, db, ids, order, s1, s2, use_ip, hd, hi, n_parts)
+    kernel = _rerank_sorted.for_work(order.shape[0] * xq.shape[1])
+    kernel(xq, db, ids, order, s1, s2, use_ip, hd, hi, n_parts)
 
 
-@numba.njit(cache=True, parallel=True)
+@serial_or_parallel
 def _rerank_sorted(xq, db, ids, order, s1, s2, use_ip, hd, hi, n_parts):
     """rerank_rows_sorted's kernel, with the batch split into n_parts runs of `order`."""
     nq, s = ids.shape

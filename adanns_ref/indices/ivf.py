@@ -47,6 +47,7 @@ import numpy as np
 from ..core import cost
 from ..core.persist import load_npz, save_npz
 from ..core.simd import simd_sum
+from ..core.threads import serial_or_parallel
 from ..core.topk import finalize, heap_push, heap_sort, new_heaps
 from ..core.truncate import prefix
 from ..core.validate import (as_bool, as_float32_matrix, as_int, as_k, as_nlist, check_metric,
@@ -81,7 +82,7 @@ def _queries_by_list(probes, r0, r1, nlist):
     return start, members
 
 
-@numba.njit(cache=True, parallel=True)
+@serial_or_parallel
 def _scan_lists(qs, xb, d_s, ids, offsets, probes, use_ip, hd, hi, n_parts):
     """For each query r, score every vector of the lists probes[r] on its first d_s dims.
 
@@ -327,9 +328,10 @@ class IVFIndex(InvertedLists):
         probes = search_centroids(prefix(q, d_c, self.normalize), self._centroids_at(d_c), nprobe,
                                   self.metric, plan)[1]
         hd, hi = new_heaps(q.shape[0], k)
-        _scan_lists(prefix(q, d_s, self.normalize), self._database_at(d_s), d_s, self._ids,
-                    self._offsets, probes, self.metric == "ip", hd, hi,
-                    max(1, min(numba.get_num_threads(), q.shape[0])))
+        work = int(np.diff(self._offsets)[probes[probes >= 0]].sum()) * d_s
+        _scan_lists.for_work(work)(prefix(q, d_s, self.normalize), self._database_at(d_s), d_s,
+                                   self._ids, self._offsets, probes, self.metric == "ip", hd, hi,
+                                   max(1, min(numba.get_num_threads(), q.shape[0])))
         return (*finalize(hd, hi, self.metric), probes)
 
     # ----------------------------------------------------------------------- persistence

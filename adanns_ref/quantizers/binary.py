@@ -37,6 +37,7 @@ from llvmlite import ir
 from numba.core import cgutils, types
 from numba.extending import intrinsic
 
+from ..core.threads import serial_or_parallel
 from ..core.topk import finalize, heap_push, new_heaps, sort_heaps
 from ..core.validate import as_float32_matrix, as_int, as_uint8_codes, check_prefix_dim
 
@@ -67,7 +68,7 @@ def hamming(a, b):
     return h
 
 
-@numba.njit(cache=True, parallel=True)
+@serial_or_parallel
 def _scan_flat(qw, bw, hd, hi):
     """Push the Hamming distances of every query word row to every database word row, ids in
     order, into the (float32) heaps; a candidate enters only below the current k-th."""
@@ -116,7 +117,8 @@ def to_words(codes):
 def hamming_knn(qcodes, codes, k):
     """Exact Hamming k-NN of validated uint8 code rows -> (D int32 (nq, k), I int64 (nq, k))."""
     hd, hi = new_heaps(qcodes.shape[0], k)
-    _scan_flat(to_words(qcodes), to_words(codes), hd, hi)
+    qw, bw = to_words(qcodes), to_words(codes)
+    _scan_flat.for_work(2 * qw.shape[0] * bw.shape[0] * bw.shape[1])(qw, bw, hd, hi)
     sort_heaps(hd, hi)
     return hamming_finalize(hd, hi)
 

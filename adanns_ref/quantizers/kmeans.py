@@ -59,7 +59,7 @@ import numpy as np
 
 from ..core.mt19937 import MTState, mt_rand_float, rand_perm
 from ..core.simd import simd_sum, sq_norms
-from ..core.threads import threads_for
+from ..core.threads import serial_or_parallel, threads_for
 from ..core.threads import BLAS_THRESHOLD
 from ..core.validate import as_bool, as_float32_matrix, as_int, check_metric
 from ..search.assign import nearest_centroids
@@ -86,7 +86,7 @@ def _sum_sequential(v):
     return s
 
 
-@numba.njit(cache=True, parallel=True)
+@serial_or_parallel
 def _compute_centroids(x, assign, k):
     """c_j = float32(1 / n_j) * (float32 sum of rows assigned to j, in input order).
 
@@ -336,7 +336,7 @@ class KMeans:
                 dist, assign = assign_all(cent)
                 obj = _sum_sequential(dist)
                 with threads_for(4 * n * d):
-                    cent, counts = _compute_centroids(x, assign, k)
+                    cent, counts = _compute_centroids.for_work(4 * n * d)(x, assign, k)
                 hist = counts.astype(np.float64)
                 imb_hist.append(float((hist * hist).sum() * k / (hist.sum() ** 2)))
                 state = split_rng.copy()

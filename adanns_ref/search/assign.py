@@ -27,7 +27,7 @@ import numba
 import numpy as np
 
 from ..core.simd import simd_sums, sq_norms
-from ..core.threads import BLAS_THRESHOLD, blas_single_thread, threads_for
+from ..core.threads import BLAS_THRESHOLD, blas_single_thread, serial_or_parallel, threads_for
 from ..core.topk import FLT_MAX
 from ..distributed import Executor, block_bounds
 from .exact import exact_search, search_plan
@@ -36,7 +36,7 @@ GEMM_COLS = 1024  # faiss distance_compute_blas_database_bs: its top-1 column bl
 GEMM_BLOCK_ELEMS = 1 << 18  # scores per GEMM block (1 MB: stays in cache for the merge)
 
 
-@numba.njit(cache=True, parallel=True)
+@serial_or_parallel
 def _assign_direct(x, ct, ip):
     """Nearest centroid of each row by direct per-pair sums (faiss's exhaustive_*_seq with a
     top-1 result: strict comparison, so ties keep the smaller j). ct: centroids (d, k)."""
@@ -116,7 +116,7 @@ def _top1_ip_block(st, j0, best, best_j):
             best_j[r] = j0 + t if better else best_j[r]
 
 
-@numba.njit(cache=True, parallel=True)
+@serial_or_parallel
 def _assign_gemm(x, c, xn, cn, ip, block_rows):
     """Nearest centroid by blocked GEMM + top-1 merge (faiss's exhaustive_*_blas path).
 
@@ -170,16 +170,17 @@ def nearest_centroids(x, c, ip=False, x_norms=None, gemm=None):
     each row gets the bits it gets in the whole batch.
     """
     gemm = uses_gemm(*x.shape) if gemm is None else gemm
-    with threads_for(x.shape[0] * x.shape[1] * c.shape[0]):
+    work = x.shape[0] * x.shape[1] * c.shape[0]
+    with threads_for(work):
         if not gemm:
-            dist, idx = _assign_direct(x, np.ascontiguousarray(c.T), ip)
+            dist, idx = _assign_direct.for_work(work)(x, np.ascontiguousarray(c.T), ip)
         else:
             xn = cn = np.empty(0, np.float32)
             if not ip:
                 xn = sq_norms(x) if x_norms is None else x_norms
                 cn = sq_norms(c)
             with blas_single_thread():
-                dist, idx = _assign_gemm(x, c, xn, cn, ip, gemm_block_rows(c.shape[0]))
+                dist, idx = _assign_gemm.for_work(work)(x, c, xn, cn, ip, gemm_block_rows(c.shape[0]))
     if idx.size and idx.min() < 0:
         raise ValueError("squared distances overflow float32 (inf) for some rows; rescale x")
     return dist, idx

@@ -35,7 +35,7 @@ import numba
 import numpy as np
 
 from ..core.simd import simd_sum, sq_norms
-from ..core.threads import BLAS_THRESHOLD, blas_single_thread
+from ..core.threads import BLAS_THRESHOLD, blas_single_thread, serial_or_parallel
 from ..core.topk import (RESERVOIR_MIN_K, finalize, heap_push, heap_sort, new_heaps, new_reservoirs,
                          push_chunk, reservoir_push_chunk, reservoir_to_row)
 
@@ -120,7 +120,7 @@ def _merge_block(ip, q_norms, x_norms, j0, use_ip, hd, hi, bd, bi, count):
                 push_chunk(dis, j0 + c, hd[r], hi[r])
 
 
-@numba.njit(cache=True, parallel=True)
+@serial_or_parallel
 def _scan_direct(xq, xb, use_ip, hd, hi):
     """Direct-form exact search for small query batches: every (q, x) pair, heaps filled and
     sorted in place."""
@@ -217,7 +217,7 @@ def exact_search(xq, xb, k, metric="l2", plan=None):
     if nq == 0 or xb.shape[0] == 0:
         pass
     elif not plan.blas:
-        _scan_direct(xq, xb, use_ip, hd, hi)
+        _scan_direct.for_work(nq * xb.shape[0] * d)(xq, xb, use_ip, hd, hi)
     else:
         _blas_search(xq, xb, use_ip, hd, hi, plan.q_block)
     return finalize(hd, hi, metric)

@@ -256,12 +256,15 @@ class HNSWIndex:
 
     def _insert_batch(self, pts):
         """Phase A (forward links, parallel over points) then Phase B (reverse links, parallel
-        over the (level, node) lists that received links)."""
+        over the (level, node) lists that received links); serial kernels for small batches."""
         ip, g = self.metric == "ip", self._graph()
-        K.forward_links_batch(pts, self._levels, self._xb, g, self.entry_point, self.max_level,
-                              self.ef_construction, ip, _parts(pts.shape[0]))
+        # ~distances the batch computes (ef_construction candidates x 2M neighbours each) x d_c
+        work = pts.shape[0] * self.ef_construction * int(self._cum[1]) * self.d_c
+        K.forward_links_batch.for_work(work)(pts, self._levels, self._xb, g, self.entry_point,
+                                             self.max_level, self.ef_construction, ip,
+                                             _parts(pts.shape[0]))
         starts, lvl, dest, srcs = K.reverse_edges(pts, self._levels, g)
-        K.merge_reverse_batch(starts, lvl, dest, srcs, self._keeps, self._xb, g, ip)
+        K.merge_reverse_batch.for_work(work)(starts, lvl, dest, srcs, self._keeps, self._xb, g, ip)
 
     def reset(self):
         """Remove every vector and the graph; parameters stay, and so does the level RNG's state,
@@ -297,13 +300,16 @@ class HNSWIndex:
         kb = check_result_size(nq, max(ef, k), "max(ef_search, k)") if d_s != d_c else k
         D, I = np.empty((nq, kb), np.float32), np.empty((nq, kb), np.int64)
         ndis = np.zeros(nq, np.int64)
-        K.search_batch(prefix(xq, d_c, self.normalize), self._database_at(d_c), self._graph(),
-                       self.entry_point, self.max_level, ef, ip, D, I, ndis, _parts(nq))
+        work = nq * max(ef, k) * int(self._cum[1]) * d_c  # ~distances a search computes, x d_c
+        K.search_batch.for_work(work)(prefix(xq, d_c, self.normalize), self._database_at(d_c),
+                                      self._graph(), self.entry_point, self.max_level, ef, ip, D, I,
+                                      ndis, _parts(nq))
         n_rescored = 0
         if d_s != d_c:
             n_rescored = (I >= 0).sum(axis=1)
             Ib, D, I = I, np.empty((nq, k), np.float32), np.empty((nq, k), np.int64)
-            K.rescore_batch(prefix(xq, d_s, self.normalize), self._database_at(d_s), Ib, ip, D, I)
+            K.rescore_batch.for_work(nq * kb * d_s)(prefix(xq, d_s, self.normalize),
+                                                    self._database_at(d_s), Ib, ip, D, I)
         self.last_search_ndis = ndis
         flops = cost.hnsw_flops(ndis, d_c, d_s, n_rescored)
         self.last_search_flops = float(np.mean(flops)) if nq else 0.0

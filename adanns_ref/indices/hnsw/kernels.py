@@ -24,8 +24,12 @@ from numba.extending import intrinsic
 
 from ...core.mt19937 import mt_next, mt_rand_float
 from ...core.simd import simd_sum
+from ...core.threads import serial_or_parallel
+from ...core.topk import counting_order, empty_heap, select_sorted
 from .heaps import (cmp, heap_heapify, heap_push, heap_reorder, heap_replace_top, mm_count_below,
                     mm_pop_min, mm_push, pq_pop, pq_push)
+
+ID_SENTINEL = np.int64(np.iinfo(np.int64).max)  # an id above every node's: empty `select_sorted` slots
 
 
 @intrinsic
@@ -234,17 +238,20 @@ def merge_reverse(node, l, srcs, keep, X, g, ip):
             cands[nc] = v
             nc += 1
     if nc <= e - b:
-        nbrs[b:b + nc] = cands[:nc]
+        for t in range(nc):  # a loop: a slice assignment compiles numba's shape-error path
+            nbrs[b + t] = cands[t]
         nbrs[b + nc:e] = -1
         return
-    ids = np.sort(cands[:nc])
-    dist = np.empty(nc, dtype=np.float32)
+    # best first, ties -> smaller id: `select_sorted` on key = dist (L2) or -dist (ip), keys may be inf
+    key = np.empty(nc, dtype=np.float32)
     for t in range(nc):
-        dist[t] = _dis(X[node], X, ids[t], ip)
-    order = np.argsort(-dist if ip else dist, kind="mergesort")  # stable: equal -> smaller id
+        dc = _dis(X[node], X, cands[t], ip)
+        key[t] = -dc if ip else dc
+    kd, ki = empty_heap(nc, ID_SENTINEL)
+    select_sorted(key, cands, nc, kd, ki)
     nk = 0
-    for t in order:
-        c, dc = ids[t], dist[t]
+    for t in range(nc):
+        c, dc = ki[t], -kd[t] if ip else kd[t]
         good = True
         for u in range(nk):
             if cmp(dc, _dis(X[nbrs[b + u]], X, c, ip), ip):
@@ -258,7 +265,7 @@ def merge_reverse(node, l, srcs, keep, X, g, ip):
     nbrs[b + nk:e] = -1
 
 
-@numba.njit(cache=True, parallel=True)
+@serial_or_parallel
 def forward_links_batch(pts, levels, X, g, ep, max_level, efc, ip, n_parts):
     """Phase A for a sub-batch: each point only writes its own, still unreachable, lists, so the
     points run in parallel (n_parts contiguous parts) and the graph does not depend on it."""
@@ -281,36 +288,42 @@ def forward_links_batch(pts, levels, X, g, ep, max_level, efc, ip, n_parts):
 @numba.njit(cache=True)
 def reverse_edges(pts, levels, g):
     """The links the sub-batch pts just wrote, as reverse edges grouped by (level, dest), sources
-    ascending: returns (group starts (ngroups + 1,), level, dest (ngroups,), srcs)."""
+    ascending: returns (group starts (ngroups + 1,), level, dest (ngroups,), srcs). Sources in
+    id order (`select_sorted` on zero keys), then stable counting sorts by dest and by level:
+    the (level, dest, source) order of three stable argsorts, without compiling numpy's sorts."""
     nbrs = g[0]
-    count = 0
-    for p in pts:
-        b, _ = _range(g, p, 0)
-        _, e = _range(g, p, levels[p])
-        count += (nbrs[b:e] >= 0).sum()
-    lvl, dest, src = np.empty(count, np.int64), np.empty(count, np.int64), np.empty(count, np.int64)
+    n, ntotal = pts.shape[0], levels.shape[0]
+    srt_d, srt = empty_heap(n, ID_SENTINEL)
+    select_sorted(np.zeros(n, np.float32), pts, n, srt_d, srt)
+    count, top = 0, 0
+    for p in srt:
+        count += (nbrs[_range(g, p, 0)[0]:_range(g, p, levels[p])[1]] >= 0).sum()
+        top = max(top, levels[p])
+    lvl0, dest0, src0 = np.empty(count, np.int64), np.empty(count, np.int64), np.empty(count, np.int64)
     t = 0
-    for p in pts:
+    for p in srt:
         for l in range(levels[p] + 1):
             b, e = _range(g, p, l)
             for j in range(b, e):
                 if nbrs[j] < 0:
                     break
-                lvl[t], dest[t], src[t] = l, nbrs[j], p
+                lvl0[t], dest0[t], src0[t] = l, nbrs[j], p
                 t += 1
-    order = np.argsort(src, kind="mergesort")
-    order = order[np.argsort(dest[order], kind="mergesort")]
-    order = order[np.argsort(lvl[order], kind="mergesort")]
-    lvl, dest, src = lvl[order], dest[order], src[order]
-    starts = [0]
-    for t in range(1, count + 1):
-        if t == count or lvl[t] != lvl[t - 1] or dest[t] != dest[t - 1]:
-            starts.append(t)
-    starts = np.array(starts, dtype=np.int64)
+    by_dest = counting_order(dest0, np.arange(count, dtype=np.int64), ntotal)
+    order = counting_order(lvl0, by_dest, top + 1)
+    lvl, dest, src = lvl0[order], dest0[order], src0[order]
+    starts = np.empty(count + 1, np.int64)
+    ngroups = 0
+    for u in range(count):
+        if u == 0 or lvl[u] != lvl[u - 1] or dest[u] != dest[u - 1]:
+            starts[ngroups] = u
+            ngroups += 1
+    starts[ngroups] = count
+    starts = starts[:ngroups + 1]
     return starts, lvl[starts[:-1]], dest[starts[:-1]], src
 
 
-@numba.njit(cache=True, parallel=True)
+@serial_or_parallel
 def merge_reverse_batch(starts, lvl, dest, srcs, keeps, X, g, ip):
     """Phase B: every (level, dest) list is merged by exactly one iteration, so in parallel."""
     for t in numba.prange(lvl.shape[0]):
@@ -354,7 +367,7 @@ def search_one(q, X, g, ep, max_level, efs, ip, hd, hi, md, mi, vis, stamp, bi, 
     return ndis
 
 
-@numba.njit(cache=True, parallel=True)
+@serial_or_parallel
 def search_batch(Q, X, g, ep, max_level, efs, ip, D, I, ndis, n_parts):
     """search_one for every row of Q (nq, d) into D/I (nq, k) and ndis (nq,); queries are
     independent, so n_parts contiguous parts run in parallel with identical results."""
@@ -369,7 +382,7 @@ def search_batch(Q, X, g, ep, max_level, efs, ip, D, I, ndis, n_parts):
                                  bi, bd)
 
 
-@numba.njit(cache=True, parallel=True)
+@serial_or_parallel
 def rescore_batch(Q, X, Ib, ip, D, I):
     """faiss IndexRefineFlat after its base search: distances of the candidates Ib (nq, kb) to
     Q (nq, d_s) at d_s (+inf for L2 / -inf for ip where the id is -1), then reorder_2_heaps: the
