@@ -1,5 +1,6 @@
 """core.threads.serial_or_parallel: one kernel body compiled serially or in parallel, the form
 picked by the work, the same bits either way, and a small first run compiling no parallel form."""
+import itertools
 import json
 import os
 import subprocess
@@ -8,6 +9,7 @@ import sys
 import numpy as np
 
 from adanns_ref.core.threads import PARALLEL_MIN_WORK, serial_or_parallel
+from adanns_ref.core.simd import sq_norms
 from adanns_ref.core.topk import new_heaps, new_reservoirs
 from adanns_ref.funnel import kernels as fk
 
@@ -26,12 +28,14 @@ def test_serial_and_parallel_forms_give_the_same_bits():
     xq = rng.standard_normal((40, 16)).astype(np.float32)
     xb[1500:1600] = xb[:100]  # tied distances: the (distance, id) rule decides
     blocks = fk.to_blocks(xb)
-    for k in (5, 150):  # heaps, then reservoirs (k > RESERVOIR_MIN_K)
+    empty = np.empty(0, dtype=np.float32)
+    norms = (empty, empty), (fk.block_norms(xb), sq_norms(xq))  # direct, BLAS form
+    for k, (xn, qn) in itertools.product((5, 150), norms):  # heaps, then reservoirs (k > 100)
         out = []
         for form in (fk._scan_kernel.serial, fk._scan_kernel.parallel):
             hd, hi = new_heaps(xq.shape[0], k)
             bd, bi, count = new_reservoirs(xq.shape[0] if k > 100 else 0, k)
-            form(xq, blocks, xb.shape[0], False, hd, hi, bd, bi, count)
+            form(xq, blocks, xb.shape[0], False, xn, qn, hd, hi, bd, bi, count)
             out.append((hd, hi))
         np.testing.assert_array_equal(out[0][0], out[1][0])
         np.testing.assert_array_equal(out[0][1], out[1][1])
@@ -56,7 +60,7 @@ import json
 import numpy as np
 import adanns_ref as ar
 from adanns_ref.core import topk
-from adanns_ref.funnel import kernels as fk
+from adanns_ref.funnel import kernels as fk, rerank_kernels as rk
 from adanns_ref.indices import ivf
 from adanns_ref.indices.hnsw import kernels as hk
 from adanns_ref.quantizers import binary, kmeans
@@ -70,7 +74,7 @@ i = ar.IVFIndex(32, nlist=32, d_c=8, d_s=16); i.train(xb); i.add(xb); i.search(x
 ar.funnel_search(xb, xq, stages=[(8, 200), (32, 10)])
 ar.mixed_funnel_search(xb, xq, [(16, "binary", None), (32, "float", 10)], oversample=4)
 h = ar.HNSWIndex(32, M=8); h.add(xb); h.search(xq, k=10, ef_search=32, d_c=16, d_s=32)
-kernels = (topk._sort_heap_rows, fk._scan_kernel, fk._rerank_sorted, ivf._scan_lists,
+kernels = (topk._sort_heap_rows, fk._scan_kernel, rk._rerank_sorted, ivf._scan_lists,
            hk.forward_links_batch, hk.merge_reverse_batch, hk.search_batch, hk.rescore_batch,
            binary._scan_flat, kmeans._compute_centroids, assign._assign_gemm, assign._assign_direct,
            exact._scan_direct)
