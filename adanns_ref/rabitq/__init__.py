@@ -1,0 +1,10 @@
+"""RaBitQ, faiss 1.15.1's ``RaBitQuantizer`` / ``IndexRaBitQ`` exactly.
+
+Modules: `kernels` (encoding: centroid, sign bits, factors, ex-bits), `scan` (query factors, the
+1-bit and multi-bit estimates, the two-stage scan), `quantizer` (the maths, the code layout, the
+faiss deviations), `index` (``RaBitQIndex``).
+"""
+from .index import RaBitQIndex
+from .quantizer import RaBitQuantizer
+
+__all__ = ["RaBitQIndex", "RaBitQuantizer"]
