@@ -140,7 +140,7 @@ def test_bmi2_kernel_differs_only_in_the_last_bits():
 
 def test_save_load_roundtrip(tmp_path):
     x = _data(200, 21, 4)
-    index = RaBitQIndex(21, "ip", 4, qb=8, centered=True).train(x)
+    index = RaBitQIndex(21, "ip", 4, qb=8, centered=True, hr_seed=7).train(x)
     index.add(x)
     index.save(tmp_path / "r.npz")
     back = RaBitQIndex.load(tmp_path / "r.npz")

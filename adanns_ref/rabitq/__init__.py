@@ -2,9 +2,10 @@
 
 Modules: `kernels` (encoding: centroid, sign bits, factors, ex-bits), `scan` (query factors, the
 1-bit and multi-bit estimates, the two-stage scan), `quantizer` (the maths, the code layout, the
-faiss deviations), `index` (``RaBitQIndex``).
+faiss deviations), `hadamard` (faiss's ``HR`` pre-rotation), `index` (``RaBitQIndex``).
 """
+from .hadamard import HadamardRotation
 from .index import RaBitQIndex
 from .quantizer import RaBitQuantizer
 
-__all__ = ["RaBitQIndex", "RaBitQuantizer"]
+__all__ = ["HadamardRotation", "RaBitQIndex", "RaBitQuantizer"]

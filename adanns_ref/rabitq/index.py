@@ -16,8 +16,13 @@ parameters (qb defaults to 0 as issue #29 asks; ``RaBitQIndex(d, qb=4)`` is fais
 can be changed per search. The cost per query is O(ntotal d) bit operations, plus O(d) per
 refined code at nb_bits > 1.
 
+With ``hr_seed`` set, every vector first goes through `hadamard.HadamardRotation(d, hr_seed)`
+(faiss ``index_factory(d, "HR,RaBitQ")`` = ``hr_seed=12345``: an ``IndexPreTransform``), and the
+codes live in its p = next power of 2 >= d dimensions; vectors wider than d are rotated on their
+first d columns (a Matryoshka prefix).
+
 Shapes: codes (ntotal, code_size) uint8, faiss's bytes (`quantizer` gives the layout);
-center (d,) float32.
+center (p,) float32 (p = d without rotation).
 """
 import numpy as np
 
@@ -26,6 +31,7 @@ from ..core.persist import load_npz, save_npz
 from ..core.threads import threads_for
 from ..core.validate import as_bool, as_float32_matrix, as_int, as_k, check_metric
 from . import kernels, scan
+from .hadamard import HadamardRotation
 from .quantizer import RaBitQuantizer
 
 _KIND, _VERSION = "RaBitQIndex", 1
@@ -45,17 +51,23 @@ class RaBitQIndex:
         nb_bits: int in 1..9, bits per dimension
         qb: int in 0..8, bits of the query quantizer (0: float32 query)
         centered: bool, the zero-centred query quantizer (qb > 0)
+        hr_seed: None, or the uint32 seed of a Hadamard pre-rotation (faiss ``HR``: 12345)
 
     Attributes:
-        rabitq: RaBitQuantizer
-        center: (d,) float32 or None before train
+        rotation: HadamardRotation or None
+        rabitq: RaBitQuantizer (of dimension rotation.d_out with a rotation)
+        center: (p,) float32 or None before train
         codes: (ntotal, code_size) uint8
         ntotal: int
     """
 
-    def __init__(self, d, metric="l2", nb_bits=1, qb=0, centered=False):
-        self.rabitq = RaBitQuantizer(d, metric, nb_bits)
-        self.d, self.metric, self.nb_bits = self.rabitq.d, self.rabitq.metric, self.rabitq.nb_bits
+    def __init__(self, d, metric="l2", nb_bits=1, qb=0, centered=False, hr_seed=None):
+        self.d = as_int(d, "d", low=1, high=1 << 24)
+        self.rotation = None if hr_seed is None else HadamardRotation(self.d, hr_seed)
+        self.hr_seed = None if hr_seed is None else self.rotation.seed
+        inner = self.d if self.rotation is None else self.rotation.d_out
+        self.rabitq = RaBitQuantizer(inner, metric, nb_bits)
+        self.metric, self.nb_bits = self.rabitq.metric, self.rabitq.nb_bits
         self.qb, self.centered = search_options(qb, centered)
         self.center = None
         self.codes = np.zeros((0, self.rabitq.code_size), np.uint8)
@@ -76,9 +88,17 @@ class RaBitQIndex:
         if not self.is_trained:
             raise ValueError(f"RaBitQIndex.{verb} called before train(); call train(x) first")
 
+    def _input(self, x, name):
+        """x (n, d) float32, rotated when the index has a rotation (which also takes wider rows)."""
+        if self.rotation is not None:
+            return self.rotation.apply(as_float32_matrix(x, name))
+        return as_float32_matrix(x, name, d=self.d)
+
     def train(self, x):
         """c = mean of x (n >= 1, d) in faiss's order."""
-        x = as_float32_matrix(x, "x", d=self.d, min_rows=1)
+        x = self._input(x, "x")
+        if x.shape[0] < 1:
+            raise ValueError("x has 0 rows but at least 1 is needed to train")
         if self.ntotal:
             raise ValueError(f"RaBitQIndex.train after add ({self.ntotal} codes use the current "
                              f"centroid); call reset() first")
@@ -91,10 +111,10 @@ class RaBitQIndex:
     def sa_encode(self, x):
         """Codes (n, code_size) uint8 of x, faiss's bytes."""
         self._require_trained("sa_encode")
-        return self.rabitq.encode(x, self.center)
+        return self.rabitq.encode(self._input(x, "x"), self.center)
 
     def sa_decode(self, codes):
-        """faiss's (IP-preserving) reconstruction (n, d) float32 of codes."""
+        """faiss's (IP-preserving) reconstruction (n, p) float32 of codes (in the rotated space)."""
         self._require_trained("sa_decode")
         return self.rabitq.decode(codes, self.center)
 
@@ -107,7 +127,7 @@ class RaBitQIndex:
         """k best of q (nq, d) -> (D float32 (nq, k), I int64 (nq, k)); qb / centered override the
         index's for this call (faiss ``RaBitQSearchParameters``)."""
         self._require_trained("search")
-        q = as_float32_matrix(q, "q", d=self.d)
+        q = self._input(q, "q")
         k = as_k(k, q.shape[0])
         qb, centered = search_options(self.qb if qb is None else qb,
                                       self.centered if centered is None else centered)
@@ -121,7 +141,7 @@ class RaBitQIndex:
 
     def _params(self):
         return {"d": self.d, "metric": self.metric, "nb_bits": self.nb_bits, "qb": self.qb,
-                "centered": self.centered}
+                "centered": self.centered, "hr_seed": self.hr_seed}
 
     def save(self, path):
         """Write parameters, centroid and codes to a versioned .npz file (atomic)."""
@@ -137,7 +157,7 @@ class RaBitQIndex:
         except (TypeError, ValueError) as exc:
             raise ValueError(f"{path}: invalid RaBitQIndex parameters ({exc})") from exc
         center, codes = arr["center"], arr["codes"]
-        trained = center.shape == (index.d,)
+        trained = center.shape == (index.rabitq.d,)
         if not (trained or center.size == 0) or codes.shape[1] != index.code_size or (
                 codes.shape[0] and not trained) or not np.isfinite(center).all():
             raise ValueError(f"{path}: center {center.shape} and codes {codes.shape} do not fit "
@@ -148,4 +168,4 @@ class RaBitQIndex:
 
     def __repr__(self):
         return (f"RaBitQIndex(d={self.d}, metric={self.metric!r}, nb_bits={self.nb_bits}, "
-                f"qb={self.qb}, centered={self.centered}, ntotal={self.ntotal})")
+                f"qb={self.qb}, centered={self.centered}, hr_seed={self.hr_seed}, ntotal={self.ntotal})")
