@@ -24,10 +24,10 @@ from .search import knn_search
 __version__ = "0.1.0"
 
 from .fastscan import IVFPQFastScanIndex, PQFastScanIndex
-from .rabitq import RaBitQIndex
+from .rabitq import IVFRaBitQIndex, RaBitQIndex
 
 __all__ = ["BinaryFlatIndex", "BinaryIVFIndex", "FlatIndex", "FunnelIndex", "HNSWIndex", "IVFIndex",
-           "IVFPQFastScanIndex", "IVFPQIndex", "KMeans", "OPQ", "PQFastScanIndex", "PQIndex",
+           "IVFPQFastScanIndex", "IVFRaBitQIndex", "IVFPQIndex", "KMeans", "OPQ", "PQFastScanIndex", "PQIndex",
            "PanoramaFlatIndex", "PanoramaIVFIndex", "PanoramaRefineIndex", "ProductQuantizer", "RaBitQIndex",
            "SQIndex", "ScalarQuantizer",
            "SmallTrainingSetWarning", "binarize", "faiss_search", "from_faiss", "funnel_search",

@@ -176,3 +176,16 @@ def test_bad_inputs_raise_value_error():
                  lambda: RaBitQuantizer(8).encode(x, centroid=np.zeros(5))):
         with pytest.raises(ValueError):
             call()
+
+
+@pytest.mark.parametrize("nb_bits", [1, 3, 9])
+@pytest.mark.parametrize("metric", ["l2", "ip"])
+def test_zero_residual_coordinates_and_rows(nb_bits, metric):
+    """Coordinates equal to the centroid's (1 / 0 = inf in faiss's scale search) encode and score
+    as in faiss."""
+    x = np.random.default_rng(2).integers(-2, 3, (120, 12)).astype(np.float32)
+    x[:4] = 0.0
+    x[:, 3] = 1.0  # a constant column: residual exactly 0 there for every row
+    ref, ours = _pair(x, 12, metric, nb_bits, 4, False)
+    np.testing.assert_array_equal(ours.codes, _faiss_codes(ref))
+    _assert_same_search(ref, ours, x[:10], 5)

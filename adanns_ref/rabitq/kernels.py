@@ -4,7 +4,9 @@ Every float32 operation is written in faiss 1.15.1's order (see `quantizer` for 
 the faiss deviations). Kernels take C-contiguous arrays of known dtype and do no validation.
 Summation orders: `core.simd` order 1 where faiss calls ``fvec_L2sqr`` / ``fvec_norm_L2sqr`` /
 ``fvec_inner_product`` (AVX-512 dispatch); plain left-to-right float32 loops where faiss writes
-a scalar loop in a generic translation unit (no fused multiply-add there).
+a scalar loop in a generic translation unit (no fused multiply-add there). Division follows
+IEEE as in C++ (error_model="numpy"): a residual coordinate of exactly 0 gives 1 / 0 = inf in
+the ex-bits scale search, as in faiss, instead of Python's ZeroDivisionError.
 """
 import math
 
@@ -23,7 +25,7 @@ TIGHT_START = np.array([0.0, 0.15, 0.20, 0.52, 0.59, 0.71, 0.75, 0.77, 0.81], np
 EX_EPS = 1e-5  # faiss kEps (a double: t * |o_i| + 1e-5 is rounded in float64, then truncated)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def column_mean(x):
     """faiss IndexRaBitQ::train's centroid: per column, a left-to-right float32 sum / n."""
     n, d = x.shape
@@ -37,7 +39,7 @@ def column_mean(x):
     return c
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def sign_factors(r, x, ip, with_error):
     """(or_minus_c_l2sqr, dp_multiplier, f_error) of one residual r = x - c (faiss
     ``compute_vector_factors``)."""
@@ -67,12 +69,12 @@ def sign_factors(r, x, ip, with_error):
     return or_c, inv_dp * sqrt_norm, f_error
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _heap_less(ht, hi, a, b):
     return ht[a] < ht[b] or (ht[a] == ht[b] and hi[a] < hi[b])
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _heap_push(ht, hi, size, t, i):
     """Push (t, i) on the min-heap ht/hi[:size] (std::priority_queue with std::greater)."""
     pos = size
@@ -87,7 +89,7 @@ def _heap_push(ht, hi, size, t, i):
     return size + 1
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _heap_pop(ht, hi, size):
     """Remove the root of the min-heap ht/hi[:size]; returns the new size."""
     size -= 1
@@ -106,7 +108,7 @@ def _heap_pop(ht, hi, size):
         pos = small
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def best_scale(o_abs, ex_bits):
     """faiss ``compute_optimal_scaling_factor``: the t maximising <round(t |o|) + 1/2, |o|> /
     ||round(t |o|) + 1/2||, visiting the breakpoints t = (k + 1) / |o_i| in increasing (t, i)."""
@@ -153,7 +155,7 @@ def best_scale(o_abs, ex_bits):
     return t
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def ex_codes(r, c, ip, ex_bits, out, exfac):
     """faiss ``quantize_ex_bits``: the ex_bits-bit magnitude codes of residual r into `out` (packed
     LSB first, d * ex_bits bits) and (f_add_ex, f_rescale_ex) into exfac."""
@@ -173,7 +175,7 @@ def ex_codes(r, c, ip, ex_bits, out, exfac):
     for i in range(d):
         code = min(int(np.float64(t * o_abs[i]) + EX_EPS), max_code)
         ipnorm += (code + 0.5) * np.float64(o_abs[i])
-        if r[i] < 0:
+        if not r[i] > 0:  # measured on faiss-cpu 1.15.1: o_i = 0 is flipped too (see quantizer)
             code = max_code - code
         for b in range(ex_bits):
             if code & (1 << b):
@@ -190,7 +192,7 @@ def ex_codes(r, c, ip, ex_bits, out, exfac):
         exfac[1] = inv * np.float32(-2) * norm
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def encode(x, c, ip, ex_bits, bits, fac, ex, exfac):
     """Encode rows x (n, d) against centroid c (d,): sign bits (n, (d+7)/8), factors (n, 3),
     ex-bit codes (n, (d*ex_bits+7)/8) and ex factors (n, 2) (faiss ``compute_codes_core``)."""
@@ -208,7 +210,7 @@ def encode(x, c, ip, ex_bits, bits, fac, ex, exfac):
             ex_codes(r, c, ip, ex_bits, ex[i], exfac[i])
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def quantize_query(rq, qb, centered, qr_to_c, qq):
     """faiss ``compute_query_factors`` (AVX-512 path): rq quantized to qb bits into qq; returns
     (v_min, delta, sum_qq, sum2_signed_odd). Blocks of 16 compute (rq * inv_delta) - v_min *

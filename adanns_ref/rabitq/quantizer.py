@@ -31,8 +31,10 @@ half up (truncate x + 0.5).
 Multi-bit (nb_bits = 2..9, ex_bits = nb_bits - 1): each |o_i| / ||o|| is also coded on ex_bits
 bits as floor(t |o_i| / ||o|| + 1e-5) (clamped), with the scale t maximising the cosine between
 the code + 1/2 and |o| (found by visiting the breakpoints t = (k + 1) / |o_i| in increasing
-order, from t_end kTightStart[ex_bits] to t_end = (2^ex_bits + 9) / max |o_i|); negative o_i store
-the complement. Then the reconstruction y_i = (x_b,i 2^ex_bits + ex_i) - 2^ex_bits + 1/2 gives
+order, from t_end kTightStart[ex_bits] to t_end = (2^ex_bits + 9) / max |o_i|); the o_i whose
+sign bit is 0 (o_i <= 0) store the complement 2^ex_bits - 1 - code. (faiss's source reads
+``residual[i] < 0``, but faiss-cpu 1.15.1 measurably complements o_i = 0 too, consistently with
+its sign bit; we follow the measured behaviour, tested with exact-zero coordinates.) Then the reconstruction y_i = (x_b,i 2^ex_bits + ex_i) - 2^ex_bits + 1/2 gives
 
     ||o_r - q_r||^2 ~ ||q||^2 + ||o||^2 - 2 ||o|| <y, q> / <code + 1/2, |o| / ||o||>   (L2)
     <o_r, q_r>      ~ <q_r, c> + <c, o> + ||o|| <y, q> / <code + 1/2, |o| / ||o||>     (IP)

@@ -21,7 +21,7 @@ from .kernels import quantize_query
 QR_TO_C, QR_NORM, Q_DOT_C, C1, C2, C34, INT_DOT_SCALE, G_ERROR = range(8)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def prepare_query(q, c, ip, qb, centered, rq, qq, f):
     """Query factors of q (d,) against centroid c into f (8,) float32; rq = q - c, qq its
     qb-bit codes (qb > 0). faiss ``set_query`` of RaBitQDistanceComputer(Not)Q."""
@@ -48,7 +48,7 @@ def prepare_query(q, c, ip, qb, centered, rq, qq, f):
         f[Q_DOT_C] = simd_sum(q, c, False)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def estimate_1bit(bits, fac, rq, qq, f, qb, centered, ip):
     """The 1-bit RaBitQ estimate of one code: bits ((d+7)/8,) uint8, fac (>= 2,) float32."""
     d = rq.shape[0]
@@ -78,7 +78,7 @@ def estimate_1bit(bits, fac, rq, qq, f, qb, centered, ip):
     return max(np.float32(0), pre)
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True, inline="always", error_model="numpy")
 def _recon(bits, ex, i, ex_bits, cb):
     """(sign_i << ex_bits) + ex_code_i + cb, float32 (exact: small integers plus a half)."""
     sb = (bits[i >> 3] >> (i & 7)) & 1
@@ -89,7 +89,7 @@ def _recon(bits, ex, i, ex_bits, cb):
     return np.float32((sb << ex_bits) + v) + cb
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _tail(bits, ex, rq, start, ex_bits, cb):
     s = np.float32(0)
     for i in range(start, rq.shape[0]):
@@ -97,7 +97,7 @@ def _tail(bits, ex, rq, start, ex_bits, cb):
     return s
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def ex_inner_product(bits, ex, rq, ex_bits, bmi2):
     """sum_i rq_i ((sign_i << ex_bits) + ex_i - 2^ex_bits + 1/2) in faiss's AVX-512 order (bmi2: the
     8-lane kernel faiss runs at ex_bits 2..7 when built with BMI2)."""
@@ -123,7 +123,7 @@ def ex_inner_product(bits, ex, rq, ex_bits, bmi2):
     return _tail(bits, ex, rq, 0, ex_bits, cb)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def estimate_full(bits, ex, exfac, rq, f, ex_bits, ip):
     """The multi-bit estimate: base + f_add_ex + f_rescale_ex * <rq, code + cb> (faiss
     ``compute_full_multibit_distance``); base = <q, c> (IP) or ||q - c||^2 (L2)."""
@@ -132,12 +132,31 @@ def estimate_full(bits, ex, exfac, rq, f, ex_bits, ip):
     return dist if ip else max(np.float32(0), dist)
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True, inline="always", error_model="numpy")
+def offer(h, hid, i, rid, bits, fac, ex, exfac, rq, qq, f, qb, centered, ex_bits, ip):
+    """Score code i (id rid) and offer it to the heap h / hid. Multi-bit: the code is refined
+    iff its 1-bit bound (est -/+ f_error * g_error) can beat the current k-th result (faiss's
+    two-stage search). A result enters only if strictly better than the k-th (faiss's
+    ``add_result``); IP pushes (-similarity, -(id + 2)) since faiss's ``CMin`` heap ranks equal
+    similarities by decreasing id (`heap_ids` undoes it); L2 pushes (distance, id)."""
+    est = estimate_1bit(bits[i], fac[i], rq, qq, f, qb, centered, ip)
+    if ex_bits > 0:
+        err = fac[i, 2] * f[G_ERROR]
+        if ip:
+            if not (est + err > -h[0]):
+                return
+        elif not (max(np.float32(0), est - err) < h[0]):
+            return
+        est = estimate_full(bits[i], ex[i], exfac[i], rq, f, ex_bits, ip)
+    key = -est if ip else est
+    if key < h[0]:
+        heap_push(h, hid, key, -(rid + 2) if ip else rid)
+
+
+@numba.njit(cache=True, parallel=True, error_model="numpy")
 def search_flat(Q, c, bits, fac, ex, exfac, ip, qb, centered, ex_bits, hd, hi):
     """Scan every code for every query (ids in order), keeping the k best in the heaps hd / hi
-    (`core.topk`). faiss's IP heap (``CMin``) ranks equal similarities by decreasing id, so IP
-    pushes (-similarity, -(id + 2)) (`heap_ids` undoes it); L2 pushes (distance, id). Multi-bit: a code is refined iff its 1-bit bound
-    (est -/+ f_error * g_error) can beat the current k-th result (faiss's two-stage search)."""
+    (`core.topk`, filled by `offer`)."""
     nq, d = Q.shape
     for qi in numba.prange(nq):
         rq = np.empty(d, np.float32)
@@ -146,18 +165,7 @@ def search_flat(Q, c, bits, fac, ex, exfac, ip, qb, centered, ex_bits, hd, hi):
         prepare_query(Q[qi], c, ip, qb, centered, rq, qq, f)
         h, hid = hd[qi], hi[qi]
         for i in range(bits.shape[0]):
-            est = estimate_1bit(bits[i], fac[i], rq, qq, f, qb, centered, ip)
-            if ex_bits > 0:
-                err = fac[i, 2] * f[G_ERROR]
-                if ip:
-                    if not (est + err > -h[0]):
-                        continue
-                elif not (max(np.float32(0), est - err) < h[0]):
-                    continue
-                est = estimate_full(bits[i], ex[i], exfac[i], rq, f, ex_bits, ip)
-            key = -est if ip else est
-            if key < h[0]:  # faiss keeps a result only if strictly better than the k-th
-                heap_push(h, hid, key, -(i + 2) if ip else i)
+            offer(h, hid, i, i, bits, fac, ex, exfac, rq, qq, f, qb, centered, ex_bits, ip)
 
 
 def heap_ids(hd, hi, ip):
@@ -166,3 +174,23 @@ def heap_ids(hd, hi, ip):
         full = hi != -1
         hi[full] = -hi[full] - 2
     return hi
+
+
+@numba.njit(cache=True, parallel=True, error_model="numpy")
+def search_ivf(Q, centroids, probes, offsets, ids, bits, fac, ex, exfac, ip, qb, centered, ex_bits,
+               hd, hi):
+    """IVF by residual: each query scans its probed lists in probe order (faiss's coarse result
+    order; -1 and empty lists skipped), each list in stored order, with the list's centroid as
+    c; one heap per query across its lists (faiss ``HeapResultHandler``, any k)."""
+    nq, d = Q.shape
+    for qi in numba.prange(nq):
+        rq = np.empty(d, np.float32)
+        qq = np.zeros(d, np.int64)
+        f = np.zeros(8, np.float32)
+        h, hid = hd[qi], hi[qi]
+        for key in probes[qi]:
+            if key < 0 or offsets[key] == offsets[key + 1]:
+                continue
+            prepare_query(Q[qi], centroids[key], ip, qb, centered, rq, qq, f)
+            for i in range(offsets[key], offsets[key + 1]):
+                offer(h, hid, i, ids[i], bits, fac, ex, exfac, rq, qq, f, qb, centered, ex_bits, ip)
