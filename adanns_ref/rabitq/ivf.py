@@ -27,7 +27,7 @@ import numpy as np
 from ..core import topk
 from ..core.persist import load_npz, save_npz
 from ..core.threads import threads_for
-from ..core.validate import as_float32_matrix, as_int, as_k
+from ..core.validate import as_float32_matrix, as_int, as_k, as_uint8_codes
 from ..indices.invlists import append_to_lists, lists_are_consistent
 from ..indices.ivf import IVFIndex
 from ..search.assign import search_centroids
@@ -94,6 +94,26 @@ class IVFRaBitQIndex:
         self.ivf.train(x)
         self._c = self.ivf.centroids
         return self
+
+    def set_centroids(self, c):
+        """Use given coarse centroids c (nlist, d) instead of training (e.g. faiss's)."""
+        if self.ntotal:
+            raise ValueError(f"IVFRaBitQIndex.set_centroids after add ({self.ntotal} codes); call reset() first")
+        self.ivf.set_centroids(c)
+        self._c = self.ivf.centroids
+        return self
+
+    def set_lists(self, codes, ids, offsets):
+        """Replace the lists: codes (n, code_size) uint8 in list order, ids (n,) int64 (a
+        permutation of 0..n-1), offsets (nlist + 1,) int64 (list l at rows offsets[l]:offsets[l + 1])."""
+        self._require_trained("set_lists")
+        codes = as_uint8_codes(codes, "codes", self.code_size, f"d={self.d}, nb_bits={self.nb_bits}")
+        ids, offsets = np.asarray(ids), np.asarray(offsets)
+        if ids.dtype != np.int64 or offsets.dtype != np.int64 or not lists_are_consistent(
+                offsets, ids, codes.shape[0], self.nlist):
+            raise ValueError(f"ids {ids.dtype} {ids.shape} and offsets {offsets.dtype} {offsets.shape} "
+                             f"do not describe {codes.shape[0]} codes in {self.nlist} lists")
+        self.codes, self.ids, self.offsets = codes, np.ascontiguousarray(ids), np.ascontiguousarray(offsets)
 
     def reset(self):
         self.codes = np.zeros((0, self.code_size), np.uint8)
@@ -165,17 +185,12 @@ class IVFRaBitQIndex:
         try:
             index = cls(**params)
             if arr["centroids"].size:
-                index.ivf.set_centroids(arr["centroids"])
-                index._c = index.ivf.centroids
+                index.set_centroids(arr["centroids"])
+                index.set_lists(arr["codes"], arr["ids"], arr["offsets"])
+            elif arr["codes"].size or arr["ids"].size:
+                raise ValueError("codes stored in an untrained index")
         except (TypeError, ValueError) as exc:
             raise ValueError(f"{path}: invalid IVFRaBitQIndex contents ({exc})") from exc
-        codes, ids, offsets = arr["codes"], arr["ids"], arr["offsets"]
-        n = ids.shape[0]
-        if codes.shape != (n, index.code_size) or not lists_are_consistent(offsets, ids, n, index.nlist) \
-                or (n and not index.is_trained):
-            raise ValueError(f"{path}: codes {codes.shape}, ids {ids.shape} and offsets "
-                             f"{offsets.shape} do not fit {index!r}")
-        index.codes, index.ids, index.offsets = codes, ids, offsets
         return index
 
     def __repr__(self):
