@@ -109,6 +109,17 @@ def test_large_k_and_padding():
         _assert_same_search(ref, ours, x[:5], 200)  # more than ntotal: -1 / FLT_MAX padding
 
 
+@pytest.mark.parametrize("nb_bits", [1, 2, 4])
+@pytest.mark.parametrize("metric", ["l2", "ip"])
+def test_reservoir_threshold_gates_refinement_as_in_faiss(nb_bits, metric):
+    # k >= 100 with ntotal well past the reservoir's capacity (2k rounded to 16): faiss shrinks
+    # the reservoir and its threshold decides which codes the multi-bit stage refines
+    x = _data(2500, 33, 11)
+    ref, ours = _pair(x, 33, metric, nb_bits, 4, False)
+    for k in (100, 130, 300):
+        _assert_same_search(ref, ours, x[:12], k)
+
+
 @SETTINGS
 @given(seed=st.integers(0, 10**6), d=st.integers(1, 70), n=st.integers(1, 200),
        nb_bits=st.integers(1, 9), qb=st.integers(0, 8), centered=st.booleans(),

@@ -47,8 +47,8 @@ PANORAMA_FULL = [
 
 
 # RaBitQ (issue 29): nb_bits {1, 2, 4, 8} x qb {0, 4, 8} x centred x L2 / IP x d odd / even,
-# with and without HR (flat), ties (dup); IVF k on both sides of 100 (its heap serves any k; the
-# flat index at k >= 100 is a documented deviation, see `rabitq.quantizer`).
+# with and without HR (flat), ties (dup), k on both sides of faiss's reservoir switch (100: the
+# flat index's reservoir threshold gates the refinement; faiss's IVF keeps a heap for any k).
 RABITQ_QUICK = [
     Case("rabitq", "n1000-d33-nb1-l2-dups", dict(n=1000, d=33, metric="l2", nb_bits=1, dup=200)),
     Case("rabitq", "n1000-d64-nb4-ip-hr", dict(n=1000, d=64, metric="ip", nb_bits=4, hr=True)),
@@ -57,7 +57,7 @@ RABITQ_QUICK = [
 ]
 RABITQ_FULL = [
     Case("rabitq", f"n3000-d{d}-nb{nb}-{m}" + ("-hr" if hr else ""),
-         dict(n=3000, d=d, metric=m, nb_bits=nb, hr=hr, ks=(1, 10, 40)))
+         dict(n=3000, d=d, metric=m, nb_bits=nb, hr=hr, ks=(1, 10, 40, 120)))
     for d in (33, 64) for nb in (1, 2, 4, 8) for m in ("l2", "ip") for hr in (False, True)
 ] + [
     Case("ivf_rabitq", f"n4000-d{d}-nl16-nb{nb}-{m}", dict(n=4000, d=d, nlist=16, metric=m, nb_bits=nb,

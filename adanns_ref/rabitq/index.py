@@ -6,7 +6,9 @@ train(x):  c = the column means of x (float32, summed row after row, then divide
 add(x):    codes of x against c (`quantizer.RaBitQuantizer`), appended; ids 0 .. ntotal - 1.
 search:    per query, every code in id order, scored by the 1-bit estimate (qb = 0: float query;
            qb = 1..8: quantized, ``centered`` or not), then for nb_bits > 1 the two-stage
-           refinement (`scan.search_flat`); the k best as faiss's heaps keep them: L2 ascending,
+           refinement (`scan.search_flat`), into faiss's handler: a heap for k < 100, its
+           reservoir for k >= 100 (`reservoir`; its threshold gates the refinement); the k
+           best as faiss's heaps keep them: L2 ascending,
            ties to the smaller id; IP descending, tied similarities by decreasing id (faiss's
            ``CMin`` heap), and a result enters only if strictly better than the k-th; padding
            -1 / +-FLT_MAX.
@@ -30,7 +32,7 @@ from ..core import topk
 from ..core.persist import load_npz, save_npz
 from ..core.threads import threads_for
 from ..core.validate import as_bool, as_float32_matrix, as_int, as_k, check_metric
-from . import kernels, scan
+from . import kernels, reservoir, scan
 from .hadamard import HadamardRotation
 from .quantizer import RaBitQuantizer
 
@@ -134,8 +136,9 @@ class RaBitQIndex:
         bits, fac, ex, exfac = self.rabitq.split(self.codes)
         hd, hi = topk.new_heaps(q.shape[0], k)
         with threads_for(q.shape[0] * max(self.ntotal, 1) * self.d):
+            cap = reservoir.capacity(k) if k >= topk.RESERVOIR_MIN_K else 0  # faiss's handler
             scan.search_flat(q, self.center, bits, fac, ex, exfac, self.metric == "ip", qb,
-                             centered, self.rabitq.ex_bits, hd, hi)
+                             centered, self.rabitq.ex_bits, cap, hd, hi)
             topk.sort_heaps(hd, hi)
         return topk.finalize(hd, scan.heap_ids(hd, hi, self.metric == "ip"), self.metric)
 

@@ -57,10 +57,10 @@ loops left to right, unfused (its generic translation units are compiled without
 multi-bit inner product as `scan.ex_inner_product` documents (the wheel's AVX-512 unit lacks
 BMI2, so ex_bits 2..7 run the scalar loop; a BMI2 build sums 8 fma lanes and differs in the last
 bits: `ex_inner_product(..., bmi2=True)`, tested within 8 eps 2^ex_bits sum |q_i|).
-Deviations: faiss's ``decode`` (kept: it is the IP-preserving reconstruction, not an L2 one);
-the heap threshold that gates refinement is faiss's for k < 100 (its heap) and k = 1 (its top-1
-handler); for k >= 100 faiss collects in a reservoir whose threshold stays looser, so it may
-refine a code we skip: then ids can differ when the skipped full estimate would have entered.
+Result handlers: faiss's, reproduced because the refinement reads their threshold: a heap for
+k < 100, the reservoir (`reservoir`) for k >= 100 in the flat index, a heap for any k in IVF.
+Not a deviation but a caveat: faiss's ``decode`` is the IP-preserving reconstruction, not an
+L2 one (kept as is).
 """
 import numpy as np
 

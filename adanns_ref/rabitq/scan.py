@@ -15,6 +15,7 @@ import numpy as np
 
 from ..core.simd import fma, simd_sum, tree16
 from ..core.topk import heap_push
+from . import reservoir
 from .kernels import quantize_query
 
 # query factors, indices into the (nq, 8) float32 array `prepare_queries` fills
@@ -133,40 +134,56 @@ def estimate_full(bits, ex, exfac, rq, f, ex_bits, ip):
 
 
 @numba.njit(cache=True, inline="always", error_model="numpy")
-def offer(h, hid, i, rid, bits, fac, ex, exfac, rq, qq, f, qb, centered, ex_bits, ip):
-    """Score code i (id rid) and offer it to the heap h / hid. Multi-bit: the code is refined
-    iff its 1-bit bound (est -/+ f_error * g_error) can beat the current k-th result (faiss's
-    two-stage search). A result enters only if strictly better than the k-th (faiss's
-    ``add_result``); IP pushes (-similarity, -(id + 2)) since faiss's ``CMin`` heap ranks equal
-    similarities by decreasing id (`heap_ids` undoes it); L2 pushes (distance, id)."""
+def score(i, bits, fac, ex, exfac, rq, qq, f, qb, centered, ex_bits, ip, thr):
+    """The key of code i: the distance (L2) or -similarity (IP), lower is better; +inf when, at
+    nb_bits > 1, its 1-bit bound (est -/+ f_error * g_error) cannot beat the handler's threshold
+    thr (a key), so faiss skips the multi-bit refinement (its two-stage search)."""
     est = estimate_1bit(bits[i], fac[i], rq, qq, f, qb, centered, ip)
     if ex_bits > 0:
         err = fac[i, 2] * f[G_ERROR]
         if ip:
-            if not (est + err > -h[0]):
-                return
-        elif not (max(np.float32(0), est - err) < h[0]):
-            return
+            if not (est + err > -thr):
+                return np.float32(np.inf)
+        elif not (max(np.float32(0), est - err) < thr):
+            return np.float32(np.inf)
         est = estimate_full(bits[i], ex[i], exfac[i], rq, f, ex_bits, ip)
-    key = -est if ip else est
+    return -est if ip else est
+
+
+@numba.njit(cache=True, inline="always", error_model="numpy")
+def offer(h, hid, key, rid, ip):
+    """faiss's heap ``add_result``: (key, id rid) enters only if strictly better than the k-th.
+    IP pushes (-similarity, -(id + 2)) since faiss's ``CMin`` heap ranks equal similarities by
+    decreasing id (`heap_ids` undoes it); L2 pushes (distance, id)."""
     if key < h[0]:
         heap_push(h, hid, key, -(rid + 2) if ip else rid)
 
 
 @numba.njit(cache=True, parallel=True, error_model="numpy")
-def search_flat(Q, c, bits, fac, ex, exfac, ip, qb, centered, ex_bits, hd, hi):
-    """Scan every code for every query (ids in order), keeping the k best in the heaps hd / hi
-    (`core.topk`, filled by `offer`)."""
+def search_flat(Q, c, bits, fac, ex, exfac, ip, qb, centered, ex_bits, reservoir_cap, hd, hi):
+    """Scan every code for every query (ids in order) into the heaps hd / hi (`core.topk`).
+    reservoir_cap > 0 (faiss at k >= 100): collect in faiss's reservoir first (`reservoir`),
+    whose threshold gates the refinement, then offer its entries in order to the heap."""
     nq, d = Q.shape
+    k = hd.shape[1]
     for qi in numba.prange(nq):
         rq = np.empty(d, np.float32)
         qq = np.zeros(d, np.int64)
         f = np.zeros(8, np.float32)
         prepare_query(Q[qi], c, ip, qb, centered, rq, qq, f)
         h, hid = hd[qi], hi[qi]
+        if reservoir_cap == 0:
+            for i in range(bits.shape[0]):
+                offer(h, hid, score(i, bits, fac, ex, exfac, rq, qq, f, qb, centered, ex_bits, ip, h[0]), i, ip)
+            continue
+        rv = np.empty(reservoir_cap, np.float32)
+        ri = np.empty(reservoir_cap, np.int64)
+        count, thr = 0, reservoir.FLT_MAX
         for i in range(bits.shape[0]):
-            offer(h, hid, i, i, bits, fac, ex, exfac, rq, qq, f, qb, centered, ex_bits, ip)
-
+            key = score(i, bits, fac, ex, exfac, rq, qq, f, qb, centered, ex_bits, ip, thr)
+            count, thr = reservoir.add(rv, ri, count, thr, k, key, i)
+        for j in range(count):
+            offer(h, hid, rv[j], ri[j], ip)
 
 def heap_ids(hd, hi, ip):
     """The ids of sorted heaps (in place): IP's -(id + 2) back to id; empty slots stay -1."""
@@ -193,4 +210,5 @@ def search_ivf(Q, centroids, probes, offsets, ids, bits, fac, ex, exfac, ip, qb,
                 continue
             prepare_query(Q[qi], centroids[key], ip, qb, centered, rq, qq, f)
             for i in range(offsets[key], offsets[key + 1]):
-                offer(h, hid, i, ids[i], bits, fac, ex, exfac, rq, qq, f, qb, centered, ex_bits, ip)
+                offer(h, hid, score(i, bits, fac, ex, exfac, rq, qq, f, qb, centered, ex_bits, ip, h[0]),
+                      ids[i], ip)
