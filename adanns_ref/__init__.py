@@ -24,10 +24,11 @@ from .search import knn_search
 __version__ = "0.1.0"
 
 from .fastscan import IVFPQFastScanIndex, PQFastScanIndex
+from .rabitq import IVFRaBitQIndex, RaBitQIndex
 
 __all__ = ["BinaryFlatIndex", "BinaryIVFIndex", "FlatIndex", "FunnelIndex", "HNSWIndex", "IVFIndex",
-           "IVFPQFastScanIndex", "IVFPQIndex", "KMeans", "OPQ", "PQFastScanIndex", "PQIndex",
-           "PanoramaFlatIndex", "PanoramaIVFIndex", "PanoramaRefineIndex", "ProductQuantizer",
+           "IVFPQFastScanIndex", "IVFRaBitQIndex", "IVFPQIndex", "KMeans", "OPQ", "PQFastScanIndex", "PQIndex",
+           "PanoramaFlatIndex", "PanoramaIVFIndex", "PanoramaRefineIndex", "ProductQuantizer", "RaBitQIndex",
            "SQIndex", "ScalarQuantizer",
            "SmallTrainingSetWarning", "binarize", "faiss_search", "from_faiss", "funnel_search",
            "knn_search", "load_vectors", "mixed_funnel_search", "prefix", "rerank", "to_faiss"]

@@ -1,14 +1,17 @@
-"""Conformance checks of the scalar and binary code indices (`sq`, `sqindex`, `binary`) against
-faiss's ScalarQuantizer / IndexScalarQuantizer, IndexBinaryFlat and IndexBinaryIVF, and their
-bridge rows. Registered in `checks.CHECKS` as "sq", "binary_flat" and "binary_ivf"."""
+"""Conformance checks of the scalar, binary and RaBitQ code indices (`sq`, `sqindex`, `binary`,
+`rabitq`) against faiss's ScalarQuantizer / IndexScalarQuantizer, IndexBinaryFlat,
+IndexBinaryIVF, IndexRaBitQ (optionally behind "HR") and IndexIVFRaBitQ, and their bridge rows.
+Registered in `checks.CHECKS` as "sq", "binary_flat", "binary_ivf", "rabitq" and "ivf_rabitq"."""
 import numpy as np
 
 from . import compare as cmp
 from .. import faiss_bridge
 from ..faiss_bridge.common import faiss_metric
+from ..faiss_bridge.rabitq import rabitq_from_faiss, rabitq_to_faiss
 from ..indices.binary import BinaryFlatIndex, BinaryIVFIndex
 from ..indices.sqindex import SQIndex
 from ..quantizers.binary import binarize
+from ..rabitq import IVFRaBitQIndex, RaBitQIndex
 
 
 def check_sq(case, n, d, qtype, metric, rangestat="minmax", rangestat_arg=0.0, nq=30, k=10, dup=0):
@@ -101,4 +104,69 @@ def check_binary_ivf(case, n, d_bits, nlist, nprobes, nq=30, k=10, dup=0):
     return results
 
 
-CODE_CHECKS = {"sq": check_sq, "binary_flat": check_binary_flat, "binary_ivf": check_binary_ivf}
+def _rabitq_factory(nlist, nb_bits, hr):
+    return ("HR," if hr else "") + (f"IVF{nlist}," if nlist else "") + "RaBitQ" + (str(nb_bits) if nb_bits > 1 else "")
+
+
+def check_rabitq(case, n, d, metric, nb_bits, qbs=(0, 4, 8), hr=False, ks=(1, 10, 40), nq=30, dup=0):
+    """faiss index_factory("[HR,]RaBitQ[nb]") trained and filled by faiss vs RaBitQIndex: centroid
+    and code bytes bit for bit, search ids and distances bit for bit per (qb, centred, k), the
+    bridge."""
+    faiss = cmp.import_faiss()
+    x, xq = cmp.blobs(n, d, n + d + nb_bits, dup), cmp.queries(nq, d, d + nb_bits)
+    ref = faiss.index_factory(d, _rabitq_factory(0, nb_bits, hr), faiss_metric(faiss, metric))
+    ref.train(x)
+    ref.add(x)
+    inner = faiss.downcast_index(ref.index if hr else ref)
+    ours = RaBitQIndex(d, metric, nb_bits, hr_seed=12345 if hr else None).train(x)
+    ours.add(x)
+    results, record = cmp.recorder("rabitq", case)
+    record("centroid bit-exact", cmp.arrays(faiss.vector_to_array(inner.center)[None], ours.center[None]))
+    record("codes", cmp.codes(faiss.vector_to_array(inner.codes).reshape(ours.codes.shape), ours.codes))
+    for qb in qbs:
+        for centered in ((False, True) if qb else (False,)):
+            inner.qb, inner.centered = qb, centered
+            for k in ks:
+                record(f"qb={qb} centered={centered} k={k} identical",
+                       cmp.identical(ref.search(xq, k), ours.search(xq, k, qb=qb, centered=centered)))
+    ours.qb, inner.qb, inner.centered = 4, 4, False
+    record("to_faiss search", cmp.identical(rabitq_to_faiss(ours).search(xq, 10), ours.search(xq, 10)))
+    record("from_faiss search", cmp.identical(ref.search(xq, 10), rabitq_from_faiss(ref).search(xq, 10)))
+    return results
+
+
+def check_ivf_rabitq(case, n, d, nlist, metric, nb_bits, nprobes, qbs=(0, 4, 8), ks=(1, 10, 120), nq=30, dup=0):
+    """faiss index_factory("IVF{nlist},RaBitQ[nb]") vs IVFRaBitQIndex (our KMeans): centroids and
+    list codes bit for bit, search per (nprobe, qb, centred, k) bit for bit, the bridge."""
+    faiss = cmp.import_faiss()
+    x, xq = cmp.blobs(n, d, n + nlist + nb_bits, dup), cmp.queries(nq, d, d + nlist)
+    ref = faiss.index_factory(d, _rabitq_factory(nlist, nb_bits, False), faiss_metric(faiss, metric))
+    ref.train(x)
+    ref.add(x)
+    ours = IVFRaBitQIndex(d, nlist, metric, nb_bits).train(x)
+    ours.add(x)
+    results, record = cmp.recorder("ivf_rabitq", case)
+    record("centroids bit-exact", cmp.arrays(faiss.downcast_index(ref.quantizer).reconstruct_n(0, nlist),
+                                             ours.centroids))
+    inv = ref.invlists
+    listed = [faiss.rev_swig_ptr(inv.get_codes(l), inv.list_size(l) * ref.code_size).copy()
+              for l in range(nlist) if inv.list_size(l)]
+    record("list codes", cmp.codes(np.concatenate(listed).reshape(ours.codes.shape), ours.codes))
+    for nprobe in nprobes:
+        for qb in qbs:
+            for centered in ((False, True) if qb else (False,)):
+                params = faiss.IVFRaBitQSearchParameters()
+                params.qb, params.centered, params.nprobe = qb, centered, nprobe
+                for k in ks:
+                    record(f"nprobe={nprobe} qb={qb} centered={centered} k={k} identical",
+                           cmp.identical(ref.search(xq, k, params=params),
+                                         ours.search(xq, k, nprobe=nprobe, qb=qb, centered=centered)))
+    exported, back = rabitq_to_faiss(ours), rabitq_from_faiss(ref)
+    exported.nprobe = ref.nprobe = nprobes[-1]
+    record("to_faiss search", cmp.identical(exported.search(xq, 10), ours.search(xq, 10, nprobe=nprobes[-1])))
+    record("from_faiss search", cmp.identical(ref.search(xq, 10), back.search(xq, 10, nprobe=nprobes[-1])))
+    return results
+
+
+CODE_CHECKS = {"sq": check_sq, "binary_flat": check_binary_flat, "binary_ivf": check_binary_ivf,
+               "rabitq": check_rabitq, "ivf_rabitq": check_ivf_rabitq}

@@ -46,6 +46,27 @@ PANORAMA_FULL = [
 ]
 
 
+# RaBitQ (issue 29): nb_bits {1, 2, 4, 8} x qb {0, 4, 8} x centred x L2 / IP x d odd / even,
+# with and without HR (flat), ties (dup), k on both sides of faiss's reservoir switch (100: the
+# flat index's reservoir threshold gates the refinement; faiss's IVF keeps a heap for any k).
+RABITQ_QUICK = [
+    Case("rabitq", "n1000-d33-nb1-l2-dups", dict(n=1000, d=33, metric="l2", nb_bits=1, dup=200)),
+    Case("rabitq", "n1000-d64-nb4-ip-hr", dict(n=1000, d=64, metric="ip", nb_bits=4, hr=True)),
+    Case("ivf_rabitq", "n2000-d33-nl8-nb2-l2", dict(n=2000, d=33, nlist=8, metric="l2", nb_bits=2,
+                                                   nprobes=(1, 3))),
+]
+RABITQ_FULL = [
+    Case("rabitq", f"n3000-d{d}-nb{nb}-{m}" + ("-hr" if hr else ""),
+         dict(n=3000, d=d, metric=m, nb_bits=nb, hr=hr, ks=(1, 10, 40, 120)))
+    for d in (33, 64) for nb in (1, 2, 4, 8) for m in ("l2", "ip") for hr in (False, True)
+] + [
+    Case("ivf_rabitq", f"n4000-d{d}-nl16-nb{nb}-{m}", dict(n=4000, d=d, nlist=16, metric=m, nb_bits=nb,
+                                                         nprobes=(1, 4, 16)))
+    for d in (33, 64) for nb in (1, 2, 4, 8) for m in ("l2", "ip")
+]
+
+
+
 def grid(quick=False):
     """The cases to run: the quick grid (pytest) or the full grid (CLI default)."""
     cases = [
@@ -99,6 +120,7 @@ def grid(quick=False):
               metric="l2", nprobes=(1, 3), dup=300, by_residual=True),
         _case("ivfpq_fastscan", "n2000-d16-nl6-M8-ip-residual", n=2000, d=16, nlist=6, M=8,
               metric="ip", nprobes=(2, 6), by_residual=True),
+        *RABITQ_QUICK,
     ]
     if quick:
         return cases
@@ -167,6 +189,7 @@ def grid(quick=False):
         _case("adanns_hnsw", "D48-dc12-ds48-ip", n=4000, D=48, M=12, metric="ip", d_c=12,
               searches=((10, 16), (5, 64))),
         *PANORAMA_FULL,
+        *RABITQ_FULL,
     ]
 
 

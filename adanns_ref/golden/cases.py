@@ -23,7 +23,7 @@ from ..indices.ivf import IVFIndex
 from ..indices.ivfpq import IVFPQIndex
 from ..indices.pqindex import PQIndex
 from ..indices.sqindex import SQIndex
-from .families import run_fastscan, run_panorama
+from .families import RABITQ_CASES, run_fastscan, run_panorama, run_rabitq
 from ..quantizers.binary import binarize
 from ..quantizers.kmeans import KMeans
 from ..quantizers.opq import OPQ
@@ -222,7 +222,7 @@ COMPONENTS = {"panorama": run_panorama, "kmeans": _run_kmeans, "flat": _run_flat
               "funnel": _run_funnel, "metrics": _run_metrics, "sq": _run_sq,
               "binary_flat": _run_binary_flat, "binary_ivf": _run_binary_ivf,
               "mixed_funnel": _run_mixed_funnel, "hnsw": _run_hnsw,
-              "fastscan": run_fastscan}
+              "fastscan": run_fastscan, "rabitq": run_rabitq}
 
 
 def tolerance(output, exact_path):
@@ -401,4 +401,6 @@ def cases():
         "IndexFlatL2Panorama(d=12, n_levels=3, batch 1), k_factor=4, k=5",
         {"form": "refine", "index": {"n_levels": 3, "metric": "l2", "k_factor": 4.0},
          "search": {"k": 5}}, _xb_xq(100, 8, 12, 6, 186))
+    for name, description, params, d, seed in RABITQ_CASES:
+        add(name, "rabitq", description, params, _xb_xq(300, 6, d, 10, seed))
     return c

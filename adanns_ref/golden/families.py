@@ -1,4 +1,4 @@
-"""Golden-case runners for the families added in 0.2 (Panorama, 4-bit fast-scan), beside
+"""Golden-case runners for the families added in 0.2 (Panorama, 4-bit fast-scan, RaBitQ), beside
 `cases.py`'s runners: each takes the case's parameters `p` and arrays `a` and returns the named
 outputs the manifest records."""
 import numpy as np
@@ -6,6 +6,7 @@ import numpy as np
 from ..fastscan import IVFPQFastScanIndex, PQFastScanIndex
 from ..indices.flat import FlatIndex
 from ..panorama import PanoramaFlatIndex, PanoramaIVFIndex, PanoramaRefineIndex
+from ..rabitq import IVFRaBitQIndex, RaBitQIndex
 
 
 def _panorama_out(index, D, I):
@@ -42,3 +43,34 @@ def run_fastscan(p, a):
         D, I = index.search(a["xq"], k, **p["search"])
         out.update({f"D_k{k}": D, f"I_k{k}": I})
     return out
+
+
+def run_rabitq(p, a):
+    """RaBitQ flat / IVF (faiss IndexRaBitQ, "HR,RaBitQ", IndexIVFRaBitQ): centroid(s), code bytes
+    (list order for IVF), and D / I per (qb, centered, k)."""
+    ivf = "nlist" in p["index"]
+    index = (IVFRaBitQIndex if ivf else RaBitQIndex)(**p["index"])
+    index.train(a["xb"])
+    index.add(a["xb"])
+    out = {"codes": index.codes, "centroids": index.centroids if ivf else index.center[None]}
+    if ivf:
+        out["ids"] = index.ids
+    for qb, centered, k in p["searches"]:
+        D, I = index.search(a["xq"], k, qb=qb, centered=centered, **p["search"])
+        out.update({f"D_qb{qb}{'c' if centered else ''}_k{k}": D, f"I_qb{qb}{'c' if centered else ''}_k{k}": I})
+    return out
+
+
+# (name, description, params, d, seed) of the RaBitQ golden cases (inputs: `cases._xb_xq`)
+RABITQ_CASES = [
+    ("rabitq_flat_l2_nb1", "faiss IndexRaBitQ(d=13, L2, nb_bits=1): centroid, sign bits + 2 factors "
+     "per code, search with qb 0 / 4 / 8 centred, k=1, 10", {"index": {"d": 13, "metric": "l2", "nb_bits": 1},
+     "search": {}, "searches": [[0, False, 1], [0, False, 10], [4, False, 10], [8, True, 10]]}, 13, 191),
+    ("rabitq_hr_ip_nb4", "faiss \"HR,RaBitQ4\" (d=12 -> 16, IP, nb_bits=4): Hadamard rotation seed "
+     "12345, ex-bit codes, two-stage search, k=5 and k=120 (faiss's reservoir)",
+     {"index": {"d": 12, "metric": "ip", "nb_bits": 4, "hr_seed": 12345}, "search": {},
+      "searches": [[0, False, 5], [4, True, 5], [8, False, 120]]}, 12, 196),
+    ("ivf_rabitq_l2_nb3", "faiss IndexIVFRaBitQ(d=10, nlist=4, nb_bits=3), by residual: list "
+     "centroids, codes in list order, nprobe=2", {"index": {"d": 10, "nlist": 4, "metric": "l2", "nb_bits": 3},
+     "search": {"nprobe": 2}, "searches": [[0, False, 10], [4, True, 10]]}, 10, 201),
+]

@@ -28,7 +28,7 @@ _SHA = re.compile(r"^[0-9a-f]{64}$")
 MAX_TOLERANCE = 1e-3  # largest rtol / atol a manifest may set (the cases use <= 1e-4)
 MAX_PARAM = 4096  # largest |number| in a case's params (the cases use <= 320)
 MAX_TRAIN_POINTS = 1 << 20
-_PARAM_LIMITS = {"seed": 2**32 - 1, "max_train_points": MAX_TRAIN_POINTS}
+_PARAM_LIMITS = {"seed": 2**32 - 1, "hr_seed": 2**32 - 1, "max_train_points": MAX_TRAIN_POINTS}
 
 
 def params_json(params):
