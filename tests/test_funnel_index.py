@@ -195,3 +195,21 @@ def test_rerank_of_another_index_shortlist_is_unchanged_by_preparation():
     D_f, I_f, _ = FunnelIndex(db, [8, 48]).search(q, [(8, 50), (48, 10)])
     np.testing.assert_array_equal(I, I_f)
     np.testing.assert_array_equal(D, D_f)
+
+
+@settings(max_examples=25, deadline=None, derandomize=True)
+@given(n=st.integers(1, 3000), d=st.integers(1, 40), where=st.floats(0, 1), col=st.floats(0, 1),
+       how=st.sampled_from(["ulp", "sign_of_zero", "nan", "value"]))
+def test_verify_sees_any_single_value_edit(n, d, where, col, how):
+    """Issue 26 item 10: the fingerprint covers every byte of the database (not a sample of rows,
+    the mistake of tune's old ground-truth key), so one changed value anywhere is caught."""
+    x = np.random.default_rng(n * 41 + d).standard_normal((n, d)).astype(np.float32)
+    i, j = min(int(where * n), n - 1), min(int(col * d), d - 1)
+    if how == "sign_of_zero":
+        x[i, j] = 0.0
+    index = FunnelIndex(x, [d])
+    index.verify()
+    x[i, j] = {"ulp": np.nextafter(x[i, j], np.float32(np.inf)), "sign_of_zero": np.float32(-0.0),
+               "nan": np.nan, "value": x[i, j] + 1}[how]
+    with pytest.raises(ValueError, match="modified after it was prepared"):
+        index.verify()

@@ -212,6 +212,143 @@ def test_golden_case_file_is_valid_or_a_value_error(tmp_path, golden_manifest, d
     assert isinstance(problems, list)
 
 
+# hostile values for the bounded fields of a manifest (issue 26, items 9 and 16)
+HOSTILE_NUMBERS = (st.floats(allow_nan=True, allow_infinity=True)
+                   | st.sampled_from([0, -1, 1e-3, 1e-3 + 1e-12, 1, 2 ** 31, 10 ** 9, 10 ** 30, True])
+                   | JSON)
+CHEAP_CASES = ["flat_ip", "flat_l2_padding", "binary_flat", "sq_8bit_l2", "ivf_flat_l2"]
+
+
+def _leaves(obj, prefix=()):
+    """Key paths of the leaves of a JSON value."""
+    items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, list) else None
+    if items is None:
+        return [prefix]
+    return [p for k, v in items for p in _leaves(v, prefix + (k,))]
+
+
+def _numbers(obj):
+    if isinstance(obj, dict):
+        return [n for v in obj.values() for n in _numbers(v)]
+    if isinstance(obj, list):
+        return [n for v in obj for n in _numbers(v)]
+    return [obj] if isinstance(obj, (int, float)) and not isinstance(obj, bool) else []
+
+
+@FUZZ
+@given(data=st.data())
+def test_golden_manifest_bounds_hold_or_a_manifest_error(tmp_path, golden_manifest, data):
+    """Tolerances, comparison modes and case parameters set to hostile values: load_manifest
+    refuses the manifest, or every documented bound holds in what it accepted (ids, codes and
+    counts compared exactly; rtol / atol finite in [0, 1e-3]; every number in params finite with
+    |value| <= 4096, seeds <= 2^32 - 1, max_train_points <= 2^20)."""
+    manifest = json.loads(json.dumps(golden_manifest))
+    for _ in range(data.draw(st.integers(1, 3))):
+        case = data.draw(st.sampled_from(manifest["cases"]))
+        spec = case["outputs"][data.draw(st.sampled_from(sorted(case["outputs"])))]
+        how = data.draw(st.sampled_from(["tolerance", "compare", "param"]))
+        if how == "tolerance":
+            spec[data.draw(st.sampled_from(["rtol", "atol"]))] = data.draw(HOSTILE_NUMBERS)
+        elif how == "compare":
+            spec["compare"] = data.draw(st.sampled_from(["close", "exact", "approx", None, 1]))
+            spec.update(rtol=data.draw(HOSTILE_NUMBERS), atol=data.draw(HOSTILE_NUMBERS))
+        else:
+            _set_path(case["params"], data.draw(st.sampled_from(_leaves(case["params"]))),
+                      data.draw(HOSTILE_NUMBERS))
+    (tmp_path / golden.MANIFEST).write_text(json.dumps(manifest, allow_nan=True))
+    try:
+        accepted = golden.load_manifest(tmp_path)
+    except golden.ManifestError as exc:
+        assert "manifest.json" in str(exc)
+        return
+    for case in accepted["cases"]:
+        for name, spec in case["outputs"].items():
+            if np.dtype(spec["dtype"]).kind != "f":
+                assert spec["compare"] == "exact", (case["name"], name, spec)
+            if spec["compare"] == "close":
+                for tol in ("rtol", "atol"):
+                    v = spec[tol]
+                    assert not isinstance(v, bool) and isinstance(v, (int, float)), (case["name"], name, spec)
+                    assert np.isfinite(v) and 0 <= v <= 1e-3, (case["name"], name, spec)
+        for path in _leaves(case["params"]):
+            v = case["params"]
+            for k in path:
+                v = v[k]
+            limit = {"seed": 2 ** 32 - 1, "max_train_points": 1 << 20}.get(
+                next((k for k in reversed(path) if isinstance(k, str)), None), 4096)
+            for n in _numbers(v):
+                assert np.isfinite(n) and abs(n) <= limit, (case["name"], path, n)
+
+
+def _one_case_dir(directory, golden_manifest, name):
+    """A golden directory holding one case: its file copied, the manifest cut down to it."""
+    golden_manifest = json.loads(json.dumps(golden_manifest))  # the fixture stays as read
+    case = next(c for c in golden_manifest["cases"] if c["name"] == name)
+    shutil.copy(os.path.join(GOLDEN, case["file"]), directory / case["file"])
+    manifest = dict(golden_manifest, cases=[case], files={case["file"]: golden_manifest["files"][case["file"]]})
+    (directory / golden.MANIFEST).write_text(json.dumps(manifest))
+    return manifest, case
+
+
+def _check_in_time(directory, seconds=60):
+    """golden.check(directory) on a thread -> its report; fails if it does not return in time."""
+    import threading
+    box = []
+    worker = threading.Thread(target=lambda: box.append(golden.check(directory)), daemon=True)
+    worker.start()
+    worker.join(seconds)
+    assert box, f"golden.check did not return within {seconds} s (a FIFO or device read?)"
+    return box[0]
+
+
+@settings(FUZZ, max_examples=12)
+@given(data=st.data())
+def test_golden_check_never_passes_a_tampered_or_irregular_file(tmp_path, golden_manifest, data):
+    """A stored output changed beyond any allowed tolerance (the manifest's hash updated to
+    match, its tolerances redrawn within the bounds), or the case file replaced by a FIFO, a
+    symlink (to /dev/zero or to the right bytes), a directory or nothing: --check reports the
+    case, returns (no blocking read), and exits 1."""
+    import pathlib
+    import tempfile
+    out = pathlib.Path(tempfile.mkdtemp(dir=tmp_path))  # tmp_path is shared by the examples
+    name = data.draw(st.sampled_from(CHEAP_CASES))
+    manifest, case = _one_case_dir(out, golden_manifest, name)
+    path = out / case["file"]
+    how = data.draw(st.sampled_from(["value", "value", "fifo", "zero", "symlink", "directory", "missing"]))
+    if how == "value":
+        entries = members(path)
+        output = data.draw(st.sampled_from(sorted(case["outputs"])))
+        with np.load(path) as z:
+            a = z[f"out_{output}"].copy()
+        i = data.draw(st.integers(0, a.size - 1))
+        flat = a.reshape(-1)
+        if a.dtype.kind == "f":
+            spec = case["outputs"][output]
+            spec.update(rtol=data.draw(st.floats(0, 1e-3)), atol=data.draw(st.floats(0, 1e-3)))
+            v = float(flat[i])
+            flat[i] = data.draw(st.sampled_from([np.nan, np.inf, v + max(1.0, abs(v)) * data.draw(
+                st.sampled_from([1e-2, -1e-2, 1.0, 1e3]))]))
+        else:
+            flat[i] += data.draw(st.integers(1, 5))
+        entries[f"out_{output}.npy"] = npy_bytes(a)
+        write_zip(path, entries)
+        manifest["files"][case["file"]] = golden._sha256(path.read_bytes())
+        (out / golden.MANIFEST).write_text(json.dumps(manifest))
+    else:
+        path.unlink()
+        if how == "fifo":
+            os.mkfifo(path)
+        elif how == "zero":
+            path.symlink_to("/dev/zero")
+        elif how == "symlink":
+            path.symlink_to(os.path.join(GOLDEN, case["file"]))
+        elif how == "directory":
+            path.mkdir()
+    report = _check_in_time(out)
+    assert report[name], (how, report)
+    assert golden.main(["--check", str(out)]) == 1
+
+
 # ------------------------------------------------------------------ vector files
 
 VECTOR_EXTS = (".fvecs", ".ivecs", ".bvecs", ".fbin", ".ibin", ".u8bin", ".npy")

@@ -52,6 +52,7 @@ from . import packing, scan
 from .pqfastscan import float_tables, overflow_report, search_output
 
 _KIND, _VERSION = "IVFPQFastScanIndex", 1
+REPACK_ROWS = 32 * 4096  # rows packed per step (a multiple of packing.BBS)
 
 
 class IVFPQFastScanIndex:
@@ -120,21 +121,23 @@ class IVFPQFastScanIndex:
 
     def repack(self):
         """Re-pack every list's blocks from the IVFPQ lists (faiss packs at add time); call it
-        after changing `ivf`'s lists directly (e.g. ``ivf.set_lists``)."""
+        after changing `ivf`'s lists directly (e.g. ``ivf.set_lists``). The blocks are written
+        into one preallocated array, REPACK_ROWS rows at a time, so a load or an add peaks at
+        the packed codes + a few MiB, not at a second copy of them."""
         self._term2 = None
-        blocks, bo, ids, offs = [], [0], [], [0]
+        state = self.ivf.lists_state()  # views: codes and ids in list order, offsets
+        codes, offsets = state["codes"], state["offsets"]
+        sizes = np.diff(offsets)
+        self.block_offsets = np.concatenate([[0], np.cumsum(-(-sizes // packing.BBS))]).astype(np.int64)
+        self.codes = np.zeros((int(self.block_offsets[-1]), self.M2 // 2 * packing.BBS), np.uint8)
         for l in range(self.nlist):
-            codes = self.ivf.list_codes(l) if self.ivf.ntotal else np.empty((0, 0), np.uint8)
-            sub = packing.split_nibbles(codes, self.M) if codes.shape[0] else np.empty((0, self.M), np.uint8)
-            blocks.append(packing.pack_codes(sub))
-            bo.append(bo[-1] + blocks[-1].shape[0])
-            ids.append(self.ivf.list_ids(l) if self.ivf.ntotal else np.empty(0, np.int64))
-            offs.append(offs[-1] + sub.shape[0])
-        self.codes = np.ascontiguousarray(np.concatenate(blocks)) if blocks else \
-            np.zeros((0, self.M2 // 2 * packing.BBS), np.uint8)
-        self.block_offsets = np.array(bo, np.int64)
-        self.ids = np.ascontiguousarray(np.concatenate(ids).astype(np.int64))
-        self.offsets = np.array(offs, np.int64)
+            for r0 in range(0, int(sizes[l]), REPACK_ROWS):
+                rows = codes[offsets[l] + r0: offsets[l] + min(r0 + REPACK_ROWS, int(sizes[l]))]
+                b0 = int(self.block_offsets[l]) + r0 // packing.BBS
+                blocks = packing.pack_codes(packing.split_nibbles(rows, self.M))
+                self.codes[b0: b0 + blocks.shape[0]] = blocks
+        self.ids = np.array(state["ids"], dtype=np.int64)  # a copy: ivf's lists may change
+        self.offsets = np.array(offsets, np.int64)
 
     def _uses_precomputed(self):
         """faiss's table choice for L2 by_residual: precomputed term2 below 2 GiB (faiss 1)."""
