@@ -1,12 +1,12 @@
 """The searcher interface of tune's families (`Searcher`) and the families that prune or compress
 the scan (issues 27 and 29); the first eight families' searchers are in `measure`.
 
-    panorama     n_levels | -                 exact search at full D with Panorama pruning
+    panorama     d = D, n_levels | -          exact search at full D with Panorama pruning
                                               (`panorama.PanoramaFlatIndex`, faiss's equal
                                               levels; exported as IndexFlatL2Panorama /
                                               IndexFlatIPPanorama): recall 1 up to ties
-    panoivf      nlist, n_levels | nprobe     IVF-Flat at full D with Panorama pruning inside
-                                              the lists (`PanoramaIVFIndex`, IndexIVFFlatPanorama):
+    panoivf      nlist, d = D, n_levels |     IVF-Flat at full D with Panorama pruning inside
+      nprobe                                  the lists (`PanoramaIVFIndex`, IndexIVFFlatPanorama):
                                               the ids of IVF{nlist},Flat with the same centroids
     fastscan     d, M | -                     4-bit PQ fast-scan on the d-prefix
                                               (`fastscan.PQFastScanIndex`, IndexPQFastScan bbs 32
