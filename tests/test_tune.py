@@ -88,7 +88,8 @@ def test_npy_end_to_end(tmp_path, capsys):
     gt = data.exact_topk(XB, XQ, K, "l2", False)
     result = _check_run(out, export, XB, XQ, gt, False, capsys)
     assert {r["family"] for r in result["rows"]} == {"flat", "funnel", "ivf", "pq", "ivfpq", "sq",
-                                                     "sqfunnel", "hnsw"}
+                                                     "sqfunnel", "hnsw", "panorama", "panoivf",
+                                                     "fastscan", "ivffastscan", "fsfunnel"}
     # the ground truth is cached: a second load returns it without recomputing
     assert np.array_equal(data.ground_truth(XB, XQ, K, "l2", False, out), gt)
 

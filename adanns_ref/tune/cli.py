@@ -47,7 +47,10 @@ def parser():
     p.add_argument("--budget-mflops", type=float, help="MFLOPs per query (cost model)")
     p.add_argument("--budget-bytes", type=float, help="stored bytes per vector")
     p.add_argument("--min-recall", type=float, help="least k-recall@k (validation queries)")
-    p.add_argument("--quick", action="store_true", help="a small grid (still refined)")
+    p.add_argument("--quick", action="store_true",
+                   help="a small grid (still refined); the Panorama (exact pruning, panorama / "
+                        "panoivf) and 4-bit fast-scan (fastscan / ivffastscan / fsfunnel) families "
+                        "enter it with one configuration each, the full grid sweeps them")
     p.add_argument("--export", help="write the overall choice here as a faiss index file")
     p.add_argument("--rechoose", metavar="OUT",
                    help="choose again from OUT/tune.json under the given budgets, without "

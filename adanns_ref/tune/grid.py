@@ -19,6 +19,17 @@ plus one sweep entry. Families and their axes (D the full dim, `dims` the nestin
                                                   40, faiss's default); d_s > d_c re-scores the
                                                   max(ef, k) candidates (AdANNS-HNSW); d_s and
                                                   ef are query-time choices
+    panorama    d = D, n_levels | -               exact at full D, Panorama pruning (faiss
+                                                  IndexFlatL2Panorama / IndexFlatIPPanorama)
+    panoivf     nlist, d = D, n_levels | nprobe   IVF-Flat with Panorama pruning
+                                                  (IndexIVFFlatPanorama)
+    fastscan    d, M | -                          4-bit PQ fast-scan on the d-prefix
+                                                  (IndexPQFastScan, M / 2 bytes)
+    ivffastscan nlist, d, M | nprobe              IVF + 4-bit fast-scan on the d-prefix
+                                                  (IndexIVFPQFastScan, by_residual False; l2)
+    fsfunnel    d0, M, r | k0                     shortlist k0 by fast-scan at d0, exact re-rank
+                                                  at r > d0 (IndexRefine over IndexPQFastScan)
+The last five (issues 27 and 29) are in `families.py`, with their maths and faiss forms.
 
 Binary (sign-bit) codes are not a family: faiss serves Hamming search on float queries only as
 IndexLSH, which sets a bit where x >= 0 (the sign bits of `binary.binarize`, and of the vector
@@ -36,21 +47,34 @@ M {16, 32} at every d_c, efSearch 16..256 by doublings). Both grids hold faiss's
 families at full D: IVF{nlist},Flat (ivf d_c = d_s = D, nlist ~ sqrt N) and HNSW{M} (hnsw
 d_c = d_s = D), searched as faiss searches them (with the user's metric, no normalisation
 unless asked for), so the choice is never worse than faiss AutoTune's over them on the grid's
-settings. `refine.around_front` adds a second pass around the Pareto front. AdANNS-IVF and AdANNS-HNSW keep d_c <= d_s, the
-shape a single faiss index serves (`faiss_bridge.serve.adanns_ivf`).
+settings. `refine.around_front` adds a second pass around the Pareto front. AdANNS-IVF and
+AdANNS-HNSW keep d_c <= d_s, the shape a single faiss index serves
+(`faiss_bridge.serve.adanns_ivf`).
+
+The Panorama and fast-scan families (`scan_builds`, appended after the others, which they leave
+as they were) use one nlist, the central one (2^round(log2 sqrt N), capped). Full grid: Panorama
+with n_levels in {4, 8, 16, 32} (those <= D that faiss keeps untruncated: equal blocks of
+ceil(D / n) dims), panoivf with the second and third of them and nprobe as IVF; fast-scan and
+IVF fast-scan at every prefix d with M in {8, 16, 32, 64} (M <= d, d % M == 0; M < 258, so
+faiss's uint16 sums never wrap); fast-scan funnels at every d0 < D with M = min(64, d0 / 2),
+every r > d0 and the funnels' shortlists. Quick mode: one configuration each: Panorama with
+n_levels 8 (or the largest valid below), panoivf with it at nprobe 4, fast-scan and IVF
+fast-scan with M = 16 at the largest prefix 16 divides (nprobe 4), the fast-scan funnel at the
+middle prefix below D re-ranked at D with the larger quick shortlist (k * 20).
 
 Budgets prune before anything is built where the cost is known from the configuration alone
-(bytes per vector of every family, MFLOPs of flat and funnels): a configuration every given
-budget rejects can be chosen under none of them. `prune_budget` counts them.
+(bytes per vector of every family, MFLOPs of flat, funnels and fast-scan): a configuration
+every given budget rejects can be chosen under none of them. `prune_budget` counts them.
 
-Extension point (HNSW, scalar / binary quantization, ...): a new family adds its builds in
-`builds`, its storage in `bytes_per_vector`, and one searcher class in `measure.BUILDERS`
-(constructor = build, ``search(q, k, **sweep) -> (D, I, flops)``, ``to_faiss(sweep)`` = export);
+Extension point: a new family adds its builds in `builds`, its storage in `bytes_per_vector`,
+and one `families.Searcher` subclass in `measure.BUILDERS` (constructor = build,
+``search(q, k, **sweep) -> (D, I, flops)``, ``make_form(sweep)`` = its faiss form);
 `choose`, `report` and the CLI take it from there.
 """
 import math
 
 from ..core import cost
+from .families import fastscan_table_flops
 
 HNSW_EF_CONSTRUCTION = 40  # faiss IndexHNSW's default efConstruction
 
@@ -93,7 +117,29 @@ def flat_bytes(d):
 
 
 SQ_QTYPES = ("8bit", "fp16")
-FAMILIES = ("flat", "funnel", "ivf", "pq", "ivfpq", "sq", "sqfunnel", "hnsw")
+SCAN_FAMILIES = ("panorama", "panoivf", "fastscan", "ivffastscan", "fsfunnel")  # `families.py`
+FAMILIES = ("flat", "funnel", "ivf", "pq", "ivfpq", "sq", "sqfunnel", "hnsw") + SCAN_FAMILIES
+PANORAMA_LEVELS = (4, 8, 16, 32)
+
+
+def panorama_levels(D, quick):
+    """n_levels of the Panorama families: those of PANORAMA_LEVELS that faiss keeps as given
+    (equal blocks of ceil(D / n) dims, no truncation; 1 if none); quick: the largest <= 8."""
+    ok = [n for n in PANORAMA_LEVELS if n <= D and -(-D // -(-D // n)) == n] or [1]
+    return [max([n for n in ok if n <= 8] or ok[:1])] if quick else ok
+
+
+def fastscan_sizes(d, quick):
+    """M of the 4-bit fast-scan PQ on the d-prefix: M <= d, d % M == 0 (quick: 16 only)."""
+    sizes = (16,) if quick else (8, 16, 32, 64)
+    return [M for M in sizes if M <= d and d % M == 0]
+
+
+def fsfunnel_m(d0):
+    """M of a fast-scan funnel's stage 0: d0 / 2 (two dims per sub-quantizer) up to 64, or None
+    when no such M divides d0."""
+    M = min(64, d0 // 2)
+    return M if M >= 1 and d0 % M == 0 else None
 
 
 def funnel_shortlists(N, k, quick):
@@ -145,6 +191,37 @@ def builds(N, D, k, dims, quick=False, families=FAMILIES):
             out.append({"family": "hnsw", "build": {"M": M, "d_c": d_c},
                         "sweep": [{"d_s": d_s, "ef_search": ef} for d_s in dims if d_s >= d_c
                                   for ef in efs]})
+    return out + scan_builds(N, D, k, dims, quick, families)
+
+
+def scan_builds(N, D, k, dims, quick, families):
+    """The builds of the families in `families.py` (Panorama, fast-scan; one nlist, the
+    central one): the full grid as in the module docstring; quick: one configuration each."""
+    out = []
+    nlist = nlists(N, True)[0]
+    probes = [{"nprobe": p} for p in ([min(4, nlist)] if quick else nprobes(nlist, False))]
+    levels = panorama_levels(D, quick)
+    if "panorama" in families:
+        out += [{"family": "panorama", "build": {"d": D, "n_levels": L}, "sweep": [{}]}
+                for L in levels]
+    if "panoivf" in families:
+        out += [{"family": "panoivf", "build": {"nlist": nlist, "d": D, "n_levels": L},
+                 "sweep": probes} for L in (levels if quick else levels[1:3] or levels)]
+    fs_dims = [max((d for d in dims if fastscan_sizes(d, True)), default=D)] if quick else dims
+    for d in fs_dims:
+        for M in fastscan_sizes(d, quick):
+            if "fastscan" in families:
+                out.append({"family": "fastscan", "build": {"d": d, "M": M}, "sweep": [{}]})
+            if "ivffastscan" in families:
+                out.append({"family": "ivffastscan", "build": {"nlist": nlist, "d": d, "M": M},
+                            "sweep": probes})
+    small = [d for d in dims if d < D and fsfunnel_m(d)]
+    k0s = funnel_shortlists(N, k, quick)[-1:] if quick else funnel_shortlists(N, k, quick)
+    if "fsfunnel" in families and small and k0s:
+        for d0 in [small[len(small) // 2]] if quick else small:
+            for r in [D] if quick else [r for r in dims if r > d0]:
+                out.append({"family": "fsfunnel", "build": {"d0": d0, "M": fsfunnel_m(d0), "r": r},
+                            "sweep": [{"k0": k0} for k0 in k0s]})
     return out
 
 
@@ -166,6 +243,13 @@ def bytes_per_vector(family, params):
         return params["d0"] + cost.bytes_per_vector_flat(params["r"])
     if family == "hnsw":
         return cost.bytes_per_vector_hnsw(params["d_c"], params["M"], params["d_s"])
+    if family in ("panorama", "panoivf"):  # faiss keeps the rows and L + 1 tail norms per row
+        return cost.bytes_per_vector_flat(params["d"], ids=family == "panoivf") + \
+            4 * (params["n_levels"] + 1)
+    if family in ("fastscan", "ivffastscan"):
+        return cost.bytes_per_vector_pq(params["M"], 4, ids=family == "ivffastscan")
+    if family == "fsfunnel":
+        return cost.bytes_per_vector_pq(params["M"], 4) + cost.bytes_per_vector_flat(params["r"])
     raise ValueError(f"unknown family {family!r}")
 
 
@@ -175,6 +259,10 @@ def known_mflops(family, params, N, k):
         return cost.exact_flops(params["d"], N) / 1e6
     if family in ("funnel", "sqfunnel"):
         return cost.funnel_flops(params["d0"], N, [(params["r"], params["k0"])]) / 1e6
+    if family == "fastscan":
+        return fastscan_table_flops(params["d"], params["M"]) / 1e6
+    if family == "fsfunnel":
+        return (fastscan_table_flops(params["d0"], params["M"]) + params["k0"] * params["r"]) / 1e6
     return None
 
 

@@ -1,5 +1,5 @@
 """Serve-side latency: every configuration is timed on its faiss form, the object `--export`
-writes (`measure.Searcher.faiss_form`), not on this project's numba search.
+writes (`families.Searcher.faiss_form`), not on this project's numba search.
 
 Protocol per configuration, on one fixed query sample (`data.timing_sample`, `TIMING_QUERIES`
 rows, fewer only if there are fewer queries; the report states the number):

@@ -3,9 +3,9 @@
 Per configuration (one row):
 
 - ``recall_val`` / ``recall_test``: k-recall@k (`metrics.knn_recall`) of the ids returned by the
-  configuration's *faiss form* (`Searcher.faiss_form`, the object `--export` writes) against the
-  exact top-k at full D, on the validation and test halves of the queries; ``numba_recall_test``
-  is the same on this project's search (equal but for near-ties);
+  configuration's *faiss form* (`families.Searcher.faiss_form`, the object `--export` writes)
+  against the exact top-k at full D, on the validation and test halves of the queries;
+  ``numba_recall_test`` is the same on this project's search (equal but for near-ties);
 - ``ms_1t`` / ``ms_all`` (and ``_min`` / ``_max`` / ``_q1``): the faiss form's ms/query
   (`latency.time_faiss`: 1 and all threads, batch and one query per call, median of >= 5
   passes after a warm-up, on a fixed sample of queries); ``numba_ms_1t`` / ``numba_ms_all``:
@@ -41,18 +41,10 @@ from ..indices.ivfpq import IVFPQIndex
 from ..indices.pqindex import PQIndex
 from ..indices.sqindex import SQIndex
 from ..search.knn import knn_search
-from . import grid, latency
+from . import families, grid, latency
+from .families import Refined, Searcher, training_sample
 
 PQ_FULL_TRAIN = 39 * 256  # faiss's fewest training points for 256 centroids without a warning
-
-
-def training_sample(xb, n, seed):
-    """Up to n rows of xb (seeded, in file order, read through a memory map if xb is one)."""
-    N = xb.shape[0]
-    if N <= n:
-        return np.ascontiguousarray(xb, dtype=np.float32)
-    rows = np.sort(np.random.default_rng(seed).choice(N, n, replace=False))
-    return np.ascontiguousarray(xb[rows], dtype=np.float32)
 
 
 class Setting:
@@ -92,30 +84,6 @@ def served(setting, form):
     return wrapper
 
 
-class Searcher:
-    """Base of the searchers: ``search(q, k, **sweep) -> (D, I, flops)`` on this project's
-    indices, and ``faiss_form(sweep)``: the faiss index serving that configuration (one object
-    per build, kept and re-parameterised across the sweep; a new one when its shape changes)."""
-
-    def __init__(self, s):
-        self.s = s
-        self._form_key, self._form = None, None
-
-    def faiss_form(self, sweep):
-        key = self.form_key(sweep)
-        if self._form is None or key != self._form_key:
-            self._form_key, self._form = None, None   # drop the old form before making the new
-            self._form_key, self._form = key, self.make_form(sweep)
-        self.set_params(self._form, sweep)
-        return self._form
-
-    def form_key(self, sweep):
-        return None
-
-    def set_params(self, form, sweep):
-        pass
-
-
 class FlatSearcher(Searcher):
     def __init__(self, s, d):
         super().__init__(s)
@@ -131,14 +99,7 @@ class FlatSearcher(Searcher):
         return flat_prefix(self.s.xb, self.d, self.s.metric, self.s.normalize)
 
 
-class _Refined(Searcher):
-    """Shared by the funnels: the faiss form is an IndexRefine whose k_factor is k0 / k."""
-
-    def set_params(self, form, sweep):
-        form.k_factor = sweep["k0"] / self.s.k
-
-
-class FunnelSearcher(_Refined):
+class FunnelSearcher(Refined):
     """Shortlist k0 by exact search on the d0-prefixes (kept), re-rank at r from the base."""
 
     def __init__(self, s, d0, r):
@@ -257,7 +218,7 @@ class SQSearcher(Searcher):
         return to_faiss(self.index)
 
 
-class SQFunnelSearcher(_Refined):
+class SQFunnelSearcher(Refined):
     """Shortlist k0 with SQ8 at d0, re-rank exactly at r (faiss IndexRefine over the SQ index)."""
 
     def __init__(self, s, d0, r):
@@ -305,10 +266,11 @@ class HNSWSearcher(Searcher):
 
 # family -> searcher class; a new family adds its searcher here (see grid.py)
 BUILDERS = {"flat": FlatSearcher, "funnel": FunnelSearcher, "ivf": IVFSearcher,
-            "pq": PQSearcher, "ivfpq": IVFPQSearcher, "sq": SQSearcher, "sqfunnel": SQFunnelSearcher,
-            "hnsw": HNSWSearcher}
+            "pq": PQSearcher, "ivfpq": IVFPQSearcher, "sq": SQSearcher,
+            "sqfunnel": SQFunnelSearcher, "hnsw": HNSWSearcher, **families.BUILDERS}
 # sweep axis along which cost grows, so a recall of 1.0 ends the sweep (see the docstring)
-MONOTONE = {"funnel": "k0", "ivf": "nprobe", "ivfpq": "nprobe", "sqfunnel": "k0", "hnsw": "ef_search"}
+MONOTONE = {"funnel": "k0", "ivf": "nprobe", "ivfpq": "nprobe", "sqfunnel": "k0",
+            "hnsw": "ef_search", **families.MONOTONE}
 
 
 def build(setting, family, build_params):

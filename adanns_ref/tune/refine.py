@@ -2,16 +2,19 @@
 
 The coarse grid (`grid.builds`) spaces its knobs by doublings; the best configuration under a
 budget often sits between two of them. For each row on the validation-recall vs MFLOPs front
-(`front`: per family on the full grid, overall with --quick), `around_front` proposes the configurations next to it that were not
-measured:
+(`front`: per family on the full grid, overall with --quick), `around_front` proposes the
+configurations next to it that were not measured:
 
-    ivf / ivfpq   nprobe from `FINE` within [p / 2, 2 p] (capped at nlist), and for ivf the
-                  same d_c, d_s and nprobe range on a second nlist (half and double, capped at
-                  N / 39); ivf also the d_s between the row's and its neighbours in `dims`
+    ivf, ivfpq,   nprobe from `FINE` within [p / 2, 2 p] (capped at nlist), and for ivf the
+    panoivf,      same d_c, d_s and nprobe range on a second nlist (half and double, capped at
+    ivffastscan   N / 39); ivf also the d_s between the row's and its neighbours in `dims`
     hnsw          efSearch from `FINE` within [ef / 2, 2 ef]; M = 32 if the row has M = 16
     funnel,       re-rank depths: k0 = k * f for f in `K0_FACTORS` within [k0 / 2, 2 k0], and
-    sqfunnel      the re-rank dims r between the row's and its neighbours
+    sqfunnel,     the re-rank dims r between the row's and its neighbours
+    fsfunnel
     flat, sq      the prefix sizes between the row's d and its neighbours in `dims`
+    panorama,     nothing (one build per n_levels; exact)
+    fastscan
 
 Intermediate prefix sizes are midpoints rounded to a multiple of 4. Proposals are grouped into
 builds (family + build parameters -> sweep entries), so a refined index is built once. --quick
@@ -46,7 +49,7 @@ def midpoints(d, dims, D):
 def _proposals(row, N, D, k, dims):
     """(family, build dict, sweep dict) tuples next to one front row."""
     f, b, s = row["family"], dict(row["build"]), dict(row["sweep"])
-    if f in ("ivf", "ivfpq"):
+    if f in ("ivf", "ivfpq", "panoivf", "ivffastscan"):
         nlist, p = b["nlist"], s["nprobe"]
         yield from ((f, b, {**s, "nprobe": q}) for q in _near(FINE, p, nlist))
         if f == "ivf":
@@ -62,7 +65,7 @@ def _proposals(row, N, D, k, dims):
         yield from ((f, b, {**s, "ef_search": e}) for e in _near(FINE, s["ef_search"], 1 << 20))
         if b["M"] < 32:
             yield f, {**b, "M": 32}, s
-    elif f in ("funnel", "sqfunnel"):
+    elif f in ("funnel", "sqfunnel", "fsfunnel"):
         k0s = [k * x for x in K0_FACTORS if k * x <= N]
         yield from ((f, b, {"k0": k0}) for k0 in _near(k0s, s["k0"], N) if k0 > k)
         for r in midpoints(b["r"], dims, D):
@@ -76,9 +79,14 @@ def _proposals(row, N, D, k, dims):
 def front(rows, quick):
     """The rows to refine around: the validation-recall vs MFLOPs front of all rows (quick), or
     of each family (full grid). MFLOPs, not ms: the front, hence the refined grid and the
-    choice, must not depend on timing noise (issue 26, item 20)."""
+    choice, must not depend on timing noise (issue 26, item 20). Quick: the front of the
+    Panorama and fast-scan families (`grid.SCAN_FAMILIES`) is taken apart from the others', so
+    that adding them changed none of the older families' refined rows."""
     if quick:
-        return pareto_front(rows, x="mflops", y="recall_val")
+        scan = [r for r in rows if r["family"] in grid.SCAN_FAMILIES]
+        older = [r for r in rows if r["family"] not in grid.SCAN_FAMILIES]
+        return pareto_front(older, x="mflops", y="recall_val") + \
+            pareto_front(scan, x="mflops", y="recall_val")
     out = []
     for family in sorted({r["family"] for r in rows}):
         out += pareto_front([r for r in rows if r["family"] == family], x="mflops", y="recall_val")

@@ -142,8 +142,8 @@ def tune(xb, xq, out, k=10, metric=None, normalize=False, dims=None, budgets=Non
     N, D = xb.shape
     if xq.ndim != 2 or xq.shape[1] != D:
         raise ValueError(f"dimension mismatch: base has D={D} but queries have shape {xq.shape}")
-    if search_metric == "ip":
-        families = tuple(f for f in families if f != "pq")  # PQIndex scores squared L2 only
+    if search_metric == "ip":   # PQIndex scores squared L2 only; faiss's IVF fast-scan IP heap
+        families = tuple(f for f in families if f not in ("pq", "ivffastscan"))  # is uninitialised
     _check_sizes(N, k, families)
     budgets = check_budgets(budgets or {})
     dims = _check_dims(dims, D)
