@@ -31,7 +31,7 @@ import numpy as np
 from ..core import topk
 from ..core.persist import load_npz, save_npz
 from ..core.threads import threads_for
-from ..core.validate import as_bool, as_float32_matrix, as_int, as_k, check_metric
+from ..core.validate import as_bool, as_float32_matrix, as_int, as_k
 from . import kernels, reservoir, scan
 from .hadamard import HadamardRotation
 from .quantizer import RaBitQuantizer

@@ -13,7 +13,7 @@ import math
 import numba
 import numpy as np
 
-from ..core.simd import fma, simd_sum, tree16
+from ..core.simd import fma, simd_sum
 
 F32_EPS = np.float32(np.finfo(np.float32).eps)
 F32_MIN_NORMAL = np.float32(np.finfo(np.float32).tiny)
