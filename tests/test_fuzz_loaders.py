@@ -274,7 +274,7 @@ def test_golden_manifest_bounds_hold_or_a_manifest_error(tmp_path, golden_manife
             v = case["params"]
             for k in path:
                 v = v[k]
-            limit = {"seed": 2 ** 32 - 1, "max_train_points": 1 << 20}.get(
+            limit = {"seed": 2 ** 32 - 1, "hr_seed": 2 ** 32 - 1, "max_train_points": 1 << 20}.get(
                 next((k for k in reversed(path) if isinstance(k, str)), None), 4096)
             for n in _numbers(v):
                 assert np.isfinite(n) and abs(n) <= limit, (case["name"], path, n)
