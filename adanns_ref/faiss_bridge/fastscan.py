@@ -15,25 +15,14 @@ The faiss objects search exactly as ours (tests: ``tests/test_fastscan_bridge.py
 """
 import numpy as np
 
-from .common import import_faiss
+from .common import faiss_metric, import_faiss, our_metric
 from ..fastscan import IVFPQFastScanIndex, PQFastScanIndex
 from ..fastscan import packing
 
 
-def _metric(faiss, metric):
-    return faiss.METRIC_L2 if metric == "l2" else faiss.METRIC_INNER_PRODUCT
-
-
-def _our_metric(faiss, mt):
-    if mt not in (faiss.METRIC_L2, faiss.METRIC_INNER_PRODUCT):
-        raise ValueError(f"faiss metric_type {mt}: only METRIC_L2 and METRIC_INNER_PRODUCT fast-scan "
-                         f"indices have an adanns_ref counterpart")
-    return "l2" if mt == faiss.METRIC_L2 else "ip"
-
-
 def _flat_pq(faiss, d, pq, metric, codes):
     """faiss IndexPQ(d, M, 4) with our codebooks and the flat codes (n, ceil(M / 2))."""
-    flat = faiss.IndexPQ(d, pq.M, 4, _metric(faiss, metric))
+    flat = faiss.IndexPQ(d, pq.M, 4, faiss_metric(faiss, metric))
     faiss.copy_array_to_vector(pq.codebooks.ravel(), flat.pq.centroids)
     flat.is_trained = True
     if codes.shape[0]:
@@ -57,7 +46,7 @@ def fastscan_to_faiss(index):
         return out
     quantizer = (faiss.IndexFlatL2 if index.metric == "l2" else faiss.IndexFlatIP)(index.d)
     quantizer.add(index.ivf.centroids)
-    ivf = faiss.IndexIVFPQ(quantizer, index.d, index.nlist, index.M, 4, _metric(faiss, index.metric))
+    ivf = faiss.IndexIVFPQ(quantizer, index.d, index.nlist, index.M, 4, faiss_metric(faiss, index.metric))
     ivf.by_residual = index.by_residual
     faiss.copy_array_to_vector(index.pq.codebooks.ravel(), ivf.pq.centroids)
     ivf.is_trained = True
@@ -83,7 +72,7 @@ def fastscan_from_faiss(findex):
         if fi.pq.nbits != 4 or fi.bbs != 32:
             raise ValueError(f"IndexPQFastScan with nbits={fi.pq.nbits}, bbs={fi.bbs}: only 4 / 32 "
                              f"are reproduced")
-        out = PQFastScanIndex(fi.d, fi.M, metric=_our_metric(faiss, fi.metric_type), allow_small=True)
+        out = PQFastScanIndex(fi.d, fi.M, metric=our_metric(faiss, fi.metric_type), allow_small=True)
         if fi.is_trained:
             out.pq.set_codebooks(faiss.vector_to_array(fi.pq.centroids).reshape(fi.M, 16, -1))
             nb = -(-fi.ntotal // 32)
@@ -95,7 +84,7 @@ def fastscan_from_faiss(findex):
         if fi.pq.nbits != 4 or fi.bbs != 32:
             raise ValueError(f"IndexIVFPQFastScan with nbits={fi.pq.nbits}, bbs={fi.bbs}: only 4 / "
                              f"32 are reproduced")
-        metric = _our_metric(faiss, fi.metric_type)
+        metric = our_metric(faiss, fi.metric_type)
         upt = fi.use_precomputed_table
         if fi.by_residual and metric == "l2" and fi.is_trained and upt not in (1, -1):
             raise ValueError(f"IndexIVFPQFastScan by_residual with use_precomputed_table={upt}: only "

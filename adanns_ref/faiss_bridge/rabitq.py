@@ -14,19 +14,8 @@ The faiss objects search exactly as ours (tests: ``tests/test_rabitq_bridge.py``
 """
 import numpy as np
 
-from .common import import_faiss
+from .common import faiss_metric, import_faiss, our_metric
 from ..rabitq import IVFRaBitQIndex, RaBitQIndex
-
-
-def _metric(faiss, metric):
-    return faiss.METRIC_L2 if metric == "l2" else faiss.METRIC_INNER_PRODUCT
-
-
-def _our_metric(faiss, mt):
-    if mt not in (faiss.METRIC_L2, faiss.METRIC_INNER_PRODUCT):
-        raise ValueError(f"faiss metric_type {mt}: only METRIC_L2 and METRIC_INNER_PRODUCT RaBitQ "
-                         f"indices have an adanns_ref counterpart")
-    return "l2" if mt == faiss.METRIC_L2 else "ip"
 
 
 def rabitq_to_faiss(index):
@@ -36,7 +25,7 @@ def rabitq_to_faiss(index):
         raise TypeError(f"rabitq_to_faiss takes a RaBitQIndex or IVFRaBitQIndex, got {type(index).__name__}")
     if not index.is_trained:
         raise ValueError(f"{type(index).__name__} is not trained; train it before exporting")
-    metric = _metric(faiss, index.metric)
+    metric = faiss_metric(faiss, index.metric)
     if isinstance(index, RaBitQIndex):
         inner = faiss.IndexRaBitQ(index.rabitq.d, metric, index.nb_bits)
         faiss.copy_array_to_vector(index.center, inner.center)
@@ -62,7 +51,7 @@ def rabitq_to_faiss(index):
 
 
 def _flat_from(faiss, fi, d, hr_seed):
-    out = RaBitQIndex(d, _our_metric(faiss, fi.metric_type), fi.rabitq.nb_bits, fi.qb, bool(fi.centered),
+    out = RaBitQIndex(d, our_metric(faiss, fi.metric_type), fi.rabitq.nb_bits, fi.qb, bool(fi.centered),
                       hr_seed=hr_seed)
     if fi.is_trained:
         out.center = faiss.vector_to_array(fi.center).astype(np.float32)
@@ -86,7 +75,7 @@ def rabitq_from_faiss(findex):
                              "(faiss's 'HR,RaBitQ') is reproduced")
         return _flat_from(faiss, inner, vt.d_in, int(vt.seed))
     if isinstance(fi, faiss.IndexIVFRaBitQ):
-        out = IVFRaBitQIndex(fi.d, fi.nlist, _our_metric(faiss, fi.metric_type), fi.rabitq.nb_bits, fi.qb)
+        out = IVFRaBitQIndex(fi.d, fi.nlist, our_metric(faiss, fi.metric_type), fi.rabitq.nb_bits, fi.qb)
         if not fi.is_trained:
             return out
         q = faiss.downcast_index(fi.quantizer)
